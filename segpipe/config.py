@@ -1,0 +1,299 @@
+"""Job configs: YAML → validated, typed sections (pydantic), with `key.sub=value` overrides.
+
+Every section forbids unknown keys, and the error names the key and lists the allowed ones. Relative
+paths resolve against the folder of the config file. The resolved config (absolute paths, defaults
+filled) is what gets saved beside every checkpoint and model version: `dump(config)`.
+
+Configs are data, never code: nothing here imports or evaluates anything a config names.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from segpipe.errors import ConfigError
+
+TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
+TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
+PRESET_NAMES: tuple[str, ...] = ("none", "light", "default", "heavy")
+PredictFormat = Literal["coco", "png", "polygons", "overlay", "csv", "json"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Section):
+    """Where one split's samples come from. Exactly one layout:
+
+    - COCO: ``{images: DIR, annotations: FILE.json}``
+    - image + mask PNG folders: ``{images: DIR, masks: DIR}`` (mask of ``a.jpg`` is ``masks/a.png``)
+    - class-per-folder: ``{root: DIR}`` (``root/<class name>/*.png``)
+    """
+
+    images: Path | None = None
+    annotations: Path | None = None
+    masks: Path | None = None
+    root: Path | None = None
+    mask_suffix: str = Field(".png", description="mask file name = image stem + this suffix")
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> SourceConfig:
+        given = {k for k in ("images", "annotations", "masks", "root") if getattr(self, k) is not None}
+        if given not in ({"images", "annotations"}, {"images", "masks"}, {"root"}):
+            raise ValueError(
+                f"a data source takes {{images, annotations}} (COCO), {{images, masks}} (mask folders) "
+                f"or {{root}} (class-per-folder); got {{{', '.join(sorted(given)) or 'nothing'}}}"
+            )
+        return self
+
+    @property
+    def layout(self) -> Literal["coco", "mask_folders", "class_folders"]:
+        if self.root is not None:
+            return "class_folders"
+        return "coco" if self.annotations is not None else "mask_folders"
+
+
+class DataConfig(Section):
+    train: SourceConfig
+    val: SourceConfig | None = None
+    categories: list[str | int] | None = Field(
+        None,
+        description="COCO categories (names or ids) to use; for task 'binary' the foreground ones. "
+        "None = all.",
+    )
+    classes: list[str] | None = Field(
+        None, description="class names of mask folders, index = pixel value (0 = background)"
+    )
+    foreground_value: int | None = Field(
+        None, description="binary mask PNGs: pixel value that is foreground; None = any non-zero"
+    )
+    classification_source: Literal["crops", "image"] = Field(
+        "crops",
+        description="classification from COCO: each annotation's box crop, or image-level labels",
+    )
+    crop_padding: float = Field(0.1, ge=0, le=1, description="context around box crops, fraction of size")
+    ignore_index: int = Field(255, ge=0, le=255)
+    skip_invalid: bool = False
+    num_workers: int = Field(2, ge=0)
+
+
+class AugmentConfig(Section):
+    preset: Literal["none", "light", "default", "heavy"] = "default"
+    pipeline: dict[str, Any] | None = Field(
+        None, description="a full albumentations pipeline in A.to_dict / A.from_dict format"
+    )
+
+    @model_validator(mode="after")
+    def _preset_or_pipeline(self) -> AugmentConfig:
+        if self.pipeline is not None and "preset" in self.model_fields_set:
+            raise ValueError("give either 'preset' or 'pipeline', not both")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """`name` picks a registered model; further keys are that model's own parameters (checked by the
+    model registry, which lists the allowed ones)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    weights: Path | None = Field(None, description="full model weights (safetensors or torch file)")
+    backbone_weights: Path | None = Field(None, description="backbone/encoder weights only")
+    in_channels: int = Field(3, ge=1)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(4, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    image_size: int = Field(512, ge=8)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    seed: int = 0
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    scheduler: Literal["none", "cosine", "step", "onecycle"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    step_size: int = Field(10, ge=1, description="epochs between decays, scheduler 'step'")
+    gamma: float = Field(0.1, gt=0, le=1)
+    grad_clip: float | None = Field(None, gt=0)
+    accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    monitor: str | None = Field(None, description="metric for the best checkpoint; None = the task's")
+    monitor_mode: Literal["max", "min"] = "max"
+    early_stop_patience: int | None = Field(None, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    deterministic: bool = False
+
+
+class PredictConfig(Section):
+    images: Path | None = None
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    formats: list[PredictFormat] = Field(default_factory=lambda: ["coco", "png"])
+    topk: int = Field(5, ge=1)
+    tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
+    tile_overlap: float = Field(0.25, ge=0, lt=1)
+    batch_size: int = Field(4, ge=1)
+
+
+class JobConfig(Section):
+    name: str | None = None
+    task: TaskKind
+    data: DataConfig | None = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    output_dir: Path = Path("runs/exp")
+
+    @model_validator(mode="after")
+    def _task_fits_layout(self) -> JobConfig:
+        if self.data is None:
+            return self
+        for split, src in (("train", self.data.train), ("val", self.data.val)):
+            if src is None:
+                continue
+            if src.layout == "class_folders" and self.task != "classification":
+                raise ValueError(f"data.{split}: class-per-folder data ({{root}}) only fits task classification")
+            if src.layout == "mask_folders" and self.task not in ("semantic", "binary"):
+                raise ValueError(
+                    f"data.{split}: image + mask folders only fit tasks semantic and binary, not {self.task}"
+                )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobConfig:
+    """Read a YAML job config, apply ``key.sub=value`` overrides, validate, resolve relative paths."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    raw = parse_yaml(text, source=str(path))
+    return from_dict(raw, base_dir=path.parent, overrides=overrides, source=str(path))
+
+
+def parse_yaml(text: str, source: str = "<config>") -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(f"{source}: invalid YAML at {where}: {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a job config is a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def from_dict(
+    raw: dict[str, Any],
+    base_dir: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    source: str = "<config>",
+) -> JobConfig:
+    """Validate a config mapping. `base_dir` resolves relative paths (None: leave them as given)."""
+    raw = apply_overrides(raw, overrides)
+    try:
+        config = JobConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(_explain(err) for err in e.errors())) from None
+    if base_dir is not None:
+        _resolve_paths(config, Path(base_dir).resolve())
+    return config
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``train.epochs=3`` sets raw['train']['epochs'] = 3; values are parsed as YAML scalars/lists."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        parts = key.strip().split(".")
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {item!r}: {'.'.join(parts[: depth + 1])} is a value, not a section"
+                )
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+    return raw
+
+
+def dump(config: JobConfig) -> str:
+    """The resolved config as YAML (saved next to checkpoints and model versions)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            setattr(model, name, (base / value).resolve())
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+
+
+# --------------------------------------------------------------------------------------- error messages
+
+
+def _explain(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner else "?"
+        return f"{dotted}: unknown key; allowed: {allowed}"
+    if err["type"] == "missing":
+        return f"{dotted}: required key is missing"
+    if err["type"] == "value_error":
+        return f"{dotted}: {err['msg'].removeprefix('Value error, ')}"
+    return f"{dotted}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the location `loc` inside JobConfig (for listing keys)."""
+    model: type[BaseModel] | None = JobConfig
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            if model is not None and not isinstance(part, str):
+                continue  # list index / union branch tag: stay on the same model
+            return None
+        model = _first_model(model.model_fields[part].annotation)
+    return model
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _first_model(arg)
+            if found is not None:
+                return found
+    return None
