@@ -17,3 +17,7 @@ class DataError(SegpipeError):
 
 class WeightsError(SegpipeError):
     """A weights file is missing, unsafe or does not match the model."""
+
+
+class NotFoundError(SegpipeError):
+    """A job, model version or artifact that was asked for does not exist; the message names it."""

@@ -4,6 +4,9 @@ dataset, saved with every checkpoint, and applied in reverse on every export.
 Label numbering (``offset``):
 - segmentation, instance, detection: ``offset=1`` — label 0 is background, category i → label i+1;
 - classification: ``offset=0`` — category i → class index i.
+
+Binary maps have one category (label 1 = foreground); ``foreground_ids`` records every original id
+merged into it (the first one is ``ids[0]``, used on export).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class CategoryMap:
     ids: tuple[int, ...]  # original (e.g. COCO) category ids, in contiguous order
     names: tuple[str, ...]
     offset: int = 1
+    foreground_ids: tuple[int, ...] = ()  # binary task: original ids merged into label 1
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.names):
@@ -60,14 +64,23 @@ class CategoryMap:
 
     @cached_property
     def _label_of(self) -> dict[int, int]:
-        return {cid: i + self.offset for i, cid in enumerate(self.ids)}
+        merged = {cid: self.offset for cid in self.foreground_ids}
+        return merged | {cid: i + self.offset for i, cid in enumerate(self.ids)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ids": list(self.ids), "names": list(self.names), "offset": self.offset}
+        d: dict[str, Any] = {"ids": list(self.ids), "names": list(self.names), "offset": self.offset}
+        if self.foreground_ids:
+            d["foreground_ids"] = list(self.foreground_ids)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CategoryMap:
-        return cls(tuple(int(i) for i in d["ids"]), tuple(str(n) for n in d["names"]), int(d.get("offset", 1)))
+        return cls(
+            tuple(int(i) for i in d["ids"]),
+            tuple(str(n) for n in d["names"]),
+            int(d.get("offset", 1)),
+            tuple(int(i) for i in d.get("foreground_ids", ())),
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))

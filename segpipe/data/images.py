@@ -86,6 +86,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
     with Image.open(path) as im:
         w, h = im.size
-        orientation = im.getexif().get(0x0112, 1)
+        # Pillow's PNG getexif() decodes the whole image; orientation tags live in JPEG/TIFF/WebP
+        orientation = im.getexif().get(0x0112, 1) if im.format in ("JPEG", "MPO", "TIFF", "WEBP") else 1
     # EXIF orientations 5–8 are transposed: the decoded image swaps width and height
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

@@ -1,0 +1,87 @@
+"""Where segpipe keeps state: jobs, predictions and model versions in SQL; files under an artifact root.
+
+The SQL store is the source of truth for job state (not Celery's result backend). One `Stores`
+bundle per process::
+
+    stores = Stores.from_settings()          # SQLite under SEGPIPE_HOME, or SEGPIPE_DATABASE_URL
+    job = stores.jobs.create("train", config_text, queue="gpu")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from segpipe.settings import Settings, get_settings
+from segpipe.stores.artifacts import ArtifactPathError, ArtifactStore
+from segpipe.stores.db import Store, make_engine, migrate, session_factory
+from segpipe.stores.jobs import ClaimOutcome, ClaimResult, JobStore
+from segpipe.stores.models import JOB_KINDS, JOB_STATES, STAGES, TERMINAL_STATES, Job, ModelVersion, utcnow
+from segpipe.stores.predictions import PredictionRow, PredictionStore
+from segpipe.stores.versions import ModelVersionStore
+
+__all__ = [
+    "JOB_KINDS",
+    "JOB_STATES",
+    "STAGES",
+    "TERMINAL_STATES",
+    "ArtifactPathError",
+    "ArtifactStore",
+    "ClaimOutcome",
+    "ClaimResult",
+    "Job",
+    "JobStore",
+    "ModelVersion",
+    "ModelVersionStore",
+    "PredictionRow",
+    "PredictionStore",
+    "Store",
+    "Stores",
+    "make_engine",
+    "migrate",
+    "session_factory",
+]
+
+
+@dataclass
+class Stores:
+    """The four stores over one database and one artifact root."""
+
+    db: Store
+    jobs: JobStore
+    predictions: PredictionStore
+    versions: ModelVersionStore
+    artifacts: ArtifactStore
+
+    @classmethod
+    def open(
+        cls,
+        url: str | URL,
+        artifact_root: str | Path,
+        *,
+        migrate_schema: bool = True,
+        now: Callable[[], datetime] = utcnow,
+    ) -> Stores:
+        """Connect to ``url`` (upgrading its schema unless ``migrate_schema`` is False)."""
+        db = Store.from_url(url, migrate_schema=migrate_schema)
+        jobs = JobStore(db, now=now)
+        return cls(
+            db=db,
+            jobs=jobs,
+            predictions=PredictionStore(db, now=now),
+            versions=ModelVersionStore(db, now=now),
+            artifacts=ArtifactStore(artifact_root, jobs=jobs),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Stores:
+        """From `Settings` (default: this process's, from the ``SEGPIPE_*`` environment)."""
+        settings = settings or get_settings()
+        return cls.open(settings.db_url, settings.artifacts, migrate_schema=migrate_schema)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` (install + the main job end to end) and `make test`.
+# Everything installs into ./.venv with the pinned versions in constraints.txt (torch 2.14.1,
+# torchvision 0.29.1, ...). Override the interpreter with `make PYTHON=python3.12 ...`.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/segpipe demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not integration"
+
+bench: install
+	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis demo_out runs

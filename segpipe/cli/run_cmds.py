@@ -1,0 +1,123 @@
+"""Local runs, no queue: ``segpipe train | evaluate | predict | models``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from segpipe.cli import app
+
+console = Console(highlight=False)
+
+OVERRIDES_HELP = "Config overrides as key.sub=value (e.g. train.epochs=3 model.encoder=resnet34)."
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _metrics_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in _scalars(metrics).items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    return table
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Job config YAML.", exists=True, dir_okay=False),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue from output_dir/last.pt where it stopped."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a model locally from a job config (the same config a queued job runs)."""
+    from segpipe.config import load
+    from segpipe.engine.runner import train as run_train
+
+    job = load(config, overrides or [])
+    console.print(f"training [bold]{job.model.name}[/] ({job.task}) → {escape(str(job.output_dir))}")
+    result = run_train(job, resume=resume, show_progress=not quiet)
+    if result.state.stop_reason:
+        console.print(f"[yellow]stopped:[/] {escape(result.state.stop_reason)}")
+    if result.metrics:
+        console.print(_metrics_table(result.metrics, f"best epoch {result.state.best_epoch} (validation)"))
+    console.print(f"run directory: {escape(str(result.run_dir))}  (plots/, best.pt, last.pt, metrics.json)")
+
+
+@app.command()
+def evaluate(
+    config: Path = typer.Argument(..., help="Job config YAML whose data to evaluate on.", exists=True, dir_okay=False),
+    weights: Path = typer.Option(..., "--weights", help="Checkpoint file or run directory."),
+    split: str = typer.Option("val", "--split", help="Which data split: val or train."),
+    as_json: bool = typer.Option(False, "--json", help="Print all metrics as JSON."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Evaluate a trained model on a config's data split."""
+    from segpipe.config import load
+    from segpipe.engine.runner import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(load(config, overrides or []), weights, split=split, device=device)
+    if as_json:
+        print(json.dumps(metrics, indent=1))
+    else:
+        console.print(_metrics_table(metrics, f"{split} metrics"))
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", help="Run directory (uses best.pt) or checkpoint file."),
+    images: Path = typer.Option(..., "--images", help="Folder of images to predict."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    formats: str = typer.Option("coco,png", "--format", help="Comma-separated: coco, png, polygons, overlay, csv, json."),
+    annotations: Path | None = typer.Option(None, "--annotations", help="COCO file listing the images (ids kept)."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold", min=0, max=1),
+    tile_size: int | None = typer.Option(None, "--tile-size", help="Sliding-window tiles (semantic/binary)."),
+    tile_overlap: float = typer.Option(0.25, "--tile-overlap", min=0, max=0.9),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    topk: int = typer.Option(5, "--topk", min=1, help="Classification: classes per image in csv/json."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Predict masks / boxes / classes for a folder of images and write them in the chosen formats."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from segpipe.config import PredictConfig
+    from segpipe.engine.predict import image_items
+    from segpipe.engine.runner import predict_to_files
+
+    cfg = PredictConfig(images=images, score_threshold=score_threshold, tile_size=tile_size, tile_overlap=tile_overlap,
+                        formats=[f.strip() for f in formats.split(",") if f.strip()], batch_size=batch_size, topk=topk)
+    total = len(image_items(images, annotations))
+    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("predict", total=total)
+        summary = predict_to_files(model, images, out, cfg, annotations=annotations, device=device,
+                                   on_image=lambda *_: bar.advance(task))
+    console.print(f"{summary['images']} images → {escape(str(out))} ({', '.join(summary['formats'])})")
+
+
+@app.command()
+def models(
+    task: str | None = typer.Option(None, "--task", help="Only models for this task kind."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the model names a config can use, with the task kinds each serves."""
+    from segpipe.models import describe_models
+
+    rows = [r for r in describe_models() if task is None or task in r[1]]
+    if as_json:
+        print(json.dumps([{"name": n, "tasks": list(t), "description": d} for n, t, d in rows], indent=1))
+        return
+    table = Table(title="models")
+    for col in ("name", "tasks", "description"):
+        table.add_column(col)
+    for name, tasks, description in rows:
+        table.add_row(name, ", ".join(tasks), description)
+    console.print(table)

@@ -1,0 +1,106 @@
+"""The `Source` protocol (anything that yields Samples by index) and the one builder from config."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from segpipe.config import DataConfig, SourceConfig
+from segpipe.data.categories import CategoryMap
+from segpipe.data.coco import CocoSource
+from segpipe.data.folders import ClassFolderSource, MaskFolderSource
+from segpipe.data.sample import ImageId, Sample
+from segpipe.errors import ConfigError
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Random access to the Samples of one split.
+
+    ``image_ids[i]`` is the ``image_id`` of ``load(i)`` (ids may repeat: COCO classification crops);
+    ``load`` decodes on every call (no caching) and raises DataError naming file / image / annotation.
+    """
+
+    category_map: CategoryMap
+
+    @property
+    def image_ids(self) -> list[ImageId]: ...
+
+    def image_path(self, index: int) -> Path: ...
+
+    def load(self, index: int) -> Sample: ...
+
+    def __len__(self) -> int: ...
+
+
+def build_source(
+    source: SourceConfig,
+    data: DataConfig,
+    task: str,
+    exclude_images: Collection[ImageId] = (),
+    exclude_annotations: Collection[int] = (),
+) -> Source:
+    """The Source for one split, chosen by ``source.layout``.
+
+    ``exclude_images`` / ``exclude_annotations`` are ids that validation flagged, dropped when
+    ``data.skip_invalid`` is on (folder layouts have no annotations; their image ids are file stems).
+    """
+    layout = source.layout
+    if layout == "coco":
+        return CocoSource(
+            source.images,  # type: ignore[arg-type]  # the layout guarantees both paths
+            source.annotations,  # type: ignore[arg-type]
+            task,
+            categories=data.categories,
+            classification_source=data.classification_source,
+            crop_padding=data.crop_padding,
+            ignore_index=data.ignore_index,
+            exclude_images=exclude_images,  # type: ignore[arg-type]
+            exclude_annotations=exclude_annotations,
+        )
+    if layout == "mask_folders":
+        built: Source = MaskFolderSource(
+            source.images,  # type: ignore[arg-type]
+            source.masks,  # type: ignore[arg-type]
+            task,
+            classes=data.classes,
+            foreground_value=data.foreground_value,
+            mask_suffix=source.mask_suffix,
+            ignore_index=data.ignore_index,
+        )
+    elif layout == "class_folders":
+        if task != "classification":
+            raise ConfigError(f"class-per-folder data only fits task classification, not {task}")
+        built = ClassFolderSource(source.root)  # type: ignore[arg-type]
+    else:  # pragma: no cover - SourceConfig.layout has exactly three values
+        raise ConfigError(f"unknown data layout {layout!r}")
+    return _without(built, exclude_images) if exclude_images else built
+
+
+class _Subset:
+    """A folder source minus some image ids (COCO sources exclude natively)."""
+
+    def __init__(self, base: Source, indices: list[int]) -> None:
+        self.base = base
+        self.indices = indices
+        self.category_map = base.category_map
+
+    @property
+    def image_ids(self) -> list[ImageId]:
+        ids = self.base.image_ids
+        return [ids[i] for i in self.indices]
+
+    def image_path(self, index: int) -> Path:
+        return self.base.image_path(self.indices[index])
+
+    def load(self, index: int) -> Sample:
+        return self.base.load(self.indices[index])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _without(base: Source, exclude: Collection[ImageId]) -> Source:
+    skip = set(exclude)
+    return _Subset(base, [i for i, image_id in enumerate(base.image_ids) if image_id not in skip])

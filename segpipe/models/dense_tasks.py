@@ -1,0 +1,218 @@
+"""Adapters for tasks whose batches are one image tensor: classification, semantic, binary.
+
+Batch in (see ``segpipe.models.adapter``): ``images`` uint8 B×3×H×W; ``class_ids`` int64 (B,) 0..K-1
+(classification) or ``label_maps`` int64 B×H×W (semantic 0..K-1, binary 0/1; ``ignore_index`` = skip).
+Images are ImageNet-normalised on the device (cnn_small, torchvision classifiers and smp encoders all
+expect that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segpipe.errors import DataError
+from segpipe.models import losses
+from segpipe.models.adapter import (
+    ADAPTERS,
+    Batch,
+    TaskAdapter,
+    image_ids_of,
+    meta_of,
+    move,
+    need_labels,
+    normalise,
+    require_prepared,
+    train_mode,
+)
+from segpipe.prediction import Prediction
+
+
+def required_multiple(model: nn.Module) -> int:
+    """Side length that H and W must be a multiple of (smp's own protocol: models that need it set
+    ``requires_divisible_input_shape`` and expose ``encoder.output_stride``); 1 for other models."""
+    if getattr(model, "requires_divisible_input_shape", False):
+        return int(model.encoder.output_stride)
+    return 1
+
+
+class _TensorBatchAdapter(TaskAdapter):
+    target_key: str = ""
+
+    def prepare(self, batch: Batch, device: torch.device | str) -> Batch:
+        images = batch["images"]
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise DataError(f"task {self.task!r}: batch images must be a uint8 B×3×H×W tensor, got {got}")
+        if self.target_key in batch:
+            self.check_targets(batch)  # on the CPU, before the transfer: no device sync, clear errors
+        out = dict(batch)
+        out["images"] = normalise(move(images, device), self.in_channels)
+        if self.target_key in batch:
+            out[self.target_key] = move(batch[self.target_key], device)
+        return out
+
+    def check_targets(self, batch: Batch) -> None:
+        """Raise DataError naming the image whose target does not fit the labels."""
+
+    def forward_logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        require_prepared(batch)
+        return model(batch["images"])
+
+    def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        require_prepared(batch)
+        if self.target_key not in batch:
+            raise DataError(f"task {self.task!r}: batch has no {self.target_key!r} to learn from")
+        train_mode(model)
+        return self.loss_from_logits(self.forward_logits(model, batch), batch[self.target_key])
+
+    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:
+        """Eval mode, no grad; `score_threshold` does not apply to these tasks (arg-max / 0.5 rule)."""
+        model.eval()
+        with torch.no_grad():
+            return self.decode(self.forward_logits(model, batch), batch)
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor] | None, list[Prediction]]:
+        model.eval()
+        with torch.no_grad():
+            logits = self.forward_logits(model, batch)
+            losses = self.loss_from_logits(logits, batch[self.target_key]) if self.target_key in batch else None
+            return losses, self.decode(logits, batch)
+
+    def eval_targets(self, batch: Batch) -> Any:
+        return batch.get(self.target_key)
+
+    def loss_from_logits(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named losses of `forward_logits` output against the batch's targets (on the same device)."""
+        raise NotImplementedError
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
+        """Predictions from `forward_logits` output (also from logits stitched together from tiles)."""
+        raise NotImplementedError
+
+
+@ADAPTERS.register("classification", description="cross-entropy on class_ids; class + softmax scores")
+class ClassificationAdapter(_TensorBatchAdapter):
+    task = "classification"
+    default_monitor = "accuracy"
+    target_key = "class_ids"
+
+    @classmethod
+    def outputs_for(cls, num_labels: int) -> int:
+        need_labels(cls.task, num_labels, 2)
+        return num_labels
+
+    def check_targets(self, batch: Batch) -> None:
+        ids = torch.as_tensor(batch["class_ids"])
+        bad = ((ids < 0) | (ids >= self.num_outputs)).nonzero().flatten().tolist()
+        if bad:
+            i = bad[0]
+            raise DataError(
+                f"image {batch['image_ids'][i]}: class_id {int(ids[i])} is outside 0..{self.num_outputs - 1}"
+            )
+
+    def loss_from_logits(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss_ce": F.cross_entropy(logits.float(), target)}
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
+        probs = logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
+        h, w = batch["images"].shape[-2:]
+        return [
+            Prediction(
+                image_id=image_id,
+                task=self.task,
+                height=int(h),
+                width=int(w),
+                class_id=int(p.argmax()),
+                scores=p,
+                meta=meta_of(batch, i),
+            )
+            for i, (image_id, p) in enumerate(zip(image_ids_of(batch), probs, strict=True))
+        ]
+
+
+class _SegmentationAdapter(_TensorBatchAdapter):
+    target_key = "label_maps"
+
+    def forward_logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """B×C×H×W logits. Images are zero-padded (zero = the mean colour after normalisation) at the
+        bottom/right to the size the model needs, and the logits cropped back to H×W."""
+        require_prepared(batch)
+        images = batch["images"]
+        h, w = images.shape[-2:]
+        m = required_multiple(model)
+        pad_h, pad_w = -h % m, -w % m
+        if pad_h or pad_w:
+            images = F.pad(images, (0, pad_w, 0, pad_h))
+        return model(images)[..., :h, :w]
+
+    def check_targets(self, batch: Batch) -> None:
+        maps = torch.as_tensor(batch["label_maps"])
+        ok = (maps == self.ignore_index) | ((maps >= 0) & (maps < self.num_labels))
+        if not bool(ok.all()):
+            i = int((~ok).flatten(1).any(dim=1).nonzero()[0])
+            value = int(maps[i][~ok[i]][0])
+            raise DataError(
+                f"image {batch['image_ids'][i]}: label map has value {value}; task {self.task!r} takes "
+                f"0..{self.num_labels - 1} and {self.ignore_index} (ignore)"
+            )
+
+    def _label_maps(self, labels: torch.Tensor, batch: Batch) -> list[Prediction]:
+        maps = labels.to(torch.uint8).cpu().numpy()
+        h, w = maps.shape[-2:]
+        return [
+            Prediction(
+                image_id=image_id,
+                task=self.task,
+                height=int(h),
+                width=int(w),
+                label_map=m,
+                meta=meta_of(batch, i),
+            )
+            for i, (image_id, m) in enumerate(zip(image_ids_of(batch), maps, strict=True))
+        ]
+
+
+@ADAPTERS.register("semantic", description="cross-entropy + Dice over K labels; arg-max label map")
+class SemanticAdapter(_SegmentationAdapter):
+    task = "semantic"
+    default_monitor = "miou"
+
+    @classmethod
+    def outputs_for(cls, num_labels: int) -> int:
+        need_labels(cls.task, num_labels, 2, 255)  # a uint8 label map holds 0..254 beside ignore 255
+        return num_labels
+
+    def loss_from_logits(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "loss_ce": losses.masked_cross_entropy(logits, target, self.ignore_index),
+            "loss_dice": losses.multiclass_dice(logits, target, self.ignore_index),
+        }
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
+        return self._label_maps(logits.argmax(dim=1), batch)
+
+
+@ADAPTERS.register("binary", description="BCE + Dice on one sigmoid channel; 0/1 label map")
+class BinaryAdapter(_SegmentationAdapter):
+    task = "binary"
+    default_monitor = "iou"
+
+    @classmethod
+    def outputs_for(cls, num_labels: int) -> int:
+        need_labels(cls.task, num_labels, 2, 2)  # background + foreground, as CategoryMap counts them
+        return 1  # …but one logit: sigmoid > 0.5 is foreground
+
+    def loss_from_logits(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = logits[:, 0]
+        return {
+            "loss_bce": losses.masked_bce(logits, target, self.ignore_index),
+            "loss_dice": losses.binary_dice(logits, target, self.ignore_index),
+        }
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
+        return self._label_maps(logits[:, 0] > 0, batch)  # logit > 0 ⇔ probability > 0.5

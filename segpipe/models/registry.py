@@ -1,0 +1,149 @@
+"""The model registry: name → how to build it, which task kinds it serves, and its own parameters.
+
+A config's model section is ``{name, weights, backbone_weights, in_channels, **params}``. ``params``
+are validated against the model's ``Params`` class (unknown keys are errors that list the allowed
+ones), then the builder constructs the network with random weights, never downloading anything, and
+the offline weights named in the config are loaded into it.
+
+Builders live in ``classify.py``, ``segment.py`` and ``detect.py`` and register themselves with
+``@register_model``; importing ``segpipe.models`` imports them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from segpipe.config import TASK_KINDS, ModelConfig
+from segpipe.errors import ConfigError
+from segpipe.models.tasks import adapter_class
+from segpipe.models.weights import BackboneSpec, load_backbone_weights, load_weights
+from segpipe.registry import Registry
+
+# The keys of a model section that every model takes; the rest belong to the model's Params.
+COMMON_KEYS = tuple(ModelConfig.model_fields)
+
+
+class Params(BaseModel):
+    """Base of every model's own parameters; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+P = TypeVar("P", bound=Params)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a builder needs besides its own params.
+
+    num_outputs: model outputs for the task (``TaskAdapter.outputs_for``: K labels, or 1 for binary).
+    pretrained:  weights or backbone weights will be loaded after building (detection builders then
+                 freeze batch norm and train fewer backbone layers by default, as torchvision does).
+    """
+
+    name: str
+    task: str
+    num_labels: int
+    num_outputs: int
+    in_channels: int
+    pretrained: bool
+
+
+Builder = Callable[[Any, BuildContext], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: Builder
+    params: type[Params]
+    backbone: BackboneSpec
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def register_model(
+    name: str,
+    *,
+    tasks: tuple[str, ...],
+    description: str,
+    params: type[Params] = Params,
+    backbone: BackboneSpec,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder(params, ctx) -> nn.Module`` under `name`."""
+    unknown = set(tasks) - set(TASK_KINDS)
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown task kinds {sorted(unknown)}")
+
+    def add(builder: Builder) -> Builder:
+        MODELS.add(name, ModelSpec(builder, params, backbone), description=description, tags=tasks)
+        return builder
+
+    return add
+
+
+def build_model(cfg: ModelConfig, task: str, num_labels: int) -> nn.Module:
+    """Build the model named by `cfg` for `task` with `num_labels` labels (CategoryMap.num_labels),
+    then load ``cfg.backbone_weights`` into its backbone and ``cfg.weights`` into the whole model.
+
+    Raises ConfigError (unknown model / parameter / task, bad label count) or WeightsError.
+    """
+    entry = MODELS.entry(cfg.name)
+    if task not in TASK_KINDS:
+        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+    if task not in entry.tags:
+        raise ConfigError(
+            f"model {cfg.name!r} does not do task {task!r} (it does {', '.join(sorted(entry.tags))}); "
+            f"models for {task}: {', '.join(MODELS.names(task))}"
+        )
+    spec = entry.obj
+    params = parse_params(cfg.name, spec.params, cfg.params)
+    ctx = BuildContext(
+        name=cfg.name,
+        task=task,
+        num_labels=num_labels,
+        num_outputs=adapter_class(task).outputs_for(num_labels),
+        in_channels=cfg.in_channels,
+        pretrained=cfg.weights is not None or cfg.backbone_weights is not None,
+    )
+    model = spec.builder(params, ctx)
+    if cfg.backbone_weights is not None:
+        load_backbone_weights(model, cfg.backbone_weights, spec.backbone)
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights)
+    return model
+
+
+def parse_params(name: str, params_type: type[P], raw: dict[str, Any]) -> P:
+    """Validate a model's own keys; ConfigError naming the key and listing the allowed ones."""
+    try:
+        return params_type.model_validate(raw)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                own = ", ".join(params_type.model_fields) or "(none)"
+                problems.append(
+                    f"model.{key}: unknown parameter for model {name!r}; allowed: {own} "
+                    f"(and for every model: {', '.join(COMMON_KEYS)})"
+                )
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+                where = f"model.{key}" if key else f"model {name!r}"
+                problems.append(f"{where}: {msg}" + (f" (got {err['input']!r})" if key else ""))
+        raise ConfigError("; ".join(problems)) from None
+
+
+def model_spec(name: str) -> ModelSpec:
+    return MODELS.get(name)
+
+
+def describe_models() -> list[tuple[str, tuple[str, ...], str]]:
+    """(name, task kinds, description) of every registered model, by name (for ``segpipe models``)."""
+    return [(e.name, tuple(sorted(e.tags)), e.description) for e in MODELS]

@@ -1,0 +1,195 @@
+"""Offline weights: read a local state dict safely and load it into a model or its backbone.
+
+Formats:
+- ``*.safetensors`` — read with ``safetensors.torch.load_file`` (tensors only, by construction);
+- anything else — a torch file read with ``torch.load(path, map_location="cpu", weights_only=True)``.
+  A segpipe checkpoint (a dict with a ``"model"`` state dict beside optimizer state etc.) is accepted,
+  as is a dict with a ``"state_dict"`` entry. A file that weights-only loading refuses (it pickles
+  arbitrary Python objects) is rejected with the reason; there is never a fallback to unsafe loading.
+
+Nothing here downloads: a path that does not exist is an error naming the path.
+
+Backbone weights (``model.backbone_weights`` in a config) go into one submodule per model family,
+described by a :class:`BackboneSpec` registered with the model (see ``segpipe.models.registry``):
+
+==========================  =================  ===============================================
+family                      submodule          accepted files
+==========================  =================  ===============================================
+cnn_small                   ``features``       its own conv stack
+torchvision resnets         the whole model    ImageNet resnet state dict; ``fc.*`` skipped
+torchvision mobilenet_v3    ``features``       ImageNet mobilenet state dict (``features.*``)
+smp unet/fpn/...            ``encoder``        smp encoder or ImageNet state dict; heads skipped
+Mask/Faster R-CNN (resnet)  ``backbone.body``  ImageNet resnet state dict; ``fc.*`` skipped
+Faster R-CNN mobilenet      ``backbone.body``  ImageNet mobilenet_v3_large (``features.*``)
+==========================  =================  ===============================================
+
+In every family a full-model file of the same architecture works too: its keys under the submodule's
+path (e.g. ``encoder.``) are taken, the rest ignored.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segpipe.errors import WeightsError
+
+_SHOWN = 10  # keys listed per kind of mismatch; the count says how many there are in all
+# BatchNorm's step counter: absent from FrozenBatchNorm2d and from old checkpoints, harmless either way.
+_IGNORED_SUFFIX = "num_batches_tracked"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Where a model family's backbone weights go.
+
+    path:            dotted submodule name (``""`` = the model itself).
+    source_prefixes: key prefixes stripped from a file that is some bigger model's state dict (e.g.
+                     ``"features."`` for an ImageNet mobilenet); tried after ``path + "."``.
+    skip:            key prefixes (relative to the submodule) that are never loaded and never missed:
+                     classification heads whose size depends on the number of labels.
+    """
+
+    path: str
+    source_prefixes: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict (name → CPU tensor) from a safetensors or torch file. Raises WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+    return _state_dict_of(_torch_load(path), path)
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    strict: bool = True,
+    prefix: str | None = None,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Load a weights file into `model` (in place).
+
+    prefix: take only the file's keys that start with it, with the prefix removed (e.g. ``"encoder."``
+            to load the encoder part of a full checkpoint into ``model.encoder``).
+    skip:   key prefixes (after `prefix` is removed) neither loaded nor required.
+    strict: missing or unexpected keys are an error; shape mismatches always are. Nothing is loaded
+            when an error is raised.
+    """
+    state = read_state_dict(path)
+    _load_into(model, state, source=str(path), prefix=prefix, skip=skip, strict=strict)
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path, spec: BackboneSpec) -> None:
+    """Load a weights file into the backbone submodule of `model` named by `spec` (see module doc)."""
+    target = model.get_submodule(spec.path) if spec.path else model
+    state = read_state_dict(path)
+    candidates = ((spec.path + ".",) if spec.path else ()) + spec.source_prefixes
+    prefix = next((p for p in candidates if any(k.startswith(p) for k in state)), None)
+    where = f"{path} (into {spec.path or 'the model'})"
+    _load_into(target, state, source=where, prefix=prefix, skip=spec.skip, strict=True)
+
+
+# ------------------------------------------------------------------------------------------- internals
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        found = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, re.S)
+        why = " ".join((found.group(1) if found else text).split()).split(" Please use ")[0]
+        if "Unsupported global" in why:
+            raise WeightsError(
+                f"{path}: refused: the file pickles Python objects that safe (weights_only) loading does "
+                f"not allow ({why}). Save a plain state dict (torch.save(model.state_dict(), path)) or "
+                f"use .safetensors."
+            ) from None
+        raise WeightsError(f"{path}: not a readable torch file ({why or 'unpickling failed'})") from None
+    except Exception as e:
+        # torch raises a zoo of types for corrupt files (KeyError, RuntimeError, EOFError, ...)
+        raise WeightsError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
+
+
+def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):  # a checkpoint wrapping the state dict
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: expected a state dict (name → tensor), got {type(obj).__name__}")
+    bad = [f"{k!s} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(
+            f"{path}: a state dict maps names to tensors; {len(bad)} entries are not tensors: {_listing(bad)}"
+        )
+    if not obj:
+        raise WeightsError(f"{path}: holds no tensors")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _load_into(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    prefix: str | None,
+    skip: tuple[str, ...],
+    strict: bool,
+) -> None:
+    """Check `state` against `module` completely, then load it; raise WeightsError before loading."""
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if not (skip and k.startswith(skip))}
+    expected = {k: v for k, v in module.state_dict().items() if not (skip and k.startswith(skip))}
+
+    def counted(keys: set[str]) -> list[str]:
+        return sorted(k for k in keys if not k.endswith(_IGNORED_SUFFIX))
+
+    missing = counted(expected.keys() - state.keys())
+    unexpected = counted(state.keys() - expected.keys())
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(state.keys() & expected.keys())
+        if state[k].shape != expected[k].shape
+    ]
+    matched = len(state.keys() & expected.keys())
+    if shapes or (strict and (missing or unexpected)) or matched == 0:
+        parts = []
+        if prefix:
+            parts.append(f"keys taken under prefix {prefix!r}")
+        if matched == 0:
+            parts.append(f"none of the file's {len(state)} keys match the model's {len(expected)}")
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
+        raise WeightsError(f"{source}: weights do not fit the model; " + "; ".join(parts))
+    module.load_state_dict(state, strict=False)
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN])
+    return shown + (f", … (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")

@@ -1,0 +1,218 @@
+"""Engines, sessions and schema migrations for the SQL store: a SQLite file or PostgreSQL.
+
+Several processes share one database (API, GPU workers, beat), so:
+
+- SQLite runs in WAL mode (readers never block the writer) with a busy timeout (a writer waits for
+  the lock instead of failing) and foreign keys on. pysqlite's own transaction handling is switched
+  off and SQLAlchemy emits ``BEGIN`` itself: read transactions are ``BEGIN DEFERRED`` and write
+  transactions ``BEGIN IMMEDIATE``, which takes the write lock up front. A deferred transaction that
+  reads and then writes can fail with "database is locked" at once, busy timeout or not, when another
+  process wrote in between; taking the lock first makes every write transaction simply wait its turn.
+- PostgreSQL pings pooled connections before use (``pool_pre_ping``), as servers restart and
+  proxies drop idle connections.
+- `migrate` upgrades to the newest schema inside one transaction that first takes a lock (an
+  advisory lock on PostgreSQL, the write lock on SQLite), so two processes starting at once run the
+  migrations once; the second one waits, then finds the schema current and does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from segpipe.stores.models import VERSION_TABLE
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any fixed 64-bit number identifies segpipe's migration lock among other advisory-lock users.
+_PG_MIGRATION_LOCK = 0x5E6_91BE_0001
+# A custom execution option: the BEGIN mode of a SQLite transaction (DEFERRED, IMMEDIATE, EXCLUSIVE).
+SQLITE_BEGIN = "segpipe_sqlite_begin"
+_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL; a bare ``postgresql://`` (or ``postgres://``) uses psycopg 3, the driver we ship."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine configured for sharing the database between processes (see the module docstring).
+
+    A SQLite file's parent folder is created if missing. ``sqlite://`` (in memory) lives in one
+    connection shared by all sessions: fine for a quick single-threaded script, not for workers.
+    Extra keyword arguments go to `sqlalchemy.create_engine`.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed, **kwargs)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_engine(parsed, **kwargs)
+    _dispose_after_fork(engine)
+    return engine
+
+
+def _dispose_after_fork(engine: Engine) -> None:
+    """A forked child (Celery prefork, multiprocessing) must not reuse the parent's pooled connections.
+
+    Held weakly: fork hooks cannot be unregistered, and they must not keep old engines alive.
+    """
+    ref = weakref.ref(engine)
+
+    def _in_child() -> None:
+        child_engine = ref()
+        if child_engine is not None:
+            child_engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_in_child)
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+    if in_memory:
+        kwargs.setdefault("poolclass", StaticPool)
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite: it would BEGIN lazily (only before DML) and
+        # could not begin IMMEDIATE; `_on_begin` below emits BEGIN for every SQLAlchemy transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching to WAL needs a lock that another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL is still corruption-safe; it only risks the last commits on power loss.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        if mode not in _BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN}={mode!r}: expected one of {sorted(_BEGIN_MODES)}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose loaded objects stay readable after commit: the stores hand out detached snapshots."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the shipped migrations; ``connection`` (if any) is the one they run on."""
+    cfg = Config()
+    # Config values go through configparser interpolation, where '%' is special.
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(target: str | URL | Engine, revision: str = "head") -> str | None:
+    """Upgrade the schema to ``revision`` (default: the newest); return the revision now current.
+
+    Idempotent, and safe when several processes call it at once (see the module docstring).
+    """
+    engine = target if isinstance(target, Engine) else make_engine(target)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # Transaction-scoped: released by the COMMIT that also publishes the new schema.
+                    conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+                # Alembic sees the open transaction and runs every migration inside it.
+                command.upgrade(alembic_config(conn), revision)
+                return current_revision(conn)
+    finally:
+        if engine is not target:
+            engine.dispose()
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision recorded in the database, or None before the first migration."""
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this segpipe."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def changed(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE in ``session``; the number of rows it matched."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
+class Store:
+    """An engine and its sessions: the one handle the job, prediction and version stores share.
+
+    Thread-safe; make one per process. ``read()`` and ``write()`` each yield a session inside one
+    transaction that commits when the block ends and rolls back if it raises.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = session_factory(engine)
+
+    @classmethod
+    def from_url(cls, url: str | URL, *, migrate_schema: bool = True, **engine_kwargs: Any) -> Store:
+        """Open the database at ``url``, upgrading its schema first unless ``migrate_schema`` is False."""
+        store = cls(make_engine(url, **engine_kwargs))
+        if migrate_schema:
+            migrate(store.engine)
+        return store
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction for reading (may also write; on SQLite it takes the write lock only when it does)."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that writes: on SQLite it holds the write lock from its first statement."""
+        with self.sessions() as session, session.begin():
+            # The first connection() call procures the connection with this option, before BEGIN.
+            session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+            yield session
+
+    def dispose(self) -> None:
+        """Close all pooled connections (at shutdown, or in tests)."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -1,0 +1,207 @@
+"""Predicted instances in SQL, written exactly once per (job, image, instance) and read per image or streamed per job.
+
+Idempotent writes: `write_image` stores one image's instances and a `PredictionImage` marker in one
+transaction, both with ``INSERT … ON CONFLICT DO NOTHING``. If the marker already exists the image
+was done before, and nothing else is written. We chose this over delete-then-insert because the
+first write must win: a re-run (a redelivered job, a worker that lost its lease mid-image) may
+produce slightly different numbers (non-deterministic GPU kernels), and rows already served or
+exported must not change under the reader; nor may a stale worker delete what the new owner wrote.
+Two writers racing on one image are safe: PostgreSQL makes the second INSERT wait on the unique
+index and then skip, SQLite serializes write transactions.
+
+Rows hold compressed COCO RLE with ``counts`` as str, ``bbox`` as ``[x, y, w, h]`` pixels and the
+dataset's own ``category_id`` (already mapped back from contiguous labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from segpipe.stores.db import Store
+from segpipe.stores.models import Job, Prediction, PredictionImage, utcnow
+
+ROW_FIELDS = ("instance", "category_id", "category_name", "score", "bbox", "rle", "height", "width")
+_COLUMNS = (
+    Prediction.job_id,
+    Prediction.image_key,
+    Prediction.instance,
+    Prediction.category_id,
+    Prediction.category_name,
+    Prediction.score,
+    Prediction.bbox,
+    Prediction.rle,
+    Prediction.height,
+    Prediction.width,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    """One stored instance. ``rle`` is ``{"size": [h, w], "counts": str}`` or None (boxes only)."""
+
+    job_id: str
+    image_key: str
+    instance: int
+    category_id: int | None
+    category_name: str | None
+    score: float | None
+    bbox: list[float] | None
+    rle: dict[str, Any] | None
+    height: int
+    width: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PredictionStore:
+    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.now = now
+        inserts: dict[str, Callable[[Any], postgresql.Insert | sqlite.Insert]] = {
+            "postgresql": postgresql.insert,
+            "sqlite": sqlite.insert,
+        }
+        if store.dialect not in inserts:
+            raise ValueError(f"PredictionStore supports {sorted(inserts)}, not {store.dialect}")
+        self._insert = inserts[store.dialect]
+
+    def write_image(
+        self,
+        job_id: str,
+        image_key: str,
+        rows: Sequence[Mapping[str, Any]],
+        height: int | None = None,
+        width: int | None = None,
+    ) -> bool:
+        """Store all instances of one image for ``job_id`` in one transaction; False if it was stored before.
+
+        Each row has the keys of `ROW_FIELDS` (``instance`` defaults to the row's position;
+        ``height``/``width`` default to the arguments). Numpy scalars and RLE ``counts`` given as
+        bytes (as pycocotools returns them) are converted. An image with no rows is still marked done.
+        """
+        values = [_row_values(job_id, image_key, i, row, height, width) for i, row in enumerate(rows)]
+        instances = [v["instance"] for v in values]
+        if len(set(instances)) != len(instances):
+            raise ValueError(f"job {job_id}, image {image_key!r}: instance numbers repeat: {instances}")
+        if values:
+            height, width = values[0]["height"], values[0]["width"]
+        marker = dict(
+            job_id=job_id, image_key=image_key, instances=len(values), height=height, width=width, created_at=self.now()
+        )
+        with self.store.write() as session:
+            mark = self._insert(PredictionImage).values(**marker).on_conflict_do_nothing()
+            if session.scalar(mark.returning(PredictionImage.job_id)) is None:
+                # ON CONFLICT DO NOTHING returns no row: the image was done before.
+                return False
+            if values:
+                # The unique key backs up the marker: even a write that bypassed it cannot duplicate rows.
+                session.execute(self._insert(Prediction).on_conflict_do_nothing(), values)
+            return True
+
+    def done_images(self, job_id: str) -> set[str]:
+        """Keys of the images ``job_id`` has written (with or without instances): a resumed job skips them."""
+        with self.store.read() as session:
+            return set(session.scalars(select(PredictionImage.image_key).where(PredictionImage.job_id == job_id)))
+
+    def for_image(self, image_key: str, job_id: str | None = None) -> list[PredictionRow]:
+        """One image's instances, ordered by instance number.
+
+        With ``job_id``, that job's rows (also while it still runs). Without, the rows of the most
+        recently finished *succeeded* job that processed the image; running, failed and cancelled
+        jobs are ignored, and an image that job found empty gives []. One query: an index lookup
+        on ``prediction_images(image_key)`` picks the job, one on ``predictions(image_key, job_id)``
+        fetches its rows.
+        """
+        chosen: ScalarSelect[str] | str
+        if job_id is None:
+            chosen = (
+                select(PredictionImage.job_id)
+                .join(Job, Job.id == PredictionImage.job_id)
+                .where(PredictionImage.image_key == image_key, Job.state == "succeeded")
+                .order_by(Job.finished_at.desc(), Job.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+        else:
+            chosen = job_id
+        query = (
+            select(*_COLUMNS)
+            .where(Prediction.image_key == image_key, Prediction.job_id == chosen)
+            .order_by(Prediction.instance)
+        )
+        with self.store.read() as session:
+            return [PredictionRow(*row) for row in session.execute(query)]
+
+    def iter_job(self, job_id: str, batch_size: int = 1000) -> Iterator[PredictionRow]:
+        """Stream a job's rows ordered by (image_key, instance), ``batch_size`` at a time from the server.
+
+        Uses a server-side cursor on PostgreSQL, so memory stays flat however many rows there are.
+        The read transaction stays open until the iterator is exhausted or closed: consume it
+        promptly, or ``close()`` it (a ``with contextlib.closing(...)`` block) when stopping early.
+        """
+        query = (
+            select(*_COLUMNS)
+            .where(Prediction.job_id == job_id)
+            .order_by(Prediction.image_key, Prediction.instance)
+            .execution_options(yield_per=batch_size)
+        )
+        with self.store.read() as session:
+            for row in session.execute(query):
+                yield PredictionRow(*row)
+
+    def count(self, job_id: str) -> int:
+        """Number of stored instance rows of ``job_id``."""
+        with self.store.read() as session:
+            return session.scalar(select(func.count()).where(Prediction.job_id == job_id)) or 0
+
+    def count_images(self, job_id: str) -> int:
+        """Number of images ``job_id`` has written (``images_done`` of a resumed predict job)."""
+        with self.store.read() as session:
+            return session.scalar(select(func.count()).where(PredictionImage.job_id == job_id)) or 0
+
+
+def _row_values(
+    job_id: str, image_key: str, position: int, row: Mapping[str, Any], height: int | None, width: int | None
+) -> dict[str, Any]:
+    """Column values of one row, as plain Python types (JSON columns cannot take numpy scalars)."""
+    unknown = set(row) - set(ROW_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"job {job_id}, image {image_key!r}: unknown prediction fields {sorted(unknown)}; "
+            f"known: {', '.join(ROW_FIELDS)}"
+        )
+    h, w = row.get("height", height), row.get("width", width)
+    if h is None or w is None:
+        raise ValueError(f"job {job_id}, image {image_key!r}, row {position}: height and width are required")
+    rle = row.get("rle")
+    if rle is not None:
+        counts = rle["counts"]
+        if isinstance(counts, bytes):
+            counts = counts.decode("ascii")
+        if not isinstance(counts, str):
+            raise ValueError(
+                f"job {job_id}, image {image_key!r}, row {position}: rle counts must be compressed "
+                f"(str or bytes), got {type(counts).__name__}"
+            )
+        rle = {"size": [int(s) for s in rle["size"]], "counts": counts}
+    bbox = row.get("bbox")
+    category_id, score = row.get("category_id"), row.get("score")
+    return dict(
+        job_id=job_id,
+        image_key=image_key,
+        instance=int(row.get("instance", position)),
+        category_id=None if category_id is None else int(category_id),
+        category_name=row.get("category_name"),
+        score=None if score is None else float(score),
+        bbox=None if bbox is None else [float(v) for v in bbox],
+        rle=rle,
+        height=int(h),
+        width=int(w),
+    )
