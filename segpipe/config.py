@@ -214,7 +214,7 @@ def from_dict(
     try:
         config = JobConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{source}: " + "; ".join(_explain(err) for err in e.errors())) from None
+        raise ConfigError(f"{source}: " + "; ".join(explain_error(err) for err in e.errors())) from None
     if base_dir is not None:
         _resolve_paths(config, Path(base_dir).resolve())
     return config
@@ -262,11 +262,12 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
 # --------------------------------------------------------------------------------------- error messages
 
 
-def _explain(err: dict[str, Any]) -> str:
+def explain_error(err: Any, root: type[BaseModel] | None = None) -> str:
+    """One pydantic error as 'dotted.key: what is wrong'; unknown keys list the allowed ones."""
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        owner = _model_at(loc[:-1])
+        owner = _model_at(loc[:-1], root or JobConfig)
         allowed = ", ".join(owner.model_fields) if owner else "?"
         return f"{dotted}: unknown key; allowed: {allowed}"
     if err["type"] == "missing":
@@ -276,9 +277,9 @@ def _explain(err: dict[str, Any]) -> str:
     return f"{dotted}: {err['msg']} (got {err.get('input')!r})"
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model class that owns the location `loc` inside JobConfig (for listing keys)."""
-    model: type[BaseModel] | None = JobConfig
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the location `loc` inside `root` (for listing keys)."""
+    model: type[BaseModel] | None = root
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             if model is not None and not isinstance(part, str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)
+    auth: Literal["on", "off"] = Field(
+        "on", description="'off' runs the HTTP API without tokens, for a local demo: it then answers loopback clients only"
+    )
 
     @field_validator("data_roots", mode="before")
     @classmethod

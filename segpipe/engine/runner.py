@@ -250,22 +250,27 @@ def predict_to_files(
     annotations: str | Path | None = None,
     device: str = "auto",
     skip: frozenset[str] = frozenset(),
-    on_image: Callable[[Any, Any], None] | None = None,
+    on_image: Callable[[Any, Any, CategoryMap], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict every image of a folder (or of a COCO image list) and write ``cfg.formats`` to
-    `out_dir`. ``skip`` holds names already done (a resumed job); ``on_image(item, prediction)`` is
-    called after each image (progress, stores). Returns the writer's summary."""
+    `out_dir`. ``skip`` holds image ids (as str) already done by a resumed job; ``on_start(todo,
+    total)`` is called once the images are listed and ``on_image(item, prediction, category_map)``
+    after each image (progress, stores). Returns the writer's summary."""
     from segpipe.engine.predict import image_items, load_model, predict_items
     from segpipe.masks.export import PredictionWriter
 
     loaded = load_model(model_ref, device)
-    items = [it for it in image_items(images, annotations) if it.name not in skip]
+    listed = image_items(images, annotations)
+    items = [it for it in listed if str(it.image_id) not in skip]
+    if on_start is not None:
+        on_start(len(items), len(listed))
     writer = PredictionWriter(out_dir, cfg.formats, loaded.category_map, loaded.task, cfg.topk)
     try:
         for item, image, pred in predict_items(loaded, items, cfg):
             writer.write(item.name, image, pred)
             if on_image is not None:
-                on_image(item, pred)
+                on_image(item, pred, loaded.category_map)
     except BaseException:
         writer.abort()
         raise

@@ -1,0 +1,156 @@
+"""Every error the API returns is JSON: ``{"error": "<one sentence for a person>", "detail": <data or null>}``.
+
+Status codes:
+
+- 400 malformed request the other handlers do not cover (a multipart body that does not parse)
+- 401 no or unknown token (with ``WWW-Authenticate: Bearer``); 403 role too low, or a path that
+  leaves the data roots / a job's artifact folder (the request is understood and refused)
+- 404 unknown job, model, artifact or image; 409 a request that does not fit the job (results of a
+  train job)
+- 413 a body over ``max_config_kb`` (JSON requests) or an uploaded file over ``max_upload_mb``, or too many files
+- 415 an upload that is not an image (checked by content), or a body of the wrong media type
+- 422 a config or request that fails validation: segpipe's message names the key
+- 500 anything unexpected: logged with its traceback, answered without it
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from segpipe.errors import ConfigError, DataError, NotFoundError, SegpipeError
+from segpipe.paths import PathNotAllowed
+from segpipe.stores.artifacts import ArtifactPathError
+
+log = logging.getLogger("segpipe.api")
+
+
+class ApiError(HTTPException):
+    """An error answered as ``{"error": message, "detail": detail}`` with ``status_code``.
+
+    A subclass of Starlette's HTTPException so that one raised while FastAPI reads the body (the
+    body-size limit) reaches the handlers instead of becoming a generic 400.
+    """
+
+    def __init__(self, status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.message = message
+        self.extra = detail
+
+
+def error_response(status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail}, status_code=status_code, headers=headers)
+
+
+# Most specific first: PathNotAllowed is a ConfigError, ArtifactPathError a SegpipeError.
+_SEGPIPE_STATUS: tuple[tuple[type[SegpipeError], int], ...] = (
+    (PathNotAllowed, 403),
+    (ArtifactPathError, 403),
+    (NotFoundError, 404),
+    (ConfigError, 422),
+    (DataError, 422),
+    (SegpipeError, 400),
+)
+
+
+def status_for(exc: SegpipeError) -> int:
+    """The HTTP status of a segpipe exception (see the module docstring)."""
+    return next(status for cls, status in _SEGPIPE_STATUS if isinstance(exc, cls))
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(request)"
+
+
+def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """A one-line message naming every bad field, and the errors as plain JSON (loc, msg, type)."""
+    plain = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    message = "invalid request: " + "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in plain)
+    return message, plain
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error, including FastAPI's own 404/405/422 and unexpected ones, the JSON shape above."""
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc, ApiError):
+            return error_response(exc.status_code, exc.message, exc.extra, exc.headers)
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint; see /docs for the API"
+        elif exc.status_code == 405:
+            message = "method not allowed on this endpoint; see /docs for the API"
+        return error_response(exc.status_code, message, None, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, plain = describe_validation(list(exc.errors()))
+        return error_response(422, message, plain)
+
+    @app.exception_handler(SegpipeError)
+    async def _segpipe(_request: Request, exc: SegpipeError) -> JSONResponse:
+        return error_response(status_for(exc), str(exc), {"type": type(exc).__name__})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error_response(500, "internal server error; the server log has the details", None)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies larger than ``limit`` bytes with 413, before the app parses them.
+
+    Checked twice: against ``Content-Length`` before anything is read, and by counting the bytes
+    actually received (a chunked body has no length). Paths in ``exempt`` enforce their
+    own limits while streaming, e.g. uploads, whose files may be far larger than a config.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, what: str, exempt: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.limit = limit
+        self.what = what
+        self.exempt = exempt
+
+    def _error(self) -> ApiError:
+        return ApiError(413, f"request body is larger than the {self.what} limit of {self.limit} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is not None and length > self.limit:
+            err = self._error()
+            await error_response(413, err.message)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Raised inside the app's body read: FastAPI re-raises HTTPExceptions, and the
+                    # app's handler answers it as JSON.
+                    raise self._error()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,229 @@
+"""Request and response bodies of the HTTP API (pydantic), built from store rows by the ``from_*`` helpers.
+
+Times are ISO 8601 UTC. Boxes are ``[x, y, w, h]`` pixels; masks compressed COCO RLE
+``{"size": [h, w], "counts": str}``; category ids the dataset's own (original COCO) ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from segpipe.stores import Job, ModelVersion
+from segpipe.stores.predictions import PredictionRow
+
+JobKindIn = Literal["train", "evaluate", "predict"]
+QueueName = Literal["gpu", "cpu"]
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="what went wrong, for a person: names the key, path, file or id")
+    detail: Any = Field(None, description="structured detail (validation errors), or null")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    store: dict[str, Any] = Field(description="ok, dialect, and the error when the store is unreachable")
+    broker: str = Field(description="the broker URL's kind (redis, sqla+sqlite, …); never the URL itself")
+    version: str
+
+
+class JobSubmit(BaseModel):
+    """A job to queue. The config is untrusted: validated, size-limited, every path confined to the data roots."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: JobKindIn
+    config: dict[str, Any] | None = Field(None, description="the job document as JSON")
+    config_yaml: str | None = Field(None, description="the job document as YAML text (instead of config)")
+    queue: QueueName | None = Field(None, description="default: gpu")
+    model_name: str | None = Field(None, max_length=255, description="model to register a trained version under")
+
+    @model_validator(mode="after")
+    def _one_config(self) -> JobSubmit:
+        if (self.config is None) == (self.config_yaml is None):
+            raise ValueError("give exactly one of 'config' (a mapping) or 'config_yaml' (YAML text)")
+        return self
+
+
+class Progress(BaseModel):
+    """What the worker last reported; further keys a job kind reports are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    phase: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    images_done: int | None = None
+    images_total: int | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    queue: str
+    progress: Progress
+    error: str | None = Field(None, description="one line: why the job failed")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    worker: str | None
+    attempts: int
+    cancel_requested: bool
+    model_name: str | None
+    model_version: int | None
+    submitted_by: str | None
+    artifacts: dict[str, str] = Field(description="artifact name → path inside the job's folder")
+
+
+class JobDetail(JobOut):
+    config: str = Field(description="the resolved job document (YAML) the worker runs")
+    traceback: str | None = Field(None, description="the failure's full text (engineer role and up)")
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int = Field(description="jobs matching the filters, over all pages")
+    limit: int
+    offset: int
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    path: str = Field(description="relative to the job's folder; GET /jobs/{id}/artifacts/{path} downloads it")
+    kind: Literal["file", "folder", "missing"]
+    bytes: int | None = None
+
+
+class ArtifactList(BaseModel):
+    job_id: str
+    artifacts: list[ArtifactOut]
+
+
+class FolderListing(BaseModel):
+    job_id: str
+    folder: str
+    files: list[str] = Field(description="paths relative to the job's folder, sorted")
+    truncated: bool
+
+
+class InstanceOut(BaseModel):
+    instance: int
+    category_id: int | None
+    category_name: str | None
+    score: float | None
+    bbox: list[float] | None
+    rle: dict[str, Any] | None
+
+
+class PolygonInstanceOut(BaseModel):
+    instance: int
+    category_id: int | None
+    category_name: str | None
+    score: float | None
+    bbox: list[float] | None
+    polygons: list[list[float]] = Field(description="COCO polygons [x1, y1, x2, y2, …] (outer boundaries)")
+
+
+class ImageMasks(BaseModel):
+    image_key: str
+    job_id: str
+    height: int | None
+    width: int | None
+    instances: list[InstanceOut]
+
+
+class ImagePolygons(BaseModel):
+    image_key: str
+    job_id: str
+    height: int | None
+    width: int | None
+    instances: list[PolygonInstanceOut]
+
+
+class UploadedFile(BaseModel):
+    filename: str = Field(description="the name the client sent")
+    stored_as: str = Field(description="the safe file name on the server")
+    image_key: str = Field(description="the key a predict job stores this image's masks under")
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+
+class UploadOut(BaseModel):
+    upload_id: str
+    images: str = Field(description="use as a predict job's 'images' (relative to the first data root)")
+    files: list[UploadedFile]
+
+
+class ModelVersionOut(BaseModel):
+    name: str
+    version: int
+    task: str
+    stage: Literal["candidate", "production", "archived"]
+    dataset_hash: str | None
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    parent_version: int | None
+    job_id: str | None
+    created_at: datetime
+
+
+class ModelSummary(BaseModel):
+    name: str
+    task: str
+    versions: int
+    latest_version: int
+    production_version: int | None
+
+
+class ModelDetail(BaseModel):
+    name: str
+    production_version: int | None
+    versions: list[ModelVersionOut] = Field(description="newest first")
+
+
+class Promote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+
+
+# -- from store rows ------------------------------------------------------------------------------
+
+
+_JOB_FIELDS = tuple(name for name in JobOut.model_fields if name != "progress")
+
+
+def job_out(job: Job) -> JobOut:
+    values = {name: getattr(job, name) for name in _JOB_FIELDS}
+    return JobOut(progress=Progress.model_validate(job.progress or {}), **values)
+
+
+def job_detail(job: Job, *, with_traceback: bool) -> JobDetail:
+    base = job_out(job).model_dump()
+    return JobDetail(**base, config=job.config, traceback=job.traceback if with_traceback else None)
+
+
+def version_out(row: ModelVersion) -> ModelVersionOut:
+    return ModelVersionOut.model_validate({name: getattr(row, name) for name in ModelVersionOut.model_fields})
+
+
+def instance_out(row: PredictionRow) -> dict[str, Any]:
+    """One stored instance as the plain dict of `InstanceOut` (the masks endpoint's hot path skips pydantic)."""
+    return {
+        "instance": row.instance,
+        "category_id": row.category_id,
+        "category_name": row.category_name,
+        "score": row.score,
+        "bbox": row.bbox,
+        "rle": row.rle,
+    }

@@ -1,0 +1,224 @@
+"""The job service from the terminal: ``submit | jobs | job | cancel | masks | worker | beat | api``.
+
+These talk to the store and the broker named by the ``SEGPIPE_*`` settings (embedded SQLite by default).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from segpipe.cli import app
+from segpipe.cli.run_cmds import OVERRIDES_HELP
+
+console = Console(highlight=False)
+STATE_COLOURS = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
+
+
+def _open() -> tuple[Any, Any, Any]:
+    from segpipe.settings import get_settings
+    from segpipe.stores import Stores
+    from workers.celery_app import create_app
+
+    settings = get_settings()
+    return Stores.from_settings(settings), create_app(settings), settings
+
+
+def _state(state: str) -> str:
+    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
+
+
+@app.command()
+def submit(
+    config: Path = typer.Argument(..., help="Job config / spec YAML.", exists=True, dir_okay=False),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    kind: str = typer.Option("train", "--kind", help="train, evaluate or predict."),
+    queue: str | None = typer.Option(None, "--queue", help="gpu or cpu (default: by job kind)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Follow the job's progress until it ends."),
+) -> None:
+    """Queue a job; a `segpipe worker` runs it. Paths must lie inside SEGPIPE_DATA_ROOTS."""
+    from segpipe import config as config_mod
+    from segpipe.service import submit as do_submit
+
+    stores, celery_app, settings = _open()
+    if kind == "train":  # relative paths resolve against the config's folder, as with `segpipe train`
+        spec: Any = config_mod.load(config, overrides or []).model_dump(mode="json")
+    else:
+        raw = config_mod.apply_overrides(config_mod.parse_yaml(config.read_text(), source=str(config)), overrides or [])
+        spec = _resolve_relative(raw, config.parent.resolve())
+    job = do_submit(stores, celery_app, settings, kind, spec, submitted_by="cli", queue=queue)
+    console.print(f"queued {kind} job [bold]{job.id}[/] on queue {job.queue}")
+    if follow:
+        _follow(stores, job.id)
+
+
+def _resolve_relative(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Predict/evaluate specs: relative file paths are taken from the spec file's folder."""
+    out = dict(raw)
+    for key in ("images", "annotations"):
+        if isinstance(out.get(key), str) and not Path(out[key]).is_absolute():
+            out[key] = str(base / out[key])
+    model = out.get("model")
+    if isinstance(model, str) and not model.startswith("job:") and "@" not in model and not Path(model).is_absolute():
+        out["model"] = str(base / model)
+    return out
+
+
+@app.command()
+def jobs(
+    state: str | None = typer.Option(None, "--state"),
+    kind: str | None = typer.Option(None, "--kind"),
+    limit: int = typer.Option(20, "--limit", min=1, max=500),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List jobs, newest first."""
+    stores, _, _ = _open()
+    rows, total = stores.jobs.list(state=state, kind=kind, limit=limit, offset=0)
+    if as_json:
+        print(json.dumps([_job_dict(j) for j in rows], indent=1, default=str))
+        return
+    table = Table(title=f"jobs ({len(rows)} of {total})")
+    for col in ("id", "kind", "state", "progress", "created", "error"):
+        table.add_column(col, overflow="fold")
+    for j in rows:
+        table.add_row(j.id, j.kind, _state(j.state), _progress_text(j.progress or {}),
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), escape(j.error or ""))
+    console.print(table)
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    keys = ("id", "kind", "state", "queue", "progress", "error", "worker", "attempts", "artifacts",
+            "created_at", "started_at", "finished_at", "model_name", "submitted_by")
+    return {k: getattr(job, k, None) for k in keys}
+
+
+def _progress_text(p: dict[str, Any]) -> str:
+    if p.get("images_total"):
+        return f"{p.get('images_done', 0)}/{p['images_total']} images"
+    if p.get("epochs"):
+        metrics = p.get("metrics") or {}
+        shown = " ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2] if isinstance(v, (int, float)))
+        return f"epoch {p.get('epoch', 0)}/{p['epochs']} {shown}".strip()
+    return p.get("phase", "")
+
+
+@app.command()
+def job(
+    job_id: str = typer.Argument(...),
+    follow: bool = typer.Option(False, "--follow", "-f", help="A live progress bar until the job ends."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show one job (state, progress, error, artifacts)."""
+    stores, _, _ = _open()
+    if follow:
+        _follow(stores, job_id)
+    j = stores.jobs.get(job_id)
+    if as_json:
+        print(json.dumps({**_job_dict(j), "traceback": j.traceback}, indent=1, default=str))
+        return
+    console.print(f"[bold]{j.id}[/]  {j.kind}  {_state(j.state)}  attempts {j.attempts}  worker {j.worker or '-'}")
+    console.print(f"progress: {_progress_text(j.progress or {})}")
+    if j.error:
+        console.print(f"[red]error:[/] {escape(j.error)}")
+    for name, rel in (j.artifacts or {}).items():
+        console.print(f"  {escape(name)}: {escape(str(stores.artifacts.job_dir(j.id) / rel))}")
+
+
+def _follow(stores: Any, job_id: str, poll_s: float = 1.0) -> str:
+    """A rich progress bar fed from the job's progress in the store; returns the final state."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from segpipe.stores import TERMINAL_STATES
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(job_id[:8], total=None, info="queued")
+        while True:
+            j = stores.jobs.get(job_id)
+            p = j.progress or {}
+            if p.get("images_total"):
+                bar.update(task, total=p["images_total"], completed=p.get("images_done", 0), info=f"{j.state} predict")
+            elif p.get("epochs"):
+                steps = max(int(p.get("steps") or 1), 1)
+                done = (max(int(p.get("epoch", 1)) - 1, 0)) * steps + int(p.get("step") or 0)
+                loss = p.get("loss")
+                info = f"{j.state} epoch {p.get('epoch')}/{p['epochs']}" + (f" loss {loss:.4f}" if loss else "")
+                bar.update(task, total=p["epochs"] * steps, completed=min(done, p["epochs"] * steps), info=info)
+            else:
+                bar.update(task, info=j.state)
+            if j.state in TERMINAL_STATES:
+                if j.state == "succeeded" and bar.tasks[0].total:
+                    bar.update(task, completed=bar.tasks[0].total)
+                break
+            time.sleep(poll_s)
+    colour = STATE_COLOURS.get(j.state, "white")
+    console.print(f"job {job_id} [{colour}]{j.state}[/]" + (f": {escape(j.error)}" if j.error else ""))
+    return j.state
+
+
+@app.command()
+def cancel(job_id: str = typer.Argument(...)) -> None:
+    """Cancel a job: a queued one at once, a running one at its next step (checkpoint kept)."""
+    from segpipe.service import cancel as do_cancel
+
+    stores, celery_app, _ = _open()
+    state = do_cancel(stores, celery_app, job_id)
+    console.print(f"job {job_id}: {_state(state)}" + (" (stop requested)" if state == "running" else ""))
+
+
+@app.command()
+def masks(
+    job_id: str = typer.Argument(..., help="A finished predict job."),
+    out: Path = typer.Option(..., "--out", help="Output folder (one file per image)."),
+    fmt: str = typer.Option("rle", "--format", help="rle (COCO results JSON), polygons or png."),
+) -> None:
+    """Write a predict job's masks per image, ready to import into CVAT / Label Studio."""
+    from segpipe.masks.export_job import export_job_masks
+
+    stores, _, _ = _open()
+    written = export_job_masks(stores, job_id, out, fmt)
+    console.print(f"{written} files → {escape(str(out))}")
+
+
+@app.command()
+def worker(
+    queues: str = typer.Option("gpu,cpu", "--queues", "-Q", help="Queues to consume, comma-separated."),
+    loglevel: str = typer.Option("info", "--loglevel"),
+    reconcile_every: float = typer.Option(30.0, "--reconcile-every", help="Seconds between orphan checks (0: off)."),
+    name: str | None = typer.Option(None, "--name", help="Worker node name (default: segpipe-<pid>@host)."),
+) -> None:
+    """Run a worker: one job at a time in this process (solo pool: CUDA does not survive fork)."""
+    from segpipe.worker import run_worker
+
+    run_worker(queues=[q.strip() for q in queues.split(",") if q.strip()], loglevel=loglevel,
+               reconcile_every=reconcile_every, name=name)
+
+
+@app.command()
+def beat(loglevel: str = typer.Option("info", "--loglevel")) -> None:
+    """Run Celery beat: the reconciler and the retraining schedule."""
+    from segpipe.settings import get_settings
+    from workers.celery_app import app as celery_app
+
+    schedule = get_settings().home_dir / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery_app.Beat(loglevel=loglevel, schedule=str(schedule)).run()
+
+
+@app.command()
+def api(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers", min=1),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    uvicorn.run("segpipe.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")

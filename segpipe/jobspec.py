@@ -1,0 +1,106 @@
+"""What a queued job runs, per kind, as validated data. Stored (resolved) in the job row.
+
+- ``train``:    a job config (`segpipe.config.JobConfig`); its output_dir is replaced by the job's own
+                artifact folder.
+- ``evaluate``: ``{model: REF, data: {...}, split: val}`` — the task comes from the model.
+- ``predict``:  ``{model: REF, images: DIR, annotations: FILE?, predict: {formats, score_threshold, …}}``.
+
+A model REF is ``job:<train job id>``, ``NAME@production`` / ``NAME@<version>`` (model versions), or a
+run directory / checkpoint path inside the data or artifact roots. Every path is confined to the
+configured roots: a spec that arrives over HTTP is untrusted.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from segpipe import config as config_mod
+from segpipe.config import DataConfig, JobConfig, PredictConfig, Section
+from segpipe.errors import ConfigError
+from segpipe.paths import confine
+
+JobKind = Literal["train", "evaluate", "predict"]
+JOB_SPEC_KINDS: tuple[str, ...] = ("train", "evaluate", "predict")
+_VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
+
+
+class EvaluateSpec(Section):
+    model: str
+    data: DataConfig
+    split: Literal["val", "train"] = "val"
+
+
+class PredictSpec(Section):
+    model: str
+    images: Path
+    annotations: Path | None = None
+    predict: PredictConfig = PredictConfig()
+    device: str = "auto"
+
+
+Spec = JobConfig | EvaluateSpec | PredictSpec
+
+
+def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:
+    """Validate a job document of `kind` (paths still as given)."""
+    if kind == "train":
+        return config_mod.from_dict(raw, source=source)
+    model = {"evaluate": EvaluateSpec, "predict": PredictSpec}.get(kind)
+    if model is None:
+        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(JOB_SPEC_KINDS)}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(config_mod.explain_error(err, model) for err in e.errors())) from None
+
+
+def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
+    """Resolve every path of `spec` inside `roots` (model refs may also point into the artifact root)."""
+    if isinstance(spec, JobConfig):
+        if spec.data is not None:
+            _confine_data(spec.data, roots)
+        for field in ("weights", "backbone_weights"):
+            value = getattr(spec.model, field)
+            if value is not None:
+                setattr(spec.model, field, confine(value, roots, what=f"model.{field}"))
+        return spec
+    if isinstance(spec, EvaluateSpec):
+        _confine_data(spec.data, roots)
+    else:
+        spec.images = confine(spec.images, roots, what="images")
+        if spec.annotations is not None:
+            spec.annotations = confine(spec.annotations, roots, what="annotations")
+    if not spec.model.startswith("job:") and not _VERSION_REF.match(spec.model):
+        spec.model = str(confine(spec.model, [*roots, artifact_root], what="model"))
+    return spec
+
+
+def _confine_data(data: DataConfig, roots: list[Path]) -> None:
+    for split in ("train", "val"):
+        source = getattr(data, split)
+        if source is None:
+            continue
+        for field in ("images", "annotations", "masks", "root"):
+            value = getattr(source, field)
+            if value is not None:
+                setattr(source, field, confine(value, roots, what=f"data.{split}.{field}"))
+
+
+def dump_spec(spec: Spec) -> str:
+    import yaml
+
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def load_spec(kind: str, text: str, *, source: str = "<job>") -> Spec:
+    return parse_spec(kind, config_mod.parse_yaml(text, source=source), source=source)
+
+
+def version_ref(ref: str) -> tuple[str, str] | None:
+    """``("name", "production" | "latest" | "3")`` for a model-version reference, else None."""
+    m = _VERSION_REF.match(ref)
+    return (m["name"], m["which"]) if m else None

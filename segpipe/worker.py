@@ -1,0 +1,47 @@
+"""``segpipe worker``: a Celery worker that runs one job at a time in its own process.
+
+The solo pool keeps the job in the worker process (CUDA does not survive fork; one GPU per worker via
+``CUDA_VISIBLE_DEVICES``). A background thread runs the reconciler every ``reconcile_every`` seconds,
+so jobs orphaned by a dead worker are re-queued even when no beat process runs (the embedded setup).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+log = logging.getLogger("segpipe.worker")
+
+
+def _reconcile_loop(every: float, stop: threading.Event) -> None:
+    from segpipe.service import reconcile
+    from workers.celery_app import app
+    from workers.tasks import stores
+
+    while not stop.wait(every):
+        try:
+            reconcile(stores(), app)
+        except Exception:  # noqa: BLE001 - keep reconciling; the next round may succeed
+            log.exception("reconcile failed")
+
+
+def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float = 30.0, name: str | None = None) -> None:
+    from workers.celery_app import QUEUES, app
+
+    unknown = [q for q in queues if q not in QUEUES]
+    if unknown or not queues:
+        from segpipe.errors import ConfigError
+
+        raise ConfigError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; known: {', '.join(QUEUES)}")
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    if reconcile_every > 0:
+        threading.Thread(target=_reconcile_loop, args=(reconcile_every, stop), daemon=True, name="reconcile").start()
+    node = name or f"segpipe-{os.getpid()}@{socket.gethostname()}"
+    try:
+        app.worker_main(["worker", "--pool=solo", "--concurrency=1", f"--queues={','.join(queues)}",
+                         f"--loglevel={loglevel}", f"--hostname={node}", "--without-gossip", "--without-mingle"])
+    finally:
+        stop.set()
