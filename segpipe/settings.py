@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)
+    max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
     auth: Literal["on", "off"] = Field(
         "on", description="'off' runs the HTTP API without tokens, for a local demo: it then answers loopback clients only"
     )

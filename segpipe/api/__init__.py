@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): `segpipe.api.app.create_app`."""

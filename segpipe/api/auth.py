@@ -74,7 +74,10 @@ class Authenticator:
         """The caller, or `ApiError` 401 (no / unknown token) or 403 (auth off and not loopback)."""
         if not self.enabled:
             if not _is_loopback(client_host):
-                raise ApiError(403, f"authentication is off (SEGPIPE_AUTH=off): only loopback clients are served, not {client_host}")
+                raise ApiError(
+                    403,
+                    f"authentication is off (SEGPIPE_AUTH=off): only loopback clients are served, not {client_host}",
+                )
             return Principal(role="admin", name="local")
         if not token:
             raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)

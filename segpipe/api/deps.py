@@ -1,4 +1,4 @@
-"""What every route gets from the app: settings, the stores and the Celery app (used only to publish)."""
+"""What every route gets from the app: settings, the stores, the Celery app (used only to publish) and caches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from celery import Celery
 from fastapi import Request
 
+from segpipe.api.job_task import JobTasks
+from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 
@@ -16,6 +18,8 @@ class ApiContext:
     settings: Settings
     stores: Stores
     celery: Celery
+    tasks: JobTasks  # which task kind each job's predictions come from (cached)
+    masks: ImageMaskReader  # the masks endpoint's single-statement read path
 
 
 def context(request: Request) -> ApiContext:

@@ -10,7 +10,8 @@ Status codes:
 - 413 a body over ``max_config_kb`` (JSON requests) or an uploaded file over ``max_upload_mb``, or too many files
 - 415 an upload that is not an image (checked by content), or a body of the wrong media type
 - 422 a config or request that fails validation: segpipe's message names the key
-- 500 anything unexpected: logged with its traceback, answered without it
+- 500 anything unexpected: logged with its traceback, answered without it; 503 the broker did not take a
+  submitted job (the job is then marked failed)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from segpipe.errors import ConfigError, DataError, NotFoundError, SegpipeError
 from segpipe.paths import PathNotAllowed
+from segpipe.service import BrokerUnavailable
 from segpipe.stores.artifacts import ArtifactPathError
 
 log = logging.getLogger("segpipe.api")
@@ -38,13 +40,17 @@ class ApiError(HTTPException):
     body-size limit) reaches the handlers instead of becoming a generic 400.
     """
 
-    def __init__(self, status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status_code=status_code, detail=message, headers=headers)
         self.message = message
         self.extra = detail
 
 
-def error_response(status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": message, "detail": detail}, status_code=status_code, headers=headers)
 
 
@@ -52,6 +58,7 @@ def error_response(status_code: int, message: str, detail: Any = None, headers: 
 _SEGPIPE_STATUS: tuple[tuple[type[SegpipeError], int], ...] = (
     (PathNotAllowed, 403),
     (ArtifactPathError, 403),
+    (BrokerUnavailable, 503),
     (NotFoundError, 404),
     (ConfigError, 422),
     (DataError, 422),
@@ -70,7 +77,9 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """A one-line message naming every bad field, and the errors as plain JSON (loc, msg, type)."""
-    plain = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    plain = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+    ]
     message = "invalid request: " + "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in plain)
     return message, plain
 

@@ -29,7 +29,7 @@ class JobTasks:
         self._cache: dict[str, str] = {}
 
     def task_of(self, job_id: str) -> str | None:
-        """The task kind behind ``job_id``'s predictions, or None when it cannot be told (PNGs are then instance maps)."""
+        """The task kind behind ``job_id``'s predictions; None when it cannot be told (PNGs are then instance maps)."""
         task = self._cache.get(job_id)
         if task is not None:
             return task

@@ -12,9 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from segpipe.stores import Job, ModelVersion
-from segpipe.stores.predictions import PredictionRow
 
 JobKindIn = Literal["train", "evaluate", "predict"]
+JobKind = Literal["train", "evaluate", "predict", "retrain"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QueueName = Literal["gpu", "cpu"]
 
 
@@ -47,6 +48,10 @@ class JobSubmit(BaseModel):
             raise ValueError("give exactly one of 'config' (a mapping) or 'config_yaml' (YAML text)")
         return self
 
+    def spec(self) -> dict[str, Any] | str:
+        """The job document as given: a mapping, or YAML text."""
+        return self.config if self.config is not None else str(self.config_yaml)
+
 
 class Progress(BaseModel):
     """What the worker last reported; further keys a job kind reports are kept as they are."""
@@ -66,7 +71,7 @@ class Progress(BaseModel):
 class JobOut(BaseModel):
     id: str
     kind: str
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    state: JobState
     queue: str
     progress: Progress
     error: str | None = Field(None, description="one line: why the job failed")
@@ -215,15 +220,3 @@ def job_detail(job: Job, *, with_traceback: bool) -> JobDetail:
 
 def version_out(row: ModelVersion) -> ModelVersionOut:
     return ModelVersionOut.model_validate({name: getattr(row, name) for name in ModelVersionOut.model_fields})
-
-
-def instance_out(row: PredictionRow) -> dict[str, Any]:
-    """One stored instance as the plain dict of `InstanceOut` (the masks endpoint's hot path skips pydantic)."""
-    return {
-        "instance": row.instance,
-        "category_id": row.category_id,
-        "category_name": row.category_name,
-        "score": row.score,
-        "bbox": row.bbox,
-        "rle": row.rle,
-    }

@@ -4,7 +4,7 @@ Uploads are untrusted, so while the body streams in:
 
 - each file part is written to disk as it arrives and refused (413) the moment it passes the
   per-file limit, so nothing over the limit is ever buffered or kept;
-- at most `MAX_FILES_PER_UPLOAD` files (413 past that), header bytes are capped, and non-file
+- at most ``max_files`` files (413 past that), header bytes are capped, and non-file
   form fields are refused (422): the endpoint takes images only;
 - a file's type is decided by its content, not its name or declared type: Pillow identifies it from
   its header (415 naming the file when it is not one of `IMAGE_FORMATS`);
@@ -30,10 +30,17 @@ from python_multipart.multipart import parse_options_header
 
 from segpipe.api.errors import ApiError
 
-MAX_FILES_PER_UPLOAD = 500
 MAX_HEADER_BYTES = 16 * 1024
 # Pillow format name → the suffix the stored file gets (all of them readable by segpipe.data.images).
-IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
+IMAGE_FORMATS = {
+    "PNG": ".png",
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+}
 _ACCEPTED = "PNG, JPEG, BMP, TIFF, WebP, GIF"
 
 
@@ -97,7 +104,7 @@ class MultipartImageWriter:
     one request's chunks in order (from any thread).
     """
 
-    def __init__(self, folder: Path, boundary: bytes, max_file_bytes: int, max_files: int = MAX_FILES_PER_UPLOAD) -> None:
+    def __init__(self, folder: Path, boundary: bytes, max_file_bytes: int, max_files: int) -> None:
         self.folder = folder
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files

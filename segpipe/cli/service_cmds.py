@@ -222,3 +222,16 @@ def api(
     import uvicorn
 
     uvicorn.run("segpipe.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command()
+def demo(
+    home: Path = typer.Option(Path(".segpipe"), "--home", help="Where the demo's store, broker, data and artifacts live."),
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Where masks and overlay pictures are written."),
+    epochs: int = typer.Option(12, "--epochs", min=1),
+    images: int = typer.Option(32, "--images", min=4, help="Training images to generate."),
+) -> None:
+    """The whole service end to end, no server to set up: dataset → worker → train job → predict job → masks."""
+    from segpipe.demo import DemoPlan, run_demo
+
+    raise typer.Exit(run_demo(DemoPlan(home=home, out=out, epochs=epochs, train_images=images, image_size=96)))

@@ -54,10 +54,7 @@ def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str
         raise ConfigError("the config has no 'data' section")
     reports = validate_config(config)
     skipped: dict[str, dict[str, list[Any]]] = {}
-    if run_dir is not None:
-        (run_dir / "validation.json").write_text(
-            json.dumps({split: r.to_dict() for split, r in reports.items()}, indent=1, default=str)
-        )
+    failure: DataError | None = None
     for split, report in reports.items():
         if report.ok:
             continue
@@ -65,11 +62,20 @@ def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str
             report.raise_for_errors(skip_invalid=config.data.skip_invalid, max_shown=_SHOWN_ISSUES)
         except DataError as e:
             hint = "" if config.data.skip_invalid else " (fix them, or set data.skip_invalid: true to skip the bad images/annotations)"
-            raise DataError(f"data.{split}: {e}{hint}") from None
+            failure = DataError(f"data.{split}: {e}{hint}")
+            break
         skipped[split] = {
             "images": sorted(report.bad_image_ids(), key=str),
             "annotations": sorted(report.bad_annotation_ids()),
         }
+    if run_dir is not None:
+        # the report is written before refusing, so a failed run still shows every issue; each split
+        # also lists the ids `skip_invalid` left out of training
+        record = {split: {**r.to_dict(), "skipped": skipped.get(split, {"images": [], "annotations": []})}
+                  for split, r in reports.items()}
+        (run_dir / "validation.json").write_text(json.dumps(record, indent=1, default=str))
+    if failure is not None:
+        raise failure
     return skipped
 
 

@@ -106,3 +106,13 @@ def rows_to_png(rows: Sequence[Row], task: str | None = None) -> bytes:
     if not ok:
         raise ValueError("PNG encoding failed")
     return io.BytesIO(buffer.tobytes()).getvalue()
+
+
+def blank_png(height: int, width: int) -> bytes:
+    """The PNG of an image with no stored instances: an all-zero uint8 map of ``height``×``width``."""
+    import cv2
+
+    ok, buffer = cv2.imencode(".png", np.zeros((height, width), np.uint8))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buffer.tobytes()

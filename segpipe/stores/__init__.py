@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -19,13 +20,30 @@ from sqlalchemy.engine import URL
 from segpipe.settings import Settings, get_settings
 from segpipe.stores.artifacts import ArtifactPathError, ArtifactStore
 from segpipe.stores.db import Store, make_engine, migrate, session_factory
+from segpipe.stores.decisions import DecisionStore
 from segpipe.stores.jobs import ClaimOutcome, ClaimResult, JobStore
-from segpipe.stores.models import JOB_KINDS, JOB_STATES, STAGES, TERMINAL_STATES, Job, ModelVersion, utcnow
+from segpipe.stores.models import (
+    JOB_KINDS,
+    JOB_STATES,
+    STAGES,
+    TERMINAL_STATES,
+    Job,
+    ModelVersion,
+    PromotionDecision,
+    RetrainSlot,
+    utcnow,
+)
 from segpipe.stores.predictions import PredictionRow, PredictionStore
+from segpipe.stores.retrain_slots import Acquired, RetrainSlotStore
 from segpipe.stores.versions import ModelVersionStore
 
 __all__ = [
     "JOB_KINDS",
+    "Acquired",
+    "DecisionStore",
+    "PromotionDecision",
+    "RetrainSlot",
+    "RetrainSlotStore",
     "JOB_STATES",
     "STAGES",
     "TERMINAL_STATES",
@@ -49,7 +67,11 @@ __all__ = [
 
 @dataclass
 class Stores:
-    """The four stores over one database and one artifact root."""
+    """The stores over one database and one artifact root.
+
+    ``decisions`` and ``retrain`` are built on first use from ``db`` with the versions store's clock,
+    so code that constructs a `Stores` by hand needs no change.
+    """
 
     db: Store
     jobs: JobStore
@@ -82,6 +104,16 @@ class Stores:
         """From `Settings` (default: this process's, from the ``SEGPIPE_*`` environment)."""
         settings = settings or get_settings()
         return cls.open(settings.db_url, settings.artifacts, migrate_schema=migrate_schema)
+
+    @cached_property
+    def decisions(self) -> DecisionStore:
+        """Promotion decisions (`segpipe.stores.decisions`)."""
+        return DecisionStore(self.db, now=self.versions.now)
+
+    @cached_property
+    def retrain(self) -> RetrainSlotStore:
+        """The per-model retraining lock and schedule bookkeeping (`segpipe.stores.retrain_slots`)."""
+        return RetrainSlotStore(self.db, now=self.versions.now)
 
     def close(self) -> None:
         self.db.dispose()

@@ -89,24 +89,8 @@ class JobStore:
 
         ``config_text`` is the resolved YAML. ``ValueError`` if ``job_id`` is taken.
         """
-        if kind not in JOB_KINDS:
-            raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(JOB_KINDS)}")
-        now = self.now()
-        job = Job(
-            id=job_id or new_job_id(),
-            kind=kind,
-            config=config_text,
-            state="queued",
-            queue=queue,
-            progress={},
-            artifacts={},
-            cancel_requested=False,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-            submitted_by=submitted_by,
-            model_name=model_name,
-        )
+        job = queued_job(kind, config_text, queue, self.now(), submitted_by=submitted_by, job_id=job_id,
+                         model_name=model_name)
         try:
             with self.store.write() as session:
                 session.add(job)
@@ -350,6 +334,37 @@ class JobStore:
 
 
 # -- building blocks ---------------------------------------------------------------------------------
+
+
+def queued_job(
+    kind: str,
+    config_text: str,
+    queue: str,
+    now: datetime,
+    *,
+    submitted_by: str | None = None,
+    job_id: str | None = None,
+    model_name: str | None = None,
+) -> Job:
+    """A new queued `Job` row, not yet in any session (`JobStore.create`, and stores that must create a
+    job in the same transaction as a row of their own). ``ConfigError`` for an unknown kind."""
+    if kind not in JOB_KINDS:
+        raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(JOB_KINDS)}")
+    return Job(
+        id=job_id or new_job_id(),
+        kind=kind,
+        config=config_text,
+        state="queued",
+        queue=queue,
+        progress={},
+        artifacts={},
+        cancel_requested=False,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        submitted_by=submitted_by,
+        model_name=model_name,
+    )
 
 
 def _get(session: Session, job_id: str) -> Job:

@@ -1,4 +1,5 @@
-"""ORM tables of the SQL store: jobs, predictions (+ the images each predict job has done) and model versions.
+"""ORM tables of the SQL store: jobs, predictions (+ the images each predict job has done), model versions,
+promotion decisions and the per-model retraining slots.
 
 The schema itself is created and changed only by the Alembic migrations in ``migrations/versions``;
 these classes describe it for queries. A test compares the two so they cannot drift apart.
@@ -36,6 +37,9 @@ JOB_KINDS: tuple[str, ...] = ("train", "evaluate", "predict", "retrain")
 JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 STAGES: tuple[str, ...] = ("candidate", "production", "archived")
+DECISION_OUTCOMES: tuple[str, ...] = ("promoted", "rejected")
+# gate: a retraining job's promotion gate; manual: `segpipe promote` / POST …/promote; rollback: `segpipe rollback`
+DECISION_SOURCES: tuple[str, ...] = ("gate", "manual", "rollback")
 # Alembic's bookkeeping table; named for segpipe so a database shared with another app cannot clash.
 VERSION_TABLE = "segpipe_schema_version"
 
@@ -90,7 +94,12 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[float]: JSON()}
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[float]: JSON(),
+        list[dict[str, Any]]: JSON(),
+    }
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -220,3 +229,63 @@ class ModelVersion(Base):
 
     def __repr__(self) -> str:
         return f"ModelVersion(name={self.name!r}, version={self.version}, stage={self.stage!r})"
+
+
+class RetrainSlot(Base):
+    """Per model name: the retraining lock and the schedule's bookkeeping (one row per name).
+
+    ``job_id`` is the newest retrain job queued for the name. While that job is queued or running, no
+    second one is queued: `RetrainSlotStore.acquire` locks this row (or races to insert it) in the
+    transaction that creates the job. ``checked_at`` is when a schedule tick last checked the dataset
+    (taken by compare-and-set, so one beat process checks per period); ``signalled_at`` is the first
+    "dataset changed" signal not acted on yet; ``dataset_hash`` and ``note`` say what the last check saw
+    and did.
+    """
+
+    __tablename__ = "retrain_slots"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    checked_at: Mapped[datetime | None]
+    signalled_at: Mapped[datetime | None]
+    dataset_hash: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"RetrainSlot(name={self.name!r}, job_id={self.job_id!r}, checked_at={self.checked_at!r})"
+
+
+class PromotionDecision(Base):
+    """One decision about a model version: promoted to production or rejected, with why and the numbers.
+
+    ``version`` is the version decided about; ``previous_version`` the production version at that moment
+    (None: there was none). Gate decisions carry the primary ``metric``, both sides' scalar metrics on
+    the same validation set and ``checks`` (one dict per compared metric: metric, role, mode, candidate,
+    production, change, limit, passed).
+    """
+
+    __tablename__ = "promotion_decisions"
+    __table_args__ = (
+        CheckConstraint(_one_of("outcome", DECISION_OUTCOMES), name="outcome"),
+        CheckConstraint(_one_of("source", DECISION_SOURCES), name="source"),
+        Index(None, "name", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    previous_version: Mapped[int | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    metric: Mapped[str | None] = mapped_column(String(255))
+    candidate_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    production_metrics: Mapped[dict[str, Any] | None]
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"PromotionDecision(name={self.name!r}, version={self.version}, outcome={self.outcome!r})"

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores.db import Store, changed
@@ -40,7 +41,10 @@ class ModelVersionStore:
         parent_version: int | None = None,
         job_id: str | None = None,
     ) -> ModelVersion:
-        """Add the next version of ``name`` as a candidate. ``checkpoint`` is relative to the artifact root."""
+        """Add the next version of ``name`` as a candidate. ``checkpoint`` is relative to the artifact root.
+
+        With ``job_id`` the job row also records the name and the new version number (same transaction).
+        """
         fields = dict(
             name=name,
             task=task,
@@ -62,6 +66,11 @@ class ModelVersionStore:
                     latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
                     row = ModelVersion(version=(latest or 0) + 1, **fields)
                     session.add(row)
+                    if job_id is not None:
+                        # The job says which version it made (listings, `GET /jobs/{id}`).
+                        session.execute(
+                            update(Job).where(Job.id == job_id).values(model_name=name, model_version=row.version)
+                        )
                 return row
             except IntegrityError:
                 if tries >= _REGISTER_TRIES:
@@ -93,6 +102,23 @@ class ModelVersionStore:
         with self.store.read() as session:
             return session.scalar(query)
 
+    def for_job(self, job_id: str) -> ModelVersion | None:
+        """The version a training / retraining job registered, or None (lets a resumed job not register twice)."""
+        query = select(ModelVersion).where(ModelVersion.job_id == job_id).order_by(ModelVersion.version).limit(1)
+        with self.store.read() as session:
+            return session.scalar(query)
+
+    def trained_on(self, name: str, dataset_hash: str) -> ModelVersion | None:
+        """The newest version of ``name`` trained on data with this content hash, or None."""
+        query = (
+            select(ModelVersion)
+            .where(ModelVersion.name == name, ModelVersion.dataset_hash == dataset_hash)
+            .order_by(ModelVersion.version.desc())
+            .limit(1)
+        )
+        with self.store.read() as session:
+            return session.scalar(query)
+
     def production(self, name: str) -> ModelVersion | None:
         """The production version of ``name``, or None if none was promoted yet."""
         query = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.stage == "production")
@@ -107,18 +133,8 @@ class ModelVersionStore:
         sees the first's result and archives it.
         """
         with self.store.write() as session:
-            session.execute(select(ModelVersion.id).where(ModelVersion.name == name).with_for_update()).all()
-            if session.scalar(_one(name, version)) is None:
-                raise NotFoundError(f"model {name!r} has no version {version}")
-            # Archive first: the partial unique index is checked statement by statement.
-            session.execute(
-                _versions_of(name)
-                .where(ModelVersion.stage == "production", ModelVersion.version != version)
-                .values(stage="archived")
-            )
-            session.execute(_versions_of(name).where(ModelVersion.version == version).values(stage="production"))
-            session.expire_all()
-            return session.scalars(_one(name, version)).one()
+            lock_versions(session, name)
+            return promote_in(session, name, version)
 
     def archive(self, name: str, version: int) -> ModelVersion:
         """Retire a version (for instance a candidate that lost to production)."""
@@ -127,6 +143,31 @@ class ModelVersionStore:
             if done != 1:
                 raise NotFoundError(f"model {name!r} has no version {version}")
             return session.scalars(_one(name, version)).one()
+
+
+def lock_versions(session: Session, name: str) -> int | None:
+    """Row-lock every version of ``name`` until the transaction ends (PostgreSQL ``FOR UPDATE``; SQLite
+    write transactions are serialized anyway); returns the production version number, or None."""
+    rows = session.execute(
+        select(ModelVersion.version, ModelVersion.stage).where(ModelVersion.name == name).with_for_update()
+    ).all()
+    return next((row.version for row in rows if row.stage == "production"), None)
+
+
+def promote_in(session: Session, name: str, version: int) -> ModelVersion:
+    """Inside a transaction that holds `lock_versions(name)`: make ``version`` production, archive the
+    previous production version; `NotFoundError` (nothing changed) if the version does not exist."""
+    if session.scalar(_one(name, version)) is None:
+        raise NotFoundError(f"model {name!r} has no version {version}")
+    # Archive first: the partial unique index is checked statement by statement.
+    session.execute(
+        _versions_of(name)
+        .where(ModelVersion.stage == "production", ModelVersion.version != version)
+        .values(stage="archived")
+    )
+    session.execute(_versions_of(name).where(ModelVersion.version == version).values(stage="production"))
+    session.expire_all()
+    return session.scalars(_one(name, version)).one()
 
 
 def _one(name: str, version: int) -> Any:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -13,13 +11,6 @@ from segpipe.api.deps import ApiContext, context
 from segpipe.api.schemas import Health
 
 router = APIRouter(tags=["health"])
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("segpipe")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _ping(ctx: ApiContext) -> dict[str, object]:
@@ -32,13 +23,13 @@ def _ping(ctx: ApiContext) -> dict[str, object]:
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(ctx: ApiContext = Depends(context)) -> JSONResponse:
+async def health(request: Request, ctx: ApiContext = Depends(context)) -> JSONResponse:
     """Whether the store answers, which kind of broker jobs go to, and the segpipe version."""
     store = await run_in_threadpool(_ping, ctx)
     body = Health(
         status="ok" if store["ok"] else "degraded",
         store=store,
         broker=str(ctx.celery.conf.broker_url or ctx.settings.broker).split("://", 1)[0],
-        version=_version(),
+        version=request.app.version,
     )
     return JSONResponse(body.model_dump(), status_code=200 if store["ok"] else 503)

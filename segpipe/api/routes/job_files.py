@@ -1,0 +1,159 @@
+"""A job's files: its artifacts (list, download) and a predict job's COCO results, streamed.
+
+Every artifact path, whether a registered name or a path typed into the URL, goes through
+`ArtifactStore.resolve`, which refuses anything leaving the job's folder (``..``, absolute paths,
+symlinks pointing out): 403 naming the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
+from pathlib import Path
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+
+from segpipe.api.auth import Principal, annotator
+from segpipe.api.deps import ApiContext, context
+from segpipe.api.errors import ApiError
+from segpipe.api.schemas import ArtifactList, ArtifactOut, ErrorOut, FolderListing
+from segpipe.errors import SegpipeError
+from segpipe.masks.stored import stream_results_json
+from segpipe.stores import Stores
+
+router = APIRouter(prefix="/jobs", tags=["job files"])
+MAX_LISTED_FILES = 10_000
+STREAM_CHUNK_BYTES = 64 * 1024
+_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+
+
+def _describe(stores: Stores, job_id: str, name: str, relative: str) -> ArtifactOut:
+    try:
+        path = stores.artifacts.resolve(job_id, relative)
+    except SegpipeError:
+        # A recorded path that escapes the folder is treated as absent, never followed.
+        return ArtifactOut(name=name, path=relative, kind="missing")
+    if path.is_file():
+        return ArtifactOut(name=name, path=relative, kind="file", bytes=path.stat().st_size)
+    return ArtifactOut(name=name, path=relative, kind="folder" if path.is_dir() else "missing")
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=_ERRORS)
+def list_artifacts(
+    job_id: str, ctx: ApiContext = Depends(context), _who: Principal = Depends(annotator)
+) -> ArtifactList:
+    """The job's recorded artifacts: name, path in the job folder, file or folder, size."""
+    recorded = ctx.stores.artifacts.list(job_id)
+    items = [_describe(ctx.stores, job_id, name, rel) for name, rel in sorted(recorded.items())]
+    return ArtifactList(job_id=job_id, artifacts=items)
+
+
+def _folder_listing(job_id: str, base: Path, folder: Path) -> FolderListing:
+    files: list[str] = []
+    truncated = False
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            if len(files) == MAX_LISTED_FILES:
+                truncated = True
+                break
+            files.append(path.relative_to(base).as_posix())
+    return FolderListing(job_id=job_id, folder=folder.relative_to(base).as_posix(), files=files, truncated=truncated)
+
+
+@router.get(
+    "/{job_id}/artifacts/{name:path}",
+    response_model=None,
+    responses={
+        200: {
+            "description": "the file (as an attachment), or for a folder the JSON listing of its files",
+            "content": {
+                "application/octet-stream": {},
+                "application/json": {"schema": FolderListing.model_json_schema()},
+            },
+        },
+        **_ERRORS,
+    },
+)
+def download_artifact(
+    job_id: str, name: str, ctx: ApiContext = Depends(context), _who: Principal = Depends(annotator)
+) -> FileResponse | FolderListing:
+    """Download an artifact by its recorded name (``best.pt``, ``plots/loss.png``) or by a path inside the
+    job folder (``predictions/masks/7.png``). A folder answers with the list of its files."""
+    recorded = ctx.stores.artifacts.list(job_id)  # also 404s an unknown job
+    relative = recorded.get(name, name)
+    path = ctx.stores.artifacts.resolve(job_id, relative)
+    if path.is_file():
+        # An attachment, never sniffed: an artifact must not run as a page in the browser.
+        return FileResponse(
+            path,
+            filename=path.name,
+            content_disposition_type="attachment",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+    if path.is_dir():
+        base = ctx.stores.artifacts.job_dir(job_id).resolve()
+        return _folder_listing(job_id, base, path)
+    known = ", ".join(sorted(recorded)) or "none recorded"
+    raise ApiError(404, f"job {job_id} has no artifact {name!r} (artifacts: {known})")
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+def chunked(pieces: Iterator[bytes], size: int = STREAM_CHUNK_BYTES) -> Iterator[bytes]:
+    """Join small byte pieces into chunks of at least ``size`` bytes (the last may be shorter):
+    each chunk costs one thread-pool hop and one socket write, so rows are not sent one by one."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def _results(stores: Stores, job_id: str) -> Iterator[bytes]:
+    rows = stores.predictions.iter_job(job_id)
+    # closing(): a client that disconnects mid-stream must not leave the read transaction open.
+    with closing(rows):
+        yield from chunked(stream_results_json(rows))
+
+
+async def _in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Drive a blocking iterator from the thread pool, closing it (and its transaction) however the stream ends."""
+    try:
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+@router.get(
+    "/{job_id}/results",
+    responses={
+        200: {
+            "description": "COCO results JSON array (loads with pycocotools COCO.loadRes)",
+            "content": {"application/json": {}},
+        },
+        409: {"model": ErrorOut, "description": "the job is not a predict job"},
+        **_ERRORS,
+    },
+)
+def job_results(
+    job_id: str, ctx: ApiContext = Depends(context), _who: Principal = Depends(annotator)
+) -> StreamingResponse:
+    """The predict job's COCO results (RLE masks, original category ids), streamed row by row from
+    the store. While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
+    job = ctx.stores.jobs.get(job_id)
+    if job.kind != "predict":
+        raise ApiError(409, f"job {job_id} is a {job.kind} job; only predict jobs have results")
+    return StreamingResponse(
+        _in_threads(_results(ctx.stores, job_id)),
+        media_type="application/json",
+        headers={"X-Segpipe-Job-State": job.state, "Content-Disposition": f'attachment; filename="{job_id}.json"'},
+    )

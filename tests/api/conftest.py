@@ -1,0 +1,172 @@
+"""API fixtures: the app over real stores (a SQLite file, and PostgreSQL for the main flows) and a
+real Celery app publishing to a real broker (a SQLite broker file in tmp_path; Redis where a test
+asks for it). No worker runs: submitted jobs stay queued, and tests that need results write
+predictions and finish jobs through the stores themselves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from celery import Celery
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+from sqlalchemy.engine import URL
+
+from segpipe.api.app import create_app
+from segpipe.masks.encode import mask_to_rle
+from segpipe.settings import Settings
+from segpipe.stores import Stores
+from segpipe.stores.models import Job, ModelVersion, Prediction, PredictionImage
+from tests.stores.conftest import create_pg_database, drop_pg_database
+from workers.celery_app import create_app as create_celery
+
+TOKENS = {"ann-token": "annotator", "eng-token": "engineer", "adm-token": "admin"}
+ANNOTATOR = {"Authorization": "Bearer ann-token"}
+ENGINEER = {"Authorization": "Bearer eng-token"}
+ADMIN = {"Authorization": "Bearer adm-token"}
+REDIS_URL = os.environ.get("SEGPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        home=tmp_path / "home",
+        data_roots=[tmp_path / "data"],
+        artifact_root=tmp_path / "artifacts",
+        tokens=dict(TOKENS),
+        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        auth="on",
+        max_upload_mb=1.0,
+        max_config_kb=16.0,
+        max_upload_files=8,
+    )
+    values.update(overrides)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def api_pg_url() -> Iterator[URL]:
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+def _empty(stores: Stores) -> None:
+    with stores.db.write() as session:
+        for table in (Prediction, PredictionImage, ModelVersion, Job):
+            session.execute(delete(table))
+
+
+@pytest.fixture(params=BACKENDS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """Migrated stores on a fresh SQLite file, or on the session's PostgreSQL database (emptied after)."""
+    if request.param == "sqlite":
+        opened = Stores.open(f"sqlite:///{tmp_path / 'segpipe.db'}", tmp_path / "artifacts")
+        yield opened
+        opened.close()
+        return
+    opened = Stores.open(request.getfixturevalue("api_pg_url"), tmp_path / "artifacts")
+    yield opened
+    _empty(opened)
+    opened.close()
+
+
+@pytest.fixture
+def pg_stores(api_pg_url: URL, tmp_path: Path) -> Iterator[Stores]:
+    """For checks that are about PostgreSQL itself."""
+    opened = Stores.open(api_pg_url, tmp_path / "artifacts")
+    yield opened
+    _empty(opened)
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_stores(tmp_path: Path) -> Iterator[Stores]:
+    """For checks that are about the API, not the database."""
+    opened = Stores.open(f"sqlite:///{tmp_path / 'segpipe.db'}", tmp_path / "artifacts")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def celery_app(settings: Settings) -> Celery:
+    return create_celery(settings)
+
+
+def _client(settings: Settings, stores: Stores, celery_app: Celery) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, stores, celery_app)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(settings: Settings, stores: Stores, celery_app: Celery) -> Iterator[TestClient]:
+    """The app on both backends."""
+    yield from _client(settings, stores, celery_app)
+
+
+@pytest.fixture
+def sqlite_client(settings: Settings, sqlite_stores: Stores, celery_app: Celery) -> Iterator[TestClient]:
+    """The app on SQLite only."""
+    yield from _client(settings, sqlite_stores, celery_app)
+
+
+# -- stored predictions -------------------------------------------------------------------------------
+
+H, W = 48, 64
+
+
+def box_mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def disc_mask(cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:H, :W]
+    return (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r).astype(np.uint8)
+
+
+def rows_for(masks: list[np.ndarray], category_id: int = 7, scores: list[float] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        rows.append(
+            {
+                "category_id": category_id,
+                "category_name": "cat",
+                "score": scores[i] if scores else 0.9 - 0.1 * i,
+                "bbox": [
+                    float(xs.min()),
+                    float(ys.min()),
+                    float(xs.max() - xs.min() + 1),
+                    float(ys.max() - ys.min() + 1),
+                ],
+                "rle": mask_to_rle(mask),
+                "height": H,
+                "width": W,
+            }
+        )
+    return rows
+
+
+def claimed_job(stores: Stores, kind: str = "predict", config: str | None = None) -> str:
+    """A job as a worker holds it: created, then claimed (running). `finish` ends it."""
+    text = config if config is not None else "model: job:none\nimages: /nowhere\n"
+    job = stores.jobs.create(kind, text, "gpu")
+    assert stores.jobs.claim(job.id, "test-worker", lease_seconds=60).claimed
+    return job.id
+
+
+def finish(stores: Stores, job_id: str, state: str = "succeeded") -> None:
+    assert stores.jobs.finish(job_id, "test-worker", state)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import get_args
+
+from fastapi.testclient import TestClient
+
+from segpipe.api.schemas import JobKind, JobState
+from segpipe.stores import JOB_KINDS, JOB_STATES, Stores
+from tests.api.conftest import ANNOTATOR, ENGINEER
+
+
+def test_list_get_and_promote(client: TestClient, stores: Stores) -> None:
+    for metrics in ({"miou": 0.5}, {"miou": 0.7}):
+        stores.versions.register("roads", "semantic", "task: semantic\n", metrics=metrics, dataset_hash="abc")
+    stores.versions.register("cells", "instance", "task: instance\n")
+    assert client.get("/models", headers=ANNOTATOR).json() == [
+        {"name": "cells", "task": "instance", "versions": 1, "latest_version": 1, "production_version": None},
+        {"name": "roads", "task": "semantic", "versions": 2, "latest_version": 2, "production_version": None},
+    ]
+    assert client.post("/models/roads/promote", json={"version": 1}, headers=ANNOTATOR).status_code == 403
+    r = client.post("/models/roads/promote", json={"version": 1}, headers=ENGINEER)
+    assert r.status_code == 200 and r.json()["stage"] == "production"
+    r = client.post("/models/roads/promote", json={"version": 2}, headers=ENGINEER)
+    detail = client.get("/models/roads", headers=ANNOTATOR).json()
+    assert detail["production_version"] == 2
+    assert [(v["version"], v["stage"], v["metrics"]) for v in detail["versions"]] == [
+        (2, "production", {"miou": 0.7}),
+        (1, "archived", {"miou": 0.5}),
+    ]
+    r = client.post("/models/roads/promote", json={"version": 9}, headers=ENGINEER)
+    assert r.status_code == 404 and r.json()["error"] == "model 'roads' has no version 9"
+    r = client.get("/models/nothing", headers=ANNOTATOR)
+    assert r.status_code == 404 and r.json()["error"] == "model 'nothing' has no versions"
+    r = client.post("/models/roads/promote", json={"version": 0}, headers=ENGINEER)
+    assert r.status_code == 422 and "body.version" in r.json()["error"]
+
+
+def test_api_literals_match_the_store() -> None:
+    assert get_args(JobState) == JOB_STATES
+    assert get_args(JobKind) == JOB_KINDS
+
+
+def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
+    spec = sqlite_client.get("/openapi.json").json()
+    assert {
+        "/health",
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/cancel",
+        "/jobs/{job_id}/artifacts",
+        "/jobs/{job_id}/artifacts/{name}",
+        "/jobs/{job_id}/results",
+        "/images/{image_key}/masks",
+        "/models",
+        "/models/{name}",
+        "/models/{name}/promote",
+        "/uploads",
+    } == set(spec["paths"])
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    assert sqlite_client.get("/docs").status_code == 200

@@ -1,0 +1,57 @@
+"""docker-compose.yml is checked by Compose itself (no Docker engine runs here) and for what the
+deployment promises: AOF + noeviction Redis, PostgreSQL, API, GPU worker with an NVIDIA reservation,
+CPU worker, beat and flower sharing one broker, store and artifact volume."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
+    env = {**os.environ, "SEGPIPE_TOKENS": "t1:admin,t2:annotator"}
+    done = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_compose_has_every_role(compose: dict) -> None:
+    assert set(compose["services"]) == {"redis", "postgres", "api", "worker-gpu", "worker-cpu", "beat", "flower"}
+
+
+def test_redis_keeps_messages(compose: dict) -> None:
+    command = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+
+
+def test_gpu_worker_reserves_a_gpu_and_consumes_the_gpu_queue(compose: dict) -> None:
+    worker = compose["services"]["worker-gpu"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert worker["command"][:2] == ["segpipe", "worker"] and "gpu" in worker["command"]
+
+
+def test_services_share_one_broker_store_and_artifacts(compose: dict) -> None:
+    roles = ("api", "worker-gpu", "worker-cpu", "beat", "flower")
+    for key in ("SEGPIPE_BROKER_URL", "SEGPIPE_DATABASE_URL", "SEGPIPE_ARTIFACT_ROOT"):
+        assert len({compose["services"][r]["environment"][key] for r in roles}) == 1, key
+    assert compose["services"]["api"]["environment"]["SEGPIPE_BROKER_URL"].startswith("redis://")
+    assert compose["services"]["api"]["environment"]["SEGPIPE_DATABASE_URL"].startswith("postgresql")
+
+
+def test_tokens_are_required(compose: dict) -> None:
+    exe = shutil.which("docker-compose")
+    env = {k: v for k, v in os.environ.items() if k != "SEGPIPE_TOKENS"}
+    done = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=60)
+    assert done.returncode != 0 and "SEGPIPE_TOKENS" in done.stderr
