@@ -118,13 +118,13 @@ class MaskFolderSource:
         return mask
 
     def _binary(self, mask: np.ndarray) -> np.ndarray:
-        ignore = mask == self.ignore_index
         if self.foreground_value is None:
-            foreground = (mask != 0) & ~ignore
+            foreground = (mask != 0) & (mask != self.ignore_index)
         else:
             foreground = mask == self.foreground_value
-        out = foreground.view(np.uint8).copy()
-        out[ignore & ~foreground] = self.ignore_index
+        out = foreground.view(np.uint8)  # a fresh array already: no copy needed
+        if self.foreground_value != self.ignore_index:  # 0/255 masks with foreground 255 have no ignore
+            np.putmask(out, (mask == self.ignore_index) & ~foreground, self.ignore_index)
         return out
 
 
