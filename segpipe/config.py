@@ -247,7 +247,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 
 def dump(config: JobConfig) -> str:
     """The resolved config as YAML (saved next to checkpoints and model versions)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    data = config.model_dump(mode="json")
+    if data["augment"]["pipeline"] is not None:
+        # a pipeline replaces the preset; writing the default preset beside it would make the dump
+        # fail its own "preset or pipeline" check when a checkpoint's config is loaded again
+        del data["augment"]["preset"]
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:

@@ -142,7 +142,7 @@ def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
     console.print(f"results in {escape(str(out))}:")
     for name, what in (
         ("overlays/", "predicted masks drawn on each new image"),
-        ("masks_png/", "instance-id PNG per image"),
+        ("masks_png/", "instance-id PNG per image with detections"),
         ("masks_polygons/", "polygons per image (CVAT / Label Studio import)"),
         ("masks_coco_rle/results.json", "COCO results with RLE masks, original category ids"),
         ("training_plots/", "training curves and validation overlays"),

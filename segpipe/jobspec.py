@@ -4,6 +4,9 @@
                 artifact folder.
 - ``evaluate``: ``{model: REF, data: {...}, split: val}`` — the task comes from the model.
 - ``predict``:  ``{model: REF, images: DIR, annotations: FILE?, predict: {formats, score_threshold, …}}``.
+- ``retrain``:  ``{name, config: JobConfig, dataset: [PATH…], validation: SOURCE, gate: {...},
+                fine_tune_from_production, trigger}`` — queued by the retraining schedule or
+                ``segpipe retrain`` (`segpipe.retrain.trigger`), never through ``POST /jobs``.
 
 A model REF is ``job:<train job id>``, ``NAME@production`` / ``NAME@<version>`` (model versions), or a
 run directory / checkpoint path inside the data or artifact roots. Every path is confined to the
@@ -16,15 +19,19 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from segpipe import config as config_mod
-from segpipe.config import DataConfig, JobConfig, PredictConfig, Section
+from segpipe.config import DataConfig, JobConfig, PredictConfig, Section, SourceConfig
 from segpipe.errors import ConfigError
 from segpipe.paths import confine
+from segpipe.retrain.gate import GateConfig
 
 JobKind = Literal["train", "evaluate", "predict"]
+# What `submit` (POST /jobs, `segpipe submit`) accepts; retrain jobs go through the retraining lock.
 JOB_SPEC_KINDS: tuple[str, ...] = ("train", "evaluate", "predict")
+# Model names: what a version reference NAME@… and a URL path segment can carry.
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 _VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
 
 
@@ -42,16 +49,29 @@ class PredictSpec(Section):
     device: str = "auto"
 
 
-Spec = JobConfig | EvaluateSpec | PredictSpec
+class RetrainSpec(Section):
+    """Train a new version of ``name``, evaluate it and production on ``validation``, and let ``gate`` decide."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    config: JobConfig
+    dataset: list[Path] = Field(min_length=1, description="files/folders whose content hash the version records")
+    validation: SourceConfig
+    gate: GateConfig
+    fine_tune_from_production: bool = False
+    trigger: str = Field("manual", max_length=500, description="why it was queued (shown with the job)")
+
+
+Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec
+_SPEC_MODELS: dict[str, type[Section]] = {"evaluate": EvaluateSpec, "predict": PredictSpec, "retrain": RetrainSpec}
 
 
 def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:
     """Validate a job document of `kind` (paths still as given)."""
     if kind == "train":
         return config_mod.from_dict(raw, source=source)
-    model = {"evaluate": EvaluateSpec, "predict": PredictSpec}.get(kind)
+    model = _SPEC_MODELS.get(kind)
     if model is None:
-        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(JOB_SPEC_KINDS)}")
+        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(('train', *_SPEC_MODELS))}")
     try:
         return model.model_validate(raw)
     except ValidationError as e:
@@ -68,6 +88,11 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
             if value is not None:
                 setattr(spec.model, field, confine(value, roots, what=f"model.{field}"))
         return spec
+    if isinstance(spec, RetrainSpec):
+        confine_spec(spec.config, roots, artifact_root)
+        spec.dataset = [confine(p, roots, what="dataset") for p in spec.dataset]
+        _confine_source(spec.validation, roots, "validation")
+        return spec
     if isinstance(spec, EvaluateSpec):
         _confine_data(spec.data, roots)
     else:
@@ -82,12 +107,15 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
 def _confine_data(data: DataConfig, roots: list[Path]) -> None:
     for split in ("train", "val"):
         source = getattr(data, split)
-        if source is None:
-            continue
-        for field in ("images", "annotations", "masks", "root"):
-            value = getattr(source, field)
-            if value is not None:
-                setattr(source, field, confine(value, roots, what=f"data.{split}.{field}"))
+        if source is not None:
+            _confine_source(source, roots, f"data.{split}")
+
+
+def _confine_source(source: SourceConfig, roots: list[Path], where: str) -> None:
+    for field in ("images", "annotations", "masks", "root"):
+        value = getattr(source, field)
+        if value is not None:
+            setattr(source, field, confine(value, roots, what=f"{where}.{field}"))
 
 
 def dump_spec(spec: Spec) -> str:

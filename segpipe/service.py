@@ -82,6 +82,10 @@ def reconcile(stores: Stores, celery_app: Celery) -> int:
     for job in stores.jobs.expired_running():
         if stores.jobs.requeue(job.id):
             log.warning("job %s: lease expired (worker %s gone); re-queued", job.id, job.lease_owner)
-            publish(celery_app, job.id, job.queue)
+            try:
+                publish(celery_app, job.id, job.queue)
+            except Exception as e:  # noqa: BLE001 - a queued row with no message must not be stranded
+                stores.jobs.mark_failed(job.id, f"re-queue failed: broker unreachable ({type(e).__name__}: {e})")
+                continue
             count += 1
     return count

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
+    schedule: Path = Field(
+        Path("configs/schedule.yaml"), description="the retraining schedule file (SEGPIPE_SCHEDULE)"
+    )
+    retrain_tick_seconds: float = Field(60.0, gt=0, description="beat: seconds between retraining schedule ticks")
     auth: Literal["on", "off"] = Field(
         "on", description="'off' runs the HTTP API without tokens, for a local demo: it then answers loopback clients only"
     )

@@ -14,11 +14,19 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from segpipe.settings import Settings, get_settings
+from workers.beat import RETRAIN_TICK, retrain_beat_entries  # noqa: F401 - RETRAIN_TICK re-exported beside RUN_JOB
 
 QUEUES = ("gpu", "cpu")
 RUN_JOB = "segpipe.run_job"
 RECONCILE = "segpipe.reconcile"
-RETRAIN_TICK = "segpipe.retrain_tick"
+
+
+def _transport_options(s: Settings) -> dict[str, float]:
+    """Redis redelivers unacked messages after ``visibility_timeout``. The SQLAlchemy transport hands
+    its transport options to ``create_engine``, which refuses unknown keys: it gets none."""
+    if s.broker.startswith("redis"):
+        return {"visibility_timeout": s.visibility_timeout}
+    return {}
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -38,13 +46,13 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        # Redis redelivers unacked messages after this; the SQLAlchemy transport takes no such option
-        broker_transport_options={"visibility_timeout": s.visibility_timeout} if s.broker.startswith("redis") else {},
+        broker_transport_options=_transport_options(s),
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # flower
         timezone="UTC",
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": 30.0, "options": {"queue": "cpu"}},
+            **retrain_beat_entries(s),
         },
     )
     return app

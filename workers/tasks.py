@@ -7,7 +7,7 @@ import os
 import socket
 
 from segpipe.settings import get_settings
-from workers.celery_app import RECONCILE, RUN_JOB, app
+from workers.celery_app import RECONCILE, RETRAIN_TICK, RUN_JOB, app
 
 log = logging.getLogger("segpipe.worker")
 _stores = None
@@ -38,3 +38,13 @@ def reconcile() -> int:
     from segpipe.service import reconcile as do_reconcile
 
     return do_reconcile(stores(), app)
+
+
+@app.task(name=RETRAIN_TICK, ignore_result=True)
+def retrain_tick() -> list[dict[str, str | None]]:
+    """Beat's retraining tick: check each scheduled model's dataset, queue retraining where it changed."""
+    from dataclasses import asdict
+
+    from segpipe.retrain.tick import run_tick
+
+    return [asdict(r) for r in run_tick(stores(), app, get_settings())]

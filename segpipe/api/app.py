@@ -33,7 +33,7 @@ from segpipe.api.deps import ApiContext
 from segpipe.api.errors import BodyLimitMiddleware, install_error_handlers
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
-from segpipe.api.routes import health, images, job_files, jobs, models, uploads
+from segpipe.api.routes import datasets, health, images, job_files, jobs, models, uploads
 from segpipe.settings import Settings, get_settings
 from segpipe.stores import Stores
 
@@ -90,6 +90,6 @@ def create_app(
         what="SEGPIPE_MAX_CONFIG_KB",
         exempt=frozenset({"/uploads"}),  # streams its files and limits each one itself
     )
-    for module in (health, jobs, job_files, images, models, uploads):
+    for module in (health, jobs, job_files, images, models, datasets, uploads):
         app.include_router(module.router)
     return app

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from segpipe.stores import Job, ModelVersion
+from segpipe.stores import Job, ModelVersion, PromotionDecision
 
 JobKindIn = Literal["train", "evaluate", "predict"]
 JobKind = Literal["train", "evaluate", "predict", "retrain"]
@@ -190,16 +190,70 @@ class ModelSummary(BaseModel):
     production_version: int | None
 
 
+class GateCheckOut(BaseModel):
+    metric: str
+    role: Literal["primary", "guard"]
+    mode: Literal["max", "min"]
+    candidate: float | None
+    production: float | None
+    change: float | None = Field(description="the improvement in the metric's mode (positive = better)")
+    limit: float = Field(description="what the check needed: change ≥ limit (+min_delta, or -tolerance)")
+    passed: bool
+
+
+class DecisionOut(BaseModel):
+    """A promotion decision: by the retraining gate, by hand, or a rollback."""
+
+    name: str
+    version: int = Field(description="the version decided about")
+    previous_version: int | None = Field(description="the production version at that moment")
+    outcome: Literal["promoted", "rejected"]
+    source: Literal["gate", "manual", "rollback"]
+    reason: str
+    metric: str | None = Field(description="the gate's primary metric")
+    candidate_metrics: dict[str, float]
+    production_metrics: dict[str, float] | None = Field(description="same validation set, same job; None: no production")
+    checks: list[GateCheckOut]
+    job_id: str | None
+    decided_by: str | None
+    created_at: datetime
+
+
 class ModelDetail(BaseModel):
     name: str
     production_version: int | None
     versions: list[ModelVersionOut] = Field(description="newest first")
+    decisions: list[DecisionOut] = Field(default_factory=list, description="newest first (at most 100)")
 
 
 class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1)
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: int | None = Field(None, ge=1, description="default: the newest earlier version that was production")
+
+
+class RetrainOut(BaseModel):
+    job_id: str
+    created: bool = Field(description="false: a retraining of this model was already queued or running (this one)")
+    state: str
+
+
+class SignalledModel(BaseModel):
+    name: str
+    signalled_at: datetime = Field(description="the first signal since the model's last check")
+    check_after: datetime = Field(description="the first tick from then on checks the dataset")
+
+
+class DatasetChangedOut(BaseModel):
+    dataset: str
+    debounce_seconds: float
+    models: list[SignalledModel]
 
 
 # -- from store rows ------------------------------------------------------------------------------
@@ -220,3 +274,7 @@ def job_detail(job: Job, *, with_traceback: bool) -> JobDetail:
 
 def version_out(row: ModelVersion) -> ModelVersionOut:
     return ModelVersionOut.model_validate({name: getattr(row, name) for name in ModelVersionOut.model_fields})
+
+
+def decision_out(row: PromotionDecision) -> DecisionOut:
+    return DecisionOut.model_validate({name: getattr(row, name) for name in DecisionOut.model_fields})

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from segpipe.cli import app
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # paths print whole, unwrapped
 
 
 @app.command()
@@ -35,10 +35,14 @@ def digits(
 @app.command()
 def holdout(
     out_dir: Path = typer.Argument(..., help="Folder for the two splits and split.json."),
-    val: str = typer.Option(..., "--val", help="Positions to hold out, FIRST-LAST in natural file order, e.g. 25-29."),
+    val: str = typer.Option(..., "--val", help="Positions to hold out: FIRST-LAST in natural file order, e.g. 25-29."),
     images: Path = typer.Option(..., "--images", help="Image folder.", exists=True, file_okay=False),
-    masks: Path | None = typer.Option(None, "--masks", help="Mask folder (image + mask folders).", exists=True, file_okay=False),
-    annotations: Path | None = typer.Option(None, "--annotations", help="COCO instances JSON.", exists=True, dir_okay=False),
+    masks: Path | None = typer.Option(
+        None, "--masks", help="Mask folder (image + mask folders).", exists=True, file_okay=False
+    ),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", help="COCO instances JSON.", exists=True, dir_okay=False
+    ),
     mask_suffix: str = typer.Option(".png", "--mask-suffix", help="Mask file = image stem + this."),
     force: bool = typer.Option(False, "--force", help="Replace the splits of an earlier holdout in OUT_DIR."),
 ) -> None:

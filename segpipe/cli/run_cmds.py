@@ -1,4 +1,4 @@
-"""Local runs, no queue: ``segpipe train | evaluate | predict | models``."""
+"""Local runs, no queue: ``segpipe train | evaluate | predict``."""
 
 from __future__ import annotations
 
@@ -101,23 +101,3 @@ def predict(
         summary = predict_to_files(model, images, out, cfg, annotations=annotations, device=device,
                                    on_image=lambda *_: bar.advance(task))
     console.print(f"{summary['images']} images → {escape(str(out))} ({', '.join(summary['formats'])})")
-
-
-@app.command()
-def models(
-    task: str | None = typer.Option(None, "--task", help="Only models for this task kind."),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """List the model names a config can use, with the task kinds each serves."""
-    from segpipe.models import describe_models
-
-    rows = [r for r in describe_models() if task is None or task in r[1]]
-    if as_json:
-        print(json.dumps([{"name": n, "tasks": list(t), "description": d} for n, t, d in rows], indent=1))
-        return
-    table = Table(title="models")
-    for col in ("name", "tasks", "description"):
-        table.add_column(col)
-    for name, tasks, description in rows:
-        table.add_row(name, ", ".join(tasks), description)
-    console.print(table)

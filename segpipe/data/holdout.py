@@ -76,7 +76,8 @@ def holdout_mask_folders(
     range) in natural order. The mask of ``a.jpg`` is ``masks/a`` + `mask_suffix`.
 
     Raises DataError when an image has no mask, ConfigError when ``out_dir/train`` or ``out_dir/val``
-    exists (unless ``overwrite``: then those two folders are replaced).
+    exists, unless ``overwrite`` and they are an earlier holdout's (``split.json`` beside them): then
+    they are replaced.
     """
     images, masks, out = Path(images), Path(masks), Path(out_dir)
     files = list_images(images)
@@ -115,7 +116,7 @@ def holdout_coco(
     Every top-level key is kept (info, licenses, categories: all categories in both files); images
     and annotations go to the split of their image. Image files are not copied: a config pairs
     `images` with either file. Raises DataError naming the file for unreadable or malformed JSON,
-    ConfigError when an output file exists (unless ``overwrite``).
+    ConfigError when an output file exists (unless ``overwrite``, as for ``holdout_mask_folders``).
     """
     images, annotations, out = Path(images), Path(annotations), Path(out_dir)
     data = _read_coco(annotations)
@@ -126,7 +127,9 @@ def holdout_coco(
     split_of = {im["id"]: ("val" if i in block else "train") for i, im in enumerate(entries)}
     for ann in data["annotations"]:
         if ann["image_id"] not in split_of:
-            raise DataError(f"{annotations}: annotation {ann['id']} refers to image {ann['image_id']}, which is not listed")
+            raise DataError(
+                f"{annotations}: annotation {ann['id']} refers to image {ann['image_id']}, which is not listed"
+            )
     _prepare(out, ("train.json", "val.json"), overwrite)
     names: dict[str, list[str]] = {}
     for split in ("train", "val"):

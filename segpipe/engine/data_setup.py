@@ -49,7 +49,8 @@ def eval_transform(config: JobConfig) -> Any:
 
 def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str, list[Any]]]:
     """Validate every split; raise DataError with the first problems unless ``skip_invalid``.
-    Returns, per split, the image and annotation ids to skip."""
+    Returns, per split, the image and annotation ids to skip. With a `run_dir`, writes
+    ``validation.json``: per split the report plus ``skipped: {images, annotations}``."""
     if config.data is None:
         raise ConfigError("the config has no 'data' section")
     reports = validate_config(config)

@@ -12,6 +12,7 @@ The same function runs under a queue worker (``segpipe.pipeline``) and from ``se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import torch
 
 from segpipe import config as config_mod
 from segpipe.config import JobConfig
+from segpipe.data.augment import letterbox_size
 from segpipe.data.categories import CategoryMap
 from segpipe.data.dataset import TaskDataset, build_loader, reseed_epoch
 from segpipe.engine import distributed as dist_mod
@@ -40,7 +42,13 @@ from segpipe.engine.hooks import (
     StopRequestHook,
 )
 from segpipe.engine.sampler import EpochSampler
-from segpipe.engine.train import TrainContext, TrainState, build_optimizer, build_scheduler, fit
+from segpipe.engine.train import (
+    TrainContext,
+    TrainState,
+    build_optimizer,
+    build_scheduler,
+    fit,
+)
 from segpipe.errors import ConfigError
 from segpipe.evaluation import make_evaluator
 from segpipe.models import build_model, get_adapter
@@ -137,7 +145,7 @@ def train(
     if cfg.early_stop_patience:
         hooks.append(EarlyStopHook(cfg.early_stop_patience))
     if should_stop is not None:
-        hooks.append(StopRequestHook(should_stop))
+        hooks.append(StopRequestHook(_agreed(should_stop, info)))
     if report is not None:
         hooks.append(ProgressCallbackHook(report))
     if show_progress:
@@ -148,11 +156,26 @@ def train(
     metrics: dict[str, Any] = {}
     completed = state.stop_reason is None or state.stop_reason.startswith("early stop")
     if info.is_main and completed:
-        metrics = finish_run(run_dir, _bare(ctx.model), adapter, data, evaluator, device, cfg.amp)
+        metrics = finish_run(run_dir, _bare(ctx.model), adapter, data, evaluator, device, cfg.amp,
+                             overlay_score_threshold=config.predict.score_threshold)
     dist_mod.barrier(info)
     dist_mod.cleanup(info)
     best = run_dir / BEST
     return TrainResult(run_dir, state, metrics, cmap, best if best.is_file() else None, run_dir / LAST)
+
+
+def _agreed(should_stop: Callable[[], bool], info: dist_mod.DistInfo) -> Callable[[], bool]:
+    """Under DDP rank 0 decides and every rank follows: a rank that stopped alone would leave the
+    others waiting for it in the next all-reduce forever."""
+    if not info.enabled:
+        return should_stop
+
+    def decide() -> bool:
+        flag = [should_stop() if info.is_main else False]
+        torch.distributed.broadcast_object_list(flag, src=0)
+        return bool(flag[0])
+
+    return decide
 
 
 def _bare(model: torch.nn.Module) -> torch.nn.Module:
@@ -179,8 +202,13 @@ def finish_run(
     evaluator: Any,
     device: torch.device,
     amp: str,
+    overlay_score_threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """Evaluate the best weights on the validation split and draw the pictures; returns the metrics."""
+    """Evaluate the best weights on the validation split and draw the pictures; returns the metrics.
+
+    The metrics see every detection the model keeps; the overlays draw only those scoring at least
+    ``overlay_score_threshold`` (what ``segpipe predict`` would export), or the low-score duplicates
+    of every object bury the picture."""
     from segpipe.masks import render
 
     plots = run_dir / "plots"
@@ -194,17 +222,32 @@ def finish_run(
     shown: list[tuple[np.ndarray, Any]] = []
 
     def keep(predictions: list[Any], batch: dict[str, Any]) -> None:
-        for image, pred in zip(batch["images"], predictions, strict=True):
+        for image, pred, meta in zip(batch["images"], predictions, batch["meta"], strict=True):
             if len(shown) < 8:
-                shown.append((image.permute(1, 2, 0).numpy(), pred))
+                shown.append(_image_region(image.permute(1, 2, 0).numpy(), pred, meta))
 
     metrics = evaluate(model, adapter, data.val_loader, evaluator, device, amp, on_batch=keep)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if shown:
-        render.overlay_grid(shown, data.category_map, plots / "val_overlays.png")
+        render.overlay_grid(shown, data.category_map, plots / "val_overlays.png", score_threshold=overlay_score_threshold)
     if "confusion_matrix" in metrics:
         render.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), metrics["class_names"], plots / "confusion.png")
     return metrics
+
+
+def _image_region(image: np.ndarray, pred: Any, meta: dict[str, Any]) -> tuple[np.ndarray, Any]:
+    """A letterboxed (S×S, padded bottom/right) input and its label map cut to the part that holds
+    the image. The padding is ignored in training, so what the model says there is noise that an
+    overlay would show as a large bogus region."""
+    size = meta.get("orig_size")
+    s = image.shape[0]
+    if pred.label_map is None or size is None or image.shape[1] != s:
+        return image, pred
+    hh, ww = letterbox_size(int(size[0]), int(size[1]), s)
+    if (hh, ww) == (s, s):
+        return image, pred
+    region = dataclasses.replace(pred, label_map=np.ascontiguousarray(pred.label_map[:hh, :ww]), height=hh, width=ww)
+    return np.ascontiguousarray(image[:hh, :ww]), region
 
 
 def build_eval_loader(config: JobConfig, source: Any, batch_size: int, num_workers: int) -> Any:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -39,24 +39,24 @@ from segpipe.stores.versions import ModelVersionStore
 
 __all__ = [
     "JOB_KINDS",
-    "Acquired",
-    "DecisionStore",
-    "PromotionDecision",
-    "RetrainSlot",
-    "RetrainSlotStore",
     "JOB_STATES",
     "STAGES",
     "TERMINAL_STATES",
+    "Acquired",
     "ArtifactPathError",
     "ArtifactStore",
     "ClaimOutcome",
     "ClaimResult",
+    "DecisionStore",
     "Job",
     "JobStore",
     "ModelVersion",
     "ModelVersionStore",
     "PredictionRow",
     "PredictionStore",
+    "PromotionDecision",
+    "RetrainSlot",
+    "RetrainSlotStore",
     "Store",
     "Stores",
     "make_engine",

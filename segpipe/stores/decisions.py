@@ -17,7 +17,13 @@ from sqlalchemy import select
 
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores.db import Store
-from segpipe.stores.models import DECISION_OUTCOMES, DECISION_SOURCES, ModelVersion, PromotionDecision, utcnow
+from segpipe.stores.models import (
+    DECISION_OUTCOMES,
+    DECISION_SOURCES,
+    ModelVersion,
+    PromotionDecision,
+    utcnow,
+)
 from segpipe.stores.versions import lock_versions, promote_in
 
 
@@ -64,8 +70,8 @@ class DecisionStore:
             if outcome == "promoted" and check_production and current != expect_production:
                 outcome = "rejected"
                 reason = (
-                    f"production changed from {_v(expect_production)} to {_v(current)} while version {version} "
-                    f"was evaluated, so it was not promoted (the gate said: {reason})"
+                    f"production changed from {_v(expect_production)} to {_v(current)} in the meantime, so "
+                    f"version {version} was not promoted (it was to be: {reason})"
                 )
             if outcome == "promoted":
                 promote_in(session, name, version)

@@ -103,24 +103,27 @@ class RetrainSlotStore:
         return self._insert(RetrainSlot(name=name, checked_at=now, updated_at=now))
 
     def note_check(self, name: str, dataset_hash: str | None, note: str) -> None:
-        """Record what a check saw and did (shown by ``segpipe schedule``)."""
+        """Record what a check saw (None: keep the last hash) and did (shown by ``segpipe schedule``)."""
+        values = {"note": note, "updated_at": self.now()}
+        if dataset_hash is not None:
+            values["dataset_hash"] = dataset_hash
         with self.store.write() as session:
-            session.execute(_slot(name).values(dataset_hash=dataset_hash, note=note, updated_at=self.now()))
+            session.execute(_slot(name).values(**values))
 
     def signal(self, name: str) -> RetrainSlot:
         """Mark the dataset of ``name`` changed. Only the first signal since the last check counts:
         later ones keep its time, so a burst of signals leads to one check (debounce)."""
         now = self.now()
-        for _ in range(3):
+        for _ in range(3):  # the row may appear between our update and our insert (a racing tick or signal)
             with self.store.write() as session:
-                slot = session.scalar(select(RetrainSlot).where(RetrainSlot.name == name).with_for_update())
-                if slot is not None:
-                    if slot.signalled_at is None:
-                        session.execute(_slot(name).values(signalled_at=now, updated_at=now))
-                    session.expire_all()
-                    return session.get(RetrainSlot, name)  # type: ignore[return-value]
-            if self._insert(RetrainSlot(name=name, signalled_at=now, updated_at=now)):
-                return self.get(name)  # type: ignore[return-value]
+                first = _slot(name).where(RetrainSlot.signalled_at.is_(None))
+                session.execute(first.values(signalled_at=now, updated_at=now))
+                slot = session.get(RetrainSlot, name)
+            if slot is not None:
+                return slot
+            row = RetrainSlot(name=name, signalled_at=now, updated_at=now)
+            if self._insert(row):
+                return row
         raise RuntimeError(f"retrain slot {name!r}: could not record the signal")  # pragma: no cover
 
     def _insert(self, row: RetrainSlot) -> bool:

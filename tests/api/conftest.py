@@ -21,7 +21,7 @@ from segpipe.api.app import create_app
 from segpipe.masks.encode import mask_to_rle
 from segpipe.settings import Settings
 from segpipe.stores import Stores
-from segpipe.stores.models import Job, ModelVersion, Prediction, PredictionImage
+from segpipe.stores.models import Job, ModelVersion, Prediction, PredictionImage, PromotionDecision, RetrainSlot
 from tests.stores.conftest import create_pg_database, drop_pg_database
 from workers.celery_app import create_app as create_celery
 
@@ -59,7 +59,7 @@ def api_pg_url() -> Iterator[URL]:
 
 def _empty(stores: Stores) -> None:
     with stores.db.write() as session:
-        for table in (Prediction, PredictionImage, ModelVersion, Job):
+        for table in (Prediction, PredictionImage, PromotionDecision, RetrainSlot, ModelVersion, Job):
             session.execute(delete(table))
 
 

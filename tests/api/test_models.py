@@ -54,6 +54,10 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/models",
         "/models/{name}",
         "/models/{name}/promote",
+        "/models/{name}/decisions",
+        "/models/{name}/rollback",
+        "/models/{name}/retrain",
+        "/datasets/{name}/changed",
         "/uploads",
     } == set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]

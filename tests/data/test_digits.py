@@ -40,7 +40,7 @@ def test_grey_levels_stay_distinct_and_round_trip() -> None:
     assert pixels.dtype == np.uint8
     assert pixels[0, 0] == 0 and pixels[0, -1] == 255
     assert len(np.unique(pixels)) == 17
-    np.testing.assert_array_equal(np.rint(pixels * 16 / 255), levels)
+    np.testing.assert_array_equal(np.rint(pixels.astype(np.float64) * 16 / 255), levels)
 
 
 def test_scale_repeats_pixels() -> None:
@@ -61,7 +61,7 @@ def test_files_hold_the_digits_in_their_class_folders(written: Path) -> None:
         path = written / split / str(digits.target[index]) / f"{index:04d}.png"
         stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         assert stored.shape == (8, 8) and stored.dtype == np.uint8
-        np.testing.assert_array_equal(np.rint(stored * 16 / 255), digits.images[index])
+        np.testing.assert_array_equal(np.rint(stored.astype(np.float64) * 16 / 255), digits.images[index])
 
 
 def test_class_folder_source_reads_ten_classes(written: Path) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from segpipe.stores.db import Store, normalize_url
 from segpipe.stores.jobs import JobStore
-from segpipe.stores.models import Job, ModelVersion, Prediction, PredictionImage
+from segpipe.stores.models import Job, ModelVersion, Prediction, PredictionImage, PromotionDecision, RetrainSlot
 
 PG_ADMIN_URL = os.environ.get("SEGPIPE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
@@ -100,7 +100,7 @@ def _close(store: Store) -> None:
     if store.dialect == "postgresql":
         # The PostgreSQL database lives for the whole session: leave it empty for the next test.
         with store.write() as session:
-            for table in (Prediction, PredictionImage, ModelVersion, Job):
+            for table in (Prediction, PredictionImage, PromotionDecision, RetrainSlot, ModelVersion, Job):
                 session.execute(delete(table))
     store.dispose()
 

@@ -20,7 +20,8 @@ from segpipe.stores.db import (
 )
 from segpipe.stores.models import VERSION_TABLE, Base
 
-TABLES = {"jobs", "predictions", "prediction_images", "model_versions", VERSION_TABLE}
+TABLES = {"jobs", "predictions", "prediction_images", "model_versions", "promotion_decisions", "retrain_slots",
+          VERSION_TABLE}
 
 
 def test_migrate_creates_the_schema_and_is_idempotent(fresh_db_url):

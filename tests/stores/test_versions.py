@@ -109,3 +109,17 @@ def test_concurrent_promotions_leave_exactly_one_production(versions):
     _threads(versions.promote, [("roads", v) for v in (2, 3, 4)])
     stages = [v.stage for v in versions.list("roads")]
     assert stages.count("production") == 1 and stages.count("archived") == 3
+
+
+def test_versions_by_job_and_by_dataset_hash(versions, jobs):
+    job = jobs.create("train", "cfg", queue="gpu")
+    assert versions.for_job(job.id) is None
+    versions.register("roads", "semantic", "cfg", dataset_hash="sha256:a")
+    made = versions.register("roads", "semantic", "cfg", dataset_hash="sha256:b", job_id=job.id)
+    versions.register("roads", "semantic", "cfg", dataset_hash="sha256:a")
+    assert versions.for_job(job.id).version == made.version == 2
+    # the job row says which version it made
+    assert (jobs.get(job.id).model_name, jobs.get(job.id).model_version) == ("roads", 2)
+    assert versions.trained_on("roads", "sha256:a").version == 3  # the newest one
+    assert versions.trained_on("roads", "sha256:c") is None
+    assert versions.trained_on("cells", "sha256:a") is None

@@ -1,0 +1,178 @@
+"""What a ``retrain`` job does, and how any finished training becomes a model version.
+
+`run_retrain` (called by `segpipe.pipeline.run_job`):
+
+1. hash the dataset (the content the new version is trained on);
+2. train the candidate — from production's checkpoint when ``fine_tune_from_production`` — resuming
+   from the job's own last checkpoint if the job was interrupted;
+3. register it as a candidate version (dataset hash, metrics, resolved config, checkpoint, parent =
+   the production version when training started, job id);
+4. evaluate the candidate AND the current production version on the same fixed validation set, in
+   this job, with the same evaluation settings;
+5. let the gate decide, and record the decision — promoting in the same transaction, and only if
+   production is still the version it was compared with.
+
+Steps 3 and 5 are idempotent per job: a job that is run again (its worker died) finds its version and
+its decision and does not register or decide twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segpipe import config as config_mod
+from segpipe.config import JobConfig
+from segpipe.errors import ConfigError, SegpipeError
+from segpipe.jobspec import RetrainSpec
+from segpipe.retrain.dataset_hash import dataset_hash
+from segpipe.retrain.gate import decide, scalar_metrics
+from segpipe.retrain.schedule import dataset_paths
+from segpipe.stores import ModelVersion, PromotionDecision, Stores
+
+if TYPE_CHECKING:
+    from segpipe.engine.runner import TrainResult
+    from segpipe.pipeline import JobRun
+
+log = logging.getLogger("segpipe.retrain")
+
+
+def checkpoint_path(version: ModelVersion, stores: Stores) -> Path:
+    """The version's checkpoint file (stored relative to the artifact root)."""
+    if not version.checkpoint:
+        raise ConfigError(f"model {version.name}@{version.version} has no checkpoint")
+    path = Path(version.checkpoint)
+    return path if path.is_absolute() else stores.artifacts.root / path
+
+
+def completed(result: TrainResult) -> bool:
+    """Training ran to its end (early stopping counts), rather than being cancelled or losing its lease."""
+    reason = result.state.stop_reason
+    return reason is None or reason.startswith("early stop")
+
+
+def register_run(
+    stores: Stores,
+    job_id: str,
+    config: JobConfig,
+    result: TrainResult,
+    *,
+    data_hash: str | None,
+    parent: int | None = None,
+) -> ModelVersion:
+    """The job's model version of ``config.name``: registered as a candidate on the first call, the
+    same version on later ones (a resumed job)."""
+    existing = stores.versions.for_job(job_id)
+    if existing is not None:
+        return existing
+    if not config.name:
+        raise ConfigError(f"job {job_id}: the config has no model name to register a version under")
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    return stores.versions.register(
+        config.name,
+        config.task,
+        config_mod.dump(config),
+        checkpoint=checkpoint.resolve().relative_to(stores.artifacts.root).as_posix(),
+        metrics=scalar_metrics(result.metrics),
+        dataset_hash=data_hash,
+        parent_version=parent,
+        job_id=job_id,
+    )
+
+
+def hash_for_version(config: JobConfig) -> str | None:
+    """The content hash of a config's train + val data, or None (logged) when it cannot be computed:
+    a finished training is registered either way."""
+    try:
+        return dataset_hash(dataset_paths(config))
+    except (SegpipeError, OSError) as e:
+        log.warning("model %s: dataset hash not recorded: %s", config.name, e)
+        return None
+
+
+def run_retrain(run: JobRun, spec: RetrainSpec) -> dict[str, str]:
+    """The ``retrain`` job kind (see the module docstring); returns the job's artifacts."""
+    from segpipe.engine.runner import train
+    from segpipe.pipeline import run_artifacts
+
+    stores = run.stores
+    run_dir = run.folder / "run"
+    candidate = stores.versions.for_job(run.job_id)
+    if candidate is None:
+        # A job run again (its worker died) keeps the hash of the data its first run started training on.
+        data_hash = (stores.jobs.get(run.job_id).progress or {}).get("dataset_hash") or dataset_hash(spec.dataset)
+        run.progress({"phase": "train", "dataset_hash": data_hash}, force=True)
+        parent = stores.versions.production(spec.name)
+        config = training_config(spec, run_dir, parent, stores)
+        result = train(config, resume=True, show_progress=False, should_stop=run.should_stop,
+                       report=lambda p: run.progress({"phase": "train", **p}))
+        if not completed(result):
+            return run_artifacts(run, run_dir)
+        candidate = register_run(stores, run.job_id, config, result, data_hash=data_hash,
+                                 parent=parent.version if parent else None)
+    decision = stores.decisions.for_version(spec.name, candidate.version, source="gate")
+    if decision is None:
+        decision = gate_candidate(run, spec, candidate)
+    path = run.folder / "decision.json"
+    path.write_text(json.dumps(decision_dict(decision), indent=1, default=str))
+    run.progress({"phase": "done", "model": f"{spec.name}@{candidate.version}", "decision": decision.outcome,
+                  "reason": decision.reason, "metrics": decision.candidate_metrics}, force=True)
+    return {**run_artifacts(run, run_dir), "decision.json": run.register("decision.json", path)}
+
+
+def training_config(spec: RetrainSpec, run_dir: Path, parent: ModelVersion | None, stores: Stores) -> JobConfig:
+    config = spec.config.model_copy(deep=True)
+    config.name = spec.name
+    config.output_dir = run_dir
+    if spec.fine_tune_from_production and parent is not None:
+        config.model.weights = checkpoint_path(parent, stores)
+    return config
+
+
+def evaluation_config(spec: RetrainSpec) -> JobConfig:
+    """The config both versions are evaluated with: the training config with ``validation`` as data.val."""
+    data = spec.config.data
+    if data is None:
+        raise ConfigError(f"retrain {spec.name}: the training config has no data section")
+    return spec.config.model_copy(update={"data": data.model_copy(update={"val": spec.validation})})
+
+
+def gate_candidate(run: JobRun, spec: RetrainSpec, candidate: ModelVersion) -> PromotionDecision:
+    """Evaluate candidate and production on the fixed validation set, decide, record (and maybe promote)."""
+    from segpipe.engine.runner import evaluate_checkpoint
+
+    stores = run.stores
+    production = stores.versions.production(spec.name)
+    expected = production.version if production is not None else None
+    record: dict[str, Any] = {"source": "gate", "metric": spec.gate.metric, "job_id": run.job_id,
+                              "decided_by": "gate", "expect_production": expected, "check_production": True}
+    if production is not None and production.version == candidate.version:
+        return stores.decisions.record(spec.name, candidate.version, "promoted",
+                                       "it was already promoted by hand before the gate ran", **record)
+    config = evaluation_config(spec)
+    device = spec.config.train.device
+    run.progress({"phase": "evaluate", "model": f"{spec.name}@{candidate.version}"}, force=True)
+    cand = scalar_metrics(evaluate_checkpoint(config, checkpoint_path(candidate, stores), device=device))
+    prod: dict[str, float] | None = None
+    if production is not None:
+        run.progress({"phase": "evaluate", "model": f"{spec.name}@{production.version}"}, force=True)
+        try:
+            prod = scalar_metrics(evaluate_checkpoint(config, checkpoint_path(production, stores), device=device))
+        except SegpipeError as e:
+            reason = (f"production version {production.version} cannot be evaluated on the validation set ({e}); "
+                      f"nothing to compare with, so the candidate was not promoted: promote it by hand if it should be")
+            return stores.decisions.record(spec.name, candidate.version, "rejected", reason,
+                                           candidate_metrics=cand, **record)
+    verdict = decide(spec.gate, cand, prod)
+    return stores.decisions.record(spec.name, candidate.version, verdict.outcome, verdict.reason,
+                                   candidate_metrics=cand, production_metrics=prod,
+                                   checks=verdict.checks_as_dicts(), **record)
+
+
+def decision_dict(decision: PromotionDecision) -> dict[str, Any]:
+    """A decision as plain data (the job's decision.json, ``segpipe models NAME --json``)."""
+    keys = ("name", "version", "previous_version", "outcome", "source", "reason", "metric", "candidate_metrics",
+            "production_metrics", "checks", "job_id", "decided_by", "created_at")
+    return {k: getattr(decision, k) for k in keys}

@@ -1,0 +1,45 @@
+"""``segpipe demo`` end to end as a user runs it: no Redis, no PostgreSQL, no settings — its own SQLite
+store and broker under ``--home``, its own worker process, results under ``--out``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PREDICTED_IMAGES = 6  # the demo's "incoming" folder
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_demo_runs_end_to_end_without_servers(tmp_path: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}
+    # one torch thread, as for the service's workers (see `tests.integration.conftest._service_env`)
+    env.update(OMP_NUM_THREADS=os.environ.get("SEGPIPE_TEST_WORKER_THREADS", "1"), COLUMNS="200")
+    cmd = [sys.executable, "-m", "segpipe", "demo", "--home", str(home), "--out", str(out),
+           "--epochs", "1", "--images", "4"]
+    try:
+        done = subprocess.run(cmd, check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        log = (home / "worker.log").read_text(errors="replace")[-4000:] if (home / "worker.log").is_file() else ""
+        pytest.fail(f"the demo did not finish in {exc.timeout:.0f} s:\n{exc.stdout}\n--- worker.log:\n{log}")
+    story = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, story
+    assert f"results in {out}" in done.stdout.replace("\n", ""), story
+
+    overlays = sorted((out / "overlays").glob("*.png"))
+    assert len(overlays) == PREDICTED_IMAGES, story
+    assert (out / "training_plots" / "curves.png").is_file()
+    results = json.loads((out / "masks_coco_rle" / "results.json").read_text())
+    assert isinstance(results, list)
+    assert all({"image_id", "category_id", "score", "segmentation"} <= set(r) for r in results)
+    # one PNG / polygons file per image that has predicted masks (a one-epoch model may find none)
+    with_masks = {str(r["image_id"]) for r in results}
+    assert {p.stem for p in (out / "masks_png").glob("*.png")} == with_masks
+    assert {p.stem for p in (out / "masks_polygons").glob("*.json")} == with_masks
+    assert (home / "segpipe.db").is_file() and (home / "broker.db").is_file()  # the embedded store and broker
