@@ -148,7 +148,8 @@ def predict_arrays(
 def _letterboxed_batch(loaded: LoadedModel, images: list[np.ndarray], image_ids: list[ImageId]) -> dict[str, Any]:
     transform = loaded.eval_transform
     arrays = [transform(Sample(image=im, image_id=iid)).image for im, iid in zip(images, image_ids, strict=True)]
-    tensor = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    # NHWC memory seen as NCHW, i.e. channels_last: CPU convolutions run faster on it than on a copy
+    tensor = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return {"images": tensor, "image_ids": list(image_ids), "meta": [{} for _ in images]}
 
 
@@ -172,7 +173,7 @@ def _predict_tiled(loaded: LoadedModel, image: np.ndarray, image_id: ImageId, cf
     weight = torch.zeros((1, 1, ph, pw), device=loaded.device)
     for chunk in _chunks(windows, cfg.batch_size):
         crops = np.stack([padded[y : y + tile, x : x + tile] for y, x in chunk])
-        batch = {"images": torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(), "image_ids": [image_id] * len(chunk),
+        batch = {"images": torch.from_numpy(crops).permute(0, 3, 1, 2), "image_ids": [image_id] * len(chunk),
                  "meta": [{} for _ in chunk]}
         with autocast(loaded.device, loaded.config.train.amp):
             logits = loaded.adapter.forward_logits(loaded.model, loaded.adapter.prepare(batch, loaded.device)).float()
