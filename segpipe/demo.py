@@ -130,9 +130,8 @@ def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     predictions = stores.artifacts.job_dir(predict_id) / "predictions"
-    for folder in ("overlays",):
-        if (predictions / folder).is_dir():
-            shutil.copytree(predictions / folder, out / folder, dirs_exist_ok=True)
+    if (predictions / "overlays").is_dir():
+        shutil.copytree(predictions / "overlays", out / "overlays", dirs_exist_ok=True)
     for fmt, folder in (("png", "masks_png"), ("polygons", "masks_polygons"), ("rle", "masks_coco_rle")):
         export_job_masks(stores, predict_id, out / folder, fmt)
     plots = stores.artifacts.job_dir(train_id) / "run" / "plots"

@@ -47,6 +47,13 @@ def eval_transform(config: JobConfig) -> Any:
     return build_transform(config.augment, config.task, config.train.image_size, train=False, ignore_index=ignore)
 
 
+def build_eval_loader(config: JobConfig, source: Source, batch_size: int, num_workers: int) -> Any:
+    """A deterministic loader over `source` with the task's evaluation transform."""
+    dataset = TaskDataset(source, eval_transform(config), config.task)
+    sampler = EpochSampler(len(dataset), shuffle=False)
+    return build_loader(dataset, batch_size, False, num_workers, config.train.seed, sampler=sampler)
+
+
 def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str, list[Any]]]:
     """Validate every split; raise DataError with the first problems unless ``skip_invalid``.
     Returns, per split, the image and annotation ids to skip. With a `run_dir`, writes
@@ -110,9 +117,7 @@ def prepare_data(config: JobConfig, run_dir: Path | None, *, rank: int = 0, worl
                 f"data.val has categories {list(val_source.category_map.names)} but data.train has "
                 f"{list(train_source.category_map.names)}: both splits must share one category list"
             )
-        val_set = TaskDataset(val_source, eval_transform(config), task)
-        val_loader = build_loader(val_set, cfg.batch_size, False, data.num_workers, cfg.seed,
-                                  sampler=EpochSampler(len(val_set), shuffle=False))
+        val_loader = build_eval_loader(config, val_source, cfg.batch_size, data.num_workers)
         coco_gt = getattr(val_source, "coco", None)
     return DataBundle(train_source.category_map, train_source, train_loader, sampler, val_source, val_loader,
                       coco_gt, data.ignore_index, skipped)

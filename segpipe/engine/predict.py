@@ -30,6 +30,7 @@ from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_image
 from segpipe.data.sample import ImageId, Sample
 from segpipe.engine.checkpoint import BEST, LAST, load_checkpoint
+from segpipe.engine.distributed import DistInfo, device_for
 from segpipe.engine.train import autocast
 from segpipe.errors import ConfigError
 from segpipe.models import build_model, get_adapter
@@ -90,7 +91,7 @@ def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
     model_cfg = config.model.model_copy(update={"weights": None, "backbone_weights": None})
     model = build_model(model_cfg, config.task, cmap.num_labels)
     model.load_state_dict(ckpt["model"])
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = device_for(device, DistInfo())  # `auto` picks CUDA when present, as training does
     model.to(dev).eval()
     ignore = config.data.ignore_index if config.data else 255
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels, ignore_index=ignore)

@@ -27,10 +27,10 @@ from segpipe import config as config_mod
 from segpipe.config import JobConfig
 from segpipe.data.augment import letterbox_size
 from segpipe.data.categories import CategoryMap
-from segpipe.data.dataset import TaskDataset, build_loader, reseed_epoch
+from segpipe.data.dataset import reseed_epoch
 from segpipe.engine import distributed as dist_mod
 from segpipe.engine.checkpoint import BEST, LAST, load_checkpoint
-from segpipe.engine.data_setup import DataBundle, prepare_data
+from segpipe.engine.data_setup import DataBundle, build_eval_loader, prepare_data
 from segpipe.engine.evaluate import evaluate
 from segpipe.engine.hooks import (
     CheckpointHook,
@@ -41,7 +41,6 @@ from segpipe.engine.hooks import (
     RichProgressHook,
     StopRequestHook,
 )
-from segpipe.engine.sampler import EpochSampler
 from segpipe.engine.train import (
     TrainContext,
     TrainState,
@@ -248,15 +247,6 @@ def _image_region(image: np.ndarray, pred: Any, meta: dict[str, Any]) -> tuple[n
         return image, pred
     region = dataclasses.replace(pred, label_map=np.ascontiguousarray(pred.label_map[:hh, :ww]), height=hh, width=ww)
     return np.ascontiguousarray(image[:hh, :ww]), region
-
-
-def build_eval_loader(config: JobConfig, source: Any, batch_size: int, num_workers: int) -> Any:
-    """A deterministic loader over `source` with the task's evaluation transform."""
-    from segpipe.engine.data_setup import eval_transform
-
-    dataset = TaskDataset(source, eval_transform(config), config.task)
-    sampler = EpochSampler(len(dataset), shuffle=False)
-    return build_loader(dataset, batch_size, False, num_workers, config.train.seed, sampler=sampler)
 
 
 def evaluate_checkpoint(
