@@ -14,6 +14,8 @@ from celery import Celery
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import JOB_SPEC_KINDS, confine_spec, dump_spec, parse_spec
+from segpipe.preflight import preflight
+from segpipe.safe_yaml import DocumentTooLarge, check_structure
 from segpipe.settings import Settings
 from segpipe.stores import Job, Stores
 
@@ -37,16 +39,23 @@ def submit(
     """Validate `spec` (a mapping or YAML text), store a queued job and publish its message."""
     if kind not in JOB_SPEC_KINDS:
         raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(JOB_SPEC_KINDS)}")
+    limit = int(settings.max_config_kb * 1024)
     if isinstance(spec, str):
-        if len(spec.encode()) > settings.max_config_kb * 1024:
-            raise ConfigError(f"job config is larger than {settings.max_config_kb:g} KB")
-        spec = parse_yaml(spec, source=f"{kind} job")
+        if len(spec.encode()) > limit:
+            raise DocumentTooLarge(f"job config is larger than {settings.max_config_kb:g} KB")
+        spec = parse_yaml(spec, source=f"{kind} job")  # no aliases; bounded depth and size
+    else:
+        check_structure(spec, source=f"{kind} job")
     parsed = confine_spec(parse_spec(kind, spec, source=f"{kind} job"), settings.roots, settings.artifacts)
     if queue is not None and queue not in ("gpu", "cpu"):
         raise ConfigError(f"unknown queue {queue!r}; known: gpu, cpu")
     queue = queue or QUEUE_FOR_KIND[kind]
     name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
-    job = stores.jobs.create(kind, dump_spec(parsed), queue, submitted_by=submitted_by, model_name=name)
+    preflight(kind, parsed, stores, settings)  # what the worker will build, short of running it
+    stored = dump_spec(parsed)
+    if len(stored.encode()) > limit:  # the limit holds for what is stored, not only for what came in
+        raise DocumentTooLarge(f"job config is larger than {settings.max_config_kb:g} KB once resolved")
+    job = stores.jobs.create(kind, stored, queue, submitted_by=submitted_by, model_name=name)
     try:
         publish(celery_app, job.id, queue)
     except Exception as e:  # the row must not wait for a message that was never sent
