@@ -23,6 +23,9 @@ log = logging.getLogger("segpipe.service")
 
 RUN_JOB = "segpipe.run_job"
 QUEUE_FOR_KIND = {"train": "gpu", "evaluate": "gpu", "predict": "gpu"}
+# A queued job is checked for a lost message once it has waited this long since it was (re)published:
+# longer than submit's gap between writing the row and publishing the message.
+LOST_AFTER_SECONDS = 30.0
 
 
 def submit(
@@ -84,9 +87,10 @@ def cancel(stores: Stores, celery_app: Celery, job_id: str) -> str:
     return state
 
 
-def reconcile(stores: Stores, celery_app: Celery) -> int:
+def reconcile(stores: Stores, celery_app: Celery, *, lost_after_seconds: float = LOST_AFTER_SECONDS) -> int:
     """Re-queue running jobs whose lease expired (their worker died) so none is orphaned, even when
-    its message was already acknowledged. Returns how many were re-published."""
+    its message was already acknowledged; then re-publish queued jobs whose message is gone (a broker
+    restarted without persistence). Returns how many were re-published."""
     count = 0
     for job in stores.jobs.expired_running():
         if stores.jobs.requeue(job.id):
@@ -97,4 +101,36 @@ def reconcile(stores: Stores, celery_app: Celery) -> int:
                 stores.jobs.mark_failed(job.id, f"re-queue failed: broker unreachable ({type(e).__name__}: {e})")
                 continue
             count += 1
-    return count
+    return count + len(republish_lost(stores, celery_app, lost_after_seconds=lost_after_seconds))
+
+
+def republish_lost(
+    stores: Stores, celery_app: Celery, *, lost_after_seconds: float = LOST_AFTER_SECONDS, job_ids: list[str] | None = None
+) -> list[str]:
+    """Publish again the queued jobs (older than `lost_after_seconds`, or exactly `job_ids`) that have
+    no message in the broker, neither waiting nor delivered. Idempotent: a job whose message is there
+    is left alone, and a duplicate delivered anyway (a message in flight between the queue and the
+    worker's unacked set at the moment we look) is dropped by the claim. Returns the ids re-published."""
+    from datetime import timedelta
+
+    from segpipe.broker_messages import job_ids_in_broker
+
+    if job_ids is None:
+        candidates = stores.jobs.queued_before(stores.jobs.now() - timedelta(seconds=lost_after_seconds))
+    else:
+        candidates = [job for job in map(stores.jobs.get, job_ids) if job.state == "queued"]
+    if not candidates:
+        return []
+    present = job_ids_in_broker(celery_app, {job.queue for job in candidates})
+    if present is None:
+        return []
+    republished = []
+    for job in candidates:
+        current = stores.jobs.find(job.id)
+        if job.id in present or current is None or current.state != "queued":
+            continue
+        log.warning("job %s: queued but its message is gone from the broker; re-published", job.id)
+        publish(celery_app, job.id, job.queue)
+        stores.jobs.touch(job.id)
+        republished.append(job.id)
+    return republished

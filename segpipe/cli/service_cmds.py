@@ -1,4 +1,4 @@
-"""The job service from the terminal: ``submit | jobs | job | cancel | masks | worker | beat | api``.
+"""The job service from the terminal: ``submit | jobs | job | cancel | requeue | masks | worker | beat | api``.
 
 These talk to the store and the broker named by the ``SEGPIPE_*`` settings (embedded SQLite by default).
 """
@@ -161,6 +161,24 @@ def _follow(stores: Any, job_id: str, poll_s: float = 1.0) -> str:
     colour = STATE_COLOURS.get(j.state, "white")
     console.print(f"job {job_id} [{colour}]{j.state}[/]" + (f": {escape(j.error)}" if j.error else ""))
     return j.state
+
+
+@app.command()
+def requeue(
+    job_ids: list[str] = typer.Argument(None, help="Queued jobs to check (default: every queued job)."),
+    older_than: float = typer.Option(0.0, "--older-than", help="Only jobs queued at least this many seconds."),
+) -> None:
+    """Re-publish queued jobs whose broker message is gone (e.g. after Redis restarted without AOF).
+
+    A job whose message is still waiting or delivered is left alone, and a worker drops any duplicate
+    of a job it already runs or ran, so running this twice is harmless. Prints the jobs re-published."""
+    from segpipe.service import republish_lost
+
+    stores, celery_app, _ = _open()
+    done = republish_lost(stores, celery_app, lost_after_seconds=older_than, job_ids=job_ids or None)
+    for job_id in done:
+        console.print(f"re-published job [bold]{job_id}[/]")
+    console.print(f"{len(done)} job(s) re-published")
 
 
 @app.command()
