@@ -22,15 +22,16 @@ STATE_COLOURS = {"queued": "cyan", "running": "yellow", "succeeded": "green", "f
 
 def progress_line(state: str, p: dict[str, Any]) -> str:
     """One line for a job's progress dict (train: epoch/step/loss/rate/ETA; predict: images)."""
-    rate, eta = p.get("images_per_s"), p.get("eta_s")
+    done = p.get("phase") == "done"  # progress dicts are merged: a finished job still holds its last speed
+    rate, eta = (None, None) if done else (p.get("images_per_s"), p.get("eta_s"))
     speed = (f" | {rate:.1f} img/s" if rate else "") + (f" | ETA {format_duration(eta)}" if eta is not None else "")
     if p.get("images_total"):
         return f"{state} predict {p.get('images_done', 0)}/{p['images_total']} images{speed}"
     if p.get("epochs"):
         text = f"{state} {p.get('phase', 'train')} epoch {p.get('epoch', 0)}/{p['epochs']}"
-        if p.get("steps") and p.get("phase") != "done":
+        if p.get("steps") and not done:
             text += f" step {p.get('step', 0)}/{p['steps']}"
-        if isinstance(p.get("loss"), (int, float)):
+        if isinstance(p.get("loss"), (int, float)) and not done:
             text += f" loss {p['loss']:.4f}"
         metrics = {k: v for k, v in (p.get("metrics") or {}).items() if isinstance(v, (int, float))}
         shown = " ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:3])
