@@ -153,6 +153,9 @@ class TrainConfig(Section):
     early_stop_patience: int | None = Field(None, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
     deterministic: bool = False
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads; None: OMP_NUM_THREADS if set, else the cores available"
+    )
 
 
 class PredictConfig(Section):

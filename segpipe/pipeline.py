@@ -150,8 +150,10 @@ def _train(run: JobRun, spec: Any) -> dict[str, str]:
     spec.output_dir = run_dir
     # force: the engine's progress hook already reports at most once a second plus once per epoch;
     # a second throttle here dropped the epoch-end report that carries the epoch's validation metrics
-    result = train(spec, resume=True, show_progress=False, should_stop=run.should_stop,
-                   report=lambda p: run.progress({"phase": "train", **p}, force=True))
+    # show_progress: plain lines in the worker's log (its stdout is no terminal), a bar on one
+    result = train(spec, resume=True, show_progress=True, should_stop=run.should_stop,
+                   report=lambda p: run.progress({"phase": "train", **p}, force=True),
+                   tracking_tags={"segpipe.job_id": run.job_id})
     progress: dict[str, Any] = {"phase": "done", "metrics": _scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}
@@ -162,6 +164,10 @@ def _train(run: JobRun, spec: Any) -> dict[str, str]:
         if completed(result):
             version = register_run(run.stores, run.job_id, spec, result, data_hash=hash_for_version(spec))
             progress["model"] = f"{version.name}@{version.version}"
+            if result.tracking:
+                from segpipe.tracking import add_tags
+
+                add_tags(result.tracking, {"segpipe.model_version": progress["model"]})
     run.progress(progress, force=True)
     return run_artifacts(run, run_dir)
 
@@ -178,6 +184,8 @@ def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:
     found = {n: run.register(n, run_dir / n) for n in names if (run_dir / n).is_file()}
     for png in sorted((run_dir / "plots").glob("*.png")):
         found[f"plots/{png.name}"] = run.register(f"plots/{png.name}", png)
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):  # TensorBoard
+        found[f"tensorboard/{events.name}"] = run.register(f"tensorboard/{events.name}", events)
     return found
 
 

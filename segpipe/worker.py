@@ -36,6 +36,10 @@ def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float
 
         raise ConfigError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; known: {', '.join(QUEUES)}")
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from segpipe.engine.threads import configure_threads
+
+    # a job's train.threads may change it for that job; this is the worker's default for the rest
+    log.info("torch uses %d CPU threads", configure_threads())
     stop = threading.Event()
     if reconcile_every > 0:
         threading.Thread(target=_reconcile_loop, args=(reconcile_every, stop), daemon=True, name="reconcile").start()

@@ -61,10 +61,22 @@ def evaluate(
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Evaluate a trained model on a config's data split."""
+    import sys
+
     from segpipe.config import load
     from segpipe.engine.runner import evaluate_checkpoint
+    from segpipe.progress import Reporter, progress
 
-    metrics = evaluate_checkpoint(load(config, overrides or []), weights, split=split, device=device)
+    bar: list[Reporter] = []
+
+    def show(done: int, total: int) -> None:
+        if not bar:  # progress goes to stderr under --json, so stdout stays one JSON document
+            bar.append(progress("evaluate", total, stream=sys.stderr if as_json else None, console=console))
+        bar[0].update(done)
+
+    metrics = evaluate_checkpoint(load(config, overrides or []), weights, split=split, device=device, progress=show)
+    if bar:
+        bar[0].close()
     if as_json:
         print(json.dumps(metrics, indent=1))
     else:
@@ -86,18 +98,23 @@ def predict(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Predict masks / boxes / classes for a folder of images and write them in the chosen formats."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from segpipe.config import PredictConfig
     from segpipe.engine.predict import image_items
     from segpipe.engine.runner import predict_to_files
 
     cfg = PredictConfig(images=images, score_threshold=score_threshold, tile_size=tile_size, tile_overlap=tile_overlap,
                         formats=[f.strip() for f in formats.split(",") if f.strip()], batch_size=batch_size, topk=topk)
+    from segpipe.progress import progress
+
     total = len(image_items(images, annotations))
-    with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
-        task = bar.add_task("predict", total=total)
-        summary = predict_to_files(model, images, out, cfg, annotations=annotations, device=device,
-                                   on_image=lambda *_: bar.advance(task))
+    bar, done = progress("predict", total, console=console), [0]
+
+    def advance(*_: object) -> None:
+        done[0] += 1
+        bar.update(done[0])
+
+    try:
+        summary = predict_to_files(model, images, out, cfg, annotations=annotations, device=device, on_image=advance)
+    finally:
+        bar.close()
     console.print(f"{summary['images']} images → {escape(str(out))} ({', '.join(summary['formats'])})")

@@ -132,35 +132,10 @@ def job(
 
 
 def _follow(stores: Any, job_id: str, poll_s: float = 1.0) -> str:
-    """A rich progress bar fed from the job's progress in the store; returns the final state."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A progress bar on a terminal, plain lines otherwise, until the job ends; returns its final state."""
+    from segpipe.cli.follow import follow
 
-    from segpipe.stores import TERMINAL_STATES
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task(job_id[:8], total=None, info="queued")
-        while True:
-            j = stores.jobs.get(job_id)
-            p = j.progress or {}
-            if p.get("images_total"):
-                bar.update(task, total=p["images_total"], completed=p.get("images_done", 0), info=f"{j.state} predict")
-            elif p.get("epochs"):
-                steps = max(int(p.get("steps") or 1), 1)
-                done = (max(int(p.get("epoch", 1)) - 1, 0)) * steps + int(p.get("step") or 0)
-                loss = p.get("loss")
-                info = f"{j.state} epoch {p.get('epoch')}/{p['epochs']}" + (f" loss {loss:.4f}" if loss else "")
-                bar.update(task, total=p["epochs"] * steps, completed=min(done, p["epochs"] * steps), info=info)
-            else:
-                bar.update(task, info=j.state)
-            if j.state in TERMINAL_STATES:
-                if j.state == "succeeded" and bar.tasks[0].total:
-                    bar.update(task, completed=bar.tasks[0].total)
-                break
-            time.sleep(poll_s)
-    colour = STATE_COLOURS.get(j.state, "white")
-    console.print(f"job {job_id} [{colour}]{j.state}[/]" + (f": {escape(j.error)}" if j.error else ""))
-    return j.state
+    return follow(stores, job_id, console, poll_s)
 
 
 @app.command()

@@ -8,7 +8,6 @@ batch, ``after_epoch`` once validation metrics are in ``ctx.state.metrics``; fin
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from segpipe.engine.checkpoint import BEST, LAST, save_checkpoint
 
 if TYPE_CHECKING:
+    from segpipe.engine.progress_hooks import Throughput
     from segpipe.engine.train import TrainContext
 
 
@@ -110,9 +110,11 @@ class StopRequestHook(Hook):
 class ProgressCallbackHook(Hook):
     """Reports progress to a callable (job store, terminal bar…) at most every `min_interval_s`."""
 
-    def __init__(self, report: Callable[[dict[str, Any]], None], min_interval_s: float = 1.0) -> None:
+    def __init__(self, report: Callable[[dict[str, Any]], None], min_interval_s: float = 1.0,
+                 throughput: Throughput | None = None) -> None:
         self.report = report
         self.min_interval_s = min_interval_s
+        self.throughput = throughput
         self._last = 0.0
 
     def _progress(self, ctx: TrainContext) -> dict[str, Any]:
@@ -125,7 +127,14 @@ class ProgressCallbackHook(Hook):
             "global_step": s.step,
             "loss": ctx.losses().get("loss"),
             "metrics": dict(s.metrics),
+            **self._speed(ctx),
         }
+
+    def _speed(self, ctx: TrainContext) -> dict[str, Any]:
+        if self.throughput is None:
+            return {}
+        rate, eta = self.throughput.images_per_s(ctx.cfg.batch_size), self.throughput.eta_s(ctx)
+        return {"images_per_s": None if rate is None else round(rate, 2), "eta_s": None if eta is None else round(eta, 1)}
 
     def after_step(self, ctx: TrainContext) -> None:
         now = time.monotonic()
@@ -136,48 +145,3 @@ class ProgressCallbackHook(Hook):
     def after_epoch(self, ctx: TrainContext) -> None:
         self._last = time.monotonic()
         self.report(self._progress(ctx))
-
-
-class RichProgressHook(Hook):
-    """A terminal progress bar: epoch, step, loss, ETA (rich)."""
-
-    def __init__(self) -> None:
-        self._progress: Any = None
-        self._task: Any = None
-
-    def before_train(self, ctx: TrainContext) -> None:
-        if not ctx.is_main:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[metrics]}"),
-            TimeRemainingColumn(),
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("train", total=ctx.batches_per_epoch, epoch=1, epochs=ctx.cfg.epochs, loss="-", metrics="")
-
-    def before_epoch(self, ctx: TrainContext) -> None:
-        if self._progress is not None:
-            self._progress.reset(self._task, total=ctx.batches_per_epoch, completed=ctx.state.batch_in_epoch)
-            self._progress.update(self._task, epoch=ctx.state.epoch + 1)
-
-    def after_step(self, ctx: TrainContext) -> None:
-        if self._progress is not None:
-            loss = ctx.losses().get("loss", math.nan)
-            self._progress.update(self._task, completed=ctx.state.batch_in_epoch, loss=f"{loss:.4f}")
-
-    def after_epoch(self, ctx: TrainContext) -> None:
-        if self._progress is not None and ctx.state.metrics:
-            shown = {k: v for k, v in ctx.state.metrics.items() if isinstance(v, (int, float))}
-            text = " ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:4])
-            self._progress.update(self._task, metrics=text)
-
-    def after_train(self, ctx: TrainContext) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None

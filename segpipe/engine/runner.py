@@ -5,17 +5,19 @@ A run directory (``config.output_dir``) holds everything a person or a later job
     config.yaml        the resolved config          categories.json   the label ↔ dataset-id map
     validation.json    the dataset check report     metrics.jsonl     one record per logged step/epoch
     last.pt / best.pt  checkpoints                  metrics.json      final metrics of the best weights
-    plots/             curves.png, confusion.png, val_overlays.png
+    plots/             curves.png, val_overlays.png (truth next to prediction), pr_curves.png,
+                       ap_per_class.png (box/mask AP), confusion.png (dense tasks, classes)
+    events.out.tfevents.*  TensorBoard scalars and pictures
 
 The same function runs under a queue worker (``segpipe.pipeline``) and from ``segpipe train``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,6 @@ import torch
 
 from segpipe import config as config_mod
 from segpipe.config import JobConfig
-from segpipe.data.augment import letterbox_size
 from segpipe.data.categories import CategoryMap
 from segpipe.data.dataset import reseed_epoch
 from segpipe.engine import distributed as dist_mod
@@ -38,9 +39,10 @@ from segpipe.engine.hooks import (
     Hook,
     MetricsLogHook,
     ProgressCallbackHook,
-    RichProgressHook,
     StopRequestHook,
 )
+from segpipe.engine.progress_hooks import Throughput, ThroughputHook, display_hooks
+from segpipe.engine.threads import configure_threads
 from segpipe.engine.train import (
     TrainContext,
     TrainState,
@@ -62,6 +64,7 @@ class TrainResult:
     category_map: CategoryMap
     best_checkpoint: Path | None
     last_checkpoint: Path
+    tracking: dict[str, str] = dataclasses.field(default_factory=dict)  # tracked runs' ids (MLflow run…)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -81,6 +84,7 @@ def train(
     report: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     extra_hooks: tuple[Hook, ...] = (),
+    tracking_tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train `config`. ``resume=True`` continues from ``output_dir/last.pt`` when it exists (a fresh
     start otherwise); a path resumes from that checkpoint. ``report`` receives progress dicts;
@@ -90,6 +94,7 @@ def train(
     info = dist_mod.init_from_env("cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     device = dist_mod.device_for(cfg.device, info)
     seed_everything(cfg.seed, cfg.deterministic)
+    configure_threads(cfg.threads)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_mod.dump(config))
@@ -140,16 +145,20 @@ def train(
         data.train_sampler.set_epoch(epoch, start_batch * cfg.batch_size)
         reseed_epoch(data.train_loader, cfg.seed + info.rank, epoch)
 
-    hooks: list[Hook] = [CheckpointHook(run_dir), MetricsLogHook(run_dir / "metrics.jsonl")]
+    throughput = Throughput()
+    hooks: list[Hook] = [ThroughputHook(throughput), CheckpointHook(run_dir), MetricsLogHook(run_dir / "metrics.jsonl")]
     if cfg.early_stop_patience:
         hooks.append(EarlyStopHook(cfg.early_stop_patience))
     if should_stop is not None:
         hooks.append(StopRequestHook(_agreed(should_stop, info)))
     if report is not None:
-        hooks.append(ProgressCallbackHook(report))
+        hooks.append(ProgressCallbackHook(report, throughput=throughput))
     if show_progress:
-        hooks.append(RichProgressHook())
+        hooks.extend(display_hooks(throughput))
     hooks.extend(extra_hooks)
+    tracking = open_tracking(config, run_dir, tracking_tags or {}) if info.is_main else None
+    if tracking is not None:
+        hooks.append(tracking)
 
     state = fit(ctx, data.train_loader, hooks, validate if data.val_loader is not None else None, before_epoch)
     metrics: dict[str, Any] = {}
@@ -157,10 +166,34 @@ def train(
     if info.is_main and completed:
         metrics = finish_run(run_dir, _bare(ctx.model), adapter, data, evaluator, device, cfg.amp,
                              overlay_score_threshold=config.predict.score_threshold)
+    refs: dict[str, str] = {}
+    if tracking is not None:
+        refs = tracking.finish(metrics, sorted((run_dir / "plots").glob("*.png")), run_files(run_dir), state.step,
+                               status="FINISHED" if completed else "KILLED")
     dist_mod.barrier(info)
     dist_mod.cleanup(info)
     best = run_dir / BEST
-    return TrainResult(run_dir, state, metrics, cmap, best if best.is_file() else None, run_dir / LAST)
+    return TrainResult(run_dir, state, metrics, cmap, best if best.is_file() else None, run_dir / LAST, refs)
+
+
+RUN_FILES = ("config.yaml", "categories.json", "metrics.json", "metrics.jsonl", "validation.json")
+
+
+def run_files(run_dir: Path) -> dict[str, Path]:
+    """The run's small files (config, category map, metrics, dataset report) that exist, by name."""
+    return {n: run_dir / n for n in RUN_FILES if (run_dir / n).is_file()}
+
+
+def open_tracking(config: JobConfig, run_dir: Path, tags: dict[str, str]) -> Any:
+    """The tracking hook of a run (TensorBoard always, MLflow when a tracking URI is set)."""
+    import yaml
+
+    from segpipe.tracking import TrackingContext, TrackingHook
+
+    name = config.name or "segpipe"
+    ctx = TrackingContext(run_dir=run_dir, config=yaml.safe_load(config_mod.dump(config)),
+                          run_name=tags.get("segpipe.job_id", run_dir.name), experiment=name, tags=tags)
+    return TrackingHook(ctx)
 
 
 def _agreed(should_stop: Callable[[], bool], info: dist_mod.DistInfo) -> Callable[[], bool]:
@@ -208,51 +241,29 @@ def finish_run(
     The metrics see every detection the model keeps; the overlays draw only those scoring at least
     ``overlay_score_threshold`` (what ``segpipe predict`` would export), or the low-score duplicates
     of every object bury the picture."""
-    from segpipe.masks import render
+    from segpipe.engine import run_pictures
 
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    if (run_dir / "metrics.jsonl").is_file():
-        render.plot_training_curves(run_dir / "metrics.jsonl", plots / "curves.png")
+    run_pictures.draw_curves(run_dir)
     if data.val_loader is None:
         return {}
     if (run_dir / BEST).is_file():
         model.load_state_dict(load_checkpoint(run_dir / BEST, map_location=device)["model"])
-    shown: list[tuple[np.ndarray, Any]] = []
-
-    def keep(predictions: list[Any], batch: dict[str, Any]) -> None:
-        for image, pred, meta in zip(batch["images"], predictions, batch["meta"], strict=True):
-            if len(shown) < 8:
-                shown.append(_image_region(image.permute(1, 2, 0).numpy(), pred, meta))
-
-    metrics = evaluate(model, adapter, data.val_loader, evaluator, device, amp, on_batch=keep)
+    showcase = run_pictures.ValidationShowcase()
+    metrics = evaluate(model, adapter, data.val_loader, evaluator, device, amp, on_batch=showcase.keep)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    if shown:
-        render.overlay_grid(shown, data.category_map, plots / "val_overlays.png", score_threshold=overlay_score_threshold)
-    if "confusion_matrix" in metrics:
-        render.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), metrics["class_names"], plots / "confusion.png")
+    showcase.draw(data.category_map, plots / run_pictures.VAL_OVERLAYS, overlay_score_threshold)
+    run_pictures.draw_evaluation(evaluator, metrics, plots)
     return metrics
 
 
-def _image_region(image: np.ndarray, pred: Any, meta: dict[str, Any]) -> tuple[np.ndarray, Any]:
-    """A letterboxed (S×S, padded bottom/right) input and its label map cut to the part that holds
-    the image. The padding is ignored in training, so what the model says there is noise that an
-    overlay would show as a large bogus region."""
-    size = meta.get("orig_size")
-    s = image.shape[0]
-    if pred.label_map is None or size is None or image.shape[1] != s:
-        return image, pred
-    hh, ww = letterbox_size(int(size[0]), int(size[1]), s)
-    if (hh, ww) == (s, s):
-        return image, pred
-    region = dataclasses.replace(pred, label_map=np.ascontiguousarray(pred.label_map[:hh, :ww]), height=hh, width=ww)
-    return np.ascontiguousarray(image[:hh, :ww]), region
-
-
 def evaluate_checkpoint(
-    config: JobConfig, weights: str | Path, *, split: str = "val", device: str = "auto"
+    config: JobConfig, weights: str | Path, *, split: str = "val", device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a trained checkpoint (or run dir) on a split of `config`'s data."""
+    """Metrics of a trained checkpoint (or run dir) on a split of `config`'s data. ``progress(done,
+    total)`` is called with image counts after every batch."""
     from segpipe.data.sources import build_source
     from segpipe.engine.predict import load_model
 
@@ -271,7 +282,14 @@ def evaluate_checkpoint(
     loader = build_eval_loader(config, source, config.train.batch_size, data.num_workers)
     evaluator = make_evaluator(config.task, loaded.category_map, coco_gt=getattr(source, "coco", None),
                                ignore_index=data.ignore_index)
-    return evaluate(loaded.model, loaded.adapter, loader, evaluator, loaded.device, config.train.amp)
+    total, done = len(source), [0]
+
+    def counted(predictions: list[Any], batch: dict[str, Any]) -> None:
+        done[0] += len(predictions)
+        if progress is not None:
+            progress(done[0], total)
+
+    return evaluate(loaded.model, loaded.adapter, loader, evaluator, loaded.device, config.train.amp, on_batch=counted)
 
 
 def predict_to_files(

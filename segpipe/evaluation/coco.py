@@ -159,6 +159,34 @@ class CocoEvaluator:
             )
         return rows
 
+    def pr_curves(self) -> Any:
+        """The last ``result()``'s precision–recall data per class (a `segpipe.masks.charts.PrCurves`),
+        or None before any ``result()``: precision at COCOeval's 101 recall points, area all, 100
+        detections, at IoU 0.5 and averaged over the IoU thresholds."""
+        from segpipe.masks.charts import PrCurves
+
+        if not self.evals:
+            return None
+        cat_ids = sorted(self.category_map.ids)
+        names = [self.category_map.names[self.category_map.ids.index(c)] for c in cat_ids]
+        first = next(iter(self.evals.values()))
+        iou50 = int(np.argmin(np.abs(first.params.iouThrs - 0.5)))
+        at50: dict[str, dict[str, np.ndarray]] = {}
+        mean: dict[str, dict[str, np.ndarray]] = {}
+        for iou_type, ev in self.evals.items():
+            precision = ev.eval["precision"]  # [iou, recall, category, area, max dets]
+            at50[iou_type] = {n: precision[iou50, :, k, 0, -1].copy() for k, n in enumerate(names)}
+            p = precision[:, :, :, 0, -1]
+            defined = p > -1
+            summed = np.where(defined, p, 0).sum(axis=0)
+            count = defined.sum(axis=0)
+            averaged = np.divide(summed, count, out=np.full(summed.shape, -1.0), where=count > 0)
+            mean[iou_type] = {n: averaged[:, k] for k, n in enumerate(names)}
+        images = sorted(self.image_ids)
+        anns = self.coco_gt.loadAnns(self.coco_gt.getAnnIds(imgIds=images, iscrowd=False)) if images else []
+        counts = {n: sum(1 for a in anns if a["category_id"] == c) for c, n in zip(cat_ids, names)}
+        return PrCurves(recall=np.asarray(first.params.recThrs), precision50=at50, precision=mean, gt_counts=counts)
+
     def summary(self) -> str:
         """pycocotools' summary tables of the last ``result()``, one block per iou type."""
         return "\n".join(f"[{t}]\n{self.summaries[t]}" for t in self.iou_types if t in self.summaries)

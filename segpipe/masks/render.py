@@ -122,10 +122,12 @@ def overlay_grid(
     tile: int = 256,
     alpha: float = 0.5,
     score_threshold: float = 0.0,
+    captions: Sequence[str] | None = None,
 ) -> Path:
     """Overlays of ``(image, prediction or sample)`` pairs in a grid of ``cols`` columns, each fitted
-    into a cell ``tile`` pixels wide (and at most as high) under a caption with its image id; written
-    to ``path``."""
+    into a cell ``tile`` pixels wide (and at most as high) under a caption (``captions[i]``, or its
+    image id); written to ``path``. A `Sample` is drawn whole; ``score_threshold`` applies to
+    predictions."""
     if not items:
         raise ValueError("overlay_grid needs at least one (image, prediction) pair")
     cols = max(1, min(int(cols), len(items)))
@@ -134,7 +136,8 @@ def overlay_grid(
     for image, target in items:
         # draw at the largest integer scale that still fits, so captions are not shrunk afterwards
         scale = max(1, tile // max(image.shape[:2]))
-        picture = overlay(image, target, category_map, alpha=alpha, scale=scale, score_threshold=score_threshold)
+        threshold = score_threshold if isinstance(target, Prediction) else 0.0
+        picture = overlay(image, target, category_map, alpha=alpha, scale=scale, score_threshold=threshold)
         ph, pw = picture.shape[:2]
         f = min(tile / ph, tile / pw)
         interpolation = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
@@ -148,7 +151,7 @@ def overlay_grid(
         y0 = top + caption_h
         x0 = left + (tile - picture.shape[1]) // 2
         sheet[y0 : y0 + picture.shape[0], x0 : x0 + picture.shape[1]] = picture
-        caption = f"image {target.image_id}"
+        caption = captions[n] if captions is not None else f"image {target.image_id}"
         cv2.putText(sheet, caption, (left + 6, top + 16), _FONT, 0.45, (235, 235, 235), 1, cv2.LINE_AA)
     return _write_rgb(path, sheet)
 
@@ -339,37 +342,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def plot_training_curves(metrics_jsonl_path: str | Path, out_png: str | Path, max_panels: int = 12) -> Path:
-    """Per-epoch curves from a metrics JSONL log (one JSON object per line, e.g.
-    ``{"epoch": 1, "step": 10, "split": "train", "loss": 0.5}``, ``{"epoch": 1, "split": "val", "miou": 0.3}``).
+def plot_training_curves(metrics_jsonl_path: str | Path, out_png: str | Path) -> Path:
+    """Training curves from a metrics JSONL log (one JSON object per line, e.g.
+    ``{"epoch": 1, "step": 10, "split": "train", "loss": 0.5}``, ``{"epoch": 1, "split": "val", "miou": 0.3}``),
+    grouped into panels as `segpipe.masks.charts.curve_panels` says. Returns ``out_png``."""
+    from segpipe.masks.charts import plot_curves
 
-    One panel per numeric key (``loss`` first, then other ``loss*`` keys, ``lr``, the rest by name), a
-    line per split, values averaged within an epoch. Missing keys, non-numeric values and broken lines
-    are skipped; an empty log gives a picture saying so. Returns ``out_png``.
-    """
-    from matplotlib.figure import Figure
-
-    series = metric_curves(read_metric_records(metrics_jsonl_path))
-    keys = sorted(series, key=lambda k: (k != "loss", not k.startswith("loss"), k != "lr", k))[:max_panels]
-    cols = min(3, max(len(keys), 1))
-    rows = max(math.ceil(len(keys) / cols), 1)
-    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), dpi=100, layout="constrained")
-    if not keys:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no metrics recorded yet", ha="center", va="center", fontsize=12)
-        ax.set_axis_off()
-    for i, key in enumerate(keys):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        for split in sorted(series[key], key=lambda s: (s != "train", s)):
-            xs, ys = series[key][split]
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=split)
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if key == "lr":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        ax.legend(fontsize=8)
-    return _save_figure(fig, out_png)
+    return plot_curves(metrics_jsonl_path, out_png)[0]
 
 
 def plot_confusion_matrix(

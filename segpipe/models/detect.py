@@ -44,6 +44,12 @@ class RcnnParams(Params):
         512, ge=1, description="proposals sampled per image to train the box (and mask) heads"
     )
     rpn_batch_size_per_image: int = Field(256, ge=1, description="anchors sampled per image to train the RPN")
+    # proposals the RPN keeps per image (per FPN level before NMS, in all after it); the second-stage
+    # heads run on every kept proposal, so on a CPU with a few objects per image these set the speed
+    rpn_pre_nms_top_n_train: int = Field(2000, ge=1, description="RPN proposals per level before NMS, training")
+    rpn_pre_nms_top_n_test: int = Field(1000, ge=1, description="RPN proposals per level before NMS, inference")
+    rpn_post_nms_top_n_train: int = Field(2000, ge=1, description="RPN proposals kept after NMS, training")
+    rpn_post_nms_top_n_test: int = Field(1000, ge=1, description="RPN proposals kept after NMS, inference")
     trainable_backbone_layers: int | None = Field(
         None, ge=0, le=5, description="backbone stages that train; None: 3 with pretrained weights, else all"
     )
@@ -64,6 +70,10 @@ def _kwargs(p: RcnnParams) -> dict[str, Any]:
         "box_nms_thresh": p.box_nms_thresh,
         "box_batch_size_per_image": p.box_batch_size_per_image,
         "rpn_batch_size_per_image": p.rpn_batch_size_per_image,
+        "rpn_pre_nms_top_n_train": p.rpn_pre_nms_top_n_train,
+        "rpn_pre_nms_top_n_test": p.rpn_pre_nms_top_n_test,
+        "rpn_post_nms_top_n_train": p.rpn_post_nms_top_n_train,
+        "rpn_post_nms_top_n_test": p.rpn_post_nms_top_n_test,
     }
 
 
