@@ -145,6 +145,9 @@ class PredictConfig(Section):
     tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
     tile_overlap: float = Field(0.25, ge=0, lt=1)
     batch_size: int = Field(4, ge=1)
+    shard_size: int = Field(
+        250, ge=1, description="queued predict jobs with more images are split into shards of this many, one queue message each"
+    )
 
 
 class JobConfig(Section):

@@ -11,16 +11,16 @@ from typing import Any
 
 from celery import Celery
 
+from segpipe import jobkinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
-from segpipe.jobspec import JOB_SPEC_KINDS, confine_spec, dump_spec, parse_spec
+from segpipe.jobspec import confine_spec, dump_spec, parse_spec
 from segpipe.settings import Settings
 from segpipe.stores import Job, Stores
 
 log = logging.getLogger("segpipe.service")
 
 RUN_JOB = "segpipe.run_job"
-QUEUE_FOR_KIND = {"train": "gpu", "evaluate": "gpu", "predict": "gpu"}
 
 
 def submit(
@@ -35,16 +35,16 @@ def submit(
     model_name: str | None = None,
 ) -> Job:
     """Validate `spec` (a mapping or YAML text), store a queued job and publish its message."""
-    if kind not in JOB_SPEC_KINDS:
-        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(JOB_SPEC_KINDS)}")
+    if kind not in jobkinds.submittable():
+        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(jobkinds.submittable())}")
     if isinstance(spec, str):
         if len(spec.encode()) > settings.max_config_kb * 1024:
             raise ConfigError(f"job config is larger than {settings.max_config_kb:g} KB")
         spec = parse_yaml(spec, source=f"{kind} job")
     parsed = confine_spec(parse_spec(kind, spec, source=f"{kind} job"), settings.roots, settings.artifacts)
-    if queue is not None and queue not in ("gpu", "cpu"):
-        raise ConfigError(f"unknown queue {queue!r}; known: gpu, cpu")
-    queue = queue or QUEUE_FOR_KIND[kind]
+    if queue is not None and queue not in jobkinds.QUEUES:
+        raise ConfigError(f"unknown queue {queue!r}; known: {', '.join(jobkinds.QUEUES)}")
+    queue = queue or jobkinds.get(kind).queue
     name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
     job = stores.jobs.create(kind, dump_spec(parsed), queue, submitted_by=submitted_by, model_name=name)
     try:
@@ -65,7 +65,21 @@ def publish(celery_app: Celery, job_id: str, queue: str) -> None:
 
 def cancel(stores: Stores, celery_app: Celery, job_id: str) -> str:
     """Queued jobs are cancelled at once (and their message revoked); running ones stop at their next
-    step with their checkpoint kept. Returns the job's state after the request."""
+    step with their checkpoint kept. A sharded predict job cancels its shards the same way and ends
+    cancelled once they all have. Returns the job's state after the request."""
+    state = _cancel_one(stores, celery_app, job_id)
+    children = stores.shards.children(job_id)
+    for child in children:
+        if not child.terminal:
+            _cancel_one(stores, celery_app, child.id)
+    if children and stores.shards.all_finished(job_id) and stores.shards.release(job_id):
+        # no shard is left to hand the parent back: its claim now records it as cancelled
+        stores.jobs.claim(job_id, "cancel", 0.0)
+        state = stores.jobs.get(job_id).state
+    return state
+
+
+def _cancel_one(stores: Stores, celery_app: Celery, job_id: str) -> str:
     state = stores.jobs.request_cancel(job_id)
     if state == "cancelled":
         try:

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by its heartbeat")
     heartbeat_seconds: float = Field(10.0, gt=0)
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
+    model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")

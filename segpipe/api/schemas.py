@@ -11,10 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from segpipe import jobkinds
 from segpipe.stores import Job, ModelVersion, PromotionDecision
 
-JobKindIn = Literal["train", "evaluate", "predict"]
-JobKind = Literal["train", "evaluate", "predict", "retrain"]
+# from the one registry of job kinds (`segpipe.jobkinds`): what may be submitted, and what may be listed
+JobKindIn = Literal[jobkinds.submittable()]  # type: ignore[valid-type]
+JobKind = Literal[jobkinds.names()]  # type: ignore[valid-type]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QueueName = Literal["gpu", "cpu"]
 

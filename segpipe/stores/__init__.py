@@ -23,7 +23,6 @@ from segpipe.stores.db import Store, make_engine, migrate, session_factory
 from segpipe.stores.decisions import DecisionStore
 from segpipe.stores.jobs import ClaimOutcome, ClaimResult, JobStore
 from segpipe.stores.models import (
-    JOB_KINDS,
     JOB_STATES,
     STAGES,
     TERMINAL_STATES,
@@ -35,10 +34,10 @@ from segpipe.stores.models import (
 )
 from segpipe.stores.predictions import PredictionRow, PredictionStore
 from segpipe.stores.retrain_slots import Acquired, RetrainSlotStore
+from segpipe.stores.shards import ShardStore
 from segpipe.stores.versions import ModelVersionStore
 
 __all__ = [
-    "JOB_KINDS",
     "JOB_STATES",
     "STAGES",
     "TERMINAL_STATES",
@@ -57,6 +56,7 @@ __all__ = [
     "PromotionDecision",
     "RetrainSlot",
     "RetrainSlotStore",
+    "ShardStore",
     "Store",
     "Stores",
     "make_engine",
@@ -114,6 +114,11 @@ class Stores:
     def retrain(self) -> RetrainSlotStore:
         """The per-model retraining lock and schedule bookkeeping (`segpipe.stores.retrain_slots`)."""
         return RetrainSlotStore(self.db, now=self.versions.now)
+
+    @cached_property
+    def shards(self) -> ShardStore:
+        """The shards of sharded predict jobs (`segpipe.stores.shards`)."""
+        return ShardStore(self.db, now=self.jobs.now)
 
     def close(self) -> None:
         self.db.dispose()

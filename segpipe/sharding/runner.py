@@ -1,0 +1,97 @@
+"""One shard of a predict job: predict its images into the parent's predictions and folder.
+
+Predictions are stored under the *parent's* job id, so the parent's results, exports and masks are
+the union of its shards, and the store's unique key keeps each image exactly once: a shard resumed
+after its worker died skips the images already stored, whoever stored them. Per-image files (masks,
+polygons, overlays) go to the parent's folder; streamed files (csv, jsonl) to a part per shard,
+joined by the parent at the end. The model comes from the worker's model cache, so consecutive
+shards of one job load the checkpoint once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segpipe.jobspec import ShardSpec
+
+if TYPE_CHECKING:
+    from segpipe.pipeline import JobRun
+
+PER_IMAGE_FORMATS = ("png", "polygons", "overlay")
+STREAM_FORMATS = ("csv", "json")
+
+
+class _Stop(Exception):
+    """Cancel requested or lease lost: stop at an image boundary."""
+
+
+def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
+    from segpipe.engine.model_cache import cached_model
+    from segpipe.engine.predict import ImageItem, predict_items
+    from segpipe.masks.export import PredictionWriter
+    from segpipe.masks.stored import prediction_rows
+    from segpipe.pipeline import resolve_model_ref, resolve_version
+
+    stores, spec, parent = run.stores, shard.spec, shard.parent
+    done = stores.predictions.done_images(parent)
+    items = [ImageItem(Path(p), image_id, name) for p, image_id, name in shard.items]
+    todo = [it for it in items if str(it.image_id) not in done]
+    counts = {"done": len(items) - len(todo), "total": len(items)}
+    run.progress({"phase": "predict", "shard": shard.index, "images_done": counts["done"],
+                  "images_total": counts["total"]}, force=True)
+    if not todo:
+        return {}
+    version = resolve_version(spec.model, stores)
+    loaded = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
+                          capacity=run.settings.model_cache_models)
+    cfg = spec.predict
+    folder = stores.artifacts.job_dir(parent, create=True) / "predictions"
+    writers = [
+        PredictionWriter(out, formats, loaded.category_map, loaded.task, cfg.topk)
+        for out, formats in ((folder, [f for f in cfg.formats if f in PER_IMAGE_FORMATS]),
+                             (folder / "parts" / f"{shard.index:05d}", [f for f in cfg.formats if f in STREAM_FORMATS]))
+        if formats
+    ]
+    parent_progress = _ParentProgress(run, parent)
+    try:
+        for item, image, pred in predict_items(loaded, todo, cfg):
+            if run.should_stop():
+                raise _Stop()
+            for writer in writers:
+                writer.write(item.name, image, pred)
+            stores.predictions.write_image(parent, str(item.image_id), prediction_rows(pred, loaded.category_map),
+                                           height=pred.height, width=pred.width)
+            counts["done"] += 1
+            run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+            parent_progress.maybe_report()
+    except _Stop:
+        for writer in writers:
+            writer.abort()
+        return {}
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer.close()
+    parent_progress.maybe_report(force=True)
+    return {}
+
+
+class _ParentProgress:
+    """The parent's images_done, counted in the store (all shards), reported at most once a second."""
+
+    def __init__(self, run: JobRun, parent: str) -> None:
+        self.run, self.parent, self.last = run, parent, 0.0
+
+    def maybe_report(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not force and now - self.last < 1.0:
+            return
+        self.last = now
+        stores = self.run.stores
+        progress: dict[str, Any] = {"images_done": stores.predictions.count_images(self.parent)}
+        stores.shards.advance(self.parent, progress, monotone=("images_done",))
