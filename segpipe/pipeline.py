@@ -216,10 +216,12 @@ def run_evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
 def run_predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     """A predict job: as one piece, or — when it has more than ``predict.shard_size`` images and a
     queue to publish to — split into shards that any worker takes (`segpipe.sharding`)."""
-    from segpipe.sharding.coordinate import coordinate, wants_shards
+    from segpipe.sharding.coordinate import coordinate
 
-    if run.publish is not None and wants_shards(run, spec):
-        return coordinate(run, spec)
+    if run.publish is not None:
+        sharded = coordinate(run, spec)
+        if sharded is not None:
+            return sharded
     return _predict_whole(run, spec)
 
 

@@ -13,8 +13,9 @@ re-publishes only the shards still queued (a duplicate message is dropped by its
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,10 +124,10 @@ def write_exports(run: JobRun, shards: int) -> dict[str, str]:
             f.write(chunk)
     partial.replace(results)
     artifacts = {"predictions.json": run.register("predictions.json", results)}
-    for name in ("predictions.jsonl", "predictions.csv"):
-        parts = sorted((out / "parts").glob(f"*/{name}"))
+    for name, join in (("predictions.jsonl", _join_jsonl), ("predictions.csv", _join_csv)):
+        parts = sorted((out / "parts").glob(f"*/*/{name}"))
         if parts:
-            _concatenate(parts, out / name, skip_header=name.endswith(".csv"))
+            join(parts, out / name)
             artifacts[name] = run.register(name, out / name)
     for folder in ("masks", "polygons", "overlays"):
         if (out / folder).is_dir():
@@ -136,13 +137,40 @@ def write_exports(run: JobRun, shards: int) -> dict[str, str]:
     return artifacts
 
 
-def _concatenate(parts: list[Path], target: Path, *, skip_header: bool) -> None:
-    with target.open("wb") as out:
-        for i, part in enumerate(parts):
-            with part.open("rb") as f:
-                if skip_header and i > 0:
-                    f.readline()
-                shutil.copyfileobj(f, out)
+def _join_jsonl(parts: list[Path], target: Path) -> None:
+    """One line per image file: a killed attempt's part may end mid-line, and may hold an image its
+    retry predicted again (written before it was stored)."""
+    seen: set[str] = set()
+    with target.open("w") as out:
+        for part in parts:
+            for line in part.read_text().splitlines():
+                try:
+                    name = json.loads(line)["file"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the torn last line of a killed attempt
+                if name not in seen:
+                    seen.add(name)
+                    out.write(line + "\n")
+
+
+def _join_csv(parts: list[Path], target: Path) -> None:
+    """The rows of each image file from the first part that has it (see `_join_jsonl`)."""
+    taken: dict[str, Path] = {}
+    header: list[str] | None = None
+    with target.open("w", newline="") as out:
+        writer = csv.writer(out)
+        for part in parts:
+            with part.open(newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows:
+                continue
+            if header is None:
+                header = rows[0]
+                writer.writerow(header)
+            for row in rows[1:]:
+                if len(row) != len(header) or taken.setdefault(row[0], part) != part:
+                    continue
+                writer.writerow(row)
 
 
 def _index(job: Job) -> int:

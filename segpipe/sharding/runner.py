@@ -3,8 +3,9 @@
 Predictions are stored under the *parent's* job id, so the parent's results, exports and masks are
 the union of its shards, and the store's unique key keeps each image exactly once: a shard resumed
 after its worker died skips the images already stored, whoever stored them. Per-image files (masks,
-polygons, overlays) go to the parent's folder; streamed files (csv, jsonl) to a part per shard,
-joined by the parent at the end. The model comes from the worker's model cache, so consecutive
+polygons, overlays) go to the parent's folder; streamed files (csv, jsonl) to a part per shard
+attempt (a killed attempt's part keeps what it wrote), joined by the parent at the end with each
+image once. The model comes from the worker's model cache, so consecutive
 shards of one job load the checkpoint once.
 """
 
@@ -50,7 +51,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     writers = [
         PredictionWriter(out, formats, loaded.category_map, loaded.task, cfg.topk)
         for out, formats in ((folder, [f for f in cfg.formats if f in PER_IMAGE_FORMATS]),
-                             (folder / "parts" / f"{shard.index:05d}", [f for f in cfg.formats if f in STREAM_FORMATS]))
+                             (_part_dir(folder, shard.index, run.owner), [f for f in cfg.formats if f in STREAM_FORMATS]))
         if formats
     ]
     parent_progress = _ParentProgress(run, parent)
@@ -60,6 +61,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
                 raise _Stop()
             for writer in writers:
                 writer.write(item.name, image, pred)
+                writer.flush()  # the file holds the image before the store says it is done
             stores.predictions.write_image(parent, str(item.image_id), prediction_rows(pred, loaded.category_map),
                                            height=pred.height, width=pred.width)
             counts["done"] += 1
@@ -77,6 +79,12 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
         writer.close()
     parent_progress.maybe_report(force=True)
     return {}
+
+
+def _part_dir(folder: Path, index: int, owner: str) -> Path:
+    import re
+
+    return folder / "parts" / f"{index:05d}" / re.sub(r"[^A-Za-z0-9_.-]", "_", owner)
 
 
 class _ParentProgress:
