@@ -1,32 +1,119 @@
-"""Confinement of user-given paths to configured roots (a config that arrives over HTTP is untrusted).
+"""Confinement of user-given paths to configured roots: the one door every user-referenced file goes through.
 
-A path is accepted only if, with every symlink resolved, it lies inside one of the allowed roots:
-``..`` segments, absolute paths elsewhere and symlinks pointing out are all refused.
+A config that arrives over HTTP is untrusted, and so is every name *inside* the data it points at (a COCO
+``file_name``, an image in a listed folder, a symlink in a data root). The rules:
+
+- `confine(path, roots)` — THE check. ``path`` is resolved with every symlink followed (folders *and* the
+  file itself) and must lie inside one of ``roots``. ``..``, absolute paths elsewhere and symlinks that
+  lead out are refused with `PathNotAllowed` naming the path and the roots.
+- `confine_name(name, folder, roots)` — a *relative name* that data gives (COCO ``file_name``, an output
+  file named after an image): absolute names and ``..`` parts are refused outright (as dataset validation
+  does), then ``folder / name`` goes through `confine`. Outputs use ``roots=[the job's folder]``, so a
+  result file never lands outside it.
+- `confined_to(roots)` — while a queued job runs (``segpipe.pipeline.run_job``) the worker's data roots
+  plus its artifact root are *active*: `check_read` (called by `segpipe.data.images.read_image`,
+  ``read_mask``, ``load_coco``, the predict image lister and dataset validation) confines every file it
+  is asked to read. Outside such a block (a local ``segpipe train`` by a person on their own files) reads
+  are not confined, but names that data gives are still refused if absolute or climbing with ``..``.
+
+Roots are local folders today; an object-store URI root (``s3://bucket/prefix``) is meant to be handled
+here too, by the same prefix rule on the normalised URI, so that callers never change.
+
+A symlink swapped in between the check and the read is out of scope: data roots are written by people
+who already may read them, never by API callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from segpipe.errors import ConfigError
 
+Roots = Sequence[Path]
+
+_ACTIVE: ContextVar[tuple[Path, ...] | None] = ContextVar("segpipe_confined_roots", default=None)
+
 
 class PathNotAllowed(ConfigError):
-    """A path resolves outside every allowed root."""
+    """A path resolves outside every allowed root (or a name in the data is absolute / climbs with ``..``)."""
 
 
-def confine(path: str | Path, roots: Sequence[Path], *, what: str = "path", base: Path | None = None) -> Path:
+def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | None = None) -> Path:
     """The resolved `path` if it lies inside one of `roots`; relative paths are taken from `base`
-    (default: the first root). Raises PathNotAllowed naming the path and the roots."""
+    (default: the first root). Symlinks are resolved first, for files as well as folders.
+    Raises PathNotAllowed naming the path and the roots."""
+    text = os.fspath(path)
+    if "\x00" in text:
+        raise PathNotAllowed(f"{what} {text!r}: contains a NUL character")
     if not roots:
-        raise PathNotAllowed(f"{what} {path}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
-    raw = Path(path).expanduser()
+        raise PathNotAllowed(f"{what} {text}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
+    raw = Path(text).expanduser()
     if not raw.is_absolute():
         raw = (base or roots[0]) / raw
-    resolved = raw.resolve(strict=False)
+    try:
+        resolved = raw.resolve(strict=False)
+    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
+        raise PathNotAllowed(f"{what} {text}: cannot be resolved ({e})") from None
     for root in roots:
-        if resolved.is_relative_to(root.resolve(strict=False)):
+        if resolved.is_relative_to(Path(root).resolve(strict=False)):
             return resolved
     allowed = ", ".join(str(r) for r in roots)
-    raise PathNotAllowed(f"{what} {path}: outside the allowed data roots ({allowed})")
+    hint = " (through a symlink)" if raw.is_absolute() and _lexically_inside(raw, roots) else ""
+    raise PathNotAllowed(f"{what} {text}: outside the allowed data roots{hint} ({allowed})")
+
+
+def safe_name(name: str, *, what: str = "file name") -> PurePosixPath:
+    """A relative name given by data, as a POSIX path; refuses empty, absolute, drive-letter, NUL and ``..`` names."""
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise PathNotAllowed(f"{what} {name!r}: empty, not a string or contains a NUL character")
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(name).drive or PureWindowsPath(name).root:
+        raise PathNotAllowed(f"{what} {name!r}: absolute paths are not allowed; names are relative to their folder")
+    if ".." in posix.parts:
+        raise PathNotAllowed(f"{what} {name!r}: '..' is not allowed; names must stay inside their folder")
+    return posix
+
+
+def confine_name(name: str, folder: Path, roots: Roots | None = None, *, what: str = "file name") -> Path:
+    """``folder / name`` for a relative `name` that data gives, checked by `safe_name` and then, with
+    every symlink resolved, by `confine` against `roots` (default: the active roots; none active and
+    none given: only the lexical check)."""
+    joined = Path(folder) / safe_name(name, what=what)
+    roots = roots if roots is not None else _ACTIVE.get()
+    return confine(joined, roots, what=what) if roots is not None else joined
+
+
+def output_path(folder: Path, name: str, *, what: str = "output file") -> Path:
+    """Where to write output `name` inside `folder` (a job's folder): never outside it, even through symlinks."""
+    return confine_name(name, folder, [Path(folder)], what=what)
+
+
+@contextmanager
+def confined_to(roots: Roots) -> Iterator[tuple[Path, ...]]:
+    """Make `roots` the active roots for `check_read` in this context (a queued job's run)."""
+    resolved = tuple(Path(r).expanduser().resolve() for r in roots)
+    token = _ACTIVE.set(resolved)
+    try:
+        yield resolved
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_roots() -> tuple[Path, ...] | None:
+    """The roots reads are confined to now; None outside `confined_to` (a local run)."""
+    return _ACTIVE.get()
+
+
+def check_read(path: str | Path, *, what: str = "file", roots: Roots | None = None) -> Path:
+    """`path` confined to `roots` (default: the active roots) before it is read; unchanged when none apply."""
+    roots = roots if roots is not None else _ACTIVE.get()
+    return confine(path, roots, what=what) if roots is not None else Path(path)
+
+
+def _lexically_inside(path: Path, roots: Roots) -> bool:
+    normal = Path(os.path.normpath(path))
+    return any(normal.is_relative_to(Path(os.path.normpath(Path(r).expanduser()))) for r in roots)

@@ -29,6 +29,7 @@ from typing import Any
 from segpipe import jobkinds
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, load_spec, version_ref
+from segpipe.paths import confined_to
 from segpipe.settings import Settings
 from segpipe.stores import ModelVersion, Stores
 
@@ -123,7 +124,8 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
     heartbeat.start()
     try:
         spec = load_spec(job.kind, job.config, source=f"job {job_id}")
-        artifacts = jobkinds.get(job.kind).run(run, spec)
+        with confined_to(settings.roots):  # every data file the job reads must lie in the data roots
+            artifacts = jobkinds.get(job.kind).run(run, spec)
         if run.lease_lost.is_set():
             raise LeaseLost(f"job {job_id}: lease lost to another worker")
         state = "cancelled" if run.cancelled else "succeeded"

@@ -37,6 +37,7 @@ from pycocotools.coco import COCO
 from segpipe.config import TASK_KINDS
 from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_image
+from segpipe.paths import active_roots, check_read, confine_name
 from segpipe.data.sample import Sample
 from segpipe.data.targets import (
     annotation_error,
@@ -57,8 +58,9 @@ def load_coco(path: str | Path) -> COCO:
     """Read a COCO instances JSON into a pycocotools `COCO` index, quietly (no prints).
 
     Raises DataError naming the file when it is unreadable, not JSON, or an entry lacks a key.
+    The file is confined to the active roots (`segpipe.paths.check_read`).
     """
-    path = Path(path)
+    path = check_read(path, what="annotations")
     try:
         with open(path, encoding="utf-8") as f:
             dataset = json.load(f)
@@ -160,6 +162,7 @@ class CocoSource:
         self.crop_padding = float(crop_padding)
         self.ignore_index = int(ignore_index)
         self.coco = load_coco(annotations)
+        self._roots = active_roots()  # captured: loader worker processes read with the same confinement
         self.category_map = build_category_map(self.coco, task, categories)
         self._chosen = set(self.category_map.foreground_ids or self.category_map.ids)
         self._skip_images = frozenset(exclude_images)
@@ -187,14 +190,16 @@ class CocoSource:
         return [item.image_id for item in self._items]
 
     def image_path(self, index: int) -> Path:
-        return self.images_dir / self.coco.imgs[self._items[index].image_id]["file_name"]
+        image_id = self._items[index].image_id
+        return confine_name(self.coco.imgs[image_id]["file_name"], self.images_dir, self._roots,
+                            what=f"image {image_id}: file_name")
 
     def load(self, index: int) -> Sample:
         item = self._items[index]
         info = self.coco.imgs[item.image_id]
-        path = self.images_dir / info["file_name"]
         try:
-            image = read_image(path)
+            path = self.image_path(index)
+            image = read_image(path, roots=self._roots)
         except DataError as e:
             raise DataError(f"image {item.image_id}: {e}") from None
         h, w = image.shape[:2]

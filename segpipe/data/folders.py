@@ -28,6 +28,7 @@ from segpipe.data.categories import CategoryMap
 from segpipe.data.images import IMAGE_SUFFIXES, read_image, read_mask
 from segpipe.data.sample import Sample
 from segpipe.errors import ConfigError, DataError
+from segpipe.paths import active_roots
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -69,6 +70,7 @@ class MaskFolderSource:
         self.foreground_value = foreground_value
         self.ignore_index = int(ignore_index)
         self.category_map = _mask_category_map(task, classes, foreground_value)
+        self._roots = active_roots()  # captured: loader worker processes read with the same confinement
         self._images = list_images(self.images_dir)
         if not self._images:
             raise DataError(f"{self.images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -96,7 +98,7 @@ class MaskFolderSource:
 
     def load(self, index: int) -> Sample:
         image_path, mask_path = self._images[index], self._masks[index]
-        image, mask = read_image(image_path), read_mask(mask_path)
+        image, mask = read_image(image_path, self._roots), read_mask(mask_path, self._roots)
         if mask.shape != image.shape[:2]:
             raise DataError(
                 f"{mask_path}: mask is {mask.shape[0]}×{mask.shape[1]}, its image {image_path.name} is "
@@ -154,6 +156,7 @@ class ClassFolderSource:
         if not classes:
             raise DataError(f"{self.root}: no class folders (expected root/<class name>/<images>)")
         self.category_map = CategoryMap(tuple(range(len(classes))), tuple(classes), offset=0)
+        self._roots = active_roots()  # captured: loader worker processes read with the same confinement
         self._files: list[tuple[Path, int]] = [
             (path, k) for k, name in enumerate(classes) for path in list_images(self.root / name, recursive=True)
         ]
@@ -172,7 +175,7 @@ class ClassFolderSource:
 
     def load(self, index: int) -> Sample:
         path, class_id = self._files[index]
-        image = read_image(path)
+        image = read_image(path, self._roots)
         meta = {"file_name": path.relative_to(self.root).as_posix(), "orig_size": image.shape[:2]}
         return Sample(image, self._image_id(path), class_id=class_id, meta=meta)
 

@@ -13,15 +13,17 @@ import cv2
 import numpy as np
 
 from segpipe.errors import DataError
+from segpipe.paths import Roots, check_read
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 cv2.setNumThreads(1)  # loader workers parallelise across images; nested OpenCV threads only contend
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as H×W×3 uint8 RGB, EXIF orientation applied. Raises DataError naming the file."""
-    path = Path(path)
+def read_image(path: str | Path, roots: Roots | None = None) -> np.ndarray:
+    """Read an image file as H×W×3 uint8 RGB, EXIF orientation applied. Raises DataError naming the file.
+    The file is confined to `roots` (default: the active roots, `segpipe.paths`) after resolving symlinks."""
+    path = check_read(path, what="image", roots=roots)
     data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
     if data is None:
         raise DataError(f"{path}: image file not found")
@@ -47,12 +49,12 @@ def _read_with_pillow(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image ({e})") from None
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, roots: Roots | None = None) -> np.ndarray:
     """Read a label-map PNG as H×W uint8 exactly as stored (no colour conversion, no EXIF rotation).
 
-    Palette PNGs give their indices; 16-bit masks must hold values ≤ 255.
+    Palette PNGs give their indices; 16-bit masks must hold values ≤ 255. Confined like `read_image`.
     """
-    path = Path(path)
+    path = check_read(path, what="mask", roots=roots)
     if not path.is_file():
         raise DataError(f"{path}: mask file not found")
     mask = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)

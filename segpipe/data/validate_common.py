@@ -155,14 +155,21 @@ class ImageCheck:
     problem: tuple[str, str] | None = None
 
 
-def inspect_image(path: Path, decode: bool = True) -> ImageCheck:
+def inspect_image(path: Path, decode: bool = True, roots: Sequence[Path] | None = None) -> ImageCheck:
     """Check one image file: it exists, its header parses, and (`decode`) all its pixel data decodes.
 
-    Codes: ``image-missing``, ``image-unreadable`` (header), ``image-truncated`` / ``image-corrupt``
+    Codes: ``image-outside-roots`` (it, or the symlink it is, resolves outside `roots`: never opened),
+    ``image-missing``, ``image-unreadable`` (header), ``image-truncated`` / ``image-corrupt``
     (pixel data). Call inside `strict_decoding()` so that Pillow does not pad truncated files.
     """
     from PIL import Image
 
+    from segpipe.paths import PathNotAllowed, check_read
+
+    try:
+        path = check_read(path, what="image", roots=roots)
+    except PathNotAllowed as e:
+        return ImageCheck(None, None, ("image-outside-roots", str(e)))
     if not path.is_file():
         return ImageCheck(None, None, ("image-missing", "file not found"))
     # A validator must report, not crash: Pillow raises many types (OSError, SyntaxError,
@@ -199,8 +206,11 @@ def _orientation(im: Any, decoded: bool) -> int:
 
 def inspect_images(paths: Sequence[Path], decode: bool = True) -> list[ImageCheck]:
     """`inspect_image` for many files, in threads (Pillow and OpenCV release the GIL), in order."""
+    from segpipe.paths import active_roots
+
+    roots = active_roots()  # the pool's threads do not see the caller's context
     with strict_decoding():
-        return parallel_map(lambda p: inspect_image(p, decode), paths)
+        return parallel_map(lambda p: inspect_image(p, decode, roots), paths)
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

@@ -195,24 +195,30 @@ def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
 
 def image_items(images_dir: str | Path, annotations: str | Path | None = None) -> list[ImageItem]:
     """The images to predict: every image under a folder (id = relative path without suffix), or the
-    images a COCO file lists (id = the COCO image id, so results import against that dataset)."""
-    from segpipe.data.folders import list_images
+    images a COCO file lists (id = the COCO image id, so results import against that dataset).
 
-    root = Path(images_dir)
+    Every file is confined (`segpipe.paths`): a COCO ``file_name`` that is absolute or climbs with
+    ``..`` is refused, and with a job's roots active, a file (or a symlink) resolving outside them too."""
+    from segpipe.data.folders import list_images
+    from segpipe.paths import check_read, confine_name
+
+    root = check_read(images_dir, what="images")
     if not root.is_dir():
-        raise ConfigError(f"{root}: image folder not found")
+        raise ConfigError(f"{images_dir}: image folder not found")
     if annotations is None:
         items = []
         for path in list_images(root, recursive=True):
             name = path.relative_to(root).with_suffix("").as_posix()
-            items.append(ImageItem(path, name, name))
+            items.append(ImageItem(check_read(path, what=f"image {name}"), name, name))
         if not items:
             raise ConfigError(f"{root}: no images found (looked for .jpg, .png, .tif, .bmp, .webp)")
         return items
     from segpipe.data.coco import load_coco
 
     coco = load_coco(annotations)
-    return [
-        ImageItem(root / info["file_name"], int(info["id"]), Path(info["file_name"]).with_suffix("").as_posix())
-        for info in (coco.imgs[i] for i in sorted(coco.imgs))
-    ]
+    items = []
+    for info in (coco.imgs[i] for i in sorted(coco.imgs)):
+        file_name = info["file_name"]
+        path = confine_name(file_name, root, what=f"{annotations}: image {info['id']}: file_name")
+        items.append(ImageItem(path, int(info["id"]), Path(file_name).with_suffix("").as_posix()))
+    return items

@@ -23,6 +23,7 @@ import numpy as np
 
 from segpipe.data.categories import CategoryMap
 from segpipe.masks import encode
+from segpipe.paths import output_path
 from segpipe.prediction import Prediction
 
 PNG_KIND = {"semantic": "palette label map", "binary": "0/255 mask", "instance": "instance-id map"}
@@ -95,7 +96,8 @@ class PredictionWriter:
                 f.close()
 
     def _path(self, folder: str, name: str, suffix: str) -> Path:
-        path = self.out / folder / (name + suffix)
+        # `name` comes from the data (a COCO file_name): it must not leave out_dir, even through a symlink
+        path = output_path(self.out, f"{folder}/{name}{suffix}", what=f"output for image {name!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
