@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from segpipe.errors import ConfigError
+from segpipe.storage.uri import Location
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
@@ -35,12 +36,14 @@ class SourceConfig(Section):
     - COCO: ``{images: DIR, annotations: FILE.json}``
     - image + mask PNG folders: ``{images: DIR, masks: DIR}`` (mask of ``a.jpg`` is ``masks/a.png``)
     - class-per-folder: ``{root: DIR}`` (``root/<class name>/*.png``)
+
+    Each may be a local path or an object-store URI (``s3://bucket/prefix``, `segpipe.storage`).
     """
 
-    images: Path | None = None
-    annotations: Path | None = None
-    masks: Path | None = None
-    root: Path | None = None
+    images: Location | None = None
+    annotations: Location | None = None
+    masks: Location | None = None
+    root: Location | None = None
     mask_suffix: str = Field(".png", description="mask file name = image stem + this suffix")
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ from segpipe.config import DataConfig, JobConfig, PredictConfig, Section, Source
 from segpipe.errors import ConfigError
 from segpipe.paths import confine
 from segpipe.retrain.gate import GateConfig
+from segpipe.storage.uri import Location
 
 # Model names: what a version reference NAME@… and a URL path segment can carry.
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -44,8 +45,8 @@ class EvaluateSpec(Section):
 
 class PredictSpec(Section):
     model: str
-    images: Path
-    annotations: Path | None = None
+    images: Location
+    annotations: Location | None = None
     predict: PredictConfig = PredictConfig()
     device: str = "auto"
 

@@ -124,7 +124,8 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
     heartbeat.start()
     try:
         spec = load_spec(job.kind, job.config, source=f"job {job_id}")
-        with confined_to(settings.roots):  # every data file the job reads must lie in the data roots
+        # every data file the job reads must lie in the data roots, or be this worker's copy of one
+        with confined_to([*settings.roots, settings.cache_dir]):
             artifacts = jobkinds.get(job.kind).run(run, spec)
         if run.lease_lost.is_set():
             raise LeaseLost(f"job {job_id}: lease lost to another worker")
@@ -168,9 +169,18 @@ def _release_memory() -> None:
 # ------------------------------------------------------------------------------------------ per kind
 
 
+def staged(run: JobRun, spec: Any) -> Any:
+    """``spec`` with each object-store URI replaced by this worker's cached copy (`segpipe.storage`)."""
+    from segpipe.storage.cache import worker_cache
+    from segpipe.storage.staging import has_uris, stage_spec
+
+    return stage_spec(spec, worker_cache(run.settings)) if has_uris(spec) else spec
+
+
 def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     from segpipe.engine.runner import train
 
+    spec = staged(run, spec)
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
     # force: the engine's progress hook already reports at most once a second plus once per epoch;
@@ -204,6 +214,7 @@ def run_evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
     from segpipe.engine.predict import load_model
     from segpipe.engine.runner import evaluate_checkpoint
 
+    spec = staged(run, spec)
     ref = resolve_model_ref(spec.model, run.stores)
     loaded = load_model(ref, device="cpu")
     config = loaded.config.model_copy(update={"data": spec.data})
@@ -224,7 +235,7 @@ def run_predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         sharded = coordinate(run, spec)
         if sharded is not None:
             return sharded
-    return _predict_whole(run, spec)
+    return _predict_whole(run, staged(run, spec))
 
 
 def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
@@ -271,7 +282,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     artifacts = {"predictions.json": run.register("predictions.json", results)}
     for folder in ("masks", "polygons", "overlays"):
         if (out / folder).is_dir():
-            artifacts[folder] = stores.artifacts.relative(run.job_id, out / folder)  # a folder of files
+            artifacts[folder] = stores.artifacts.register_folder(run.job_id, out / folder)  # a folder of files
     return artifacts
 
 
@@ -288,10 +299,9 @@ def resolve_model_ref(ref: str, stores: Stores, *, version: ModelVersion | None 
         job = stores.jobs.get(job_id)
         if job.kind not in ("train", "retrain"):
             raise ConfigError(f"model {ref}: job {job_id} is a {job.kind} job, not a training job")
-        run_dir = stores.artifacts.job_dir(job_id) / "run"
-        if not run_dir.is_dir():
+        if not stores.artifacts.exists(job_id, "run"):
             raise ConfigError(f"model {ref}: job {job_id} has no checkpoint yet (state {job.state})")
-        return run_dir
+        return stores.artifacts.fetch(job_id, "run")
     version = version or resolve_version(ref, stores)
     if version is not None:
         from segpipe.retrain.job import checkpoint_path

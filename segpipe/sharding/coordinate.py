@@ -58,16 +58,17 @@ def coordinate(run: JobRun, spec: PredictSpec) -> dict[str, str] | None:
 
 
 def _split(run: JobRun, spec: PredictSpec) -> list[Job]:
-    from segpipe.engine.predict import image_items
+    from segpipe.sharding.listing import list_items
+    from segpipe.storage.cache import worker_cache
 
-    items = image_items(spec.images, spec.annotations)
+    items = list_items(spec, worker_cache(run.settings))
     size = spec.predict.shard_size
     if len(items) <= size or run.should_stop():
         return []
     slices = [items[i : i + size] for i in range(0, len(items), size)]
     configs = [
         dump_spec(ShardSpec(parent=run.job_id, index=i, count=len(slices), spec=spec,
-                            items=[(str(it.path), it.image_id, it.name) for it in part]))
+                            items=part))
         for i, part in enumerate(slices)
     ]
     parent = run.stores.jobs.get(run.job_id)
@@ -124,14 +125,20 @@ def write_exports(run: JobRun, shards: int) -> dict[str, str]:
             f.write(chunk)
     partial.replace(results)
     artifacts = {"predictions.json": run.register("predictions.json", results)}
+    parts_dir = out / "parts"
+    if stores.artifacts.remote is not None and stores.artifacts.exists(run.job_id, "predictions/parts"):
+        parts_dir = stores.artifacts.fetch(run.job_id, "predictions/parts")  # written by other workers
     for name, join in (("predictions.jsonl", _join_jsonl), ("predictions.csv", _join_csv)):
-        parts = sorted((out / "parts").glob(f"*/*/{name}"))
+        parts = sorted(parts_dir.glob(f"*/*/{name}"))
         if parts:
             join(parts, out / name)
             artifacts[name] = run.register(name, out / name)
     for folder in ("masks", "polygons", "overlays"):
         if (out / folder).is_dir():
             artifacts[folder] = stores.artifacts.relative(run.job_id, out / folder)
+    for folder in ("masks", "polygons", "overlays"):  # on a remote root, the shards uploaded them
+        if folder not in artifacts and stores.artifacts.exists(run.job_id, f"predictions/{folder}"):
+            artifacts[folder] = f"predictions/{folder}"
     done = stores.predictions.count_images(run.job_id)
     run.progress({"phase": "done", "images_done": done, "shards": shards, "shards_done": shards}, force=True)
     return artifacts

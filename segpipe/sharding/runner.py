@@ -29,15 +29,19 @@ class _Stop(Exception):
 
 def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     from segpipe.engine.model_cache import cached_model
-    from segpipe.engine.predict import ImageItem, predict_items
+    from segpipe.engine.predict import predict_items
     from segpipe.masks.export import PredictionWriter
     from segpipe.masks.stored import prediction_rows
     from segpipe.pipeline import resolve_model_ref, resolve_version
 
     stores, spec, parent = run.stores, shard.spec, shard.parent
     done = stores.predictions.done_images(parent)
-    items = [ImageItem(Path(p), image_id, name) for p, image_id, name in shard.items]
-    todo = [it for it in items if str(it.image_id) not in done]
+    from segpipe.sharding.listing import local_items
+    from segpipe.storage.cache import worker_cache
+
+    todo_keys = [it for it in shard.items if str(it[1]) not in done]
+    items = shard.items
+    todo = local_items(spec.images, todo_keys, worker_cache(run.settings)) if todo_keys else []
     counts = {"done": len(items) - len(todo), "total": len(items)}
     run.progress({"phase": "predict", "shard": shard.index, "images_done": counts["done"],
                   "images_total": counts["total"]}, force=True)
@@ -60,7 +64,8 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
             if run.should_stop():
                 raise _Stop()
             for writer in writers:
-                writer.write(item.name, image, pred)
+                for path in writer.write(item.name, image, pred):
+                    stores.artifacts.upload(parent, stores.artifacts.relative(parent, path))
                 writer.flush()  # the file holds the image before the store says it is done
             stores.predictions.write_image(parent, str(item.image_id), prediction_rows(pred, loaded.category_map),
                                            height=pred.height, width=pred.width)
@@ -77,6 +82,8 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
         raise
     for writer in writers:
         writer.close()
+    for part in (p for p in folder.glob("parts/*/*") if p.is_dir()):
+        stores.artifacts.upload(parent, stores.artifacts.relative(parent, part))
     parent_progress.maybe_report(force=True)
     return {}
 
