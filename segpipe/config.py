@@ -27,6 +27,7 @@ from pydantic import (
 
 from segpipe import safe_yaml
 from segpipe.errors import ConfigError
+from segpipe.storage.uri import Location
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
@@ -44,12 +45,14 @@ class SourceConfig(Section):
     - COCO: ``{images: DIR, annotations: FILE.json}``
     - image + mask PNG folders: ``{images: DIR, masks: DIR}`` (mask of ``a.jpg`` is ``masks/a.png``)
     - class-per-folder: ``{root: DIR}`` (``root/<class name>/*.png``)
+
+    Each may be a local path or an object-store URI (``s3://bucket/prefix``, `segpipe.storage`).
     """
 
-    images: Path | None = None
-    annotations: Path | None = None
-    masks: Path | None = None
-    root: Path | None = None
+    images: Location | None = None
+    annotations: Location | None = None
+    masks: Location | None = None
+    root: Location | None = None
     mask_suffix: str = Field(".png", description="mask file name = image stem + this suffix")
 
     @model_validator(mode="after")
@@ -166,6 +169,9 @@ class PredictConfig(Section):
     tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
     tile_overlap: float = Field(0.25, ge=0, lt=1)
     batch_size: int = Field(4, ge=1)
+    shard_size: int = Field(
+        250, ge=1, description="queued predict jobs with more images are split into shards of this many, one queue message each"
+    )
 
 
 class JobConfig(Section):

@@ -7,6 +7,10 @@
 - ``retrain``:  ``{name, config: JobConfig, dataset: [PATH…], validation: SOURCE, gate: {...},
                 fine_tune_from_production, trigger}`` — queued by the retraining schedule or
                 ``segpipe retrain`` (`segpipe.retrain.trigger`), never through ``POST /jobs``.
+- ``predict-shard``: ``{parent, index, count, spec: PredictSpec, items: [[path, image_id, name]…]}`` —
+                one slice of a large predict job, queued by the parent (`segpipe.sharding`).
+
+Which kinds exist, their queue and runner: `segpipe.jobkinds` (the one registry).
 
 A model REF is ``job:<train job id>``, ``NAME@production`` / ``NAME@<version>`` (model versions), or a
 run directory / checkpoint path inside the data or artifact roots. Every path is confined to the
@@ -26,10 +30,8 @@ from segpipe.config import DataConfig, JobConfig, PredictConfig, Section, Source
 from segpipe.errors import ConfigError
 from segpipe.paths import confine
 from segpipe.retrain.gate import GateConfig
+from segpipe.storage.uri import Location
 
-JobKind = Literal["train", "evaluate", "predict"]
-# What `submit` (POST /jobs, `segpipe submit`) accepts; retrain jobs go through the retraining lock.
-JOB_SPEC_KINDS: tuple[str, ...] = ("train", "evaluate", "predict")
 # Model names: what a version reference NAME@… and a URL path segment can carry.
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 _VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
@@ -43,8 +45,8 @@ class EvaluateSpec(Section):
 
 class PredictSpec(Section):
     model: str
-    images: Path
-    annotations: Path | None = None
+    images: Location
+    annotations: Location | None = None
     predict: PredictConfig = PredictConfig()
     device: str = "auto"
 
@@ -61,17 +63,29 @@ class RetrainSpec(Section):
     trigger: str = Field("manual", max_length=500, description="why it was queued (shown with the job)")
 
 
-Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec
-_SPEC_MODELS: dict[str, type[Section]] = {"evaluate": EvaluateSpec, "predict": PredictSpec, "retrain": RetrainSpec}
+class ShardSpec(Section):
+    """One slice of a sharded predict job: the parent's (already confined) spec and the images to do.
+
+    ``items`` are ``[path, image_id, name]`` as the parent listed them, so a shard does the same
+    images however the folder changes later."""
+
+    parent: str
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    spec: PredictSpec
+    items: list[tuple[str, int | str, str]] = Field(min_length=1)
+
+
+Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec
 
 
 def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:
-    """Validate a job document of `kind` (paths still as given)."""
-    if kind == "train":
-        return config_mod.from_dict(raw, source=source)
-    model = _SPEC_MODELS.get(kind)
+    """Validate a job document of `kind` (paths still as given); `ConfigError` names the known kinds."""
+    from segpipe import jobkinds
+
+    model = jobkinds.get(kind).spec
     if model is None:
-        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(('train', *_SPEC_MODELS))}")
+        return config_mod.from_dict(raw, source=source)
     try:
         return model.model_validate(raw)
     except ValidationError as e:

@@ -16,8 +16,9 @@ A config that arrives over HTTP is untrusted, and so is every name *inside* the 
   is asked to read. Outside such a block (a local ``segpipe train`` by a person on their own files) reads
   are not confined, but names that data gives are still refused if absolute or climbing with ``..``.
 
-Roots are local folders today; an object-store URI root (``s3://bucket/prefix``) is meant to be handled
-here too, by the same prefix rule on the normalised URI, so that callers never change.
+Roots may also be object-store URIs (``s3://bucket/prefix``): a URI path is confined by the same prefix
+rule on the normalised URI (`segpipe.storage.uri.confine_uri`: ``..`` refused, another bucket or a
+sibling prefix refused), and only against URI roots; a local path only against local roots.
 
 A symlink swapped in between the check and the read is out of scope: data roots are written by people
 who already may read them, never by API callers.
@@ -45,7 +46,17 @@ class PathNotAllowed(ConfigError):
 def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | None = None) -> Path:
     """The resolved `path` if it lies inside one of `roots`; relative paths are taken from `base`
     (default: the first root). Symlinks are resolved first, for files as well as folders.
+    A URI (``s3://…``) comes back as a normalised `Uri` if it lies inside a URI root.
     Raises PathNotAllowed naming the path and the roots."""
+    from segpipe.storage.uri import confine_uri, is_uri
+
+    if is_uri(path):
+        if not roots:
+            raise PathNotAllowed(f"{what} {path}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
+        return confine_uri(str(path), roots, what=what)  # type: ignore[return-value] - a Uri stands for a Path
+    allowed_roots = [r for r in roots if not is_uri(r)]
+    if len(allowed_roots) < len(roots) and allowed_roots:
+        roots = allowed_roots
     text = os.fspath(path)
     if "\x00" in text:
         raise PathNotAllowed(f"{what} {text!r}: contains a NUL character")
@@ -95,7 +106,11 @@ def output_path(folder: Path, name: str, *, what: str = "output file") -> Path:
 @contextmanager
 def confined_to(roots: Roots) -> Iterator[tuple[Path, ...]]:
     """Make `roots` the active roots for `check_read` in this context (a queued job's run)."""
-    resolved = tuple(Path(r).expanduser().resolve() for r in roots)
+    from segpipe.storage.uri import is_uri
+
+    # URI roots are checked when a spec is confined; what a job reads from them is staged into its
+    # worker's cache, which the caller names among the local roots
+    resolved = tuple(Path(r).expanduser().resolve() for r in roots if not is_uri(r))
     token = _ACTIVE.set(resolved)
     try:
         yield resolved

@@ -21,10 +21,12 @@ import logging
 import threading
 import time
 import traceback as tb
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segpipe import jobkinds
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, load_spec, version_ref
 from segpipe.paths import confined_to
@@ -38,6 +40,13 @@ class LeaseLost(SegpipeError):
     """Another worker owns the job now: stop without touching it."""
 
 
+class HandedOff(SegpipeError):
+    """The job goes on elsewhere (its shards run it); this worker leaves its row as it is."""
+
+
+Publish = Callable[[str, str], None]  # (job id, queue): send a job's message to the queue
+
+
 @dataclass
 class JobRun:
     """What a running job's code can see: its row, its stores, its lease and its stop signals."""
@@ -47,6 +56,8 @@ class JobRun:
     owner: str
     stores: Stores
     settings: Settings
+    publish: Publish | None = None
+    parent_id: str | None = None
     lease_lost: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
     _checked_at: float = 0.0
@@ -63,7 +74,9 @@ class JobRun:
         now = time.monotonic()
         if now - self._checked_at >= 1.0:
             self._checked_at = now
-            self.cancelled = self.stores.jobs.is_cancel_requested(self.job_id)
+            jobs = self.stores.jobs
+            self.cancelled = jobs.is_cancel_requested(self.job_id) or (
+                self.parent_id is not None and jobs.is_cancel_requested(self.parent_id))
         return self.cancelled
 
     def progress(self, values: dict[str, Any], *, force: bool = False) -> None:
@@ -90,29 +103,38 @@ class Heartbeat(threading.Thread):
                     log.warning("job %s: lease lost; stopping", self.run_.job_id)
                     self.run_.lease_lost.set()
                     return
+                if self.run_.parent_id is not None:  # a running shard keeps its parent alive
+                    self.run_.stores.shards.renew(self.run_.parent_id, s.lease_seconds)
             except Exception:  # noqa: BLE001 - a DB hiccup must not kill the job; the lease decides
                 log.exception("job %s: heartbeat failed", self.run_.job_id)
 
 
-def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str) -> str:
-    """Claim and run one job; returns its final state, or the claim outcome when it did not run."""
+def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publish: Publish | None = None) -> str:
+    """Claim and run one job; returns its final state, or the claim outcome when it did not run.
+
+    ``publish`` sends a job's message (a predict job queues its shards with it); without it, a
+    predict job runs as one shard whatever its size."""
     claim = stores.jobs.claim(job_id, owner, settings.lease_seconds)
     if not claim.claimed:
         log.info("job %s not run: %s", job_id, claim.outcome.value)
         return claim.outcome.value
     job = claim.job
-    run = JobRun(job_id, job.kind, owner, stores, settings)
+    run = JobRun(job_id, job.kind, owner, stores, settings, publish=publish, parent_id=job.parent_id)
     heartbeat = Heartbeat(run)
     heartbeat.start()
     try:
         spec = load_spec(job.kind, job.config, source=f"job {job_id}")
-        with confined_to(settings.roots):  # every data file the job reads must lie in the data roots
-            artifacts = RUNNERS[job.kind](run, spec)
+        # every data file the job reads must lie in the data roots, or be this worker's copy of one
+        with confined_to([*settings.roots, settings.cache_dir]):
+            artifacts = jobkinds.get(job.kind).run(run, spec)
         if run.lease_lost.is_set():
             raise LeaseLost(f"job {job_id}: lease lost to another worker")
         state = "cancelled" if run.cancelled else "succeeded"
         stores.jobs.finish(job_id, owner, state, artifacts=artifacts)
         return state
+    except HandedOff as e:
+        log.info("job %s: %s", job_id, e)
+        return "handed-off"
     except LeaseLost:
         log.warning("job %s: another worker owns it now; leaving it", job_id)
         return "lease-lost"
@@ -123,6 +145,10 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str) -> s
         return "failed"
     finally:
         heartbeat.stopped.set()
+        if job.parent_id is not None:
+            from segpipe.sharding.coordinate import child_ended
+
+            child_ended(stores, job.parent_id, publish)
         _release_memory()
 
 
@@ -143,9 +169,18 @@ def _release_memory() -> None:
 # ------------------------------------------------------------------------------------------ per kind
 
 
-def _train(run: JobRun, spec: Any) -> dict[str, str]:
+def staged(run: JobRun, spec: Any) -> Any:
+    """``spec`` with each object-store URI replaced by this worker's cached copy (`segpipe.storage`)."""
+    from segpipe.storage.cache import worker_cache
+    from segpipe.storage.staging import has_uris, stage_spec
+
+    return stage_spec(spec, worker_cache(run.settings)) if has_uris(spec) else spec
+
+
+def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     from segpipe.engine.runner import train
 
+    spec = staged(run, spec)
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
     # force: the engine's progress hook already reports at most once a second plus once per epoch;
@@ -172,12 +207,6 @@ def _train(run: JobRun, spec: Any) -> dict[str, str]:
     return run_artifacts(run, run_dir)
 
 
-def _retrain(run: JobRun, spec: Any) -> dict[str, str]:
-    from segpipe.retrain.job import run_retrain
-
-    return run_retrain(run, spec)
-
-
 def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:
     """Register a training run folder's files (config, metrics, checkpoints, plots) as the job's artifacts."""
     names = ["config.yaml", "categories.json", "metrics.json", "metrics.jsonl", "validation.json", "best.pt", "last.pt"]
@@ -189,10 +218,11 @@ def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:
     return found
 
 
-def _evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
+def run_evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
     from segpipe.engine.predict import load_model
     from segpipe.engine.runner import evaluate_checkpoint
 
+    spec = staged(run, spec)
     ref = resolve_model_ref(spec.model, run.stores)
     loaded = load_model(ref, device="cpu")
     config = loaded.config.model_copy(update={"data": spec.data})
@@ -204,7 +234,19 @@ def _evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
     return {"metrics.json": run.register("metrics.json", path)}
 
 
-def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
+def run_predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
+    """A predict job: as one piece, or — when it has more than ``predict.shard_size`` images and a
+    queue to publish to — split into shards that any worker takes (`segpipe.sharding`)."""
+    from segpipe.sharding.coordinate import coordinate
+
+    if run.publish is not None:
+        sharded = coordinate(run, spec)
+        if sharded is not None:
+            return sharded
+    return _predict_whole(run, staged(run, spec))
+
+
+def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     from segpipe.engine.runner import predict_to_files
     from segpipe.masks.stored import prediction_rows, stream_results_json
 
@@ -227,11 +269,14 @@ def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     version = resolve_version(spec.model, stores)
     if version is not None:  # which version NAME@production meant when this job ran
         run.progress({"model": f"{version.name}@{version.version}"}, force=True)
-    model_path = resolve_model_ref(spec.model, stores, version=version)
+    from segpipe.engine.model_cache import cached_model
+
+    model = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
+                         capacity=run.settings.model_cache_models)
     out = run.folder / "predictions"
     files_cfg = spec.predict.model_copy(update={"formats": [f for f in spec.predict.formats if f != "coco"]})
     try:
-        predict_to_files(model_path, spec.images, out, files_cfg,
+        predict_to_files(model, spec.images, out, files_cfg,
                          annotations=spec.annotations, device=spec.device, skip=frozenset(done),
                          on_image=on_image, on_start=on_start)
     except _Stop:
@@ -245,15 +290,12 @@ def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     artifacts = {"predictions.json": run.register("predictions.json", results)}
     for folder in ("masks", "polygons", "overlays"):
         if (out / folder).is_dir():
-            artifacts[folder] = stores.artifacts.relative(run.job_id, out / folder)  # a folder of files
+            artifacts[folder] = stores.artifacts.register_folder(run.job_id, out / folder)  # a folder of files
     return artifacts
 
 
 class _Stop(Exception):
     """Raised inside the prediction loop to stop at an image boundary (cancel or lost lease)."""
-
-
-RUNNERS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "retrain": _retrain}
 
 
 def resolve_model_ref(ref: str, stores: Stores, *, version: ModelVersion | None = None) -> Path:
@@ -265,10 +307,9 @@ def resolve_model_ref(ref: str, stores: Stores, *, version: ModelVersion | None 
         job = stores.jobs.get(job_id)
         if job.kind not in ("train", "retrain"):
             raise ConfigError(f"model {ref}: job {job_id} is a {job.kind} job, not a training job")
-        run_dir = stores.artifacts.job_dir(job_id) / "run"
-        if not run_dir.is_dir():
+        if not stores.artifacts.exists(job_id, "run"):
             raise ConfigError(f"model {ref}: job {job_id} has no checkpoint yet (state {job.state})")
-        return run_dir
+        return stores.artifacts.fetch(job_id, "run")
     version = version or resolve_version(ref, stores)
     if version is not None:
         from segpipe.retrain.job import checkpoint_path

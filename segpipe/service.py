@@ -11,9 +11,10 @@ from typing import Any
 
 from celery import Celery
 
+from segpipe import jobkinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
-from segpipe.jobspec import JOB_SPEC_KINDS, confine_spec, dump_spec, parse_spec
+from segpipe.jobspec import confine_spec, dump_spec, parse_spec
 from segpipe.preflight import preflight
 from segpipe.safe_yaml import DocumentTooLarge, check_structure
 from segpipe.settings import Settings
@@ -22,7 +23,6 @@ from segpipe.stores import Job, Stores
 log = logging.getLogger("segpipe.service")
 
 RUN_JOB = "segpipe.run_job"
-QUEUE_FOR_KIND = {"train": "gpu", "evaluate": "gpu", "predict": "gpu"}
 # A queued job is checked for a lost message once it has waited this long since it was (re)published:
 # longer than submit's gap between writing the row and publishing the message.
 LOST_AFTER_SECONDS = 30.0
@@ -40,8 +40,8 @@ def submit(
     model_name: str | None = None,
 ) -> Job:
     """Validate `spec` (a mapping or YAML text), store a queued job and publish its message."""
-    if kind not in JOB_SPEC_KINDS:
-        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(JOB_SPEC_KINDS)}")
+    if kind not in jobkinds.submittable():
+        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(jobkinds.submittable())}")
     limit = int(settings.max_config_kb * 1024)
     if isinstance(spec, str):
         if len(spec.encode()) > limit:
@@ -50,9 +50,9 @@ def submit(
     else:
         check_structure(spec, source=f"{kind} job")
     parsed = confine_spec(parse_spec(kind, spec, source=f"{kind} job"), settings.roots, settings.artifacts)
-    if queue is not None and queue not in ("gpu", "cpu"):
-        raise ConfigError(f"unknown queue {queue!r}; known: gpu, cpu")
-    queue = queue or QUEUE_FOR_KIND[kind]
+    if queue is not None and queue not in jobkinds.QUEUES:
+        raise ConfigError(f"unknown queue {queue!r}; known: {', '.join(jobkinds.QUEUES)}")
+    queue = queue or jobkinds.get(kind).queue
     name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
     preflight(kind, parsed, stores, settings)  # what the worker will build, short of running it
     stored = dump_spec(parsed)
@@ -77,7 +77,21 @@ def publish(celery_app: Celery, job_id: str, queue: str) -> None:
 
 def cancel(stores: Stores, celery_app: Celery, job_id: str) -> str:
     """Queued jobs are cancelled at once (and their message revoked); running ones stop at their next
-    step with their checkpoint kept. Returns the job's state after the request."""
+    step with their checkpoint kept. A sharded predict job cancels its shards the same way and ends
+    cancelled once they all have. Returns the job's state after the request."""
+    state = _cancel_one(stores, celery_app, job_id)
+    children = stores.shards.children(job_id)
+    for child in children:
+        if not child.terminal:
+            _cancel_one(stores, celery_app, child.id)
+    if children and stores.shards.all_finished(job_id) and stores.shards.release(job_id):
+        # no shard is left to hand the parent back: its claim now records it as cancelled
+        stores.jobs.claim(job_id, "cancel", 0.0)
+        state = stores.jobs.get(job_id).state
+    return state
+
+
+def _cancel_one(stores: Stores, celery_app: Celery, job_id: str) -> str:
     state = stores.jobs.request_cancel(job_id)
     if state == "cancelled":
         try:

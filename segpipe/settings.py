@@ -15,6 +15,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
+from segpipe.storage.uri import Location, is_uri, to_location
+
 ROLES = ("annotator", "engineer", "admin")
 
 
@@ -24,16 +26,19 @@ class Settings(BaseSettings):
     home: Path = Path(".segpipe")
     database_url: str | None = None
     broker_url: str | None = None
-    data_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="folders requests may read from (os.pathsep- or comma-separated)"
+    data_roots: Annotated[list[Location], NoDecode] = Field(
+        default_factory=list,
+        description="folders or object-store URIs (s3://bucket/prefix) requests may read from (os.pathsep- or comma-separated)",
     )
-    artifact_root: Path | None = None
+    artifact_root: Location | None = Field(None, description="local folder or object-store URI for job files")
+    cache_max_gb: float = Field(20.0, gt=0, description="a worker's cache of downloads from object storage")
     tokens: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="API tokens as 'token:role,token:role' (roles: annotator, engineer, admin)"
     )
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by its heartbeat")
     heartbeat_seconds: float = Field(10.0, gt=0)
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
+    model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
@@ -49,8 +54,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_roots(cls, v: object) -> object:
         if isinstance(v, str):
-            parts = [p for chunk in v.split(",") for p in chunk.split(":")]
-            return [Path(p) for p in parts if p.strip()]
+            parts = [p for chunk in v.split(",") for p in (
+                [chunk] if is_uri(chunk.strip()) else chunk.split(":"))]
+            return [to_location(p.strip()) for p in parts if p.strip()]
         return v
 
     @field_validator("tokens", mode="before")
@@ -80,12 +86,20 @@ class Settings(BaseSettings):
 
     @property
     def artifacts(self) -> Path:
-        return (self.artifact_root or self.home_dir / "artifacts").expanduser().resolve()
+        """The artifact root: a resolved local folder, or a `Uri` (then workers keep a local mirror)."""
+        if is_uri(self.artifact_root):
+            return self.artifact_root  # type: ignore[return-value] - a Uri stands for a Path
+        return Path(self.artifact_root or self.home_dir / "artifacts").expanduser().resolve()
 
     @property
     def roots(self) -> list[Path]:
-        """Allowed data roots, resolved; the artifact root is always readable."""
-        return [p.expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
+        """Allowed data roots, resolved (URIs as given); the artifact root is always readable."""
+        return [p if is_uri(p) else Path(p).expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
+
+    @property
+    def cache_dir(self) -> Path:
+        """This worker's own cache: downloads from object storage and the mirror of a remote artifact root."""
+        return self.home_dir / "cache"
 
 
 @lru_cache

@@ -49,7 +49,7 @@ def test_errors_name_the_key(tmp_path: Path, change: dict, message: str) -> None
 
 
 def test_unknown_kinds_list_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown job kind 'fit'; known: train, evaluate, predict, retrain"):
+    with pytest.raises(ConfigError, match="unknown job kind 'fit'; known: train, evaluate, predict, retrain, predict-shard"):
         parse_spec("fit", {})
 
 

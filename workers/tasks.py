@@ -29,8 +29,10 @@ def owner_name() -> str:
 @app.task(name=RUN_JOB, acks_late=True, ignore_result=True)
 def run_job(job_id: str) -> str:
     from segpipe.pipeline import run_job as run
+    from segpipe.service import publish
 
-    return run(job_id, stores=stores(), settings=get_settings(), owner=owner_name())
+    return run(job_id, stores=stores(), settings=get_settings(), owner=owner_name(),
+               publish=lambda jid, queue: publish(app, jid, queue))
 
 
 @app.task(name=RECONCILE, ignore_result=True)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from segpipe import jobkinds
 from segpipe.cli import app
 from segpipe.cli.run_cmds import OVERRIDES_HELP
 
@@ -39,7 +40,7 @@ def _state(state: str) -> str:
 def submit(
     config: Path = typer.Argument(..., help="Job config / spec YAML.", exists=True, dir_okay=False),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
-    kind: str = typer.Option("train", "--kind", help="train, evaluate or predict."),
+    kind: str = typer.Option("train", "--kind", help="One of: " + ", ".join(jobkinds.submittable()) + "."),
     queue: str | None = typer.Option(None, "--queue", help="gpu or cpu (default: by job kind)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow the job's progress until it ends."),
 ) -> None:

@@ -293,7 +293,7 @@ def evaluate_checkpoint(
 
 
 def predict_to_files(
-    model_ref: str | Path,
+    model_ref: Any,
     images: str | Path,
     out_dir: str | Path,
     cfg: Any,
@@ -305,13 +305,13 @@ def predict_to_files(
     on_start: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict every image of a folder (or of a COCO image list) and write ``cfg.formats`` to
-    `out_dir`. ``skip`` holds image ids (as str) already done by a resumed job; ``on_start(todo,
+    `out_dir`; ``model_ref`` is a run folder / checkpoint, or a `LoadedModel` already in memory. ``skip`` holds image ids (as str) already done by a resumed job; ``on_start(todo,
     total)`` is called once the images are listed and ``on_image(item, prediction, category_map)``
     after each image (progress, stores). Returns the writer's summary."""
-    from segpipe.engine.predict import image_items, load_model, predict_items
+    from segpipe.engine.predict import LoadedModel, image_items, load_model, predict_items
     from segpipe.masks.export import PredictionWriter
 
-    loaded = load_model(model_ref, device)
+    loaded = model_ref if isinstance(model_ref, LoadedModel) else load_model(model_ref, device)
     listed = image_items(images, annotations)
     items = [it for it in listed if str(it.image_id) not in skip]
     if on_start is not None:

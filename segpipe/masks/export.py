@@ -82,6 +82,12 @@ class PredictionWriter:
             self._jsonl.close()
         return summary
 
+    def flush(self) -> None:
+        """Push the streamed csv/jsonl lines to the file (a worker killed later keeps them)."""
+        for f in (self._csv_file, self._jsonl):
+            if f is not None:
+                f.flush()
+
     def abort(self) -> None:
         if self._coco is not None:
             self._coco.abort()

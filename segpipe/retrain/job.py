@@ -44,7 +44,9 @@ def checkpoint_path(version: ModelVersion, stores: Stores) -> Path:
     if not version.checkpoint:
         raise ConfigError(f"model {version.name}@{version.version} has no checkpoint")
     path = Path(version.checkpoint)
-    return path if path.is_absolute() else stores.artifacts.root / path
+    if path.is_absolute():
+        return path
+    return stores.artifacts.fetch_from_root(version.checkpoint)  # downloaded once per version on a remote root
 
 
 def completed(result: TrainResult) -> bool:

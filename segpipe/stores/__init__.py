@@ -23,7 +23,6 @@ from segpipe.stores.db import Store, make_engine, migrate, session_factory
 from segpipe.stores.decisions import DecisionStore
 from segpipe.stores.jobs import ClaimOutcome, ClaimResult, JobStore
 from segpipe.stores.models import (
-    JOB_KINDS,
     JOB_STATES,
     STAGES,
     TERMINAL_STATES,
@@ -35,10 +34,10 @@ from segpipe.stores.models import (
 )
 from segpipe.stores.predictions import PredictionRow, PredictionStore
 from segpipe.stores.retrain_slots import Acquired, RetrainSlotStore
+from segpipe.stores.shards import ShardStore
 from segpipe.stores.versions import ModelVersionStore
 
 __all__ = [
-    "JOB_KINDS",
     "JOB_STATES",
     "STAGES",
     "TERMINAL_STATES",
@@ -57,6 +56,7 @@ __all__ = [
     "PromotionDecision",
     "RetrainSlot",
     "RetrainSlotStore",
+    "ShardStore",
     "Store",
     "Stores",
     "make_engine",
@@ -87,23 +87,32 @@ class Stores:
         *,
         migrate_schema: bool = True,
         now: Callable[[], datetime] = utcnow,
+        cache_dir: Path | None = None,
+        cache_max_bytes: int = 20 * 2**30,
     ) -> Stores:
-        """Connect to ``url`` (upgrading its schema unless ``migrate_schema`` is False)."""
+        """Connect to ``url`` (upgrading its schema unless ``migrate_schema`` is False). An object-store
+        ``artifact_root`` needs ``cache_dir``: this process's mirror and download cache."""
+        from segpipe.storage.cache import DownloadCache
+
         db = Store.from_url(url, migrate_schema=migrate_schema)
         jobs = JobStore(db, now=now)
+        mirror = cache = None
+        if cache_dir is not None:
+            mirror, cache = cache_dir / "artifacts", DownloadCache(cache_dir / "downloads", cache_max_bytes)
         return cls(
             db=db,
             jobs=jobs,
             predictions=PredictionStore(db, now=now),
             versions=ModelVersionStore(db, now=now),
-            artifacts=ArtifactStore(artifact_root, jobs=jobs),
+            artifacts=ArtifactStore(artifact_root, jobs=jobs, mirror=mirror, cache=cache),
         )
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Stores:
         """From `Settings` (default: this process's, from the ``SEGPIPE_*`` environment)."""
         settings = settings or get_settings()
-        return cls.open(settings.db_url, settings.artifacts, migrate_schema=migrate_schema)
+        return cls.open(settings.db_url, settings.artifacts, migrate_schema=migrate_schema,
+                        cache_dir=settings.cache_dir, cache_max_bytes=int(settings.cache_max_gb * 2**30))
 
     @cached_property
     def decisions(self) -> DecisionStore:
@@ -114,6 +123,11 @@ class Stores:
     def retrain(self) -> RetrainSlotStore:
         """The per-model retraining lock and schedule bookkeeping (`segpipe.stores.retrain_slots`)."""
         return RetrainSlotStore(self.db, now=self.versions.now)
+
+    @cached_property
+    def shards(self) -> ShardStore:
+        """The shards of sharded predict jobs (`segpipe.stores.shards`)."""
+        return ShardStore(self.db, now=self.jobs.now)
 
     def close(self) -> None:
         self.db.dispose()

@@ -6,15 +6,25 @@ outside — a name in an HTTP request, a path in the database — goes through `
 which refuses anything that would leave the job's folder: absolute paths, ``..`` parts and symlinks
 that point out. (A symlink swapped in after the check is out of scope: the artifact root is written
 only by segpipe's own workers.)
+
+The root may be an object-store URI (``s3://bucket/prefix``): then each worker writes job files in a
+local *mirror* (``SEGPIPE_HOME/cache/artifacts``) and `register` uploads them to
+``<root>/jobs/<job_id>/…``; `fetch` reads another worker's files through the download cache (keyed
+by ETag, size-capped). The relative paths in the database are the same in both cases.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
 
 from segpipe.errors import NotFoundError, SegpipeError
+from segpipe.storage.uri import Uri, is_uri, parse_uri
 from segpipe.stores.jobs import JobStore
+
+if TYPE_CHECKING:
+    from segpipe.storage.cache import DownloadCache
 
 # uuid4 hex (our default) and Celery-style uuids with dashes; no separators, no leading dot.
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
@@ -31,10 +41,15 @@ class ArtifactStore:
     reports the files found in the folder.
     """
 
-    def __init__(self, root: str | Path, jobs: JobStore | None = None) -> None:
+    def __init__(self, root: str | Path, jobs: JobStore | None = None, *, mirror: Path | None = None,
+                 cache: DownloadCache | None = None) -> None:
+        self.remote: Uri | None = parse_uri(str(root), what="artifact root") if is_uri(root) else None
+        if self.remote is not None and mirror is None:
+            raise ValueError("a remote artifact root needs a local mirror folder")
         # Resolved once: a root that is itself a symlink (a mounted volume) is fine.
-        self.root = Path(root).expanduser().resolve()
+        self.root = Path(mirror if self.remote is not None else root).expanduser().resolve()  # type: ignore[arg-type]
         self.jobs = jobs
+        self.cache = cache
 
     def job_dir(self, job_id: str, create: bool = False) -> Path:
         """The job's folder (created if ``create``); refuses ids that are not plain names."""
@@ -89,9 +104,70 @@ class ArtifactStore:
         relative = self.relative(job_id, path)
         if not (self.job_dir(job_id) / relative).is_file():
             raise NotFoundError(f"artifact {name!r} of job {job_id}: no file at {relative}")
+        self.upload(job_id, relative)
         if self.jobs is not None:
             self.jobs.add_artifacts(job_id, {name: relative})
         return relative
+
+    def register_folder(self, job_id: str, path: str | Path) -> str:
+        """A folder of files (masks, polygons) as an artifact path; uploaded when the root is remote."""
+        relative = self.relative(job_id, path)
+        self.upload(job_id, relative)
+        return relative
+
+    # -- a remote root ---------------------------------------------------------------------------
+
+    def uri(self, job_id: str, relative: str = "") -> Uri:
+        """Where a job file lives in the remote root."""
+        assert self.remote is not None
+        base = self.remote / "jobs" / self.job_dir(job_id).name
+        return base / relative if relative else base
+
+    def upload(self, job_id: str, relative: str) -> None:
+        """Copy the mirror's file or folder ``relative`` to the remote root (nothing to do for a local root)."""
+        if self.remote is None:
+            return
+        from segpipe.storage import remote
+
+        local = self.resolve(job_id, relative)
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+        base = self.job_dir(job_id).resolve()
+        for path in files:
+            remote.upload(path, self.uri(job_id, path.relative_to(base).as_posix()))
+
+    def fetch(self, job_id: str, relative: str) -> Path:
+        """A readable local copy of the job's file or folder ``relative``: the file itself for a local
+        root; for a remote one, what this worker wrote, else a download through the cache."""
+        local = self.resolve(job_id, relative)
+        if self.remote is None:
+            return local
+        from segpipe.storage import remote
+        from segpipe.storage.staging import stage_uri
+
+        uri = self.uri(job_id, PurePosixPath(relative).as_posix())
+        if not remote.exists(uri):
+            if local.exists():
+                return local
+            raise NotFoundError(f"artifact {relative!r} of job {job_id}: not in {self.remote}")
+        if self.cache is None:
+            raise ValueError("a remote artifact root needs a download cache to read from")
+        return stage_uri(uri, self.cache)
+
+    def fetch_from_root(self, relative: str) -> Path:
+        """`fetch` for a path relative to the artifact root (``jobs/<id>/…``, as model versions store it)."""
+        parts = PurePosixPath(relative).parts
+        if len(parts) < 3 or parts[0] != "jobs":
+            raise ArtifactPathError(f"artifact path {relative!r}: expected jobs/<job id>/<file>")
+        return self.fetch(parts[1], PurePosixPath(*parts[2:]).as_posix())
+
+    def exists(self, job_id: str, relative: str) -> bool:
+        if self.resolve(job_id, relative).exists():
+            return True
+        if self.remote is None:
+            return False
+        from segpipe.storage import remote
+
+        return remote.exists(self.uri(job_id, relative))
 
     def list(self, job_id: str) -> dict[str, str]:
         """Name → relative path: the recorded artifacts, or every file in the folder when there is no JobStore."""

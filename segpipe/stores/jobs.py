@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores.db import Store, changed
-from segpipe.stores.models import JOB_KINDS, JOB_STATES, TERMINAL_STATES, Job, new_job_id, utcnow
+from segpipe.stores.models import JOB_STATES, TERMINAL_STATES, Job, new_job_id, utcnow
 
 Clock = Callable[[], datetime]
 MAX_ERROR_CHARS = 500
@@ -111,10 +111,12 @@ class JobStore:
     def list(
         self, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[Job], int]:
-        """One page of jobs, newest first, and the total number matching the filters."""
+        """One page of jobs, newest first, and the total number matching the filters.
+
+        Shards of a predict job are listed only when asked for by ``kind``: their parent stands for them."""
         if state is not None and state not in JOB_STATES:
             raise ConfigError(f"unknown job state {state!r}; known states: {', '.join(JOB_STATES)}")
-        filters = []
+        filters = [] if kind is not None else [Job.parent_id.is_(None)]
         if state is not None:
             filters.append(Job.state == state)
         if kind is not None:
@@ -358,11 +360,14 @@ def queued_job(
     submitted_by: str | None = None,
     job_id: str | None = None,
     model_name: str | None = None,
+    parent_id: str | None = None,
 ) -> Job:
     """A new queued `Job` row, not yet in any session (`JobStore.create`, and stores that must create a
     job in the same transaction as a row of their own). ``ConfigError`` for an unknown kind."""
-    if kind not in JOB_KINDS:
-        raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(JOB_KINDS)}")
+    from segpipe import jobkinds  # the registry of kinds sits above the store
+
+    if kind not in jobkinds.KINDS:
+        raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(jobkinds.names())}")
     return Job(
         id=job_id or new_job_id(),
         kind=kind,
@@ -377,6 +382,7 @@ def queued_job(
         updated_at=now,
         submitted_by=submitted_by,
         model_name=model_name,
+        parent_id=parent_id,
     )
 
 

@@ -33,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-JOB_KINDS: tuple[str, ...] = ("train", "evaluate", "predict", "retrain")
 JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 STAGES: tuple[str, ...] = ("candidate", "production", "archived")
@@ -118,6 +117,7 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint(_one_of("state", JOB_STATES), name="state"),
         Index(None, "state", "created_at"),
+        Index(None, "parent_id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_job_id)
@@ -141,6 +141,8 @@ class Job(Base):
     model_name: Mapped[str | None] = mapped_column(String(255))
     model_version: Mapped[int | None]
     submitted_by: Mapped[str | None] = mapped_column(String(255))
+    # a shard's predict job (`segpipe.sharding`); None for every job people submit
+    parent_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("jobs.id", ondelete="CASCADE"))
 
     @property
     def terminal(self) -> bool:

@@ -5,7 +5,8 @@ from typing import get_args
 from fastapi.testclient import TestClient
 
 from segpipe.api.schemas import JobKind, JobState
-from segpipe.stores import JOB_KINDS, JOB_STATES, Stores
+from segpipe import jobkinds
+from segpipe.stores import JOB_STATES, Stores
 from tests.api.conftest import ANNOTATOR, ENGINEER
 
 
@@ -37,7 +38,7 @@ def test_list_get_and_promote(client: TestClient, stores: Stores) -> None:
 
 def test_api_literals_match_the_store() -> None:
     assert get_args(JobState) == JOB_STATES
-    assert get_args(JobKind) == JOB_KINDS
+    assert get_args(JobKind) == jobkinds.names()
 
 
 def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:

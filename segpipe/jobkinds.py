@@ -1,0 +1,91 @@
+"""Job kinds: the one front door. A kind is one `JobKind` entry — its spec model, its runner, its
+default queue and whether people may submit it — that `jobspec` (parsing), `service` (submit,
+queue), `pipeline` (running), the store (allowed kinds), the API schema and the CLI all read.
+
+Adding a kind = one `KINDS.add(...)` below plus its spec class and runner, nothing else.
+
+Runners are named as ``(module, function)`` and imported when a job of that kind first runs, so
+reading the registry (the API, the CLI) does not import torch. These names are code, never config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from segpipe.registry import Registry
+
+if TYPE_CHECKING:
+    from segpipe.config import Section
+
+QUEUES: tuple[str, ...] = ("gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of queued job.
+
+    ``spec`` is the pydantic model of its document (None: a full `JobConfig`, as for ``train``);
+    ``runner`` is ``(module, function)`` of ``fn(run: JobRun, spec) -> artifacts``; ``submittable``
+    says whether ``POST /jobs`` / ``segpipe submit`` accept it (others are queued by segpipe itself).
+    """
+
+    name: str
+    spec: type[Section] | None
+    runner: tuple[str, str]
+    queue: str = "gpu"
+    submittable: bool = True
+    description: str = ""
+
+    def run(self, run: Any, spec: Any) -> dict[str, str]:
+        fn: Callable[[Any, Any], dict[str, str]] = getattr(importlib.import_module(self.runner[0]), self.runner[1])
+        return fn(run, spec)
+
+
+KINDS: Registry[JobKind] = Registry("job kind")
+
+
+def register(kind: JobKind) -> JobKind:
+    if kind.queue not in QUEUES:
+        raise ValueError(f"job kind {kind.name}: unknown queue {kind.queue!r}; known: {', '.join(QUEUES)}")
+    KINDS.add(kind.name, kind, description=kind.description, tags=("submittable",) if kind.submittable else ())
+    return kind
+
+
+def get(name: str) -> JobKind:
+    """The kind called `name`; `ConfigError` listing the known kinds otherwise."""
+    if name not in KINDS:
+        from segpipe.errors import ConfigError
+
+        raise ConfigError(f"unknown job kind {name!r}; known: {', '.join(names())}")
+    return KINDS.get(name)
+
+
+def names() -> tuple[str, ...]:
+    """Every kind, in registration order (the order the API documents them)."""
+    return tuple(e.name for e in KINDS._entries.values())  # noqa: SLF001 - insertion order is the documented order
+
+
+def submittable() -> tuple[str, ...]:
+    """The kinds people may submit (``POST /jobs``, ``segpipe submit``)."""
+    return tuple(n for n in names() if get(n).submittable)
+
+
+def _register_builtin() -> None:
+    from segpipe.jobspec import EvaluateSpec, PredictSpec, RetrainSpec, ShardSpec
+
+    register(JobKind("train", None, ("segpipe.pipeline", "run_train"),
+                     description="train a model from a job config; a named config also registers a version"))
+    register(JobKind("evaluate", EvaluateSpec, ("segpipe.pipeline", "run_evaluate"),
+                     description="evaluate a model on a dataset split"))
+    register(JobKind("predict", PredictSpec, ("segpipe.pipeline", "run_predict"),
+                     description="predict a folder of images; large jobs are split into predict-shard jobs"))
+    register(JobKind("retrain", RetrainSpec, ("segpipe.retrain.job", "run_retrain"), submittable=False,
+                     description="scheduled retraining: train, evaluate against production, gate the promotion"))
+    register(JobKind("predict-shard", ShardSpec, ("segpipe.sharding.runner", "run_shard"), submittable=False,
+                     description="one slice of a sharded predict job (queued by its parent)"))
+
+
+_register_builtin()

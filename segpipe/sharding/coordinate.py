@@ -1,0 +1,184 @@
+"""The parent predict job's side of sharding.
+
+A predict job with more than ``predict.shard_size`` images is claimed once to *split* it: its images
+are listed once, cut into shards (child jobs holding their own image lists), the parent's lease is
+handed to the shards (`ShardStore.hand_off`) and their messages published; the worker then goes on
+with the next message. When the last shard ends, the parent is re-queued, and the worker that claims
+it *finishes* it: a failure reason naming the failed shards, or the combined exports from the store.
+
+Every step is safe to repeat: shard ids are fixed, so a parent claimed again (its worker died
+mid-split, or its lease expired while all shards sat in the queue) creates nothing twice and
+re-publishes only the shards still queued (a duplicate message is dropped by its claim).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segpipe.errors import SegpipeError
+from segpipe.jobspec import PredictSpec, ShardSpec, dump_spec
+from segpipe.stores import Job, Stores
+
+if TYPE_CHECKING:
+    from segpipe.pipeline import JobRun, Publish
+
+log = logging.getLogger("segpipe.sharding")
+
+
+def coordinate(run: JobRun, spec: PredictSpec) -> dict[str, str] | None:
+    """Split, wait for or finish a sharded predict job; None when the job is small enough for one piece.
+
+    Raises `HandedOff` once the shards are on the queue (the parent's row stays running)."""
+    from segpipe.pipeline import HandedOff, LeaseLost
+
+    stores = run.stores
+    children = stores.shards.children(run.job_id)
+    if not children:
+        children = _split(run, spec)
+        if not children:
+            return None
+    if all(c.terminal for c in children):
+        return finish(run, spec, children)
+    if not stores.shards.hand_off(run.job_id, run.owner, run.settings.lease_seconds):
+        raise LeaseLost(f"job {run.job_id}: lease lost before its shards were queued")
+    queued = [c for c in children if c.state == "queued"]
+    assert run.publish is not None  # coordinate runs only when there is a queue to publish to
+    for child in queued:
+        try:
+            run.publish(child.id, child.queue)
+        except Exception as e:  # noqa: BLE001 - the shard fails with the reason; the parent reports it
+            stores.jobs.mark_failed(child.id, f"could not queue the shard: broker unreachable ({type(e).__name__}: {e})")
+    # every shard may have ended between our read and the hand-off: then nobody else re-queues us
+    child_ended(stores, run.job_id, run.publish)
+    raise HandedOff(f"{len(children)} shards, {len(queued)} queued now; the shards' workers run it")
+
+
+def _split(run: JobRun, spec: PredictSpec) -> list[Job]:
+    from segpipe.sharding.listing import list_items
+    from segpipe.storage.cache import worker_cache
+
+    items = list_items(spec, worker_cache(run.settings))
+    size = spec.predict.shard_size
+    if len(items) <= size or run.should_stop():
+        return []
+    slices = [items[i : i + size] for i in range(0, len(items), size)]
+    configs = [
+        dump_spec(ShardSpec(parent=run.job_id, index=i, count=len(slices), spec=spec,
+                            items=part))
+        for i, part in enumerate(slices)
+    ]
+    parent = run.stores.jobs.get(run.job_id)
+    children = run.stores.shards.create(parent, configs)
+    done = run.stores.predictions.count_images(run.job_id)
+    run.progress({"phase": "predict", "images_done": done, "images_total": len(items), "shards": len(children),
+                  "shards_done": 0}, force=True)
+    log.info("job %s: %d images in %d shards of up to %d", run.job_id, len(items), len(children), size)
+    return children
+
+
+def child_ended(stores: Stores, parent_id: str, publish: Publish | None) -> None:
+    """After a shard ends (or a split found them all ended): when every shard of ``parent_id`` has
+    ended, put the parent back on the queue once, so a worker finishes it."""
+    if publish is None or not stores.shards.all_finished(parent_id):
+        return
+    if stores.shards.release(parent_id):
+        parent = stores.jobs.get(parent_id)
+        try:
+            publish(parent_id, parent.queue)
+        except Exception:  # noqa: BLE001 - the reconciler re-publishes queued rows whose lease expired
+            log.exception("job %s: all shards ended but its message could not be published", parent_id)
+
+
+def finish(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[str, str]:
+    """Every shard ended: fail with their reasons, end cancelled, or write the combined exports."""
+    stores = run.stores
+    failed = [c for c in children if c.state == "failed"]
+    done = stores.predictions.count_images(run.job_id)
+    run.progress({"images_done": done, "shards_done": len(children)}, force=True)
+    if failed:
+        first = failed[0]
+        raise SegpipeError(
+            f"{len(failed)} of {len(children)} shards failed; shard {_index(first)} ({first.id}): {first.error}"
+        )
+    if any(c.state == "cancelled" for c in children):
+        run.cancelled = True
+        return {}
+    return write_exports(run, len(children))
+
+
+def write_exports(run: JobRun, shards: int) -> dict[str, str]:
+    """predictions.json from the store (each image exactly once), the shards' csv/jsonl parts joined,
+    and the per-image folders the shards wrote."""
+    from segpipe.masks.stored import stream_results_json
+
+    stores = run.stores
+    out = run.folder / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "predictions.json"
+    partial = results.with_suffix(".json.part")
+    with partial.open("wb") as f:
+        for chunk in stream_results_json(stores.predictions.iter_job(run.job_id)):
+            f.write(chunk)
+    partial.replace(results)
+    artifacts = {"predictions.json": run.register("predictions.json", results)}
+    parts_dir = out / "parts"
+    if stores.artifacts.remote is not None and stores.artifacts.exists(run.job_id, "predictions/parts"):
+        parts_dir = stores.artifacts.fetch(run.job_id, "predictions/parts")  # written by other workers
+    for name, join in (("predictions.jsonl", _join_jsonl), ("predictions.csv", _join_csv)):
+        parts = sorted(parts_dir.glob(f"*/*/{name}"))
+        if parts:
+            join(parts, out / name)
+            artifacts[name] = run.register(name, out / name)
+    for folder in ("masks", "polygons", "overlays"):
+        if (out / folder).is_dir():
+            artifacts[folder] = stores.artifacts.relative(run.job_id, out / folder)
+    for folder in ("masks", "polygons", "overlays"):  # on a remote root, the shards uploaded them
+        if folder not in artifacts and stores.artifacts.exists(run.job_id, f"predictions/{folder}"):
+            artifacts[folder] = f"predictions/{folder}"
+    done = stores.predictions.count_images(run.job_id)
+    run.progress({"phase": "done", "images_done": done, "shards": shards, "shards_done": shards}, force=True)
+    return artifacts
+
+
+def _join_jsonl(parts: list[Path], target: Path) -> None:
+    """One line per image file: a killed attempt's part may end mid-line, and may hold an image its
+    retry predicted again (written before it was stored)."""
+    seen: set[str] = set()
+    with target.open("w") as out:
+        for part in parts:
+            for line in part.read_text().splitlines():
+                try:
+                    name = json.loads(line)["file"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the torn last line of a killed attempt
+                if name not in seen:
+                    seen.add(name)
+                    out.write(line + "\n")
+
+
+def _join_csv(parts: list[Path], target: Path) -> None:
+    """The rows of each image file from the first part that has it (see `_join_jsonl`)."""
+    taken: dict[str, Path] = {}
+    header: list[str] | None = None
+    with target.open("w", newline="") as out:
+        writer = csv.writer(out)
+        for part in parts:
+            with part.open(newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows:
+                continue
+            if header is None:
+                header = rows[0]
+                writer.writerow(header)
+            for row in rows[1:]:
+                if len(row) != len(header) or taken.setdefault(row[0], part) != part:
+                    continue
+                writer.writerow(row)
+
+
+def _index(job: Job) -> int:
+    return int(job.id.rsplit("-s", 1)[1])

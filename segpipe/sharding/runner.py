@@ -1,0 +1,112 @@
+"""One shard of a predict job: predict its images into the parent's predictions and folder.
+
+Predictions are stored under the *parent's* job id, so the parent's results, exports and masks are
+the union of its shards, and the store's unique key keeps each image exactly once: a shard resumed
+after its worker died skips the images already stored, whoever stored them. Per-image files (masks,
+polygons, overlays) go to the parent's folder; streamed files (csv, jsonl) to a part per shard
+attempt (a killed attempt's part keeps what it wrote), joined by the parent at the end with each
+image once. The model comes from the worker's model cache, so consecutive
+shards of one job load the checkpoint once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segpipe.jobspec import ShardSpec
+
+if TYPE_CHECKING:
+    from segpipe.pipeline import JobRun
+
+PER_IMAGE_FORMATS = ("png", "polygons", "overlay")
+STREAM_FORMATS = ("csv", "json")
+
+
+class _Stop(Exception):
+    """Cancel requested or lease lost: stop at an image boundary."""
+
+
+def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
+    from segpipe.engine.model_cache import cached_model
+    from segpipe.engine.predict import predict_items
+    from segpipe.masks.export import PredictionWriter
+    from segpipe.masks.stored import prediction_rows
+    from segpipe.pipeline import resolve_model_ref, resolve_version
+
+    stores, spec, parent = run.stores, shard.spec, shard.parent
+    done = stores.predictions.done_images(parent)
+    from segpipe.sharding.listing import local_items
+    from segpipe.storage.cache import worker_cache
+
+    todo_keys = [it for it in shard.items if str(it[1]) not in done]
+    items = shard.items
+    todo = local_items(spec.images, todo_keys, worker_cache(run.settings)) if todo_keys else []
+    counts = {"done": len(items) - len(todo), "total": len(items)}
+    run.progress({"phase": "predict", "shard": shard.index, "images_done": counts["done"],
+                  "images_total": counts["total"]}, force=True)
+    if not todo:
+        return {}
+    version = resolve_version(spec.model, stores)
+    loaded = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
+                          capacity=run.settings.model_cache_models)
+    cfg = spec.predict
+    folder = stores.artifacts.job_dir(parent, create=True) / "predictions"
+    writers = [
+        PredictionWriter(out, formats, loaded.category_map, loaded.task, cfg.topk)
+        for out, formats in ((folder, [f for f in cfg.formats if f in PER_IMAGE_FORMATS]),
+                             (_part_dir(folder, shard.index, run.owner), [f for f in cfg.formats if f in STREAM_FORMATS]))
+        if formats
+    ]
+    parent_progress = _ParentProgress(run, parent)
+    try:
+        for item, image, pred in predict_items(loaded, todo, cfg):
+            if run.should_stop():
+                raise _Stop()
+            for writer in writers:
+                for path in writer.write(item.name, image, pred):
+                    stores.artifacts.upload(parent, stores.artifacts.relative(parent, path))
+                writer.flush()  # the file holds the image before the store says it is done
+            stores.predictions.write_image(parent, str(item.image_id), prediction_rows(pred, loaded.category_map),
+                                           height=pred.height, width=pred.width)
+            counts["done"] += 1
+            run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+            parent_progress.maybe_report()
+    except _Stop:
+        for writer in writers:
+            writer.abort()
+        return {}
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer.close()
+    for part in (p for p in folder.glob("parts/*/*") if p.is_dir()):
+        stores.artifacts.upload(parent, stores.artifacts.relative(parent, part))
+    parent_progress.maybe_report(force=True)
+    return {}
+
+
+def _part_dir(folder: Path, index: int, owner: str) -> Path:
+    import re
+
+    return folder / "parts" / f"{index:05d}" / re.sub(r"[^A-Za-z0-9_.-]", "_", owner)
+
+
+class _ParentProgress:
+    """The parent's images_done, counted in the store (all shards), reported at most once a second."""
+
+    def __init__(self, run: JobRun, parent: str) -> None:
+        self.run, self.parent, self.last = run, parent, 0.0
+
+    def maybe_report(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not force and now - self.last < 1.0:
+            return
+        self.last = now
+        stores = self.run.stores
+        progress: dict[str, Any] = {"images_done": stores.predictions.count_images(self.parent)}
+        stores.shards.advance(self.parent, progress, monotone=("images_done",))

@@ -1,0 +1,105 @@
+"""Sharded prediction with real parts: three `segpipe worker` processes, Redis, PostgreSQL.
+
+One 600-image predict job is split into shards that the three workers take from the queue; one worker
+is SIGKILLed while it is in the middle of a shard. Its shard's lease expires, the reconciler (or a
+Redis redelivery) hands the shard to another worker, which skips what the dead one stored. At the end
+every image is stored exactly once, the parent job succeeded, and its progress as seen through the API
+never went backwards."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from segpipe.data.synthetic import make_shapes_coco
+from segpipe.stores.models import Prediction, PredictionImage
+from tests.integration.conftest import ANNOTATOR, PG_ONLY, TERMINAL, Service, WorkerProcess, predict_spec
+
+N_IMAGES = 600
+SHARD_SIZE = 100
+
+
+def _victim(svc: Service, job_id: str) -> tuple[WorkerProcess, str] | None:
+    """A live worker that is running a shard of `job_id` and has stored a few of its images."""
+    owners = {svc.owner_of(w): w for w in svc.workers if w.alive()}
+    for child in svc.stores.shards.children(job_id):
+        done = (child.progress or {}).get("images_done", 0)
+        if child.state == "running" and child.lease_owner in owners and 5 <= done < SHARD_SIZE - 20:
+            return owners[child.lease_owner], child.id
+    return None
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_three_workers_drain_one_predict_job_and_survive_a_kill(svc: Service, tiny_model) -> None:
+    images = make_shapes_coco(svc.data_dir("shards"), n_images=N_IMAGES, size=(32, 32), seed=8, crowd=False).images
+    keys = sorted(p.stem for p in images.glob("*.png"))
+    svc.start_worker()
+    svc.start_worker()
+    spec = predict_spec(tiny_model, images, batch_size=4, formats=["png", "json"], shard_size=SHARD_SIZE)
+    job_id = svc.submit("predict", spec)
+
+    seen: list[int] = []
+    killed: tuple[WorkerProcess, str] | None = None
+    deadline = time.monotonic() + 300
+    while True:
+        job = svc.job(job_id)
+        seen.append(int(job["progress"].get("images_done") or 0))
+        if job["state"] in TERMINAL:
+            break
+        if killed is None:
+            killed = _victim(svc, job_id)
+            if killed is not None:
+                killed[0].kill()
+        assert time.monotonic() < deadline, svc.explain(job)
+        time.sleep(0.1)
+
+    assert job["state"] == "succeeded", svc.explain(job)
+    assert killed is not None, "no worker was caught mid-shard"
+    assert seen == sorted(seen), f"progress went backwards: {seen}"
+    assert job["progress"]["images_done"] == job["progress"]["images_total"] == N_IMAGES
+    assert job["progress"]["shards"] == job["progress"]["shards_done"] == N_IMAGES // SHARD_SIZE
+
+    children = svc.stores.shards.children(job_id)
+    assert len(children) == N_IMAGES // SHARD_SIZE and all(c.state == "succeeded" for c in children)
+    retried = next(c for c in children if c.id == killed[1])
+    assert retried.attempts == 2 and retried.worker != svc.owner_of(killed[0])
+    assert len({c.worker for c in children}) >= 2, "the shards did not spread over the workers"
+
+    with svc.stores.db.read() as session:
+        markers = dict(session.execute(select(PredictionImage.image_key, PredictionImage.instances)
+                                       .where(PredictionImage.job_id == job_id)).all())
+        rows = dict(session.execute(select(Prediction.image_key, func.count())
+                                    .where(Prediction.job_id == job_id).group_by(Prediction.image_key)).all())
+    assert sorted(markers) == keys  # each of the 600 images marked once (the marker is a primary key)
+    assert all(rows.get(k, 0) == n for k, n in markers.items())
+
+    # the exports cover every shard: COCO results from the store, the shards' json parts joined, masks
+    folder = svc.job_dir(job_id) / "predictions"
+    results = json.loads((folder / "predictions.json").read_text())
+    assert Counter(str(r["image_id"]) for r in results) == Counter({k: n for k, n in rows.items() if n})
+    assert {json.loads(line)["file"] for line in (folder / "predictions.jsonl").read_text().splitlines()} == set(keys)
+    assert sorted(p.stem for p in (folder / "masks").glob("*.png")) == keys
+    # the API serves the masks of a sharded job like any other
+    r = svc.client.get(f"/images/{keys[0]}/masks", params={"job": job_id, "format": "png"}, headers=ANNOTATOR)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+    r = svc.client.get(f"/jobs/{job_id}/results", headers=ANNOTATOR)
+    assert r.status_code == 200 and len(r.json()) == len(results)
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_cancelling_a_sharded_job_cancels_its_shards(svc: Service, tiny_model) -> None:
+    images = make_shapes_coco(svc.data_dir("cancel-shards"), n_images=60, size=(32, 32), seed=9, crowd=False).images
+    job_id = svc.submit("predict", predict_spec(tiny_model, images, batch_size=1, formats=["png"], shard_size=10))
+    svc.wait_until(job_id, lambda j: (j["progress"].get("shards") or 0) > 0, "the split")
+    svc.cancel(job_id)
+    job = svc.wait_done(job_id, expect="cancelled", timeout=120)
+    children = svc.stores.shards.children(job_id)
+    assert len(children) == 6 and all(c.state == "cancelled" or c.state == "succeeded" for c in children)
+    assert any(c.state == "cancelled" for c in children)
+    assert job["progress"]["images_done"] < 60
