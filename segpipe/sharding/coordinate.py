@@ -13,10 +13,7 @@ re-publishes only the shards still queued (a duplicate message is dropped by its
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segpipe.errors import SegpipeError
@@ -107,77 +104,17 @@ def finish(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[str, str
     if any(c.state == "cancelled" for c in children):
         run.cancelled = True
         return {}
-    return write_exports(run, len(children))
+    return write_exports(run, spec, len(children))
 
 
-def write_exports(run: JobRun, shards: int) -> dict[str, str]:
-    """predictions.json from the store (each image exactly once), the shards' csv/jsonl parts joined,
-    and the per-image folders the shards wrote."""
-    from segpipe.masks.stored import stream_results_json
+def write_exports(run: JobRun, spec: PredictSpec, shards: int) -> dict[str, str]:
+    """Every format from the store, as an unsharded job exports (each image exactly once)."""
+    from segpipe.pipeline import export_predictions
 
-    stores = run.stores
-    out = run.folder / "predictions"
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "predictions.json"
-    partial = results.with_suffix(".json.part")
-    with partial.open("wb") as f:
-        for chunk in stream_results_json(stores.predictions.iter_job(run.job_id)):
-            f.write(chunk)
-    partial.replace(results)
-    artifacts = {"predictions.json": run.register("predictions.json", results)}
-    parts_dir = out / "parts"
-    if stores.artifacts.remote is not None and stores.artifacts.exists(run.job_id, "predictions/parts"):
-        parts_dir = stores.artifacts.fetch(run.job_id, "predictions/parts")  # written by other workers
-    for name, join in (("predictions.jsonl", _join_jsonl), ("predictions.csv", _join_csv)):
-        parts = sorted(parts_dir.glob(f"*/*/{name}"))
-        if parts:
-            join(parts, out / name)
-            artifacts[name] = run.register(name, out / name)
-    for folder in ("masks", "polygons", "overlays"):
-        if (out / folder).is_dir():
-            artifacts[folder] = stores.artifacts.relative(run.job_id, out / folder)
-    for folder in ("masks", "polygons", "overlays"):  # on a remote root, the shards uploaded them
-        if folder not in artifacts and stores.artifacts.exists(run.job_id, f"predictions/{folder}"):
-            artifacts[folder] = f"predictions/{folder}"
-    done = stores.predictions.count_images(run.job_id)
+    artifacts = export_predictions(run, spec)
+    done = run.stores.predictions.count_images(run.job_id)
     run.progress({"phase": "done", "images_done": done, "shards": shards, "shards_done": shards}, force=True)
     return artifacts
-
-
-def _join_jsonl(parts: list[Path], target: Path) -> None:
-    """One line per image file: a killed attempt's part may end mid-line, and may hold an image its
-    retry predicted again (written before it was stored)."""
-    seen: set[str] = set()
-    with target.open("w") as out:
-        for part in parts:
-            for line in part.read_text().splitlines():
-                try:
-                    name = json.loads(line)["file"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # the torn last line of a killed attempt
-                if name not in seen:
-                    seen.add(name)
-                    out.write(line + "\n")
-
-
-def _join_csv(parts: list[Path], target: Path) -> None:
-    """The rows of each image file from the first part that has it (see `_join_jsonl`)."""
-    taken: dict[str, Path] = {}
-    header: list[str] | None = None
-    with target.open("w", newline="") as out:
-        writer = csv.writer(out)
-        for part in parts:
-            with part.open(newline="") as f:
-                rows = list(csv.reader(f))
-            if not rows:
-                continue
-            if header is None:
-                header = rows[0]
-                writer.writerow(header)
-            for row in rows[1:]:
-                if len(row) != len(header) or taken.setdefault(row[0], part) != part:
-                    continue
-                writer.writerow(row)
 
 
 def _index(job: Job) -> int:

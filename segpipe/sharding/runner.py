@@ -2,16 +2,13 @@
 
 Predictions are stored under the *parent's* job id, so the parent's results, exports and masks are
 the union of its shards, and the store's unique key keeps each image exactly once: a shard resumed
-after its worker died skips the images already stored, whoever stored them. Per-image files (masks,
-polygons, overlays) go to the parent's folder; streamed files (csv, jsonl) to a part per shard
-attempt (a killed attempt's part keeps what it wrote), joined by the parent at the end with each
-image once. The model comes from the worker's model cache, so consecutive
-shards of one job load the checkpoint once.
+after its worker died skips the images already stored, whoever stored them. A shard writes no files:
+the parent exports every format from the store once all shards ended (as an unsharded job does).
+The model comes from the worker's model cache, so consecutive shards of one job load the checkpoint once.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segpipe.jobspec import ShardSpec
@@ -19,8 +16,6 @@ from segpipe.jobspec import ShardSpec
 if TYPE_CHECKING:
     from segpipe.pipeline import JobRun
 
-PER_IMAGE_FORMATS = ("png", "polygons", "overlay")
-STREAM_FORMATS = ("csv", "json")
 
 
 class _Stop(Exception):
@@ -30,8 +25,7 @@ class _Stop(Exception):
 def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     from segpipe.engine.model_cache import cached_model
     from segpipe.engine.predict import predict_items
-    from segpipe.masks.export import PredictionWriter
-    from segpipe.masks.stored import prediction_rows
+    from segpipe.masks.rows import prediction_rows
     from segpipe.pipeline import resolve_model_ref, resolve_version
 
     stores, spec, parent = run.stores, shard.spec, shard.parent
@@ -51,47 +45,21 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     loaded = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
                           capacity=run.settings.model_cache_models)
     cfg = spec.predict
-    folder = stores.artifacts.job_dir(parent, create=True) / "predictions"
-    writers = [
-        PredictionWriter(out, formats, loaded.category_map, loaded.task, cfg.topk)
-        for out, formats in ((folder, [f for f in cfg.formats if f in PER_IMAGE_FORMATS]),
-                             (_part_dir(folder, shard.index, run.owner), [f for f in cfg.formats if f in STREAM_FORMATS]))
-        if formats
-    ]
     parent_progress = _ParentProgress(run, parent)
     try:
         for item, image, pred in predict_items(loaded, todo, cfg):
             if run.should_stop():
                 raise _Stop()
-            for writer in writers:
-                for path in writer.write(item.name, image, pred):
-                    stores.artifacts.upload(parent, stores.artifacts.relative(parent, path))
-                writer.flush()  # the file holds the image before the store says it is done
-            stores.predictions.write_image(parent, str(item.image_id), prediction_rows(pred, loaded.category_map),
+            stores.predictions.write_image(parent, str(item.image_id),
+                                           prediction_rows(pred, loaded.category_map, cfg.topk),
                                            height=pred.height, width=pred.width)
             counts["done"] += 1
             run.progress({"images_done": counts["done"], "images_total": counts["total"]})
             parent_progress.maybe_report()
     except _Stop:
-        for writer in writers:
-            writer.abort()
         return {}
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
-    for writer in writers:
-        writer.close()
-    for part in (p for p in folder.glob("parts/*/*") if p.is_dir()):
-        stores.artifacts.upload(parent, stores.artifacts.relative(parent, part))
     parent_progress.maybe_report(force=True)
     return {}
-
-
-def _part_dir(folder: Path, index: int, owner: str) -> Path:
-    import re
-
-    return folder / "parts" / f"{index:05d}" / re.sub(r"[^A-Za-z0-9_.-]", "_", owner)
 
 
 class _ParentProgress:
