@@ -8,6 +8,7 @@ never went backwards."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections import Counter
@@ -40,7 +41,7 @@ def test_three_workers_drain_one_predict_job_and_survive_a_kill(svc: Service, ti
     keys = sorted(p.stem for p in images.glob("*.png"))
     svc.start_worker()
     svc.start_worker()
-    spec = predict_spec(tiny_model, images, batch_size=4, formats=["png", "json"], shard_size=SHARD_SIZE)
+    spec = predict_spec(tiny_model, images, batch_size=4, formats=["png", "csv"], shard_size=SHARD_SIZE)
     job_id = svc.submit("predict", spec)
 
     seen: list[int] = []
@@ -78,11 +79,13 @@ def test_three_workers_drain_one_predict_job_and_survive_a_kill(svc: Service, ti
     assert sorted(markers) == keys  # each of the 600 images marked once (the marker is a primary key)
     assert all(rows.get(k, 0) == n for k, n in markers.items())
 
-    # the exports cover every shard: COCO results from the store, the shards' json parts joined, masks
+    # the exports cover every shard, from the store: COCO results, the csv table, a mask per image
     folder = svc.job_dir(job_id) / "predictions"
     results = json.loads((folder / "predictions.json").read_text())
     assert Counter(str(r["image_id"]) for r in results) == Counter({k: n for k, n in rows.items() if n})
-    assert {json.loads(line)["file"] for line in (folder / "predictions.jsonl").read_text().splitlines()} == set(keys)
+    with (folder / "predictions.csv").open(newline="") as f:
+        table = Counter(row["file"] for row in csv.DictReader(f))
+    assert table and all(0 < n <= rows.get(k, 0) for k, n in table.items())  # rows over the score threshold
     assert sorted(p.stem for p in (folder / "masks").glob("*.png")) == keys
     # the API serves the masks of a sharded job like any other
     r = svc.client.get(f"/images/{keys[0]}/masks", params={"job": job_id, "format": "png"}, headers=ANNOTATOR)
