@@ -31,3 +31,10 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis demo_out runs
+
+# -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
+# API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.
+.PHONY: browser-deps
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi

@@ -31,9 +31,11 @@ from fastapi import FastAPI
 from segpipe.api.auth import Authenticator
 from segpipe.api.deps import ApiContext
 from segpipe.api.errors import BodyLimitMiddleware, install_error_handlers
+from segpipe.api.job_images import JobImageFiles
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
-from segpipe.api.routes import datasets, health, images, job_files, jobs, models, uploads
+from segpipe.api import pages
+from segpipe.api.routes import datasets, health, images, job_files, job_images, jobs, models, uploads
 from segpipe.settings import Settings, get_settings
 from segpipe.stores import Stores
 
@@ -81,7 +83,10 @@ def create_app(
             stores.close()
 
     app = FastAPI(title="segpipe", version=_version(), description=DESCRIPTION, lifespan=lifespan)
-    app.state.ctx = ApiContext(settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks)
+    image_files = JobImageFiles(stores, settings.roots)
+    app.state.ctx = ApiContext(
+        settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks, images=image_files
+    )
     app.state.auth = auth
     install_error_handlers(app)
     app.add_middleware(
@@ -92,4 +97,6 @@ def create_app(
     )
     for module in (health, jobs, job_files, images, models, datasets, uploads):
         app.include_router(module.router)
+    app.include_router(job_images.router)
+    pages.install(app)  # the review pages under /ui
     return app
