@@ -1,0 +1,148 @@
+"""The export registry: one writer class per format name, found by the CLI, predict jobs and the API.
+
+A writer is created for one export (an output folder and an `ExportContext`), is given images one at
+a time (`add`) so nothing is collected in memory that the format does not need, and is `close`\\ d
+to finish its files (it returns their paths). Registering a writer with the task kinds it fits is
+all a new format takes::
+
+    @FORMATS.register("my-format", description="…", tags=("instance", "semantic"))
+    class MyWriter(FormatWriter): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from segpipe.errors import ConfigError
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
+from segpipe.registry import Registry
+
+TASKS = ("classification", "semantic", "binary", "instance", "detection")
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What every writer may need besides the rows.
+
+    - ``task``: the model's task kind; ``categories``: (original id, name) of every category it knows;
+    - ``score_threshold``: instances scoring below it are left out (label-map regions score 1.0);
+    - ``segmentation``: ``rle`` (exact), ``polygons`` (outer outlines) or ``both`` (Label Studio: brush and polygon);
+    - ``image_url_prefix``: Label Studio's ``data.image`` is this prefix + the image's file name
+      (e.g. ``/data/local-files/?d=batch1/`` or ``https://bucket.example/batch1/``);
+    - ``model_version``: the model version that made the predictions (Label Studio shows it);
+    - ``with_images``: ``coco`` copies the image files into ``images/``.
+    """
+
+    task: str
+    categories: Sequence[tuple[int, str]]
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    segmentation: Literal["rle", "polygons", "both"] = "rle"
+    image_url_prefix: str = "/data/local-files/?d="
+    model_version: str = "segpipe"
+    with_images: bool = False
+    polygon_tolerance: float = 0.25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def name_of(self, category_id: int | None) -> str:
+        for cid, name in self.categories:
+            if cid == category_id:
+                return name
+        return str(category_id)
+
+
+class FormatWriter:
+    """Base of every export writer; subclasses override `add` and usually `close`."""
+
+    #: True when the format writes a single file that can be served as it is (not zipped)
+    single_file: str | None = None
+
+    def __init__(self, out: Path, ctx: ExportContext) -> None:
+        self.out = Path(out)
+        self.ctx = ctx
+        self.written: list[Path] = []
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, image: ExportImage) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> list[Path]:
+        return self.written
+
+    def abort(self) -> None:
+        """Drop half-written whole-export files (per-image files already written stay)."""
+
+    def path(self, *parts: str) -> Path:
+        path = self.out.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+FORMATS: Registry[type[FormatWriter]] = Registry("export format")
+
+
+def check_formats(names: Iterable[str], task: str | None) -> list[str]:
+    """The formats asked for, deduplicated; `ConfigError` naming the known formats for an unknown one,
+    and the tasks it fits for one that does not fit ``task`` (None: task unknown, not checked)."""
+    checked = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if not checked:
+        raise ConfigError(f"no export format given; known: {', '.join(FORMATS.names())}")
+    for name in checked:
+        entry = FORMATS.entry(name)
+        if task is not None and task not in entry.tags:
+            fits = ", ".join(t for t in TASKS if t in entry.tags)
+            raise ConfigError(f"export format {name!r} does not fit a {task} job (it fits: {fits})")
+    return checked
+
+
+def formats_for(task: str) -> list[str]:
+    """The format names that fit a task kind."""
+    return FORMATS.names(tag=task)
+
+
+def kept_rows(image: ExportImage, ctx: ExportContext) -> list[PredictionRow]:
+    """The rows a writer exports: instances and boxes below the score threshold left out (a
+    classification keeps its ranked classes, label-map regions score 1.0)."""
+    if ctx.task not in ("instance", "detection"):
+        return image.rows
+    return [r for r in image.rows if r.score is None or r.score >= ctx.score_threshold]
+
+
+def export(images: Iterable[ExportImage], names: Sequence[str], ctx: ExportContext, out: Path) -> dict[str, list[Path]]:
+    """Write every image in every format under ``out``; returns the files each format wrote.
+
+    Images stream through all writers at once, so the rows are read a single time."""
+    checked = check_formats(names, ctx.task)
+    writers = {name: FORMATS.get(name)(Path(out), ctx) for name in checked}
+    try:
+        for image in images:
+            for writer in writers.values():
+                writer.add(image)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    return {name: writer.close() for name, writer in writers.items()}
+
+
+class MultiExport:
+    """The same as `export`, fed one image at a time (the prediction loop of ``segpipe predict``)."""
+
+    def __init__(self, names: Sequence[str], ctx: ExportContext, out: Path) -> None:
+        self.names = check_formats(names, ctx.task)
+        self.writers = {name: FORMATS.get(name)(Path(out), ctx) for name in self.names}
+        self.images = 0
+
+    def add(self, image: ExportImage) -> None:
+        for writer in self.writers.values():
+            writer.add(image)
+        self.images += 1
+
+    def close(self) -> dict[str, list[Path]]:
+        return {name: writer.close() for name, writer in self.writers.items()}
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
