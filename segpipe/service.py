@@ -42,8 +42,8 @@ def submit(
             raise ConfigError(f"job config is larger than {settings.max_config_kb:g} KB")
         spec = parse_yaml(spec, source=f"{kind} job")
     parsed = confine_spec(parse_spec(kind, spec, source=f"{kind} job"), settings.roots, settings.artifacts)
-    if queue is not None and queue not in ("gpu", "cpu"):
-        raise ConfigError(f"unknown queue {queue!r}; known: gpu, cpu")
+    if queue is not None and queue not in ("gpu", "cpu", "interactive"):
+        raise ConfigError(f"unknown queue {queue!r}; known: gpu, cpu, interactive")
     queue = queue or QUEUE_FOR_KIND[kind]
     name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
     job = stores.jobs.create(kind, dump_spec(parsed), queue, submitted_by=submitted_by, model_name=name)

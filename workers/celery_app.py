@@ -16,7 +16,7 @@ from kombu import Exchange, Queue
 from segpipe.settings import Settings, get_settings
 from workers.beat import RETRAIN_TICK, retrain_beat_entries  # noqa: F401 - RETRAIN_TICK re-exported beside RUN_JOB
 
-QUEUES = ("gpu", "cpu")
+QUEUES = ("gpu", "cpu", "interactive")  # interactive: short predict jobs for the Label Studio ML backend
 RUN_JOB = "segpipe.run_job"
 RECONCILE = "segpipe.reconcile"
 
