@@ -43,6 +43,7 @@ def label_studio_server(root: Path, files_root: Path) -> Iterator[LabelStudio]:
     binary = label_studio_binary()
     if binary is None:
         raise RuntimeError(f"no Label Studio venv at {LS_VENV}")
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGPIPE_", "DJANGO", "PYTHON"))}
     env.update(
