@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segpipe.errors import ConfigError
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 PRESET_NAMES: tuple[str, ...] = ("none", "light", "default", "heavy")
-PredictFormat = Literal["coco", "png", "polygons", "overlay", "csv", "json"]
 
 
 class Section(BaseModel):
@@ -139,12 +139,28 @@ class TrainConfig(Section):
 
 class PredictConfig(Section):
     images: Path | None = None
-    score_threshold: float = Field(0.5, ge=0, le=1)
-    formats: list[PredictFormat] = Field(default_factory=lambda: ["coco", "png"])
+    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0, le=1)
+    formats: list[str] | None = Field(None, description="export format names (segpipe.masks.formats); "
+                                      "None: the task's defaults (coco-results, plus coco and png where they fit)")
+    image_url_prefix: str = Field("/data/local-files/?d=", max_length=2000,
+                                  description="label-studio: data.image = this prefix + the image's file name")
+    segmentation: Literal["rle", "polygons", "both"] = Field("rle", description="masks in coco / label-studio")
     topk: int = Field(5, ge=1)
     tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
     tile_overlap: float = Field(0.25, ge=0, lt=1)
     batch_size: int = Field(4, ge=1)
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, formats: list[str] | None) -> list[str] | None:
+        if formats is None:
+            return None
+        from segpipe.masks.formats import check_formats  # the registry is the one vocabulary
+
+        try:
+            return check_formats(formats, None)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class JobConfig(Section):

@@ -126,14 +126,15 @@ def _explain_failure(stores: Any, job_id: str, worker: subprocess.Popen[bytes]) 
 
 
 def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
-    from segpipe.masks.export_job import export_job_masks
+    from segpipe.job_exports import export_job
 
     out.mkdir(parents=True, exist_ok=True)
     predictions = stores.artifacts.job_dir(predict_id) / "predictions"
     if (predictions / "overlays").is_dir():
         shutil.copytree(predictions / "overlays", out / "overlays", dirs_exist_ok=True)
-    for fmt, folder in (("png", "masks_png"), ("polygons", "masks_polygons"), ("rle", "masks_coco_rle")):
-        export_job_masks(stores, predict_id, out / folder, fmt)
+    for fmt, folder in (("png", "masks_png"), ("polygons", "masks_polygons"), ("coco", "cvat_coco"),
+                        ("cvat-mask", "cvat_mask"), ("label-studio", "label_studio")):
+        export_job(stores, predict_id, out / folder, [fmt])
     plots = stores.artifacts.job_dir(train_id) / "run" / "plots"
     if plots.is_dir():
         shutil.copytree(plots, out / "training_plots", dirs_exist_ok=True)
@@ -141,9 +142,11 @@ def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
     console.print(f"results in {escape(str(out))}:")
     for name, what in (
         ("overlays/", "predicted masks drawn on each new image"),
-        ("masks_png/", "instance-id PNG per image with detections"),
-        ("masks_polygons/", "polygons per image (CVAT / Label Studio import)"),
-        ("masks_coco_rle/results.json", "COCO results with RLE masks, original category ids"),
+        ("masks_png/", "class-id PNG per image; instance maps + sidecar JSON"),
+        ("masks_polygons/", "polygons JSON per image (size, category id and name)"),
+        ("cvat_coco/", "CVAT 'COCO 1.0' import (annotations/instances_default.json)"),
+        ("cvat_mask/cvat-mask.zip", "CVAT 'Segmentation mask 1.1' import"),
+        ("label_studio/", "Label Studio tasks.json with predictions + label_config.xml"),
         ("training_plots/", "training curves and validation overlays"),
     ):
         console.print(f"  {name:<30} {what}")

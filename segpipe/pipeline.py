@@ -195,8 +195,12 @@ def _evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
 
 
 def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
+    """Predict into the store (each image once, also across resumes), then export every format from the
+    store through the export registry, so a resumed job's files hold every image exactly once."""
     from segpipe.engine.runner import predict_to_files
-    from segpipe.masks.stored import prediction_rows, stream_results_json
+    from segpipe.job_exports import export_job
+    from segpipe.masks.formats import default_formats
+    from segpipe.masks.rows import prediction_rows
 
     stores = run.stores
     done = stores.predictions.done_images(run.job_id)
@@ -209,7 +213,8 @@ def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     def on_image(item: Any, pred: Any, category_map: Any) -> None:
         if run.should_stop():
             raise _Stop()
-        stores.predictions.write_image(run.job_id, str(item.image_id), prediction_rows(pred, category_map),
+        stores.predictions.write_image(run.job_id, str(item.image_id),
+                                       prediction_rows(pred, category_map, spec.predict.topk),
                                        height=pred.height, width=pred.width)
         counts["done"] += 1
         run.progress({"images_done": counts["done"], "images_total": counts["total"]})
@@ -220,23 +225,24 @@ def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         run.progress({"model": f"{version.name}@{version.version}"}, force=True)
     model_path = resolve_model_ref(spec.model, stores, version=version)
     out = run.folder / "predictions"
-    files_cfg = spec.predict.model_copy(update={"formats": [f for f in spec.predict.formats if f != "coco"]})
     try:
-        predict_to_files(model_path, spec.images, out, files_cfg,
-                         annotations=spec.annotations, device=spec.device, skip=frozenset(done),
-                         on_image=on_image, on_start=on_start)
+        summary = predict_to_files(model_path, spec.images, out, spec.predict,
+                                   annotations=spec.annotations, device=spec.device, skip=frozenset(done),
+                                   on_image=on_image, on_start=on_start, write_files=False)
     except _Stop:
         return {}
-    # COCO results come from the store, so a resumed job's file holds every image exactly once
-    results = out / "predictions.json"
-    with results.open("wb") as f:
-        for chunk in stream_results_json(stores.predictions.iter_job(run.job_id)):
-            f.write(chunk)
+    run.progress({"phase": "export"}, force=True)
+    formats = spec.predict.formats or default_formats(summary["task"])
+    files = export_job(stores, run.job_id, out, formats, score_threshold=spec.predict.score_threshold,
+                       segmentation=spec.predict.segmentation, image_url_prefix=spec.predict.image_url_prefix)
     run.progress({"phase": "done", "images_done": counts["done"], "images_total": counts["total"]}, force=True)
-    artifacts = {"predictions.json": run.register("predictions.json", results)}
-    for folder in ("masks", "polygons", "overlays"):
-        if (out / folder).is_dir():
-            artifacts[folder] = stores.artifacts.relative(run.job_id, out / folder)  # a folder of files
+    artifacts: dict[str, str] = {}
+    for written in files.values():
+        for path in written:
+            top = out / path.relative_to(out).parts[0]  # a file, or the folder of per-image files
+            if top.name not in artifacts:
+                artifacts[top.name] = (run.register(top.name, top) if top.is_file()
+                                       else stores.artifacts.relative(run.job_id, top))
     return artifacts
 
 

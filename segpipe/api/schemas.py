@@ -146,11 +146,14 @@ class ImageMasks(BaseModel):
 
 
 class ImagePolygons(BaseModel):
-    image_key: str
+    """The one polygons schema of segpipe (the ``polygons`` export's per-image file), plus the job."""
+
+    image_id: int | str = Field(description="the image key; an int when it is a COCO image id")
+    file_name: str = Field(description="the image key (the API does not know the file's name)")
     job_id: str
     height: int | None
     width: int | None
-    instances: list[PolygonInstanceOut]
+    objects: list[PolygonInstanceOut]
 
 
 class UploadedFile(BaseModel):

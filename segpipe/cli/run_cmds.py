@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from segpipe.cli import app
+from segpipe.errors import ConfigError
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 
 console = Console(highlight=False)
 
@@ -76,13 +78,17 @@ def predict(
     model: Path = typer.Option(..., "--model", help="Run directory (uses best.pt) or checkpoint file."),
     images: Path = typer.Option(..., "--images", help="Folder of images to predict."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    formats: str = typer.Option("coco,png", "--format", help="Comma-separated: coco, png, polygons, overlay, csv, json."),
+    formats: str | None = typer.Option(None, "--format", help="Comma-separated export formats: coco, coco-results, "
+                                       "cvat-mask, label-studio, png, polygons, overlay, csv (default: the task's)."),
     annotations: Path | None = typer.Option(None, "--annotations", help="COCO file listing the images (ids kept)."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", min=0, max=1),
+    score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", min=0, max=1),
+    image_url_prefix: str = typer.Option("/data/local-files/?d=", "--image-url-prefix",
+                                         help="label-studio: data.image = prefix + file name."),
+    segmentation: str = typer.Option("rle", "--segmentation", help="coco / label-studio masks: rle, polygons or both."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Sliding-window tiles (semantic/binary)."),
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", min=0, max=0.9),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
-    topk: int = typer.Option(5, "--topk", min=1, help="Classification: classes per image in csv/json."),
+    topk: int = typer.Option(5, "--topk", min=1, help="Classification: classes per image in csv / coco-results."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Predict masks / boxes / classes for a folder of images and write them in the chosen formats."""
@@ -92,8 +98,14 @@ def predict(
     from segpipe.engine.predict import image_items
     from segpipe.engine.runner import predict_to_files
 
+    from segpipe.masks.formats import check_formats
+
+    names = check_formats(formats.split(","), None) if formats else None  # unknown names: ConfigError
+    if segmentation not in ("rle", "polygons", "both"):
+        raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
     cfg = PredictConfig(images=images, score_threshold=score_threshold, tile_size=tile_size, tile_overlap=tile_overlap,
-                        formats=[f.strip() for f in formats.split(",") if f.strip()], batch_size=batch_size, topk=topk)
+                        formats=names, batch_size=batch_size, topk=topk, image_url_prefix=image_url_prefix,
+                        segmentation=segmentation)
     total = len(image_items(images, annotations))
     with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:

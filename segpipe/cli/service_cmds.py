@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from segpipe.cli import app
+from segpipe.errors import ConfigError
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.cli.run_cmds import OVERRIDES_HELP
 
 console = Console(highlight=False)
@@ -176,15 +178,25 @@ def cancel(job_id: str = typer.Argument(...)) -> None:
 @app.command()
 def masks(
     job_id: str = typer.Argument(..., help="A finished predict job."),
-    out: Path = typer.Option(..., "--out", help="Output folder (one file per image)."),
-    fmt: str = typer.Option("rle", "--format", help="rle (COCO results JSON), polygons or png."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    fmt: str = typer.Option("coco", "--format", help="Comma-separated export formats: coco, coco-results, cvat-mask, "
+                            "label-studio, png, polygons, overlay, csv."),
+    score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", min=0, max=1),
+    image_url_prefix: str = typer.Option("/data/local-files/?d=", "--image-url-prefix",
+                                         help="label-studio: data.image = prefix + file name."),
+    segmentation: str = typer.Option("rle", "--segmentation", help="coco / label-studio masks: rle, polygons or both."),
+    with_images: bool = typer.Option(False, "--with-images", help="coco: copy the images into images/."),
 ) -> None:
-    """Write a predict job's masks per image, ready to import into CVAT / Label Studio."""
-    from segpipe.masks.export_job import export_job_masks
+    """Export a predict job's stored predictions, ready to import into CVAT / Label Studio as they are."""
+    from segpipe.job_exports import export_job
 
+    if segmentation not in ("rle", "polygons", "both"):
+        raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
     stores, _, _ = _open()
-    written = export_job_masks(stores, job_id, out, fmt)
-    console.print(f"{written} files → {escape(str(out))}")
+    files = export_job(stores, job_id, out, fmt.split(","), score_threshold=score_threshold,
+                       image_url_prefix=image_url_prefix, segmentation=segmentation, with_images=with_images)
+    for name, written in files.items():
+        console.print(f"{name}: {len(written)} files → {escape(str(out))}")
 
 
 @app.command()

@@ -49,6 +49,7 @@ from segpipe.engine.train import (
     fit,
 )
 from segpipe.errors import ConfigError
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.evaluation import make_evaluator
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
@@ -201,7 +202,7 @@ def finish_run(
     evaluator: Any,
     device: torch.device,
     amp: str,
-    overlay_score_threshold: float = 0.5,
+    overlay_score_threshold: float = DEFAULT_SCORE_THRESHOLD,
 ) -> dict[str, Any]:
     """Evaluate the best weights on the validation split and draw the pictures; returns the metrics.
 
@@ -285,28 +286,50 @@ def predict_to_files(
     skip: frozenset[str] = frozenset(),
     on_image: Callable[[Any, Any, CategoryMap], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    write_files: bool = True,
+    model_version: str | None = None,
 ) -> dict[str, Any]:
-    """Predict every image of a folder (or of a COCO image list) and write ``cfg.formats`` to
-    `out_dir`. ``skip`` holds image ids (as str) already done by a resumed job; ``on_start(todo,
-    total)`` is called once the images are listed and ``on_image(item, prediction, category_map)``
-    after each image (progress, stores). Returns the writer's summary."""
+    """Predict every image of a folder (or of a COCO image list) and export ``cfg.formats`` (None: the
+    task's defaults) to `out_dir` through the export registry. ``skip`` holds image ids (as str) already
+    done by a resumed job; ``on_start(todo, total)`` is called once the images are listed and
+    ``on_image(item, prediction, category_map)`` after each image (progress, stores). ``write_files``
+    False only predicts (a predict job exports from its store afterwards). Returns a summary."""
     from segpipe.engine.predict import image_items, load_model, predict_items
-    from segpipe.masks.export import PredictionWriter
+    from segpipe.masks.formats import ExportContext, MultiExport, check_formats, default_formats
+    from segpipe.masks.rows import categories_of, export_image
 
     loaded = load_model(model_ref, device)
-    listed = image_items(images, annotations)
+    names = check_formats(cfg.formats or default_formats(loaded.task), loaded.task)
+    root = Path(images)
+    listed = image_items(root, annotations)
     items = [it for it in listed if str(it.image_id) not in skip]
     if on_start is not None:
         on_start(len(items), len(listed))
-    writer = PredictionWriter(out_dir, cfg.formats, loaded.category_map, loaded.task, cfg.topk)
+    writer = None
+    if write_files:
+        ctx = ExportContext(task=loaded.task, categories=categories_of(loaded.category_map),
+                            score_threshold=cfg.score_threshold, segmentation=cfg.segmentation,
+                            image_url_prefix=cfg.image_url_prefix,
+                            model_version=model_version or Path(loaded.checkpoint).stem)
+        writer = MultiExport(names, ctx, Path(out_dir))
     try:
         for item, image, pred in predict_items(loaded, items, cfg):
-            writer.write(item.name, image, pred)
+            if writer is not None:
+                writer.add(export_image(pred, loaded.category_map, _file_name(item.path, root), topk=cfg.topk,
+                                        image=image, path=item.path))
             if on_image is not None:
                 on_image(item, pred, loaded.category_map)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
-    summary = writer.close()
-    summary.update({"task": loaded.task, "checkpoint": str(loaded.checkpoint)})
-    return summary
+    files = writer.close() if writer is not None else {}
+    return {"images": len(items), "out_dir": str(out_dir), "formats": names, "files": files,
+            "task": loaded.task, "checkpoint": str(loaded.checkpoint)}
+
+
+def _file_name(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name

@@ -1,4 +1,4 @@
-"""Reading back what `segpipe.masks.export.PredictionWriter` wrote, by independent means (pycocotools,
+"""Reading back what the export layer (`segpipe.masks.formats`) wrote, by independent means (pycocotools,
 PIL / cv2, numpy), and checking it against the predictions it was given. Shared by the writer's own
 tests (tests/masks/test_export.py) and the end-to-end prediction tests (tests/engine/test_predict.py).
 """
@@ -81,32 +81,43 @@ def check_coco(out: Path, preds: dict[str, Prediction], category_map: CategoryMa
     return checked
 
 
-def check_png(out: Path, name: str, pred: Prediction, task: str) -> None:
-    """masks/<name>.png holds the prediction: semantic indices (palette PNG), binary 0/255, or the
-    instance-id map (pixel = 1 + instance index; overlaps go to the higher score)."""
+def check_png(out: Path, name: str, pred: Prediction, task: str, category_map: CategoryMap | None = None) -> None:
+    """masks/<name>.png is the class map (pixel = ORIGINAL category id, 0 = none; a palette PNG); for
+    instance jobs instances/<name>.png is the instance map (pixel = 1 + instance index) and the class
+    map holds the category of the instance that owns each pixel (overlaps go to the higher score)."""
     path = out / "masks" / f"{name}.png"
-    if task == "semantic":
-        with Image.open(path) as im:
-            assert im.mode == "P"  # viewable in colour, indices unchanged
-            assert np.array_equal(np.asarray(im), pred.label_map)
+    with Image.open(path) as im:
+        assert im.mode == "P"  # viewable in colour, values unchanged
+        classes = np.asarray(im)
+    assert classes.shape == (pred.height, pred.width)
+    if task in ("semantic", "binary"):
+        if category_map is None:
+            return
+        expected = np.zeros_like(pred.label_map)
+        for label in np.unique(pred.label_map):
+            if label not in (0, 255):
+                expected[pred.label_map == label] = category_map.to_category(int(label))
+        assert np.array_equal(classes, expected)
         return
-    stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if task == "binary":
-        assert stored.dtype == np.uint8 and set(np.unique(stored).tolist()) <= {0, 255}
-        assert np.array_equal(stored == 255, pred.label_map == 1)
-        return
+    stored = cv2.imread(str(out / "instances" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     masks = np.stack([decode_rle(i.rle) for i in pred.instances]) if pred.instances else np.zeros(
         (0, pred.height, pred.width), np.uint8
     )
     scores = np.array([i.score for i in pred.instances])
     assert stored.shape == (pred.height, pred.width)
     assert np.array_equal(stored > 0, masks.any(axis=0) if len(masks) else np.zeros_like(stored, bool))
+    assert np.array_equal(classes > 0, stored > 0)
     if len(masks):
         # the covering instance with the highest score (ties: the later one) owns each pixel
         rank = np.argsort(np.argsort(scores, kind="stable"), kind="stable") + 1
         owner = np.argmax(masks * rank[:, None, None], axis=0) + 1
         covered = stored > 0
         assert np.array_equal(stored[covered], owner[covered])
+        sidecar = json.loads((out / "instances" / f"{name}.json").read_text())
+        assert [i["value"] for i in sidecar["instances"]] == list(range(1, len(pred.instances) + 1))
+        if category_map is not None:
+            by_value = {i["value"]: i["category_id"] for i in sidecar["instances"]}
+            assert all(classes[y, x] == by_value[int(stored[y, x])] for y, x in zip(*np.nonzero(covered), strict=True))
 
 
 def check_polygons(out: Path, name: str, pred: Prediction, category_map: CategoryMap) -> None:

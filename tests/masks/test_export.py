@@ -1,4 +1,5 @@
-"""PredictionWriter: the COCO RLE, PNG and polygon files it writes decode to the same masks, per task.
+"""The export layer fed in-memory predictions (as ``segpipe predict`` does): the COCO results, PNG and
+polygon files decode to the same masks, per task.
 
 The predictions are the ground truth of generated datasets (shapes drawn from polygons, overlapping
 at random), so the masks are realistic and the checks do not depend on a trained model; the trained
@@ -21,11 +22,17 @@ from segpipe.data.images import read_image
 from segpipe.data.synthetic import make_mask_folders, make_shapes_coco
 from segpipe.evaluation.coco import load_coco_quietly, load_results
 from segpipe.masks.encode import mask_to_rle
-from segpipe.masks.export import PredictionWriter
+from segpipe.masks.formats import ExportContext, MultiExport
+from segpipe.masks.rows import categories_of, export_image
 from segpipe.prediction import Instance, Prediction
 from tests.masks.exports import check_coco, check_png, check_polygons, decode_rle, rasterise
 
-FORMATS = ["coco", "png", "polygons", "overlay", "json"]
+FORMATS = ["coco-results", "png", "polygons", "overlay", "csv"]
+
+
+def writer_for(out: Path, formats: list[str], cmap: CategoryMap, task: str) -> MultiExport:
+    ctx = ExportContext(task=task, categories=categories_of(cmap), score_threshold=0.0)
+    return MultiExport(formats, ctx, out)
 
 
 def dense_predictions(root: Path, task: str) -> tuple[dict[str, tuple[np.ndarray, Prediction]], CategoryMap]:
@@ -65,11 +72,12 @@ def instance_predictions(root: Path) -> tuple[dict[str, tuple[np.ndarray, Predic
 
 
 def write_all(out: Path, items: dict[str, tuple[np.ndarray, Prediction]], cmap: CategoryMap, task: str) -> dict:
-    writer = PredictionWriter(out, FORMATS, cmap, task)
+    writer = writer_for(out, FORMATS, cmap, task)
     for name, (image, pred) in items.items():
-        written = writer.write(name, image, pred)
-        assert all(p.is_file() for p in written)
-    return writer.close()
+        writer.add(export_image(pred, cmap, name + ".png", image=image))
+    files = writer.close()
+    assert all(p.is_file() for written in files.values() for p in written)
+    return {"images": writer.images, "coco_results": len(json.loads((out / "predictions.json").read_text()))}
 
 
 @pytest.mark.parametrize("task", ["semantic", "binary"])
@@ -79,7 +87,7 @@ def test_dense_exports_decode_to_the_label_map(tmp_path: Path, task: str) -> Non
     preds = {name: pred for name, (_, pred) in items.items()}
     assert summary["images"] == len(items) and summary["coco_results"] == check_coco(tmp_path / "out", preds, cmap) > 0
     for name, pred in preds.items():
-        check_png(tmp_path / "out", name, pred, task)
+        check_png(tmp_path / "out", name, pred, task, cmap)
         check_polygons(tmp_path / "out", name, pred, cmap)
     ring = json.loads((tmp_path / "out" / "polygons" / "nested" / "ring.json").read_text())["objects"][0]
     assert rasterise(ring["polygons"], 40, 56)[15, 20] == 1  # the hole comes back filled
@@ -91,7 +99,7 @@ def test_instance_exports_decode_to_the_instance_masks(tmp_path: Path) -> None:
     preds = {name: pred for name, (_, pred) in items.items()}
     assert check_coco(tmp_path / "out", preds, cmap) == sum(len(p.instances) for p in preds.values())
     for name, pred in preds.items():
-        check_png(tmp_path / "out", name, pred, "instance")
+        check_png(tmp_path / "out", name, pred, "instance", cmap)
         check_polygons(tmp_path / "out", name, pred, cmap)
     # some instances overlap, so the id map's "higher score wins" rule was exercised
     assert any(len(p.instances) > 1 and (sum(decode_rle(i.rle) for i in p.instances) > 1).any() for p in preds.values())
@@ -104,7 +112,7 @@ def test_instance_exports_decode_to_the_instance_masks(tmp_path: Path) -> None:
     assert ev.stats[0] == pytest.approx(1.0)
 
 
-def test_overlays_and_json_lines(tmp_path: Path) -> None:
+def test_overlays_and_csv_lines(tmp_path: Path) -> None:
     items, cmap, _ = instance_predictions(tmp_path / "data")
     write_all(tmp_path / "out", items, cmap, "instance")
     for name, (image, _) in items.items():
@@ -112,19 +120,18 @@ def test_overlays_and_json_lines(tmp_path: Path) -> None:
         h, w = image.shape[:2]
         scale = picture.shape[0] // h
         assert scale >= 1 and picture.shape[:2] == (h * scale, w * scale)  # enlarged by a whole factor
-    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    assert [r["file"] for r in records] == list(items)
-    assert [len(r["results"]) for r in records] == [len(p.instances) for _, p in items.values()]
+    lines = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[1:]
+    assert len(lines) == sum(len(p.instances) for _, p in items.values())
 
 
-def test_classification_csv_and_json_top_k(tmp_path: Path) -> None:
+def test_classification_csv_and_results_top_k(tmp_path: Path) -> None:
     cmap = CategoryMap((3, 7, 12), ("circle", "square", "triangle"), offset=0)
     scores = {"a": [0.1, 0.7, 0.2], "nested/b": [0.5, 0.2, 0.3]}
-    writer = PredictionWriter(tmp_path, ["csv", "json", "coco"], cmap, "classification", topk=2)
+    writer = writer_for(tmp_path, ["csv", "coco-results"], cmap, "classification")
     for name, s in scores.items():
         p = np.array(s, np.float32)
-        writer.write(name, None, Prediction(name, "classification", 8, 8, class_id=int(p.argmax()), scores=p))
+        pred = Prediction(name, "classification", 8, 8, class_id=int(p.argmax()), scores=p)
+        writer.add(export_image(pred, cmap, name + ".jpg", topk=2))
     writer.close()
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
     assert rows[0].split(",") == ["file", "image_id", "rank", "category_id", "category_name", "score"]
@@ -132,17 +139,15 @@ def test_classification_csv_and_json_top_k(tmp_path: Path) -> None:
         ["a", "a", "1", "7", "square"], ["a", "a", "2", "12", "triangle"],
         ["nested/b", "nested/b", "1", "3", "circle"], ["nested/b", "nested/b", "2", "12", "triangle"],
     ]  # fmt: skip
-    records = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert [[t["category_id"] for t in r["topk"]] for r in records] == [[7, 12], [3, 12]]
     results = json.loads((tmp_path / "predictions.json").read_text())
-    assert [(r["image_id"], r["category_id"]) for r in results] == [("a", 7), ("nested/b", 3)]
+    assert [(r["image_id"], r["category_id"]) for r in results] == [("a", 7), ("a", 12), ("nested/b", 3), ("nested/b", 12)]
 
 
 def test_abort_leaves_no_half_written_results(tmp_path: Path) -> None:
     items, cmap = dense_predictions(tmp_path / "data", "binary")
-    writer = PredictionWriter(tmp_path / "out", ["coco"], cmap, "binary")
+    writer = writer_for(tmp_path / "out", ["coco-results"], cmap, "binary")
     name, (image, pred) = next(iter(items.items()))
-    writer.write(name, image, pred)
+    writer.add(export_image(pred, cmap, name + ".png", image=image))
     writer.abort()
     assert not (tmp_path / "out" / "predictions.json").exists()
     assert list((tmp_path / "out").iterdir()) == []

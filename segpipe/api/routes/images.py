@@ -1,5 +1,9 @@
 """One image's masks: ``GET /images/{image_key}/masks?job=…&format=rle|polygons|png`` (annotator+).
 
+``polygons`` is the ``polygons`` export's schema and ``png`` the ``png`` export's class map (pixel = the
+original category id, 0 = none; ``map=instances`` for the instance map, pixel = instance + 1): the same
+answers as the files (`segpipe.masks.formats`).
+
 Without ``job``, the masks of the most recently finished succeeded job that processed the image
 (the same choice as `PredictionStore.for_image`). The job that answered is in the ``X-Segpipe-Job``
 header (and in the JSON body). An image that job processed and found empty gives an empty list (or
@@ -20,7 +24,8 @@ from segpipe.api.auth import Principal, annotator
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.schemas import ErrorOut, ImageMasks, ImagePolygons
-from segpipe.masks.stored import blank_png, rows_to_png, rows_to_polygons
+from segpipe.masks.formats import png as png_format
+from segpipe.masks.formats import polygons as polygons_format
 
 router = APIRouter(tags=["masks"])
 MaskFormat = Literal["rle", "polygons", "png"]
@@ -31,8 +36,9 @@ MaskFormat = Literal["rle", "polygons", "png"]
     response_model=None,
     responses={
         200: {
-            "description": "rle: ImageMasks JSON; polygons: ImagePolygons JSON; png: an instance-id map "
-            "(value = instance + 1), or for semantic/binary jobs the label map (category ids; binary 255)",
+            "description": "rle: ImageMasks JSON; polygons: ImagePolygons JSON; png: the class map (value = "
+            "original category id, 0 = none; higher scores on top), or with map=instances the instance map "
+            "(value = instance + 1)",
             "content": {
                 "application/json": {
                     "schema": {"oneOf": [ImageMasks.model_json_schema(), ImagePolygons.model_json_schema()]}
@@ -49,6 +55,7 @@ def image_masks(
     image_key: str,
     job: str | None = Query(None, description="a predict job id; default: the latest succeeded job with this image"),
     format: MaskFormat = Query("rle", description="rle (compressed COCO RLE), polygons (COCO polygons) or png"),
+    map: Literal["classes", "instances"] = Query("classes", description="png: class map or instance map"),
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> Response:
@@ -62,17 +69,21 @@ def image_masks(
     rows = found.rows()
     if format == "polygons":
         payload = {
-            "image_key": image_key,
+            "image_id": int(image_key) if image_key.isdigit() else image_key,
+            "file_name": image_key,
             "job_id": found.job_id,
             "height": found.height,
             "width": found.width,
-            "instances": rows_to_polygons(rows),
+            "objects": polygons_format.objects(rows),
         }
         return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
-    if rows:
-        return Response(rows_to_png(rows, ctx.tasks.task_of(found.job_id)), media_type="image/png", headers=headers)
-    if found.height is None or found.width is None:
+    height, width = (rows[0].height, rows[0].width) if rows else (found.height, found.width)
+    if height is None or width is None:
         raise ApiError(
             404, f"job {found.job_id} found no instances in image {image_key!r} and stored no image size to draw"
         )
-    return Response(blank_png(found.height, found.width), media_type="image/png", headers=headers)
+    if map == "instances":
+        picture = png_format.png_bytes(png_format.instance_map(rows, height, width), palette=False)
+    else:
+        picture = png_format.class_map_png(rows, height, width)
+    return Response(picture, media_type="image/png", headers=headers)

@@ -1,4 +1,5 @@
-"""A job's files: its artifacts (list, download) and a predict job's COCO results, streamed.
+"""A job's files: its artifacts (list, download), a predict job's COCO results, streamed, and its exports
+(``GET /jobs/{id}/export?format=…``: any format of the export registry, one file as it is or a zip).
 
 Every artifact path, whether a registered name or a path typed into the URL, goes through
 `ArtifactStore.resolve`, which refuses anything leaving the job's folder (``..``, absolute paths,
@@ -7,19 +8,26 @@ symlinks pointing out): 403 naming the path.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from segpipe.api.auth import Principal, annotator
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.schemas import ArtifactList, ArtifactOut, ErrorOut, FolderListing
 from segpipe.errors import SegpipeError
+from segpipe.masks.formats import FORMATS
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.masks.stored import stream_results_json
 from segpipe.stores import Stores
 
@@ -157,3 +165,63 @@ def job_results(
         media_type="application/json",
         headers={"X-Segpipe-Job-State": job.state, "Content-Disposition": f'attachment; filename="{job_id}.json"'},
     )
+
+
+# -- exports -----------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/{job_id}/export",
+    response_model=None,
+    responses={
+        200: {
+            "description": "one format that writes one file (coco-results: predictions.json, cvat-mask: "
+            "cvat-mask.zip, csv) comes as that file; anything else as a zip of the export folder",
+            "content": {"application/zip": {}, "application/json": {}, "text/csv": {}},
+        },
+        409: {"model": ErrorOut, "description": "the job is not a predict job"},
+        422: {"model": ErrorOut, "description": "unknown format (the known ones are listed), or one that "
+              "does not fit the job's task"},
+        **_ERRORS,
+    },
+)
+def job_export(
+    job_id: str,
+    format: str = Query(..., max_length=200, description="export format(s), comma-separated: "
+                        + ", ".join(FORMATS.names())),
+    score_threshold: float = Query(DEFAULT_SCORE_THRESHOLD, ge=0, le=1),
+    image_url_prefix: str = Query("/data/local-files/?d=", max_length=2000,
+                                  description="label-studio: data.image = this prefix + the image's file name"),
+    segmentation: Literal["rle", "polygons", "both"] = Query("rle", description="masks in coco / label-studio"),
+    ctx: ApiContext = Depends(context),
+    _who: Principal = Depends(annotator),
+) -> FileResponse:
+    """A predict job's stored predictions in any export format, ready for CVAT / Label Studio as they are.
+    While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
+    from segpipe.job_exports import export_job
+
+    job = ctx.stores.jobs.get(job_id)
+    if job.kind != "predict":
+        raise ApiError(409, f"job {job_id} is a {job.kind} job; only predict jobs have exports")
+    names = [n.strip() for n in format.split(",") if n.strip()]
+    scratch = Path(tempfile.mkdtemp(prefix=f"segpipe-export-{job_id}-"))
+    cleanup = BackgroundTask(shutil.rmtree, scratch, ignore_errors=True)
+    try:
+        files = export_job(ctx.stores, job_id, scratch / "out", names, score_threshold=score_threshold,
+                           image_url_prefix=image_url_prefix, segmentation=segmentation)
+        headers = {"X-Segpipe-Job-State": job.state, "X-Content-Type-Options": "nosniff"}
+        single = FORMATS.get(names[0]).single_file if len(files) == 1 else None
+        if single is not None:
+            path = scratch / "out" / single
+            return FileResponse(path, filename=f"{job_id}-{single}", headers=headers, background=cleanup,
+                                content_disposition_type="attachment")
+        archive = scratch / f"{job_id}-{'-'.join(files)}.zip"
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+            for path in sorted((scratch / "out").rglob("*")):
+                if path.is_file() or path.is_dir():
+                    zipped.write(path, path.relative_to(scratch / "out").as_posix())
+        return FileResponse(archive, filename=archive.name, media_type="application/zip", headers=headers,
+                            background=cleanup, content_disposition_type="attachment")
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise

@@ -21,10 +21,11 @@ from segpipe.masks.formats.base import (
     FormatWriter,
     MultiExport,
     check_formats,
+    default_formats,
     export,
     formats_for,
     kept_rows,
 )
 
-__all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "export",
+__all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
            "formats_for", "kept_rows"]

@@ -97,6 +97,13 @@ def check_formats(names: Iterable[str], task: str | None) -> list[str]:
     return checked
 
 
+def default_formats(task: str) -> list[str]:
+    """What a predict job writes when its config names no formats: COCO results always, plus the COCO
+    dataset and class-id PNGs where the task has them (csv for classification)."""
+    wanted = {"classification": ["coco-results", "csv"], "detection": ["coco-results", "coco"]}
+    return wanted.get(task, ["coco-results", "coco", "png"])
+
+
 def formats_for(task: str) -> list[str]:
     """The format names that fit a task kind."""
     return FORMATS.names(tag=task)

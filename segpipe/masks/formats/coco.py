@@ -45,6 +45,8 @@ class CocoWriter(FormatWriter):
         self.image_count = 0
         self.annotation_count = 0
         self._numbered: bool | None = None  # do image keys carry COCO ids? decided on the first image
+        # importers (datumaro, so CVAT) look for images/ beside annotations/, even when it is empty
+        (self.out / "images").mkdir(exist_ok=True)
 
     def add(self, image: ExportImage) -> None:
         if self._numbered is None:
@@ -73,7 +75,7 @@ class CocoWriter(FormatWriter):
             area = float(row.bbox[2] * row.bbox[3]) if row.bbox else 0.0
         return {"id": self.annotation_count, "image_id": image_id, "category_id": row.category_id,
                 "iscrowd": 0, "area": area, "bbox": row.bbox or [0.0, 0.0, 0.0, 0.0],
-                "score": row.score, "segmentation": segmentation, "attributes": {"score": row.score}}
+                "score": row.score, "segmentation": segmentation}
 
     def close(self) -> list[Path]:
         self._images.close()

@@ -1,0 +1,31 @@
+"""A real Label Studio server (SQLite, loopback, its own venv) takes a project made with segpipe's labeling
+config and imports segpipe's tasks JSON; the predictions read back through its API decode (with
+label-studio-sdk's brush decoder) to the stored masks, pixel for pixel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segpipe.masks.formats import export
+from tests.labelstudio_server import LabelStudioServer, label_studio_server  # noqa: F401  (fixture)
+from tests.masks.formats.samples import case
+from tests.masks.formats.test_tool_imports import check_label_studio_read
+from tests.tools.venvs import run_tool
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("task", ["instance", "semantic", "detection"])
+def test_label_studio_server_imports_segpipe_tasks(
+    task: str, label_studio_server: LabelStudioServer, tmp_path: Path  # noqa: F811
+) -> None:
+    prefix = "/data/local-files/?d=batch1/"
+    images, ctx = case(task, image_url_prefix=prefix, model_version="dogs@3")
+    export(images, ["label-studio"], ctx, tmp_path)
+    read = run_tool("label-studio", "labelstudio_read.py", "server", label_studio_server.url, label_studio_server.token,
+                    tmp_path / "label_config.xml", tmp_path / "tasks.json")
+    assert read["task_count"] == len(images)
+    check_label_studio_read(images, read, prefix)
+    assert {t["model_version"] for t in read["tasks"]} == {"dogs@3"}
