@@ -31,7 +31,7 @@ from segpipe.data.categories import CategoryMap
 from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_config
 from segpipe.stores import Stores
-from tests.labelstudio.ls_server import LabelStudio, label_studio_binary, label_studio_server
+from tests.labelstudio_server import LabelStudioServer, start_label_studio
 from tests.live_server import REPO, live_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +45,7 @@ UNET_TINY = {"name": "unet", "encoder": "resnet18", "encoder_depth": 3, "decoder
 @dataclass
 class Backend:
     api: str
-    ls: LabelStudio
+    ls: LabelStudioServer
     stores: Stores
     batch_job: str
     data: Path
@@ -91,8 +91,6 @@ def _wait_job(api: str, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    if label_studio_binary() is None:
-        pytest.skip("no Label Studio venv (SEGPIPE_TEST_LABEL_STUDIO_VENV; `make label-studio-venv`)")
     import redis
 
     try:
@@ -100,7 +98,9 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
     root = tmp_path_factory.mktemp("ls-backend")
-    data, artifacts = root / "data", root / "artifacts"
+    ls_base = root / "ls"
+    # Label Studio serves local files from <base>/files: segpipe's data root is that same folder
+    data, artifacts = ls_base / "files", root / "artifacts"
     (data / "batch").mkdir(parents=True)
     checkpoint = _train_tiny(root, artifacts)
     from segpipe.data.synthetic import make_shapes_coco
@@ -109,7 +109,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     images = sorted(fresh.images.glob("*.png"))
     for image in images[:2]:
         (data / "batch" / image.name).write_bytes(image.read_bytes())
-    (root / "upload.png").write_bytes(images[2].read_bytes())
+    (ls_base / "upload.png").write_bytes(images[2].read_bytes())  # not under the data root
     db_url = f"sqlite:///{root / 'segpipe.db'}"
     stores = Stores.open(db_url, artifacts)
     version = stores.versions.register("tiny", "binary", "{}", checkpoint=checkpoint.relative_to(artifacts).as_posix())
@@ -121,13 +121,24 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
                             "dataset": {"name": "tiny-annotations", "paths": [str(data / "batch")]},
                             "gate": {"metric": "iou", "mode": "max"}}},
     }))  # fmt: skip
-    with label_studio_server(root / "ls", data) as ls:
+    # segpipe's backend and webhook listen on loopback, which Label Studio refuses by default
+    saved = {k: os.environ.get(k) for k in ("ML_BLOCK_LOCAL_IP", "SSRF_PROTECTION_ENABLED")}
+    os.environ.update(ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false")
+    try:
+        ls = start_label_studio(ls_base)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    try:
         env = {
             "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,
             "SEGPIPE_DATA_ROOTS": str(data), "SEGPIPE_ARTIFACT_ROOT": str(artifacts),
             "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()), "SEGPIPE_SCHEDULE": str(schedule),
             "SEGPIPE_LABEL_STUDIO_URL": ls.url, "SEGPIPE_LABEL_STUDIO_TOKEN": ls.token,
-            "SEGPIPE_LABEL_STUDIO_FILES_ROOT": str(data), "SEGPIPE_LS_PREDICT_TIMEOUT": "120",
+            "SEGPIPE_LABEL_STUDIO_FILES_ROOT": str(ls.files_root), "SEGPIPE_LS_PREDICT_TIMEOUT": "120",
             "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",
         }  # fmt: skip
         worker_log = root / "worker.log"
@@ -140,7 +151,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
             with live_api(env, root / "uvicorn.log") as api:
                 submitted = httpx.post(f"{api}/jobs", headers=ENGINEER, json={"kind": "predict", "config": {
                     "model": "tiny@production", "images": str(data / "batch"), "device": "cpu",
-                    "predict": {"formats": ["coco"]}}})  # fmt: skip
+                    "predict": {"formats": ["coco-results"]}}})  # fmt: skip
                 assert submitted.status_code == 201, submitted.text
                 _wait_job(api, submitted.json()["id"])
                 yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log)
@@ -152,10 +163,13 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
                 worker.kill()
                 worker.wait()
             stores.close()
+    finally:
+        ls.stop()
 
 
-def _ls(ls: LabelStudio, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, ls.url + path, headers=ls.headers, timeout=180, **kwargs)
+def _ls(ls: LabelStudioServer, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Token {ls.token}"}
+    response = httpx.request(method, ls.url + path, headers=headers, timeout=180, **kwargs)
     assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:2000]}"
     return response.json() if response.content else None
 
@@ -235,4 +249,4 @@ def test_label_studio_gets_predictions_and_fires_the_webhook(backend: Backend) -
             break
         time.sleep(0.5)
     else:
-        raise AssertionError(f"the webhook never reached segpipe:\n{ls.log.read_text()[-2000:]}")
+        raise AssertionError(f"the webhook never reached segpipe:\n{ls.log_tail()}")

@@ -110,7 +110,7 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
         key = content_key(image)
         keys[key] = image
         (folder / f"{key}{image.suffix}").write_bytes(image.content)
-    spec = {"model": model.label, "images": str(folder), "device": "cpu", "predict": {"formats": ["coco"]}}
+    spec = {"model": model.label, "images": str(folder), "device": "cpu", "predict": {"formats": ["coco-results"]}}
     settings = ctx.settings
     roots_settings = settings.model_copy(update={"data_roots": [*settings.roots, ctx.stores.artifacts.root]})
     job = service.submit(ctx.stores, ctx.celery, roots_settings, "predict", spec, submitted_by=submitted_by,
