@@ -60,6 +60,24 @@ def row(mask: np.ndarray, category_id: int, name: str, score: float) -> dict[str
 A_ROWS = [row(disc(48, 32, 20), CAT, "cat", 0.9), row(box(30, 70, 80, 120), DOG, "dog", 0.3)]
 
 
+def _demo_model(stores: Stores) -> None:
+    """demo@1 in production (promoted by hand: one decision), with a checkpoint the exports can read (its
+    task and categories; the weights are never loaded here)."""
+    import torch
+
+    from segpipe.data.categories import CategoryMap
+    from segpipe.retrain.promotion import promote_by_hand
+
+    run = stores.artifacts.root / "models" / "demo" / "run"
+    run.mkdir(parents=True)
+    cmap = CategoryMap(ids=(CAT, DOG), names=("cat", "dog"))
+    torch.save({"model": {}, "task": "instance", "category_map": cmap.to_dict()}, run / "best.pt")
+    cmap.save(run / "categories.json")
+    stores.versions.register("demo", "instance", "task: instance\n", checkpoint="models/demo/run/best.pt",
+                             metrics={"segm_mAP": 0.42, "bbox_mAP": 0.5})
+    promote_by_hand(stores, "demo", 1, by="engineer:test")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("pages")
@@ -69,6 +87,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     for name in ("a", "b", "c"):
         Image.fromarray(np.full((H, W, 3), GREY, np.uint8)).save(images / f"{name}.png")
     stores = Stores.open(f"sqlite:///{root / 'segpipe.db'}", root / "artifacts")
+    _demo_model(stores)
     job = stores.jobs.create("predict", f"model: demo@production\nimages: {images}\n", "gpu")
     assert stores.jobs.claim(job.id, "w", lease_seconds=3600).claimed
     stores.jobs.update_progress(job.id, "w", {"phase": "done", "images_done": 3, "images_total": 3, "model": "demo@2"})

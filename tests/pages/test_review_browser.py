@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.pages.conftest import GREY, Site, canvas_pixels, log_in
+from tests.pages.conftest import CAT, DOG, GREY, Site, canvas_pixels, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -65,14 +65,20 @@ def test_login_then_overlays_slider_outline_and_download(page: Any, site: Site, 
     assert not coloured(outlined, CAT_CENTRE)
     assert coloured(outlined, (48, 12)), "the disc's left rim (x = 32 - 20) is drawn"
 
-    # download the whole job's export and check its content
-    with page.expect_download() as info:
-        page.click("a.download >> nth=0")
-    saved = tmp_path / "export"
-    info.value.save_as(saved)
-    results = json.loads(saved.read_text())
-    by_image = sorted((r["image_id"], r["category_id"]) for r in results)
-    assert by_image == [("a", 1), ("a", 2), ("b", 1)]
+    # download the whole job's COCO results, then only what scores >= 0.5 (the dog drops out)
+    def download(selector: str) -> list[tuple[str, int]]:
+        with page.expect_download() as info:
+            page.click(selector)
+        saved = tmp_path / info.value.suggested_filename
+        info.value.save_as(saved)
+        return sorted((str(r["image_id"]), r["category_id"]) for r in json.loads(saved.read_text()))
+
+    names = page.eval_on_selector_all("a.download", "links => links.map(a => a.dataset.format)")
+    assert {"coco", "coco-results", "cvat-mask", "label-studio", "png"} <= set(names)
+    assert download("a.download[data-format='coco-results']") == [("a", CAT), ("a", DOG), ("b", CAT)]
+    page.fill("#score", "0.5")
+    page.check("#filtered")
+    assert download("a.download[data-format='coco-results']") == [("a", CAT), ("b", CAT)]
 
     # the token never travels in a URL
     assert requested and not any("ann-token" in url for url in requested)
@@ -137,6 +143,11 @@ def test_gallery_pages_through_a_job(page: Any, site: Site) -> None:
     assert page.get_attribute(".tile[data-key='c'] canvas", "data-shown") == "0"
 
 
-def test_models_page(page: Any, site: Site) -> None:
+def test_models_pages(page: Any, site: Site) -> None:
     log_in(page, site.base, "ann-token", start="/ui/models")
-    assert "No model versions yet" in page.inner_text("main")
+    assert "demo" in page.inner_text("main") and "production" in page.inner_text("main")
+    page.click("a[href='/ui/models/demo']")
+    versions = page.inner_text("#versions")
+    assert "production" in versions and "0.42" in versions
+    decisions = page.inner_text("#decisions")
+    assert "promoted" in decisions and "manual" in decisions

@@ -47,14 +47,9 @@
   function updateDownloads() {
     const filtered = document.getElementById("filtered");
     const o = readControls();
-    const shownClasses = Array.from(document.querySelectorAll(".class-box"))
-      .filter((b) => b.checked).map((b) => b.dataset.category);
     document.querySelectorAll("a.download").forEach((a) => {
       const url = new URL(a.dataset.base, window.location.origin);
-      if (filtered && filtered.checked) {
-        url.searchParams.set(a.dataset.scoreParam || "score_threshold", String(o.minScore));
-        url.searchParams.set(a.dataset.classesParam || "categories", shownClasses.join(","));
-      }
+      if (filtered && filtered.checked) url.searchParams.set("score_threshold", String(o.minScore));
       a.href = url.pathname + url.search;
     });
   }
