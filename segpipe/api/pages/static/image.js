@@ -16,6 +16,9 @@
   function draw() {
     if (!item) return;
     drawOverlay(canvas, item.img, item.instances, opts());
+    if (canvas.width < 640 && !canvas.style.width) {  // small images: enlarged by a whole factor, pixels kept sharp
+      canvas.style.width = canvas.width * Math.floor(640 / canvas.width) + "px";
+    }
     const o = opts();
     tbody.querySelectorAll("tr").forEach((tr) => {
       const inst = item.instances[Number(tr.dataset.index)];
