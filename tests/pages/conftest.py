@@ -16,6 +16,7 @@ from PIL import Image
 
 from segpipe.masks.encode import mask_to_rle
 from segpipe.stores import Stores
+from tests.api.conftest import celery_app, settings, sqlite_client, sqlite_stores  # noqa: F401  (fixtures)
 from tests.live_server import live_api
 
 CHROMIUM = os.environ.get("SEGPIPE_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
@@ -97,7 +97,7 @@ def read_task_image(source: object, settings: Settings, task_id: object) -> Task
         if settings.label_studio_files_root is None:
             raise ApiError(422, f"task {task_id}: {source!r} is a Label Studio local file, but "
                                 "SEGPIPE_LABEL_STUDIO_FILES_ROOT (its LOCAL_FILES_DOCUMENT_ROOT) is not set")
-        return _read_local(settings.label_studio_files_root / unquote(relative), settings, task_id, source, limit)
+        return _read_local(settings.label_studio_files_root / relative, settings, task_id, source, limit)
     if parts.scheme in ("http", "https") or source.startswith("/"):
         base = settings.label_studio_url
         if parts.scheme in ("http", "https"):
