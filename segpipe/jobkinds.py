@@ -20,7 +20,8 @@ from segpipe.registry import Registry
 if TYPE_CHECKING:
     from segpipe.config import Section
 
-QUEUES: tuple[str, ...] = ("gpu", "cpu")
+# interactive: short predict jobs for the Label Studio ML backend, answered while Label Studio waits
+QUEUES: tuple[str, ...] = ("gpu", "cpu", "interactive")
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
 
     version = resolve_version(spec.model, stores)
     if version is not None:  # which version NAME@production meant when this job ran
+        stores.jobs.record_model(run.job_id, version.name, version.version)
         run.progress({"model": f"{version.name}@{version.version}"}, force=True)
     from segpipe.engine.model_cache import cached_model
 

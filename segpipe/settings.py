@@ -46,6 +46,16 @@ class Settings(BaseSettings):
         Path("configs/schedule.yaml"), description="the retraining schedule file (SEGPIPE_SCHEDULE)"
     )
     retrain_tick_seconds: float = Field(60.0, gt=0, description="beat: seconds between retraining schedule ticks")
+    # -- Label Studio ML backend (segpipe.api.labelstudio) --
+    label_studio_url: str | None = Field(
+        None, description="the Label Studio server whose /data/… image URLs the ML backend may fetch (SEGPIPE_LABEL_STUDIO_URL)"
+    )
+    label_studio_token: str | None = Field(None, description="Label Studio API token used to fetch its images")
+    label_studio_files_root: Path | None = Field(
+        None, description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT: /data/local-files/?d=… paths resolve under it"
+    )
+    ls_predict_timeout: float = Field(60.0, gt=0, description="seconds /ls/…/predict waits for a worker's predictions")
+    ls_max_tasks: int = Field(64, ge=1, description="tasks per /ls/…/predict request")
     auth: Literal["on", "off"] = Field(
         "on", description="'off' runs the HTTP API without tokens, for a local demo: it then answers loopback clients only"
     )

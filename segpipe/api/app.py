@@ -30,17 +30,20 @@ from fastapi import FastAPI
 
 from segpipe.api.auth import Authenticator
 from segpipe.api.deps import ApiContext
+from segpipe.api import labelstudio, pages
 from segpipe.api.errors import BodyLimitMiddleware, NulRefusingMiddleware, install_error_handlers
+from segpipe.api.job_images import JobImageFiles
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.api.openapi import install_openapi
-from segpipe.api.routes import datasets, health, images, job_files, jobs, models, uploads
+from segpipe.api.routes import datasets, health, images, job_files, job_images, jobs, models, uploads
 from segpipe.settings import Settings, get_settings
 from segpipe.stores import Stores
 
 # Blocking handlers (store reads, broker publishes, file writes) run in anyio's thread pool. On a few
 # cores more threads only contend for the GIL; requests beyond this wait in the limiter's queue.
 API_THREADS = 16
+LS_BODY_LIMIT = 32 * 1024 * 1024
 
 DESCRIPTION = """Train, evaluate and predict segmentation/detection models as queued jobs, and fetch
 their masks. Authenticate with `Authorization: Bearer <token>`; roles: annotator (read) < engineer
@@ -82,7 +85,11 @@ def create_app(
             stores.close()
 
     app = FastAPI(title="segpipe", version=_version(), description=DESCRIPTION, lifespan=lifespan)
-    app.state.ctx = ApiContext(settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks)
+    # interactive (Label Studio) jobs read their images from the artifact root's inbox
+    image_files = JobImageFiles(stores, [*settings.roots, stores.artifacts.root / "ls-inbox"])
+    app.state.ctx = ApiContext(
+        settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks, images=image_files
+    )
     app.state.auth = auth
     install_error_handlers(app)
     install_openapi(app)
@@ -91,8 +98,13 @@ def create_app(
         limit=int(settings.max_config_kb * 1024),
         what="SEGPIPE_MAX_CONFIG_KB",
         exempt=frozenset({"/uploads"}),  # streams its files and limits each one itself
+        # Label Studio's requests carry tasks and its webhooks whole annotations (brush masks)
+        prefix_limits={"/ls/": (LS_BODY_LIMIT, "Label Studio request")},
     )
     app.add_middleware(NulRefusingMiddleware)
     for module in (health, jobs, job_files, images, models, datasets, uploads):
         app.include_router(module.router)
+    app.include_router(job_images.router)
+    app.include_router(labelstudio.router)  # the Label Studio ML backend under /ls/NAME@production/
+    pages.install(app)  # the review pages under /ui
     return app

@@ -8,6 +8,11 @@ With no tokens configured the API refuses to start, unless ``SEGPIPE_AUTH=off``:
 mode, in which every request acts as admin but only loopback clients (127.0.0.0/8, ::1) are
 served, so a server started that way by mistake on a public interface exposes nothing. (Behind a
 reverse proxy on the same host every client looks like loopback: never run auth off behind one.)
+
+The review pages (`segpipe.api.pages`) log in by storing the token in an HttpOnly, SameSite=Strict
+cookie. That cookie is accepted on safe methods only (GET, HEAD): everything that changes state still
+needs the ``Authorization`` header, which a cross-site form or link cannot send, so the cookie opens
+no CSRF hole. Tokens never appear in URLs (and so never in access logs).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from segpipe.settings import ROLES, Settings
 log = logging.getLogger("segpipe.api")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+SESSION_COOKIE = "segpipe_session"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 # Declares the scheme in the OpenAPI document; errors are raised here, in our JSON shape.
 bearer_scheme = HTTPBearer(auto_error=False, description="a token from SEGPIPE_TOKENS")
 
@@ -95,18 +102,29 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def presented_token(request: Request) -> str | None:
+    """The bearer token of the request, or, on GET/HEAD only, the review pages' session cookie."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(401, "the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE)
+        return value.strip()
+    if request.method in SAFE_METHODS:
+        return request.cookies.get(SESSION_COOKIE) or None
+    return None
+
+
 def require(role: str) -> Callable[..., Principal]:
     """A dependency that authenticates the request and demands at least ``role``."""
     if role not in ROLE_RANK:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
 
     def dependency(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
+        request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
     ) -> Principal:
         auth: Authenticator = request.app.state.auth
-        token = credentials.credentials if credentials is not None else None
-        if token is None and request.headers.get("authorization"):
-            raise ApiError(401, "the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE)
+        token = presented_token(request)
         principal = auth.authenticate(token, request.client.host if request.client else None)
         if not principal.has(role):
             raise ApiError(403, f"this needs the {role} role; your token has {principal.role}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from celery import Celery
 from fastapi import Request
 
+from segpipe.api.job_images import JobImageFiles
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.settings import Settings
@@ -20,6 +21,7 @@ class ApiContext:
     celery: Celery
     tasks: JobTasks  # which task kind each job's predictions come from (cached)
     masks: ImageMaskReader  # the masks endpoint's single-statement read path
+    images: JobImageFiles  # a predict job's image key → its source file, inside the data roots
 
 
 def context(request: Request) -> ApiContext:

@@ -139,24 +139,37 @@ class BodyLimitMiddleware:
     Checked twice: against ``Content-Length`` before anything is read, and by counting the bytes
     actually received (a chunked body has no length). Paths in ``exempt`` enforce their
     own limits while streaming, e.g. uploads, whose files may be far larger than a config.
+    Paths under a prefix of ``prefix_limits`` get that prefix's (limit, what) instead.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, what: str, exempt: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        what: str,
+        exempt: frozenset[str] = frozenset(),
+        prefix_limits: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.what = what
         self.exempt = exempt
+        self.prefix_limits = prefix_limits or {}
 
-    def _error(self) -> ApiError:
-        return ApiError(413, f"request body is larger than the {self.what} limit of {self.limit} bytes")
+    def _error(self, limit: int, what: str) -> ApiError:
+        return ApiError(413, f"request body is larger than the {what} limit of {limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
+        limit, what = self.limit, self.what
+        for prefix, (prefix_limit, prefix_what) in self.prefix_limits.items():
+            if scope["path"].startswith(prefix):
+                limit, what = prefix_limit, prefix_what
         length = _content_length(scope)
-        if length is not None and length > self.limit:
-            err = self._error()
+        if length is not None and length > limit:
+            err = self._error(limit, what)
             await error_response(413, err.message)(scope, receive, send)
             return
         received = 0
@@ -166,10 +179,10 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     # Raised inside the app's body read: FastAPI re-raises HTTPExceptions, and the
                     # app's handler answers it as JSON.
-                    raise self._error()
+                    raise self._error(limit, what)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -323,6 +323,12 @@ class JobStore:
             )
             return changed(session, requeued) == 1
 
+    def record_model(self, job_id: str, name: str, version: int) -> None:
+        """Record which model version a predict job runs (``NAME@production`` resolved when it started), so
+        stored predictions can be found by version (the Label Studio ML backend reuses them)."""
+        with self.store.write() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(model_name=name, model_version=version))
+
     def mark_failed(self, job_id: str, error: str, traceback: str | None = None) -> bool:
         """Fail a job that is not finished, whoever holds it (bad config at submit, reconciler gave up).
 

@@ -1,0 +1,142 @@
+"""Predictions for Label Studio tasks from one model version: stored ones, else a short interactive job.
+
+1. Stored: a succeeded predict job of exactly that version that already processed the image. Candidate
+   keys are the image's content hash (what interactive jobs key by) and, for a file inside the data
+   roots, its path relative to each parent folder without suffix (what folder jobs key by) plus a
+   ``segpipe_image_id`` the task may carry (exports write it); a path-derived hit counts only if that
+   job's own image for the key is the very same file.
+2. Otherwise the images go, named by content hash, into a fresh folder under the artifact root
+   (``ls-inbox/``), and ONE predict job for all of them is queued on the ``interactive`` queue (a
+   `segpipe worker -Q interactive` serves it: the API never builds a model). The request waits for it
+   up to ``SEGPIPE_LS_PREDICT_TIMEOUT`` seconds; past that it answers 503 with the job id, and a retry
+   then finds the stored predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from segpipe import service
+from segpipe.api.deps import ApiContext
+from segpipe.api.errors import ApiError
+from segpipe.api.labelstudio.model_info import ModelInfo
+from segpipe.api.labelstudio.task_images import TaskImage
+from segpipe.errors import SegpipeError
+from segpipe.stores.models import TERMINAL_STATES, Job, PredictionImage
+
+POLL_SECONDS = 0.1
+MAX_PATH_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Found:
+    job_id: str
+    image_key: str
+    rows: list[Any]  # stored PredictionRow objects, by instance number
+    height: int
+    width: int
+    cached: bool
+
+
+def content_key(image: TaskImage) -> str:
+    return hashlib.sha256(image.content).hexdigest()[:40]
+
+
+def path_keys(path: Path) -> list[str]:
+    """``a/b/c.png`` → ``c``, ``b/c``, ``a/b/c`` …: the keys a folder job over any parent would have given it."""
+    stem = path.with_suffix("")
+    parts = stem.parts
+    return ["/".join(parts[-n:]) for n in range(1, min(len(parts), MAX_PATH_DEPTH) + 1)]
+
+
+def _stored_jobs(ctx: ApiContext, model: ModelInfo, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """(job_id, image_key) of succeeded predict jobs of the version with any of ``keys``, newest first."""
+    query = (
+        select(PredictionImage.job_id, PredictionImage.image_key)
+        .join(Job, Job.id == PredictionImage.job_id)
+        .where(
+            PredictionImage.image_key.in_(list(keys)),
+            Job.kind == "predict",
+            Job.state == "succeeded",
+            Job.model_name == model.name,
+            Job.model_version == model.version,
+        )
+        .order_by(Job.finished_at.desc(), Job.id.desc())
+        .limit(20)
+    )
+    with ctx.stores.db.read() as session:
+        return [(job_id, key) for job_id, key in session.execute(query)]
+
+
+def find_stored(ctx: ApiContext, model: ModelInfo, image: TaskImage, image_id: object = None) -> Found | None:
+    """The stored predictions of ``model`` for ``image``, or None."""
+    by_content = content_key(image)
+    keys = [by_content]
+    if image.local_path is not None:
+        keys += path_keys(image.local_path)
+    if image_id is not None:
+        keys.append(str(image_id))
+    for job_id, key in _stored_jobs(ctx, model, keys):
+        if key != by_content:
+            try:
+                if ctx.images.path(job_id, key) != image.local_path:
+                    continue
+            except SegpipeError:
+                continue
+        read = ctx.masks.read(key, job_id)
+        if read is not None and read.height is not None and read.width is not None:
+            return Found(job_id, key, read.rows(), read.height, read.width, cached=True)
+    return None
+
+
+def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], submitted_by: str) -> dict[str, Found]:
+    """Queue one interactive predict job for ``images`` and wait for it: content key → `Found`.
+
+    503 (naming the job and the timeout) when it has not finished within ``ls_predict_timeout``; 503
+    with the job's error when it failed.
+    """
+    folder = ctx.stores.artifacts.root / "ls-inbox" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    keys = {}
+    for image in images:
+        key = content_key(image)
+        keys[key] = image
+        (folder / f"{key}{image.suffix}").write_bytes(image.content)
+    spec = {"model": model.label, "images": str(folder), "device": "cpu", "predict": {"formats": ["coco-results"]}}
+    settings = ctx.settings
+    roots_settings = settings.model_copy(update={"data_roots": [*settings.roots, ctx.stores.artifacts.root]})
+    job = service.submit(ctx.stores, ctx.celery, roots_settings, "predict", spec, submitted_by=submitted_by,
+                         queue="interactive", model_name=model.name)
+    deadline = time.monotonic() + settings.ls_predict_timeout
+    while True:
+        state = ctx.stores.jobs.get(job.id)
+        if state.state in TERMINAL_STATES:
+            break
+        if time.monotonic() > deadline:
+            raise ApiError(
+                503,
+                f"predictions for {len(images)} image(s) are not ready within the {settings.ls_predict_timeout:g} s "
+                f"timeout (SEGPIPE_LS_PREDICT_TIMEOUT); interactive job {job.id} is still {state.state} on the "
+                "'interactive' queue: ask again later and they will come from the store",
+                detail={"job_id": job.id, "timeout_seconds": settings.ls_predict_timeout},
+                headers={"Retry-After": "10"},
+            )
+        time.sleep(POLL_SECONDS)
+    if state.state != "succeeded":
+        raise ApiError(503, f"interactive predict job {job.id} {state.state}: {state.error or 'no reason recorded'}",
+                       detail={"job_id": job.id})
+    found = {}
+    for key in keys:
+        read = ctx.masks.read(key, job.id)
+        if read is None or read.height is None or read.width is None:
+            raise ApiError(503, f"interactive predict job {job.id} stored nothing for image {key}")
+        found[key] = Found(job.id, key, read.rows(), read.height, read.width, cached=False)
+    return found

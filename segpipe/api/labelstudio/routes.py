@@ -1,0 +1,162 @@
+"""The Label Studio ML backend protocol, one backend per model version reference:
+``/ls/NAME@production/`` is the URL a Label Studio project connects to (Settings → Model).
+
+- ``GET  health``  — ``{"status": "UP", "model_version"}``;
+- ``POST setup``   — checks the project's labeling config against the model's classes (422 naming both
+  lists when they differ) and answers ``{"model_version": "NAME@N"}``;
+- ``POST predict`` — ``{"tasks": [...], "label_config"}`` in, ``{"results": [{"result", "score",
+  "model_version"}]}`` out, one per task, in task order (`predictions`: stored, else an interactive job);
+- ``POST webhook`` — annotation created / updated / deleted (and "start training") → the debounced
+  "dataset changed" signal of the model's retraining schedule entry;
+- ``GET  versions`` — the version answered now.
+Regions come from the export layer's Label Studio converter (`segpipe.masks.formats.label_studio`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from segpipe.api.auth import Principal
+from segpipe.api.deps import ApiContext, context
+from segpipe.api.errors import ApiError
+from segpipe.api.labelstudio.auth import ls_caller
+from segpipe.api.labelstudio.label_config import Control, choose_control
+from segpipe.api.labelstudio.model_info import ModelInfo, resolve_model
+from segpipe.api.labelstudio.predictions import Found, content_key, find_stored, predict_now
+from segpipe.api.labelstudio.task_images import TaskImage, read_task_image
+from segpipe.masks.formats.label_studio import FROM_NAMES, TO_NAME, region_kinds, regions
+
+router = APIRouter(prefix="/ls/{model_ref}", tags=["label studio ml backend"])
+ANNOTATION_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
+                                "ANNOTATIONS_DELETED", "ANNOTATION_DELETED", "START_TRAINING"})
+MAX_LABEL_CONFIG = 256 * 1024
+
+
+class SetupIn(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    project: str | None = None
+    label_config: str = Field("", alias="schema", max_length=MAX_LABEL_CONFIG)
+
+
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    tasks: list[dict[str, Any]] = Field(min_length=1)
+    project: str | None = None
+    label_config: str | None = Field(None, max_length=MAX_LABEL_CONFIG)
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    action: str = Field(max_length=100)
+    project: dict[str, Any] | None = None
+
+
+def _default_control(model: ModelInfo) -> Control:
+    kind = region_kinds(model.task)[0]
+    return Control(tag="", kind=kind, from_name=FROM_NAMES[kind], to_name=TO_NAME, image_key="image",
+                   labels=tuple(model.class_names))
+
+
+@router.get("/health")
+def health(model_ref: str, ctx: ApiContext = Depends(context), _who: Principal = Depends(ls_caller)) -> dict[str, Any]:
+    model = resolve_model(ctx.stores, model_ref)
+    return {"status": "UP", "model_class": "segpipe", "model_version": model.label}
+
+
+@router.get("/versions")
+def versions(model_ref: str, ctx: ApiContext = Depends(context), _who: Principal = Depends(ls_caller)) -> dict[str, Any]:
+    model = resolve_model(ctx.stores, model_ref)
+    return {"versions": [model.label], "model_version": model.label}
+
+
+@router.post("/setup")
+def setup(
+    model_ref: str, body: SetupIn, ctx: ApiContext = Depends(context), _who: Principal = Depends(ls_caller)
+) -> dict[str, Any]:
+    """Check the labeling config against the model's classes; answer the model version."""
+    model = resolve_model(ctx.stores, model_ref)
+    if body.label_config.strip():
+        control = choose_control(body.label_config, model.task, model.class_names, model.label)
+        return {"model_version": model.label, "from_name": control.from_name, "to_name": control.to_name}
+    return {"model_version": model.label}
+
+
+def _task_image(task: dict[str, Any], index: int, control: Control, ctx: ApiContext) -> tuple[object, TaskImage]:
+    task_id = task.get("id", f"#{index}")
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise ApiError(422, f"task {task_id}: has no 'data' object")
+    if control.image_key not in data:
+        raise ApiError(422, f"task {task_id}: data has no {control.image_key!r} key (the labeling config's "
+                            f"<Image value=\"${control.image_key}\">); keys: {', '.join(map(str, data)) or 'none'}")
+    return task_id, read_task_image(data[control.image_key], ctx.settings, task_id)
+
+
+def _result(found: Found, model: ModelInfo, control: Control) -> dict[str, Any]:
+    task_kind = "detection" if control.kind == "rectangle" else model.task
+    segmentation = "polygons" if control.kind == "polygon" else "rle"
+    result = regions(found.rows, found.height, found.width, task_kind, segmentation)
+    for region in result:
+        region["from_name"], region["to_name"] = control.from_name, control.to_name
+    scores = [r.score for r in found.rows if r.score is not None]
+    return {"result": result, "score": float(sum(scores) / len(scores)) if scores else 0.0,
+            "model_version": model.label, "segpipe": {"job_id": found.job_id, "image_key": found.image_key,
+                                                      "stored": found.cached}}
+
+
+@router.post("/predict")
+def predict(
+    model_ref: str, body: PredictIn, ctx: ApiContext = Depends(context), who: Principal = Depends(ls_caller)
+) -> dict[str, Any]:
+    """Label Studio results for each task, in order: stored predictions of the version, else computed now."""
+    model = resolve_model(ctx.stores, model_ref)
+    if len(body.tasks) > ctx.settings.ls_max_tasks:
+        raise ApiError(413, f"{len(body.tasks)} tasks in one request; at most {ctx.settings.ls_max_tasks} "
+                            "(SEGPIPE_LS_MAX_TASKS)")
+    control = (choose_control(body.label_config, model.task, model.class_names, model.label)
+               if body.label_config and body.label_config.strip() else _default_control(model))
+    images = [_task_image(task, i, control, ctx) for i, task in enumerate(body.tasks)]
+    found: dict[int, Found] = {}
+    missing: list[tuple[int, TaskImage]] = []
+    for i, (_task_id, image) in enumerate(images):
+        stored = find_stored(ctx, model, image, (body.tasks[i].get("data") or {}).get("segpipe_image_id"))
+        if stored is not None:
+            found[i] = stored
+        else:
+            missing.append((i, image))
+    if missing:
+        unique = {content_key(image): image for _i, image in missing}
+        computed = predict_now(ctx, model, list(unique.values()), submitted_by=f"label-studio ({who.name})")
+        for i, image in missing:
+            found[i] = computed[content_key(image)]
+    return {"results": [_result(found[i], model, control) for i in range(len(images))], "model_version": model.label}
+
+
+@router.post("/webhook")
+def webhook(
+    model_ref: str, body: WebhookIn, ctx: ApiContext = Depends(context), who: Principal = Depends(ls_caller)
+) -> dict[str, Any]:
+    """An annotation changed in the project: signal the model's dataset (debounced) for a retraining check."""
+    from segpipe.retrain.trigger import configured_schedule, signal_dataset
+
+    model = resolve_model(ctx.stores, model_ref)
+    if body.action not in ANNOTATION_ACTIONS:
+        return {"status": "ignored", "action": body.action,
+                "detail": f"only {', '.join(sorted(ANNOTATION_ACTIONS))} signal the dataset"}
+    schedule = configured_schedule(ctx.settings)
+    entry = schedule.get(model.name)  # 404 naming the scheduled models
+    slots = signal_dataset(ctx.stores, schedule, entry.dataset_name)
+    debounce: timedelta = schedule.debounce
+    return {
+        "status": "signalled",
+        "action": body.action,
+        "dataset": entry.dataset_name,
+        "debounce_seconds": debounce.total_seconds(),
+        "models": [{"name": s.name, "signalled_at": s.signalled_at.isoformat(),
+                    "check_after": (s.signalled_at + debounce).isoformat()} for s in slots if s.signalled_at],
+        "project": (body.project or {}).get("id"),
+    }

@@ -1,0 +1,116 @@
+"""The image a Label Studio task points at, read into memory under a size limit.
+
+A task's image value may be:
+- ``/data/local-files/?d=REL`` (Label Studio serving local files): REL under ``SEGPIPE_LABEL_STUDIO_FILES_ROOT``
+  (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``), and that path must lie inside segpipe's data roots;
+- ``/data/upload/…`` or any other URL on the configured Label Studio server (``SEGPIPE_LABEL_STUDIO_URL``):
+  fetched from it with ``SEGPIPE_LABEL_STUDIO_TOKEN``; no other host is ever contacted (no SSRF);
+- a plain path: inside the data roots.
+Every error is an `ApiError` 4xx naming the task and the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+from segpipe.api.errors import ApiError
+from segpipe.errors import ConfigError
+from segpipe.paths import confine
+from segpipe.settings import Settings
+
+FETCH_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class TaskImage:
+    task_id: object
+    source: str  # what the task said
+    content: bytes
+    suffix: str  # ".png", ".jpg", … (from the name, else the content)
+    local_path: Path | None  # set when the image is a file inside the data roots
+
+
+def _suffix(name: str, content: bytes) -> str:
+    suffix = Path(urlsplit(name).path).suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+        return suffix
+    if content.startswith(b"\x89PNG"):
+        return ".png"
+    if content.startswith(b"\xff\xd8"):
+        return ".jpg"
+    return ".png"
+
+
+def _read_local(path: Path, settings: Settings, task_id: object, source: str, limit: int) -> TaskImage:
+    try:
+        resolved = confine(path, settings.roots, what=f"task {task_id} image")
+    except ConfigError as e:
+        raise ApiError(403, str(e)) from None
+    if not resolved.is_file():
+        raise ApiError(422, f"task {task_id}: image {source!r} not found ({resolved})")
+    size = resolved.stat().st_size
+    if size > limit:
+        raise ApiError(413, f"task {task_id}: image {source!r} is {size} bytes, over the {limit}-byte limit")
+    content = resolved.read_bytes()
+    return TaskImage(task_id, source, content, _suffix(resolved.name, content), resolved)
+
+
+def _fetch(url: str, settings: Settings, task_id: object, source: str, limit: int) -> TaskImage:
+    headers = {}
+    if settings.label_studio_token:
+        token = settings.label_studio_token
+        # Label Studio's legacy tokens go as "Token …", its personal access tokens (JWTs) as "Bearer …"
+        headers["Authorization"] = f"Bearer {token}" if token.count(".") == 2 else f"Token {token}"
+    chunks, received = [], 0
+    try:
+        with httpx.stream("GET", url, headers=headers, timeout=FETCH_TIMEOUT, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise ApiError(422, f"task {task_id}: Label Studio answered {response.status_code} for image {source!r}")
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise ApiError(413, f"task {task_id}: image {source!r} is {declared} bytes, over the {limit}-byte limit")
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received > limit:
+                    raise ApiError(413, f"task {task_id}: image {source!r} is over the {limit}-byte limit")
+                chunks.append(chunk)
+    except httpx.HTTPError as e:
+        raise ApiError(422, f"task {task_id}: image {source!r} could not be fetched from Label Studio ({e})") from None
+    content = b"".join(chunks)
+    return TaskImage(task_id, source, content, _suffix(url, content), None)
+
+
+def read_task_image(source: object, settings: Settings, task_id: object) -> TaskImage:
+    """The task's image bytes; `ApiError` (403/413/422) naming the task when it cannot be had."""
+    limit = int(settings.max_upload_mb * 1024 * 1024)
+    if not isinstance(source, str) or not source.strip():
+        raise ApiError(422, f"task {task_id}: its image value must be a non-empty string, got {source!r}")
+    parts = urlsplit(source)
+    if parts.path.endswith("/data/local-files/") or parts.path == "/data/local-files":
+        relative = parse_qs(parts.query).get("d", [""])[0]
+        if not relative:
+            raise ApiError(422, f"task {task_id}: local-files URL {source!r} has no ?d= path")
+        if settings.label_studio_files_root is None:
+            raise ApiError(422, f"task {task_id}: {source!r} is a Label Studio local file, but "
+                                "SEGPIPE_LABEL_STUDIO_FILES_ROOT (its LOCAL_FILES_DOCUMENT_ROOT) is not set")
+        return _read_local(settings.label_studio_files_root / relative, settings, task_id, source, limit)
+    if parts.scheme in ("http", "https") or source.startswith("/"):
+        base = settings.label_studio_url
+        if parts.scheme in ("http", "https"):
+            allowed = base is not None and urlsplit(base).netloc == parts.netloc
+            if not allowed:
+                raise ApiError(403, f"task {task_id}: image {source!r} is not on the configured Label Studio "
+                                    f"server ({base or 'SEGPIPE_LABEL_STUDIO_URL is not set'}); segpipe fetches no other host")
+            return _fetch(source, settings, task_id, source, limit)
+        if source.startswith("/data/"):
+            if base is None:
+                raise ApiError(422, f"task {task_id}: image {source!r} lives on Label Studio, but "
+                                    "SEGPIPE_LABEL_STUDIO_URL is not set")
+            return _fetch(urljoin(base.rstrip("/") + "/", source.lstrip("/")), settings, task_id, source, limit)
+    if parts.scheme:
+        raise ApiError(422, f"task {task_id}: image {source!r}: scheme {parts.scheme!r} is not supported")
+    return _read_local(Path(source), settings, task_id, source, limit)
