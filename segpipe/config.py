@@ -9,6 +9,7 @@ Configs are data, never code: nothing here imports or evaluates anything a confi
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -34,6 +35,8 @@ from segpipe.storage.uri import Location
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 PRESET_NAMES: tuple[str, ...] = ("none", "light", "default", "heavy")
+# A model-version reference: NAME@production, NAME@latest, NAME@3 (resolved against the version store).
+VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
 
 
 class Section(BaseModel):
@@ -126,9 +129,29 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    weights: Path | None = Field(None, description="full model weights (safetensors or torch file)")
+    weights: str | None = Field(
+        None,
+        description="whole-model weights to start from: a safetensors or torch file, a segpipe run "
+        "directory or checkpoint, or a model version NAME@production / NAME@latest / NAME@3",
+    )
     backbone_weights: Path | None = Field(None, description="backbone/encoder weights only")
     in_channels: int = Field(3, ge=1)
+    strict: bool = Field(
+        False,
+        description="weights must fit exactly (no re-initialised class-dependent layers); else the heads "
+        "whose size depends on the class count are re-initialised when it differs",
+    )
+    trainable_backbone_layers: int | None = Field(
+        None, ge=0, description="backbone stages that train, counted from the top; None: the family's default"
+    )
+    freeze_batchnorm: bool | None = Field(
+        None, description="batch norm of the backbone frozen (statistics and affine); None: when pretrained"
+    )
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
 
     @property
     def params(self) -> dict[str, Any]:
@@ -150,6 +173,9 @@ class TrainConfig(Section):
     step_size: int = Field(10, ge=1, description="epochs between decays, scheduler 'step'")
     gamma: float = Field(0.1, gt=0, le=1)
     grad_clip: float | None = Field(None, gt=0)
+    backbone_lr_mult: float = Field(
+        1.0, gt=0, le=1, description="learning rate of the backbone (pretrained part) = lr × this"
+    )
     accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     monitor: str | None = Field(None, description="metric for the best checkpoint; None = the task's")
@@ -298,6 +324,19 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
             setattr(model, name, (base / value).resolve())
         elif isinstance(value, BaseModel):
             _resolve_paths(value, base)
+    if isinstance(model, ModelConfig) and model.weights and not is_model_ref(model.weights):
+        if not Path(model.weights).is_absolute():
+            model.weights = str((base / model.weights).resolve())
+
+
+def is_version_ref(ref: str | Path) -> bool:
+    """``NAME@production|latest|N`` (a model version), as opposed to a path."""
+    return isinstance(ref, str) and VERSION_REF.match(ref) is not None
+
+
+def is_model_ref(ref: str | Path) -> bool:
+    """A model version or ``job:<training job id>``: resolved against the stores, not a path."""
+    return is_version_ref(ref) or (isinstance(ref, str) and ref.startswith("job:"))
 
 
 # --------------------------------------------------------------------------------------- error messages

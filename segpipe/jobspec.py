@@ -19,7 +19,6 @@ configured roots: a spec that arrives over HTTP is untrusted.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +33,7 @@ from segpipe.storage.uri import Location
 
 # Model names: what a version reference NAME@… and a URL path segment can carry.
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
-_VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
+_VERSION_REF = config_mod.VERSION_REF
 
 
 class EvaluateSpec(Section):
@@ -97,10 +96,12 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
     if isinstance(spec, JobConfig):
         if spec.data is not None:
             _confine_data(spec.data, roots)
-        for field in ("weights", "backbone_weights"):
-            value = getattr(spec.model, field)
-            if value is not None:
-                setattr(spec.model, field, confine(value, roots, what=f"model.{field}"))
+        weights = spec.model.weights
+        if weights is not None and not config_mod.is_model_ref(weights):
+            # a run directory or checkpoint of an earlier job lies in the artifact root
+            spec.model.weights = str(confine(weights, [*roots, artifact_root], what="model.weights"))
+        if spec.model.backbone_weights is not None:
+            spec.model.backbone_weights = confine(spec.model.backbone_weights, roots, what="model.backbone_weights")
         return spec
     if isinstance(spec, RetrainSpec):
         confine_spec(spec.config, roots, artifact_root)

@@ -183,6 +183,7 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     spec = staged(run, spec)
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
+    resolve_weights_ref(spec, run.stores)
     # force: the engine's progress hook already reports at most once a second plus once per epoch;
     # a second throttle here dropped the epoch-end report that carries the epoch's validation metrics
     # show_progress: plain lines in the worker's log (its stdout is no terminal), a bar on one
@@ -209,7 +210,8 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
 
 def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:
     """Register a training run folder's files (config, metrics, checkpoints, plots) as the job's artifacts."""
-    names = ["config.yaml", "categories.json", "metrics.json", "metrics.jsonl", "validation.json", "best.pt", "last.pt"]
+    names = ["config.yaml", "categories.json", "metrics.json", "metrics.jsonl", "validation.json", "load_report.json",
+             "best.pt", "last.pt"]
     found = {n: run.register(n, run_dir / n) for n in names if (run_dir / n).is_file()}
     for png in sorted((run_dir / "plots").glob("*.png")):
         found[f"plots/{png.name}"] = run.register(f"plots/{png.name}", png)
@@ -334,6 +336,16 @@ def resolve_model_ref(ref: str, stores: Stores, *, version: ModelVersion | None 
 
         return checkpoint_path(version, stores)
     return Path(ref)
+
+
+def resolve_weights_ref(config: Any, stores: Stores) -> None:
+    """A config whose ``model.weights`` names a model version (``NAME@production``, ``NAME@3``) or a
+    training job (``job:<id>``) starts from that checkpoint: the reference becomes its path, in place."""
+    weights = config.model.weights
+    if weights and (weights.startswith("job:") or version_ref(weights) is not None):
+        path = resolve_model_ref(weights, stores)
+        log.info("model.weights %s is %s", weights, path)
+        config.model.weights = str(path)
 
 
 def resolve_version(ref: str, stores: Stores) -> ModelVersion | None:

@@ -40,10 +40,15 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a model locally from a job config (the same config a queued job runs)."""
-    from segpipe.config import load
+    from segpipe.config import is_model_ref, load
     from segpipe.engine.runner import train as run_train
 
     job = load(config, overrides or [])
+    if job.model.weights and is_model_ref(job.model.weights):
+        from segpipe.pipeline import resolve_weights_ref
+        from segpipe.stores import Stores
+
+        resolve_weights_ref(job, Stores.from_settings())
     console.print(f"training [bold]{job.model.name}[/] ({job.task}) → {escape(str(job.output_dir))}")
     result = run_train(job, resume=resume, show_progress=not quiet)
     if result.state.stop_reason:

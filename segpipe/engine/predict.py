@@ -90,12 +90,23 @@ def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
     # the checkpoint holds every weight: do not load the pretrained files named in the config again
     model_cfg = config.model.model_copy(update={"weights": None, "backbone_weights": None})
     model = build_model(model_cfg, config.task, cmap.num_labels)
-    model.load_state_dict(ckpt["model"])
+    load_trained_state(model, ckpt["model"], path)
     dev = device_for(device, DistInfo())  # `auto` picks CUDA when present, as training does
     model.to(dev).eval()
     ignore = config.data.ignore_index if config.data else 255
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels, ignore_index=ignore)
     return LoadedModel(model, adapter, config, cmap, dev, path)
+
+
+def load_trained_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load a checkpoint's own model state. Trained with frozen batch norm, it has no BN step counters
+    (the model rebuilt for inference has plain, eval-mode batch norm: same arithmetic); nothing else
+    may be missing."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise ConfigError(f"{source}: checkpoint does not fit its own model config (missing {missing[:5]}, "
+                          f"unexpected {result.unexpected_keys[:5]})")
 
 
 def predict_items(

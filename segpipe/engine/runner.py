@@ -4,6 +4,7 @@ A run directory (``config.output_dir``) holds everything a person or a later job
 
     config.yaml        the resolved config          categories.json   the label ↔ dataset-id map
     validation.json    the dataset check report     metrics.jsonl     one record per logged step/epoch
+    load_report.json   what model.weights gave (tensors loaded / re-initialised / ignored), when set
     last.pt / best.pt  checkpoints                  metrics.json      final metrics of the best weights
     plots/             curves.png, val_overlays.png (truth next to prediction), pr_curves.png,
                        ap_per_class.png (box/mask AP), confusion.png (dense tasks, classes)
@@ -15,6 +16,7 @@ The same function runs under a queue worker (``segpipe.pipeline``) and from ``se
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 import dataclasses
@@ -53,8 +55,12 @@ from segpipe.engine.train import (
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.evaluation import make_evaluator
-from segpipe.models import build_model, get_adapter
+from segpipe.models import get_adapter, model_spec
 from segpipe.models.adapter import TaskAdapter
+from segpipe.models.finetune import backbone_parameters
+from segpipe.models.registry import build_model_reported
+
+log = logging.getLogger("segpipe.train")
 
 
 @dataclass
@@ -105,13 +111,19 @@ def train(
     if info.is_main:
         cmap.save(run_dir / "categories.json")
 
-    model = build_model(config.model, config.task, cmap.num_labels).to(device)
+    model, load_report = build_model_reported(config.model, config.task, cmap.num_labels)
+    model = model.to(device)
+    if load_report is not None and info.is_main:
+        load_report.save(run_dir)
+        log.info("%s", load_report.summary())
+        if show_progress:
+            print(load_report.summary())
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels,
                           ignore_index=data.ignore_index)
     batches = len(data.train_loader)
     if cfg.max_steps_per_epoch:
         batches = min(batches, cfg.max_steps_per_epoch * cfg.accumulate)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg, backbone=backbone_parameters(model, model_spec(config.model.name).backbone))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=-(-batches // cfg.accumulate))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.amp == "fp16" else None
     ctx = TrainContext(

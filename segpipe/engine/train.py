@@ -128,13 +128,23 @@ def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # no weight decay on norms and biases: the usual recipe for both CNNs and detectors
-    decay, no_decay = [], []
-    for p in model.parameters():
+def build_optimizer(model: nn.Module, cfg: TrainConfig, backbone: set[str] | None = None) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on norms and biases. With ``cfg.backbone_lr_mult`` < 1 the
+    parameters named in `backbone` (the pretrained part) learn at ``lr × backbone_lr_mult``."""
+    slow = backbone if backbone and cfg.backbone_lr_mult != 1.0 else set()
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            buckets.setdefault((name in slow, p.ndim <= 1), []).append(p)
+    groups = []
+    # the usual recipe for both CNNs and detectors: no weight decay on norms and biases
+    for in_backbone in (False, True):
+        for no_decay in (False, True):
+            params = buckets.get((in_backbone, no_decay), [])
+            if in_backbone and not params:
+                continue
+            groups.append({"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+                           "lr": cfg.lr * (cfg.backbone_lr_mult if in_backbone else 1.0)})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -148,7 +158,7 @@ def build_scheduler(
     warmup = min(cfg.warmup_steps, total - 1)
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=max(warmup / total, 0.05) if warmup else 0.3
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=max(warmup / total, 0.05) if warmup else 0.3
         )
 
     def factor(step: int) -> float:

@@ -12,6 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from segpipe.models.registry import BuildContext, Params, register_model
+from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
 
 
@@ -59,6 +60,7 @@ class SmallCNN(nn.Module):
     description="small pyramid CNN (conv-ReLU-pool blocks, FC + dropout); fast on CPU",
     params=SmallCNNParams,
     backbone=BackboneSpec("features"),
+    heads=HeadSpec(heads=("classifier.5.",)),  # the last Linear: one output per class
 )
 def build_cnn_small(p: SmallCNNParams, ctx: BuildContext) -> nn.Module:
     return SmallCNN(ctx.in_channels, ctx.num_outputs, p)
@@ -101,6 +103,7 @@ def _torchvision_resnet(arch: str) -> None:
         description=f"torchvision {arch} (random init)",
         params=ResNetParams,
         backbone=BackboneSpec("", skip=("fc.",)),
+        heads=HeadSpec(heads=("fc.",)),
     )
     def build(p: ResNetParams, ctx: BuildContext) -> nn.Module:
         factory = getattr(torchvision.models, arch)
@@ -116,6 +119,7 @@ def _torchvision_mobilenet(arch: str) -> None:
         description=f"torchvision {arch} (random init); light, good on CPU",
         params=MobileNetParams,
         backbone=BackboneSpec("features"),
+        heads=HeadSpec(heads=("classifier.3.",)),  # the last Linear of torchvision's classifier
     )
     def build(p: MobileNetParams, ctx: BuildContext) -> nn.Module:
         factory = getattr(torchvision.models, arch)

@@ -25,6 +25,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from segpipe.errors import ConfigError
 from segpipe.models.registry import BuildContext, Params, register_model
+from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
 
 _RESNET_BODY = BackboneSpec("backbone.body", skip=("fc.",))  # ImageNet resnet: its fc is not used
@@ -50,15 +51,10 @@ class RcnnParams(Params):
     rpn_pre_nms_top_n_test: int = Field(1000, ge=1, description="RPN proposals per level before NMS, inference")
     rpn_post_nms_top_n_train: int = Field(2000, ge=1, description="RPN proposals kept after NMS, training")
     rpn_post_nms_top_n_test: int = Field(1000, ge=1, description="RPN proposals kept after NMS, inference")
-    trainable_backbone_layers: int | None = Field(
-        None, ge=0, le=5, description="backbone stages that train; None: 3 with pretrained weights, else all"
-    )
 
 
 class MobileNetRcnnParams(RcnnParams):
-    trainable_backbone_layers: int | None = Field(
-        None, ge=0, le=6, description="backbone stages that train; None: 3 with pretrained weights, else all"
-    )
+    pass
 
 
 def _kwargs(p: RcnnParams) -> dict[str, Any]:
@@ -86,13 +82,20 @@ def _check_rgb(ctx: BuildContext) -> None:
 
 
 def _trainable(p: RcnnParams, ctx: BuildContext, all_layers: int) -> int:
-    if p.trainable_backbone_layers is not None:
-        return p.trainable_backbone_layers
-    return 3 if ctx.pretrained else all_layers
+    """``model.trainable_backbone_layers`` (0..all_layers); None: 3 with pretrained weights, else all."""
+    n = ctx.trainable_backbone_layers
+    if n is None:
+        return 3 if ctx.pretrained else all_layers
+    if n > all_layers:
+        raise ConfigError(
+            f"model.trainable_backbone_layers={n}: model {ctx.name!r} has {all_layers} backbone stages; "
+            f"use 0–{all_layers}"
+        )
+    return n
 
 
 def _norm(ctx: BuildContext) -> type[nn.Module]:
-    return FrozenBatchNorm2d if ctx.pretrained else nn.BatchNorm2d
+    return FrozenBatchNorm2d if ctx.frozen_batchnorm else nn.BatchNorm2d
 
 
 def _resnet_body(arch: str, p: RcnnParams, ctx: BuildContext) -> nn.Module:
@@ -111,6 +114,13 @@ def _freeze_resnet_stages(model: nn.Module, trainable: int) -> None:
             param.requires_grad_(False)
 
 
+# The class-dependent layers: box classifier/regressor, and the per-class mask logits (conv5_mask, the
+# deconvolution before them, does not depend on the class count and loads from any Mask R-CNN file).
+_MASK_HEADS = HeadSpec(heads=("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."))
+# A Mask R-CNN file fine-tunes a Faster R-CNN too: its mask branch has nowhere to go and is ignored.
+_BOX_HEADS = HeadSpec(heads=("roi_heads.box_predictor.",),
+                      ignorable=("roi_heads.mask_head.", "roi_heads.mask_predictor."))
+
 _INSTANCE = ("instance",)
 _DETECTION = ("detection",)
 
@@ -121,6 +131,8 @@ _DETECTION = ("detection",)
     description="torchvision Mask R-CNN, ResNet-50 FPN",
     params=RcnnParams,
     backbone=_RESNET_BODY,
+    heads=_MASK_HEADS,
+    own_freezing=True,
 )
 def build_maskrcnn_resnet50_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     _check_rgb(ctx)
@@ -133,6 +145,8 @@ def build_maskrcnn_resnet50_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     description="light Mask R-CNN, ResNet-18 FPN; trains on a CPU",
     params=RcnnParams,
     backbone=_RESNET_BODY,
+    heads=_MASK_HEADS,
+    own_freezing=True,
 )
 def build_maskrcnn_resnet18_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     _check_rgb(ctx)
@@ -145,6 +159,8 @@ def build_maskrcnn_resnet18_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     description="torchvision Mask R-CNN v2, ResNet-50 FPN (improved recipe, heavier)",
     params=RcnnParams,
     backbone=_RESNET_BODY,
+    heads=_MASK_HEADS,
+    own_freezing=True,
 )
 def build_maskrcnn_resnet50_fpn_v2(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     _check_rgb(ctx)
@@ -162,6 +178,8 @@ def build_maskrcnn_resnet50_fpn_v2(p: RcnnParams, ctx: BuildContext) -> nn.Modul
     description="torchvision Faster R-CNN, ResNet-50 FPN",
     params=RcnnParams,
     backbone=_RESNET_BODY,
+    heads=_BOX_HEADS,
+    own_freezing=True,
 )
 def build_fasterrcnn_resnet50_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     _check_rgb(ctx)
@@ -174,6 +192,8 @@ def build_fasterrcnn_resnet50_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module
     description="torchvision Faster R-CNN v2, ResNet-50 FPN (improved recipe, heavier)",
     params=RcnnParams,
     backbone=_RESNET_BODY,
+    heads=_BOX_HEADS,
+    own_freezing=True,
 )
 def build_fasterrcnn_resnet50_fpn_v2(p: RcnnParams, ctx: BuildContext) -> nn.Module:
     _check_rgb(ctx)
@@ -190,6 +210,8 @@ def build_fasterrcnn_resnet50_fpn_v2(p: RcnnParams, ctx: BuildContext) -> nn.Mod
     description="torchvision Faster R-CNN, MobileNetV3-Large FPN; light",
     params=MobileNetRcnnParams,
     backbone=_MOBILENET_BODY,
+    heads=_BOX_HEADS,
+    own_freezing=True,
 )
 def build_fasterrcnn_mobilenet_v3_large_fpn(p: MobileNetRcnnParams, ctx: BuildContext) -> nn.Module:
     _check_rgb(ctx)

@@ -21,7 +21,9 @@ from torch import nn
 from segpipe.config import TASK_KINDS, ModelConfig
 from segpipe.errors import ConfigError
 from segpipe.models.tasks import adapter_class
-from segpipe.models.weights import BackboneSpec, load_backbone_weights, load_weights
+from segpipe.models.finetune import freeze_backbone_batchnorm, freeze_backbone_stages
+from segpipe.models.transfer import HeadSpec, LoadReport, transfer_weights
+from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_state_dict
 from segpipe.registry import Registry
 
 # The keys of a model section that every model takes; the rest belong to the model's Params.
@@ -44,6 +46,8 @@ class BuildContext:
     num_outputs: model outputs for the task (``TaskAdapter.outputs_for``: K labels, or 1 for binary).
     pretrained:  weights or backbone weights will be loaded after building (detection builders then
                  freeze batch norm and train fewer backbone layers by default, as torchvision does).
+    trainable_backbone_layers / freeze_batchnorm: ``model.*`` as given (None: the family's default);
+                 only builders with ``ModelSpec.own_freezing`` read them (R-CNN: torchvision's rule).
     """
 
     name: str
@@ -52,6 +56,12 @@ class BuildContext:
     num_outputs: int
     in_channels: int
     pretrained: bool
+    trainable_backbone_layers: int | None = None
+    freeze_batchnorm: bool | None = None
+
+    @property
+    def frozen_batchnorm(self) -> bool:
+        return self.pretrained if self.freeze_batchnorm is None else self.freeze_batchnorm
 
 
 Builder = Callable[[Any, BuildContext], nn.Module]
@@ -59,9 +69,14 @@ Builder = Callable[[Any, BuildContext], nn.Module]
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """builder + params; where backbone weights go; which layers depend on the class count (`heads`);
+    own_freezing: the builder applies trainable_backbone_layers / frozen batch norm itself."""
+
     builder: Builder
     params: type[Params]
     backbone: BackboneSpec
+    heads: HeadSpec = HeadSpec()
+    own_freezing: bool = False
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -74,14 +89,19 @@ def register_model(
     description: str,
     params: type[Params] = Params,
     backbone: BackboneSpec,
+    heads: HeadSpec = HeadSpec(),
+    own_freezing: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder(params, ctx) -> nn.Module`` under `name`."""
+    """Decorator registering ``builder(params, ctx) -> nn.Module`` under `name`.
+
+    heads: the class-dependent layers, re-initialised when ``model.weights`` has another class count."""
     unknown = set(tasks) - set(TASK_KINDS)
     if unknown:
         raise ValueError(f"model {name!r}: unknown task kinds {sorted(unknown)}")
 
     def add(builder: Builder) -> Builder:
-        MODELS.add(name, ModelSpec(builder, params, backbone), description=description, tags=tasks)
+        spec = ModelSpec(builder, params, backbone, heads, own_freezing)
+        MODELS.add(name, spec, description=description, tags=tasks)
         return builder
 
     return add
@@ -93,6 +113,14 @@ def build_model(cfg: ModelConfig, task: str, num_labels: int) -> nn.Module:
 
     Raises ConfigError (unknown model / parameter / task, bad label count) or WeightsError.
     """
+    return build_model_reported(cfg, task, num_labels)[0]
+
+
+def build_model_reported(cfg: ModelConfig, task: str, num_labels: int) -> tuple[nn.Module, LoadReport | None]:
+    """`build_model`, plus the load report of ``cfg.weights`` (None without weights).
+
+    ``cfg.weights`` must be a path here (a run directory, checkpoint or weights file); model-version
+    references are resolved by the caller that holds the stores (``segpipe.pipeline``)."""
     spec, params = check_model(cfg, task)
     ctx = BuildContext(
         name=cfg.name,
@@ -101,13 +129,22 @@ def build_model(cfg: ModelConfig, task: str, num_labels: int) -> nn.Module:
         num_outputs=adapter_class(task).outputs_for(num_labels),
         in_channels=cfg.in_channels,
         pretrained=cfg.weights is not None or cfg.backbone_weights is not None,
+        trainable_backbone_layers=cfg.trainable_backbone_layers,
+        freeze_batchnorm=cfg.freeze_batchnorm,
     )
     model = spec.builder(params, ctx)
     if cfg.backbone_weights is not None:
         load_backbone_weights(model, cfg.backbone_weights, spec.backbone)
+    report = None
     if cfg.weights is not None:
-        load_weights(model, cfg.weights)
-    return model
+        state = read_state_dict(cfg.weights)
+        report = transfer_weights(model, state, source=str(cfg.weights), heads=spec.heads, strict=cfg.strict)
+    if not spec.own_freezing:
+        if ctx.frozen_batchnorm:
+            freeze_backbone_batchnorm(model, spec.backbone)
+        if cfg.trainable_backbone_layers is not None:
+            freeze_backbone_stages(model, spec.backbone, cfg.trainable_backbone_layers, cfg.name)
+    return model, report
 
 
 def check_model(cfg: ModelConfig, task: str) -> tuple[ModelSpec, Params]:

@@ -17,11 +17,14 @@ from torch import nn
 
 from segpipe.errors import ConfigError
 from segpipe.models.registry import BuildContext, Params, register_model
+from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
 
 _DECODER_CHANNELS = (256, 128, 64, 32, 16)  # smp's unet defaults, one per encoder stage
 # An ImageNet classifier file carries its head; the encoder has none.
 _ENCODER = BackboneSpec("encoder", skip=("fc.", "classifier."))
+# The 1×1 conv to one logit per class (smp's segmentation_head).
+_HEAD = HeadSpec(heads=("segmentation_head.",))
 
 
 def encoder_names() -> list[str]:
@@ -110,6 +113,7 @@ _TASKS = ("semantic", "binary")
     description="smp U-Net (any smp encoder, default resnet18)",
     params=UnetParams,
     backbone=_ENCODER,
+    heads=_HEAD,
 )
 def build_unet(p: UnetParams, ctx: BuildContext) -> nn.Module:
     return _smp(ctx, p, "Unet", decoder_channels=p.decoder(), decoder_attention_type=p.decoder_attention_type)
@@ -121,6 +125,7 @@ def build_unet(p: UnetParams, ctx: BuildContext) -> nn.Module:
     description="smp U-Net++ (nested skip connections)",
     params=UnetParams,
     backbone=_ENCODER,
+    heads=_HEAD,
 )
 def build_unetplusplus(p: UnetParams, ctx: BuildContext) -> nn.Module:
     return _smp(
@@ -129,7 +134,12 @@ def build_unetplusplus(p: UnetParams, ctx: BuildContext) -> nn.Module:
 
 
 @register_model(
-    "fpn", tasks=_TASKS, description="smp Feature Pyramid Network", params=FPNParams, backbone=_ENCODER
+    "fpn",
+    tasks=_TASKS,
+    description="smp Feature Pyramid Network",
+    params=FPNParams,
+    backbone=_ENCODER,
+    heads=_HEAD,
 )
 def build_fpn(p: FPNParams, ctx: BuildContext) -> nn.Module:
     return _smp(
@@ -149,6 +159,7 @@ def build_fpn(p: FPNParams, ctx: BuildContext) -> nn.Module:
     description="smp DeepLabV3+ (atrous spatial pyramid pooling)",
     params=DeepLabV3PlusParams,
     backbone=_ENCODER,
+    heads=_HEAD,
 )
 def build_deeplabv3plus(p: DeepLabV3PlusParams, ctx: BuildContext) -> nn.Module:
     return _smp(

@@ -7,6 +7,10 @@ Formats:
   as is a dict with a ``"state_dict"`` entry. A file that weights-only loading refuses (it pickles
   arbitrary Python objects) is rejected with the reason; there is never a fallback to unsafe loading.
 
+A segpipe run directory stands for its ``best.pt`` (else ``last.pt``). Pickle formats that run code
+when loaded are refused with what to convert them to: Detectron2 ``.pkl`` files, and whole models
+saved with ``torch.save(model)`` (weights-only loading refuses their classes).
+
 Nothing here downloads: a path that does not exist is an error naming the path.
 
 Backbone weights (``model.backbone_weights`` in a config) go into one submodule per model family,
@@ -39,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segpipe.config import VERSION_REF
 from segpipe.errors import WeightsError
 
 _SHOWN = 10  # keys listed per kind of mismatch; the count says how many there are in all
@@ -62,11 +67,33 @@ class BackboneSpec:
     skip: tuple[str, ...] = ()
 
 
+_PICKLE_SUFFIXES = (".pkl", ".pickle")
+_RUN_CHECKPOINTS = ("best.pt", "last.pt")
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict (name → CPU tensor) from a safetensors or torch file. Raises WeightsError."""
+    """Read a state dict (name → CPU tensor) from a safetensors or torch file, or a segpipe run
+    directory. Raises WeightsError."""
+    if isinstance(path, str) and VERSION_REF.match(path):
+        raise WeightsError(
+            f"{path}: a model version; it is resolved to its checkpoint by `segpipe train` and by queued jobs "
+            f"(they open the version store): build_model takes the checkpoint path"
+        )
     path = Path(path)
+    if path.is_dir():
+        found = next((path / n for n in _RUN_CHECKPOINTS if (path / n).is_file()), None)
+        if found is None:
+            raise WeightsError(f"{path}: a directory, but not a segpipe run (no {' or '.join(_RUN_CHECKPOINTS)})")
+        path = found
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise WeightsError(
+            f"{path}: refused: a .pkl file (e.g. a Detectron2 checkpoint) is a Python pickle that can run "
+            f"code when it is loaded, so segpipe never opens it. Convert it, where you trust it, to a "
+            f"torchvision-layout state dict saved as .safetensors (safetensors.torch.save_file) or with "
+            f"torch.save(state_dict), and name that file."
+        )
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -121,8 +148,8 @@ def _torch_load(path: Path) -> Any:
         if "Unsupported global" in why:
             raise WeightsError(
                 f"{path}: refused: the file pickles Python objects that safe (weights_only) loading does "
-                f"not allow ({why}). Save a plain state dict (torch.save(model.state_dict(), path)) or "
-                f"use .safetensors."
+                f"not allow ({why}); a whole model saved with torch.save(model) is such a file. Save a "
+                f"plain state dict instead (torch.save(model.state_dict(), path)) or use .safetensors."
             ) from None
         raise WeightsError(f"{path}: not a readable torch file ({why or 'unpickling failed'})") from None
     except Exception as e:

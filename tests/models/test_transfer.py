@@ -1,0 +1,126 @@
+"""Transfer from files trained on other classes, shaped like the real ones (torchvision/smp constructors,
+random weights): the load report names exactly the re-initialised tensors, every other tensor is the file's."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+import torchvision
+from safetensors.torch import save_file
+from torchvision.models import detection
+
+from segpipe.config import ModelConfig
+from segpipe.errors import WeightsError
+from segpipe.models.registry import build_model_reported
+
+
+def _check_transfer(model: torch.nn.Module, file_state: dict[str, torch.Tensor], report, reinit: set[str]) -> None:
+    assert set(report.reinitialised) == reinit
+    own = model.state_dict()
+    compared = 0
+    for key, value in own.items():
+        if key in reinit or key.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(value, file_state[key]), key
+        compared += 1
+    assert compared == len([k for k in report.loaded if not k.endswith("num_batches_tracked")])
+    for key in reinit:  # re-initialised: the model's own shape, not the file's
+        assert key not in file_state or own[key].shape != file_state[key].shape or key not in own
+
+
+def test_coco_mask_rcnn_into_a_one_class_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    coco = detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    path = tmp_path / "maskrcnn_resnet50_fpn_coco.pth"
+    state = coco.state_dict()
+    torch.save(state, path)
+    del coco
+    model, report = build_model_reported(ModelConfig(name="maskrcnn_resnet50_fpn", weights=path), "instance", 2)  # background + 1 class
+    heads = {f"roi_heads.box_predictor.{p}.{t}" for p in ("cls_score", "bbox_pred") for t in ("weight", "bias")}
+    heads |= {"roi_heads.mask_predictor.mask_fcn_logits.weight", "roi_heads.mask_predictor.mask_fcn_logits.bias"}
+    _check_transfer(model, state, report, heads)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 2  # background + the one class
+    # the file's batch norm counters have nowhere to go (pretrained R-CNN: frozen batch norm)
+    assert report.ignored and all(k.endswith("num_batches_tracked") for k in report.ignored)
+    assert "class-dependent layer: file (91, 1024) vs model (2, 1024)" == report.reinitialised[
+        "roi_heads.box_predictor.cls_score.weight"]
+
+
+def test_imagenet_resnet_into_a_two_class_classifier_ddp_wrapped(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    imagenet = torchvision.models.resnet18(weights=None)  # 1000-way fc
+    state = imagenet.state_dict()
+    path = tmp_path / "resnet18_ddp.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": torch.tensor(90)}, path)
+    model, report = build_model_reported(ModelConfig(name="resnet18", weights=path), "classification", 2)
+    _check_transfer(model, state, report, {"fc.weight", "fc.bias"})
+    assert report.wrapping == "prefix 'module.' removed"
+    assert model.fc.out_features == 2
+
+
+def test_smp_unet_21_classes_into_binary(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    voc = smp.Unet(encoder_name="resnet18", encoder_weights=None, classes=21)
+    state = voc.state_dict()
+    path = tmp_path / "unet_voc.safetensors"
+    save_file(state, str(path))
+    model, report = build_model_reported(ModelConfig(name="unet", weights=str(path)), "binary", 2)
+    _check_transfer(model, state, report, {"segmentation_head.0.weight", "segmentation_head.0.bias"})
+    text = report.summary()
+    assert "2 re-initialised" in text and "segmentation_head.0.weight: class-dependent layer" in text
+    saved = json.loads(report.save(tmp_path).read_text())
+    assert saved["reinitialised"].keys() == {"segmentation_head.0.weight", "segmentation_head.0.bias"}
+
+
+def test_strict_keeps_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "resnet.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with pytest.raises(WeightsError, match=r"2 shape mismatches: fc\.bias.*model\.strict is true"):
+        build_model_reported(ModelConfig(name="resnet18", weights=str(path), strict=True), "classification", 2)
+
+
+def test_a_backbone_mismatch_is_still_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "resnet34.pt"
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), path)
+    with pytest.raises(WeightsError, match=r"unexpected keys: layer1\.2\.") as e:
+        build_model_reported(ModelConfig(name="resnet18", weights=str(path)), "classification", 2)
+    assert str(path) in str(e.value)
+
+
+def test_mask_rcnn_file_fine_tunes_a_faster_rcnn(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    coco = detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    path = tmp_path / "maskrcnn.pt"
+    torch.save(coco.state_dict(), path)
+    _, report = build_model_reported(ModelConfig(name="fasterrcnn_resnet50_fpn", weights=str(path)), "detection", 3)
+    assert any(k.startswith("roi_heads.mask_head.") for k in report.ignored)
+    assert len(report.reinitialised) == 4
+
+
+def test_pickles_that_run_code_are_refused_with_what_to_convert_to(tmp_path: Path) -> None:
+    d2 = tmp_path / "model_final_f10217.pkl"
+    d2.write_bytes(pickle.dumps({"model": {"backbone.bottom_up.stem.conv1.weight": [0.0]}, "__author__": "x"}))
+    with pytest.raises(WeightsError, match=r"model_final_f10217\.pkl: refused: .*Python pickle.*safetensors"):
+        build_model_reported(ModelConfig(name="resnet18", weights=str(d2)), "classification", 2)
+    whole = tmp_path / "whole_model.pt"
+    torch.save(torchvision.models.resnet18(weights=None), whole)
+    with pytest.raises(WeightsError, match=r"refused: .*torch\.save\(model\).*state_dict"):
+        build_model_reported(ModelConfig(name="resnet18", weights=str(whole)), "classification", 2)
+
+
+def test_a_segpipe_run_directory_is_a_weights_source(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    donor, _ = build_model_reported(ModelConfig(name="cnn_small", channels=[8], hidden=8), "classification", 5)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": donor.state_dict(), "epoch": 3}, run / "best.pt")
+    model, report = build_model_reported(
+        ModelConfig(name="cnn_small", channels=[8], hidden=8, weights=str(run)), "classification", 3
+    )
+    assert set(report.reinitialised) == {"classifier.5.weight", "classifier.5.bias"}
+    assert torch.equal(model.features[0].weight, donor.features[0].weight)
