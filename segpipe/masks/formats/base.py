@@ -12,9 +12,9 @@ all a new format takes::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
@@ -44,7 +44,6 @@ class ExportContext:
     model_version: str = "segpipe"
     with_images: bool = False
     polygon_tolerance: float = 0.25
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def name_of(self, category_id: int | None) -> str:
         for cid, name in self.categories:

@@ -31,7 +31,7 @@ from segpipe.masks.formats.base import FORMATS, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 
 
-def _painted(rows: Sequence[PredictionRow]) -> list[PredictionRow]:
+def painting_order(rows: Sequence[PredictionRow]) -> list[PredictionRow]:
     """Rows with masks, lowest score first: painting in this order leaves the best one on top."""
     with_masks = [r for r in rows if r.rle is not None]
     return sorted(with_masks, key=lambda r: r.score if r.score is not None else 0.0)  # stable: ties keep order
@@ -45,7 +45,7 @@ def maps(rows: Sequence[PredictionRow], height: int, width: int) -> tuple[np.nda
     top = max((r.instance for r in rows), default=-1) + 1
     classes = np.zeros((height, width), np.uint16 if ids and max(ids) > 255 else np.uint8)
     instances = np.zeros((height, width), np.uint16 if top > 255 else np.uint8)
-    for row in _painted(rows):
+    for row in painting_order(rows):
         mask = encode.rle_to_mask(row.rle).astype(bool)
         classes[mask] = int(row.category_id or 0)
         instances[mask] = row.instance + 1
