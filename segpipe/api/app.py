@@ -31,7 +31,6 @@ from fastapi import FastAPI
 from segpipe.api.auth import Authenticator
 from segpipe.api.deps import ApiContext
 from segpipe.api.errors import BodyLimitMiddleware, install_error_handlers
-from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.api.routes import datasets, health, images, job_files, jobs, models, uploads
 from segpipe.settings import Settings, get_settings
@@ -81,7 +80,7 @@ def create_app(
             stores.close()
 
     app = FastAPI(title="segpipe", version=_version(), description=DESCRIPTION, lifespan=lifespan)
-    app.state.ctx = ApiContext(settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks)
+    app.state.ctx = ApiContext(settings=settings, stores=stores, celery=celery_app, masks=masks)
     app.state.auth = auth
     install_error_handlers(app)
     app.add_middleware(

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from celery import Celery
 from fastapi import Request
 
-from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.settings import Settings
 from segpipe.stores import Stores
@@ -18,7 +17,6 @@ class ApiContext:
     settings: Settings
     stores: Stores
     celery: Celery
-    tasks: JobTasks  # which task kind each job's predictions come from (cached)
     masks: ImageMaskReader  # the masks endpoint's single-statement read path
 
 
