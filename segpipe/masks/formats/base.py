@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, DataError
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
 from segpipe.registry import Registry
 
@@ -74,7 +74,10 @@ class FormatWriter:
         """Drop half-written whole-export files (per-image files already written stay)."""
 
     def path(self, *parts: str) -> Path:
+        """``out/parts…``, its folder created; a name that would leave ``out`` (``..``, absolute) is refused."""
         path = self.out.joinpath(*parts)
+        if not path.resolve().is_relative_to(self.out.resolve()):
+            raise DataError(f"export file name {'/'.join(parts)!r} leaves the output folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

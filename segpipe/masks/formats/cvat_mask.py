@@ -68,6 +68,8 @@ class CvatMaskWriter(FormatWriter):
         self._names: list[str] = []
 
     def add(self, image: ExportImage) -> None:
+        if image.stem.startswith("/") or ".." in Path(image.stem).parts:
+            raise DataError(f"image {image.key}: file name {image.file_name!r} leaves the archive")
         rows = painting_order(kept_rows(image, self.ctx))
         if len(rows) > MAX_OBJECTS:
             raise DataError(f"image {image.key}: {len(rows)} objects do not fit a CVAT mask (at most {MAX_OBJECTS})")

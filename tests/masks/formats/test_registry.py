@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, DataError
 from segpipe.masks.formats import FORMATS, TASKS, check_formats, default_formats, export
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, mask_to_brush_rle
 from segpipe.masks.rows import ExportImage
@@ -81,3 +81,11 @@ def test_brush_rle_round_trip(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(0)
     for mask in (rng.random(shape) > 0.5, np.ones(shape, bool), np.zeros(shape, bool)):
         np.testing.assert_array_equal(brush_rle_to_mask(mask_to_brush_rle(mask), *shape), mask)
+
+
+def test_file_names_cannot_leave_the_output_folder(tmp_path: Path) -> None:
+    images, ctx = case("semantic")
+    images[0].file_name = "../../outside.png"
+    with pytest.raises(DataError, match="leaves the output folder"):
+        export(images, ["polygons"], ctx, tmp_path / "out")
+    assert not (tmp_path / "outside.json").exists()
