@@ -52,10 +52,11 @@ def test_masks_exports_through_the_registry(job: tuple[str, np.ndarray], tmp_pat
     job_id, mask = job
     out = tmp_path / "out"
     result = runner.invoke(app, ["masks", job_id, "--out", str(out), "--format", "coco,png,label-studio",
-                                 "--image-url-prefix", "/data/local-files/?d=b/"])
+                                 "--image-url-prefix", "/data/local-files/?d=b/", "--with-images"])
     assert result.exit_code == 0, result.output
     dataset = json.loads((out / "annotations" / "instances_default.json").read_text())
     assert [i["file_name"] for i in dataset["images"]] == ["x.png", "y.png"]
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["x.png", "y.png"]  # CVAT's COCO 1.0 with images
     assert [(a["category_id"], a["image_id"]) for a in dataset["annotations"]] == [(5, 1)]
     np.testing.assert_array_equal(rle_to_mask(dataset["annotations"][0]["segmentation"]), mask)
     classes = np.asarray(Image.open(out / "masks" / "x.png"))
