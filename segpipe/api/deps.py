@@ -19,7 +19,7 @@ class ApiContext:
     settings: Settings
     stores: Stores
     celery: Celery
-    tasks: JobTasks  # which task kind each job's predictions come from (cached)
+    tasks: JobTasks  # which task kind each job's predictions come from (cached; the review pages ask)
     masks: ImageMaskReader  # the masks endpoint's single-statement read path
     images: JobImageFiles  # a predict job's image key → its source file, inside the data roots
 

@@ -341,7 +341,7 @@ def predict_to_files(
         ctx = ExportContext(task=loaded.task, categories=categories_of(loaded.category_map),
                             score_threshold=cfg.score_threshold, segmentation=cfg.segmentation,
                             image_url_prefix=cfg.image_url_prefix,
-                            model_version=model_version or Path(loaded.checkpoint).stem)
+                            model_version=model_version or loaded.config.name or Path(loaded.checkpoint).parent.name)
         writer = MultiExport(names, ctx, Path(out_dir))
     try:
         for item, image, pred in predict_items(loaded, items, cfg):

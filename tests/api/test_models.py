@@ -51,6 +51,7 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/jobs/{job_id}/artifacts",
         "/jobs/{job_id}/artifacts/{name}",
         "/jobs/{job_id}/results",
+        "/jobs/{job_id}/export",
         "/images/{image_key}/masks",
         "/models",
         "/models/{name}",

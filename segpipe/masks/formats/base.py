@@ -12,12 +12,12 @@ all a new format takes::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from segpipe.errors import ConfigError
-from segpipe.paths import output_path
+from segpipe.errors import ConfigError, DataError
+from segpipe.paths import PathNotAllowed, output_path
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
 from segpipe.registry import Registry
 
@@ -45,7 +45,6 @@ class ExportContext:
     model_version: str = "segpipe"
     with_images: bool = False
     polygon_tolerance: float = 0.25
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def name_of(self, category_id: int | None) -> str:
         for cid, name in self.categories:
@@ -76,8 +75,12 @@ class FormatWriter:
         """Drop half-written whole-export files (per-image files already written stay)."""
 
     def path(self, *parts: str) -> Path:
-        # parts may come from the data (a COCO file_name): the file must not leave `out`, even through a symlink
-        path = output_path(self.out, "/".join(parts), what=f"export file {'/'.join(parts)!r}")
+        """``out/parts…``, its folder created; a name that would leave ``out`` (``..``, absolute, a symlink out)
+        is refused: parts may come from the data (a COCO file_name)."""
+        try:
+            path = output_path(self.out, "/".join(parts), what=f"export file name {'/'.join(parts)!r}")
+        except PathNotAllowed as exc:
+            raise DataError(f"export file name {'/'.join(parts)!r} leaves the output folder ({exc})") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

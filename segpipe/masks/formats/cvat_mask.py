@@ -24,7 +24,7 @@ import numpy as np
 from segpipe.errors import DataError
 from segpipe.masks import encode
 from segpipe.masks.formats.base import FORMATS, ExportContext, FormatWriter, kept_rows
-from segpipe.masks.formats.png import _painted
+from segpipe.masks.formats.png import painting_order
 from segpipe.masks.rows import ExportImage
 
 MAX_OBJECTS = 254  # VOC palette colours 1..254 (255 is VOC's "void")
@@ -68,7 +68,9 @@ class CvatMaskWriter(FormatWriter):
         self._names: list[str] = []
 
     def add(self, image: ExportImage) -> None:
-        rows = _painted(kept_rows(image, self.ctx))
+        if image.stem.startswith("/") or ".." in Path(image.stem).parts:
+            raise DataError(f"image {image.key}: file name {image.file_name!r} leaves the archive")
+        rows = painting_order(kept_rows(image, self.ctx))
         if len(rows) > MAX_OBJECTS:
             raise DataError(f"image {image.key}: {len(rows)} objects do not fit a CVAT mask (at most {MAX_OBJECTS})")
         classes = np.zeros((image.height, image.width, 3), np.uint8)

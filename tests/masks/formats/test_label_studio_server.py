@@ -17,7 +17,7 @@ from tests.tools.venvs import run_tool
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("task", ["instance", "semantic", "detection"])
+@pytest.mark.parametrize("task", ["instance", "semantic", "binary", "detection", "classification"])
 def test_label_studio_server_imports_segpipe_tasks(
     task: str, label_studio_server: LabelStudioServer, tmp_path: Path  # noqa: F811
 ) -> None:

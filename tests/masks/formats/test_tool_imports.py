@@ -61,6 +61,27 @@ def test_coco_imports_with_datumaro(task: str, tmp_path: Path) -> None:
             np.testing.assert_array_equal(_decoded(ann["rle"]), _decoded(row.rle))
 
 
+def test_coco_polygons_import_with_datumaro(tmp_path: Path) -> None:
+    """``segmentation="polygons"``: datumaro reads polygons with the right labels; rasterised, they give back
+    each mask with its holes filled (polygons hold outer outlines only)."""
+    from pycocotools import mask as mask_utils
+
+    from tests.masks.exports import fill_holes
+
+    images, ctx = case("instance", segmentation="polygons")
+    export(images, ["coco"], ctx, tmp_path)
+    items = _by_item(run_tool("datumaro", "datumaro_read.py", "coco_instances", tmp_path))
+    for image in images:
+        polygons = [a for a in items[_stem(image)] if a["type"] == "polygon"]
+        assert sorted(a["label"] for a in polygons) == sorted(r.category_name for r in image.rows)
+        for row in image.rows:
+            drawn = [a for a in polygons if a["id"] == image.rows.index(row) + 1 + sum(
+                len(i.rows) for i in images[: images.index(image)])]
+            rles = mask_utils.frPyObjects([a["points"] for a in drawn], image.height, image.width)
+            back = mask_utils.decode(mask_utils.merge(rles))
+            np.testing.assert_array_equal(back, fill_holes(_decoded(row.rle)))
+
+
 @pytest.mark.parametrize("task", MASK_TASKS)
 def test_cvat_mask_imports_with_datumaro(task: str, tmp_path: Path) -> None:
     images, ctx = case(task)
