@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean labelstudio-venv datumaro-venv tool-venvs
 
 install: $(STAMP)
 
@@ -38,3 +38,25 @@ clean:
 browser-deps:
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; else \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+
+# -- annotation tools' own venvs (issue 9): the tests import every export with them --------------------
+# Their pins conflict with ours (numpy, pydantic, pillow), so each lives in its own venv; the tests find
+# them at .venvs/<tool> or at $SEGPIPE_LABEL_STUDIO_VENV / $SEGPIPE_DATUMARO_VENV.
+LABEL_STUDIO_VENV ?= $(or $(SEGPIPE_LABEL_STUDIO_VENV),.venvs/label-studio)
+DATUMARO_VENV     ?= $(or $(SEGPIPE_DATUMARO_VENV),.venvs/datumaro)
+
+tool-venvs: labelstudio-venv datumaro-venv
+
+labelstudio-venv: $(LABEL_STUDIO_VENV)/.installed
+
+$(LABEL_STUDIO_VENV)/.installed: tests/tools/labelstudio-requirements.txt
+	test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet -r tests/tools/labelstudio-requirements.txt
+	touch $@
+
+datumaro-venv: $(DATUMARO_VENV)/.installed
+
+$(DATUMARO_VENV)/.installed: tests/tools/datumaro-requirements.txt
+	test -x $(DATUMARO_VENV)/bin/python || $(PYTHON) -m venv $(DATUMARO_VENV)
+	$(DATUMARO_VENV)/bin/python -m pip install --quiet -r tests/tools/datumaro-requirements.txt
+	touch $@

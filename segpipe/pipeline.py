@@ -232,7 +232,8 @@ def _predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     except _Stop:
         return {}
     run.progress({"phase": "export"}, force=True)
-    formats = spec.predict.formats or default_formats(summary["task"])
+    # every predict job keeps its COCO results (the record GET /jobs/{id}/results and COCOeval read)
+    formats = list(dict.fromkeys(["coco-results", *(spec.predict.formats or default_formats(summary["task"]))]))
     files = export_job(stores, run.job_id, out, formats, score_threshold=spec.predict.score_threshold,
                        segmentation=spec.predict.segmentation, image_url_prefix=spec.predict.image_url_prefix)
     run.progress({"phase": "done", "images_done": counts["done"], "images_total": counts["total"]}, force=True)

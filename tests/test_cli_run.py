@@ -77,7 +77,7 @@ def test_predict_writes_top_k_and_overlays(trained: tuple[Path, Path], tmp_path:
     config, run = trained
     images = config.parent / "shapes"
     args = ["predict", "--model", str(run), "--images", str(images), "--out", str(tmp_path),
-            "--format", "csv,json,overlay", "--topk", "3", "--device", "cpu"]  # fmt: skip
+            "--format", "csv,overlay", "--topk", "3", "--device", "cpu"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "18 images" in result.output

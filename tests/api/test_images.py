@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-import cv2
+import io
+
 import numpy as np
+from PIL import Image
 from fastapi.testclient import TestClient
 
 from segpipe.masks.encode import polygons_to_mask, rle_to_mask
@@ -12,7 +14,8 @@ MASKS = [box_mask(4, 20, 5, 30), disc_mask(32, 45, 9)]
 
 
 def _png(content: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+    """Pixel values as stored (palette indices for the class map, gray levels for the instance map)."""
+    return np.asarray(Image.open(io.BytesIO(content)))
 
 
 def test_one_image_in_every_format_decodes_to_the_same_masks(client: TestClient, stores: Stores) -> None:
@@ -32,14 +35,18 @@ def test_one_image_in_every_format_decodes_to_the_same_masks(client: TestClient,
         np.testing.assert_array_equal(rle_to_mask(inst["rle"]), mask)
 
     polygons = client.get(f"/images/sub/dir/img1/masks?format=polygons&job={job_id}", headers=ANNOTATOR).json()
-    for inst, mask in zip(polygons["instances"], MASKS, strict=True):
+    assert (polygons["image_id"], polygons["height"], polygons["width"]) == ("sub/dir/img1", H, W)
+    for inst, mask in zip(polygons["objects"], MASKS, strict=True):
         np.testing.assert_array_equal(polygons_to_mask(inst["polygons"], H, W), mask)
         assert inst["score"] is not None and inst["bbox"] is not None
+        assert (inst["category_id"], inst["category_name"]) == (7, "cat")
 
     r = client.get("/images/sub/dir/img1/masks?format=png", headers=ANNOTATOR)
     assert r.headers["content-type"] == "image/png"
-    ids = _png(r.content)
-    assert ids.shape == (H, W) and ids.dtype == np.uint8
+    classes = _png(r.content)  # the class map: original category ids, as the png export writes
+    assert classes.shape == (H, W) and classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes == 7, (MASKS[0] | MASKS[1]).astype(bool))
+    ids = _png(client.get("/images/sub/dir/img1/masks?format=png&map=instances", headers=ANNOTATOR).content)
     for i, mask in enumerate(MASKS):
         np.testing.assert_array_equal(ids == i + 1, mask.astype(bool))
 
@@ -75,8 +82,9 @@ def test_empty_and_unknown_images(client: TestClient, stores: Stores) -> None:
 
 
 def test_png_of_semantic_and_binary_jobs_is_a_label_map(sqlite_client: TestClient, sqlite_stores: Stores) -> None:
+    """The same pixel values for every task: the original category ids."""
     stores = sqlite_stores
-    for task, expect in (("semantic", (3, 5)), ("binary", (255, 255))):
+    for task, expect in (("semantic", (3, 5)), ("binary", (3, 5))):
         train = claimed_job(stores, kind="train", config=f"task: {task}\nmodel: {{name: unet}}\n")
         predict = claimed_job(stores, config=f"model: job:{train}\nimages: /data/images\n")
         rows = rows_for(MASKS[:1], category_id=3) + rows_for(MASKS[1:], category_id=5)
@@ -97,4 +105,4 @@ def test_png_task_from_a_model_version(sqlite_client: TestClient, sqlite_stores:
     stores.predictions.write_image(predict, "road", rows_for(MASKS[:1]))
     finish(stores, predict)
     labels = _png(sqlite_client.get("/images/road/masks?format=png", headers=ANNOTATOR).content)
-    assert set(np.unique(labels)) == {0, 255}
+    assert set(np.unique(labels)) == {0, 7}

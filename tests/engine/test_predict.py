@@ -74,14 +74,14 @@ def test_letterboxed_prediction_maps_back_to_non_square_originals(semantic_run: 
         write_rgb(tmp_path / "in" / f"{path.stem}_portrait.png", np.ascontiguousarray(image.transpose(1, 0, 2)))
         truth[f"{path.stem}_portrait"] = np.ascontiguousarray(mask.T)
 
-    preds = predict_folder(semantic_run, tmp_path / "in", tmp_path / "out", formats=["png", "coco", "polygons"])
+    preds = predict_folder(semantic_run, tmp_path / "in", tmp_path / "out", formats=["png", "coco-results", "coco", "polygons"])
     assert sorted(preds) == sorted(truth)
     cmap = load_model(semantic_run.dir, "cpu").category_map
     score = {}
     for name, pred in preds.items():
         assert pred.label_map is not None and pred.label_map.shape == truth[name].shape == (pred.height, pred.width)
         score[name] = mean_iou(pred.label_map, truth[name], range(1, 4))
-        check_png(tmp_path / "out", name, pred, "semantic")
+        check_png(tmp_path / "out", name, pred, "semantic", cmap)
         check_polygons(tmp_path / "out", name, pred, cmap)
     check_coco(tmp_path / "out", preds, cmap)
     originals = [path.stem for path in (data / "images").glob("*.png")]
@@ -107,7 +107,7 @@ def test_tiles_cover_an_image_larger_than_the_training_size(binary_run: Run, tmp
     write_rgb(tmp_path / "in" / "mosaic.png", mosaic)
     write_rgb(tmp_path / "in" / "small.png", images[0][:20, :30])
 
-    preds = predict_folder(binary_run, tmp_path / "in", tmp_path / "out", formats=["png", "coco", "polygons"],
+    preds = predict_folder(binary_run, tmp_path / "in", tmp_path / "out", formats=["png", "coco-results", "coco", "polygons"],
                            tile_size=48, tile_overlap=0.25)
     tiled = preds["mosaic"].label_map
     assert tiled is not None and tiled.shape == truth.shape == (64, 96)
@@ -115,7 +115,7 @@ def test_tiles_cover_an_image_larger_than_the_training_size(binary_run: Run, tmp
     small = preds["small"].label_map
     assert small is not None and small.shape == (20, 30)
     for name, pred in preds.items():
-        check_png(tmp_path / "out", name, pred, "binary")
+        check_png(tmp_path / "out", name, pred, "binary", loaded.category_map)
         check_polygons(tmp_path / "out", name, pred, loaded.category_map)
     check_coco(tmp_path / "out", preds, loaded.category_map)
 
@@ -132,7 +132,7 @@ def test_tiles_cover_an_image_larger_than_the_training_size(binary_run: Run, tmp
 
 def test_classification_top_k_files_and_overlays(classification_run: Run, tmp_path: Path) -> None:
     root = classification_run.data
-    preds = predict_folder(classification_run, root, tmp_path / "out", formats=["csv", "json", "overlay"], topk=2)
+    preds = predict_folder(classification_run, root, tmp_path / "out", formats=["csv", "coco-results", "overlay"], topk=2)
     assert len(preds) == 18 and all(name.split("/")[0] in SHAPE_NAMES for name in preds)  # nested names
     with (tmp_path / "out" / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -146,8 +146,8 @@ def test_classification_top_k_files_and_overlays(classification_run: Run, tmp_pa
         assert float(ranked[0]["score"]) == pytest.approx(float(pred.scores.max()))  # type: ignore[union-attr]
         overlay = read_image(tmp_path / "out" / "overlays" / f"{name}.png")
         assert overlay.shape[0] >= 256 and overlay.shape[0] % 32 == 0  # enlarged 32 px image
-    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
-    assert [r["file"] for r in records] == list(preds) and all(len(r["topk"]) == 2 for r in records)
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert len(results) == 2 * len(preds)  # the same top-k rows as the csv
 
 
 # ---------------------------------------------------------------------------------------- instance
@@ -176,7 +176,7 @@ def test_coco_metrics_equal_pycocotools_on_the_exported_results(instance_run: Ru
     annotations = instance_run.data / "annotations.json"
     preds: dict[str, Prediction] = {}
     cfg = PredictConfig(score_threshold=0.05, batch_size=instance_run.config.train.batch_size,
-                        formats=["coco", "png", "polygons", "overlay"])
+                        formats=["coco-results", "coco", "png", "polygons", "overlay"])
     predict_to_files(instance_run.dir, instance_run.data / "images", tmp_path, cfg, annotations=annotations,
                      device="cpu", on_image=lambda it, p, _cmap: preds.setdefault(it.name, p))
     assert sorted(p.image_id for p in preds.values()) == sorted(load_coco_quietly(annotations).imgs)
@@ -193,7 +193,7 @@ def test_coco_metrics_equal_pycocotools_on_the_exported_results(instance_run: Ru
     cmap = load_model(instance_run.dir, "cpu").category_map
     assert check_coco(tmp_path, preds, cmap) > 0
     for name, pred in preds.items():
-        check_png(tmp_path, name, pred, "instance")
+        check_png(tmp_path, name, pred, "instance", cmap)
         check_polygons(tmp_path, name, pred, cmap)
         assert (tmp_path / "overlays" / f"{name}.png").is_file()
     assert {r["category_id"] for r in json.loads((tmp_path / "predictions.json").read_text())} <= {3, 7, 12}

@@ -1,4 +1,5 @@
-"""A predict job submitted over HTTP, run by a real worker, its masks fetched per image in every format.
+"""A predict job submitted over HTTP, run by a real worker, its masks fetched per image in every format, and
+its exports (``GET /jobs/{id}/export``) imported by datumaro and label-studio-sdk.
 
 The three formats are decoded here with pycocotools and OpenCV (not segpipe's own decoders) and
 compared with each other and with what the job wrote to disk: RLE and PNG exactly, polygons by IoU.
@@ -6,13 +7,15 @@ compared with each other and with what the job wrote to disk: RLE and PNG exactl
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from segpipe.data.synthetic import make_shapes_coco
@@ -22,9 +25,8 @@ SIZE = 32
 
 
 def _decode_png(content: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert image is not None, "not a PNG"
-    return image
+    """Pixel values as stored (the class map is a palette PNG whose indices are category ids)."""
+    return np.asarray(Image.open(io.BytesIO(content)))
 
 
 def _rasterize(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
@@ -59,19 +61,19 @@ def test_predict_job_masks_over_http_match_each_other_and_the_files(svc: Service
         masks = [mask_utils.decode(i["rle"]).astype(bool) for i in body["instances"]]
         union = np.logical_or.reduce(masks) if masks else np.zeros((SIZE, SIZE), bool)
 
-        # PNG: byte-for-byte the same picture as the job's masks/<key>.png (binary: 0 / 255)
+        # PNG: the same class map as the job's masks/<key>.png (pixel = original category id)
         png = svc.client.get(f"/images/{key}/masks", params={**query, "format": "png"}, headers=ANNOTATOR)
         assert png.status_code == 200 and png.headers["content-type"] == "image/png", png.text
         served = _decode_png(png.content)
-        on_disk = cv2.imread(str(out / "masks" / f"{key}.png"), cv2.IMREAD_UNCHANGED)
-        assert on_disk is not None, f"the job wrote no masks/{key}.png"
+        assert (out / "masks" / f"{key}.png").is_file(), f"the job wrote no masks/{key}.png"
+        on_disk = np.asarray(Image.open(out / "masks" / f"{key}.png"))
         assert served.dtype == on_disk.dtype and np.array_equal(served, on_disk)
         assert np.array_equal(served > 0, union)
 
         # polygons: the same instances, rasterising back to their RLE masks
         poly = svc.client.get(f"/images/{key}/masks", params={**query, "format": "polygons"}, headers=ANNOTATOR)
         assert poly.status_code == 200, poly.text
-        instances = poly.json()["instances"]
+        instances = poly.json()["objects"]
         assert [i["instance"] for i in instances] == [i["instance"] for i in body["instances"]]
         for inst, mask in zip(instances, masks, strict=True):
             drawn = _rasterize(inst["polygons"], SIZE, SIZE)
@@ -82,3 +84,60 @@ def test_predict_job_masks_over_http_match_each_other_and_the_files(svc: Service
 
     missing = svc.client.get("/images/no-such-image/masks", params={"job": job_id}, headers=ANNOTATOR)
     assert missing.status_code == 404
+
+
+@pytest.mark.integration
+def test_predict_job_exports_import_into_the_tools(svc: Service, tiny_model: Path, tmp_path: Path) -> None:
+    """``GET /jobs/{id}/export`` for coco, cvat-mask and label-studio: datumaro and label-studio-sdk read
+    every image (also those where nothing was found) with the stored masks, pixel for pixel."""
+    from tests.tools.venvs import run_tool
+
+    coco = make_shapes_coco(svc.data_dir("export"), n_images=3, size=(SIZE, SIZE), seed=9, empty_images=1)
+    job_id = svc.submit("predict", predict_spec(tiny_model, coco.images, formats=["coco", "label-studio"]))
+    svc.wait_done(job_id)
+    keys = sorted(p.stem for p in coco.images.glob("*.png"))
+    stored = {k: svc.client.get(f"/images/{k}/masks", params={"job": job_id}, headers=ANNOTATOR).json()["instances"]
+              for k in keys}
+    assert any(stored.values()), "the model found nothing: nothing to compare"
+    # the job's own files: the formats it was asked for, plus the COCO results every predict job keeps
+    out = svc.job_dir(job_id) / "predictions"
+    assert {"annotations", "tasks.json", "label_config.xml", "predictions.json"} <= {p.name for p in out.iterdir()}
+
+    def fetch(fmt: str, **params: str) -> bytes:
+        r = svc.client.get(f"/jobs/{job_id}/export", params={"format": fmt, **params}, headers=ANNOTATOR)
+        assert r.status_code == 200, r.text
+        return r.content
+
+    def unzip(content: bytes, into: Path) -> Path:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            archive.extractall(into)
+        return into
+
+    def same_masks(found: list[dict], key: str) -> None:
+        masks = sorted((a for a in found if a["type"] == "mask"), key=lambda a: (a["group"], a["id"]))
+        assert len(masks) == len(stored[key]), key
+        for ann, inst in zip(masks, stored[key], strict=True):
+            assert ann["label"] == inst["category_name"]
+            np.testing.assert_array_equal(mask_utils.decode({**ann["rle"], "counts": ann["rle"]["counts"].encode()}),
+                                          mask_utils.decode({**inst["rle"], "counts": inst["rle"]["counts"].encode()}))
+
+    for fmt, importer in (("coco", "coco_instances"), ("cvat-mask", "voc_segmentation")):
+        folder = unzip(fetch(fmt), tmp_path / fmt)
+        found = run_tool("datumaro", "datumaro_read.py", importer, folder)
+        items = {item["id"]: item["annotations"] for item in found["items"]}
+        assert sorted(items) == keys  # the empty image too
+        for key in keys:
+            same_masks(items[key], key)
+
+    folder = unzip(fetch("label-studio", image_url_prefix="/data/local-files/?d=shapes/"), tmp_path / "ls")
+    read = run_tool("label-studio", "labelstudio_read.py", "check", folder / "label_config.xml", folder / "tasks.json")
+    assert read["errors"] == []
+    assert sorted(t["image"] for t in read["tasks"]) == [f"/data/local-files/?d=shapes/{k}.png" for k in keys]
+    assert {t["model_version"] for t in read["tasks"]} == {str(tiny_model)}
+
+    results = json.loads(fetch("coco-results"))  # one format, one file: served as it is
+    assert len(results) == sum(len(v) for v in stored.values())
+
+    for bad, message in (("nope", "known: coco, coco-results"), ("csv,cvat-mask,detection", "unknown export format")):
+        r = svc.client.get(f"/jobs/{job_id}/export", params={"format": bad}, headers=ANNOTATOR)
+        assert r.status_code == 422 and message in r.json()["error"], r.text

@@ -37,22 +37,27 @@ def _painted(rows: Sequence[PredictionRow]) -> list[PredictionRow]:
     return sorted(with_masks, key=lambda r: r.score if r.score is not None else 0.0)  # stable: ties keep order
 
 
-def class_map(rows: Sequence[PredictionRow], height: int, width: int) -> np.ndarray:
-    """H×W map of original category ids (uint8, or uint16 when an id exceeds 255); 0 = none."""
+def maps(rows: Sequence[PredictionRow], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class map, instance map), each mask decoded once. Class map: original category ids (uint8, or
+    uint16 when an id exceeds 255); instance map: instance number + 1 (uint8 up to 255 instances, else
+    uint16); 0 = none in both."""
     ids = [int(r.category_id or 0) for r in rows]
-    canvas = np.zeros((height, width), np.uint16 if ids and max(ids) > 255 else np.uint8)
+    top = max((r.instance for r in rows), default=-1) + 1
+    classes = np.zeros((height, width), np.uint16 if ids and max(ids) > 255 else np.uint8)
+    instances = np.zeros((height, width), np.uint16 if top > 255 else np.uint8)
     for row in _painted(rows):
-        canvas[encode.rle_to_mask(row.rle).astype(bool)] = int(row.category_id or 0)
-    return canvas
+        mask = encode.rle_to_mask(row.rle).astype(bool)
+        classes[mask] = int(row.category_id or 0)
+        instances[mask] = row.instance + 1
+    return classes, instances
+
+
+def class_map(rows: Sequence[PredictionRow], height: int, width: int) -> np.ndarray:
+    return maps(rows, height, width)[0]
 
 
 def instance_map(rows: Sequence[PredictionRow], height: int, width: int) -> np.ndarray:
-    """H×W map of instance number + 1 (uint8 up to 255 instances, else uint16); 0 = none."""
-    top = max((r.instance for r in rows), default=-1) + 1
-    canvas = np.zeros((height, width), np.uint16 if top > 255 else np.uint8)
-    for row in _painted(rows):
-        canvas[encode.rle_to_mask(row.rle).astype(bool)] = row.instance + 1
-    return canvas
+    return maps(rows, height, width)[1]
 
 
 def png_bytes(values: np.ndarray, palette: bool = True) -> bytes:
@@ -92,11 +97,11 @@ def instance_sidecar(image: ExportImage, rows: Sequence[PredictionRow], id_map: 
 class PngWriter(FormatWriter):
     def add(self, image: ExportImage) -> None:
         rows = kept_rows(image, self.ctx)
+        classes, ids = maps(rows, image.height, image.width)
         target = self.path("masks", image.stem + ".png")
-        target.write_bytes(class_map_png(rows, image.height, image.width))
+        target.write_bytes(png_bytes(classes))
         self.written.append(target)
         if self.ctx.task == "instance":
-            ids = instance_map(rows, image.height, image.width)
             target = self.path("instances", image.stem + ".png")
             target.write_bytes(png_bytes(ids, palette=False))
             sidecar = self.path("instances", image.stem + ".json")

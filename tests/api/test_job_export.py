@@ -1,0 +1,115 @@
+"""``GET /jobs/{id}/export?format=…``: a predict job's stored predictions through the export registry,
+one file as it is or a zip; every image listed (also the empty one); bad formats answered with 422 naming
+the known ones or the tasks a format fits. The model is a checkpoint file holding what exports read
+(task, category map); the images are real files, so exports carry their file names."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from segpipe.data.categories import CategoryMap
+from segpipe.masks.encode import rle_to_mask
+from segpipe.stores import Stores
+from tests.api.conftest import ANNOTATOR, H, W, box_mask, claimed_job, disc_mask, finish, rows_for
+
+MASKS = [box_mask(4, 20, 5, 30), disc_mask(32, 45, 9)]
+
+
+def _model(tmp_path: Path, task: str) -> Path:
+    path = tmp_path / f"{task}.pt"
+    offset = 0 if task == "classification" else 1
+    cmap = CategoryMap((7, 9), ("cat", "dog"), offset=offset)
+    torch.save({"model": {}, "task": task, "category_map": cmap.to_dict(), "config": ""}, path)
+    return path
+
+
+def _job(stores: Stores, tmp_path: Path, task: str = "instance") -> str:
+    images = tmp_path / "data" / "batch"
+    (images / "sub").mkdir(parents=True, exist_ok=True)
+    for name in ("sub/a.png", "b.jpg"):
+        Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(images / name)
+    job_id = claimed_job(stores, config=f"model: {_model(tmp_path, task)}\nimages: {images}\n")
+    stores.predictions.write_image(job_id, "sub/a", rows_for(MASKS, scores=[0.9, 0.6]))
+    stores.predictions.write_image(job_id, "b", [], height=H, width=W)  # nothing found
+    finish(stores, job_id)
+    return job_id
+
+
+def _zip(content: bytes) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(content))
+
+
+def test_coco_export_is_a_cvat_coco_dataset(sqlite_client: TestClient, sqlite_stores: Stores, tmp_path: Path) -> None:
+    job_id = _job(sqlite_stores, tmp_path)
+    r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco"}, headers=ANNOTATOR)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip", r.text
+    archive = _zip(r.content)
+    assert "images/" in archive.namelist()
+    dataset = json.loads(archive.read("annotations/instances_default.json"))
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in dataset["images"]] == [
+        (1, "b.jpg", W, H), (2, "sub/a.png", W, H)]  # fmt: skip
+    assert dataset["categories"] == [{"id": 7, "name": "cat", "supercategory": ""},
+                                     {"id": 9, "name": "dog", "supercategory": ""}]
+    anns = dataset["annotations"]
+    assert [(a["id"], a["image_id"], a["category_id"], a["iscrowd"], a["score"]) for a in anns] == [
+        (1, 2, 7, 0, 0.9), (2, 2, 7, 0, 0.6)]  # fmt: skip
+    for ann, mask in zip(anns, MASKS, strict=True):
+        np.testing.assert_array_equal(rle_to_mask(ann["segmentation"]), mask)
+        assert ann["area"] == mask.sum()
+
+
+def test_single_file_formats_come_as_they_are(sqlite_client: TestClient, sqlite_stores: Stores, tmp_path: Path) -> None:
+    job_id = _job(sqlite_stores, tmp_path)
+    cvat = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "cvat-mask"}, headers=ANNOTATOR)
+    assert cvat.status_code == 200 and cvat.headers["x-segpipe-job-state"] == "succeeded"
+    names = set(_zip(cvat.content).namelist())
+    assert {"labelmap.txt", "ImageSets/Segmentation/default.txt", "SegmentationClass/sub/a.png",
+            "SegmentationObject/b.png"} <= names
+    results = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco-results"}, headers=ANNOTATOR)
+    assert [(x["image_id"], x["category_id"]) for x in results.json()] == [("sub/a", 7), ("sub/a", 7)]
+
+
+def test_label_studio_and_several_formats_in_one_zip(
+    sqlite_client: TestClient, sqlite_stores: Stores, tmp_path: Path
+) -> None:
+    job_id = _job(sqlite_stores, tmp_path)
+    params = {"format": "label-studio,png,polygons", "image_url_prefix": "s3://bucket/batch/", "score_threshold": "0.7"}
+    r = sqlite_client.get(f"/jobs/{job_id}/export", params=params, headers=ANNOTATOR)
+    assert r.status_code == 200, r.text
+    archive = _zip(r.content)
+    tasks = json.loads(archive.read("tasks.json"))
+    assert [t["data"]["image"] for t in tasks] == ["s3://bucket/batch/b.jpg", "s3://bucket/batch/sub/a.png"]
+    assert [len(t["predictions"][0]["result"]) for t in tasks] == [0, 1]  # the 0.6 instance is below 0.7
+    assert "<BrushLabels" in archive.read("label_config.xml").decode()
+    polygons = json.loads(archive.read("polygons/sub/a.json"))
+    assert (polygons["file_name"], polygons["height"], polygons["width"]) == ("sub/a.png", H, W)
+    assert [o["category_name"] for o in polygons["objects"]] == ["cat"]
+    assert json.loads(archive.read("polygons/b.json"))["objects"] == []
+    empty = np.asarray(Image.open(io.BytesIO(archive.read("masks/b.png"))))
+    assert empty.shape == (H, W) and not empty.any()
+    sidecar = json.loads(archive.read("instances/sub/a.json"))
+    assert [(i["value"], i["category_id"], i["category_name"]) for i in sidecar["instances"]] == [(1, 7, "cat")]
+
+
+def test_bad_formats_and_jobs(sqlite_client: TestClient, sqlite_stores: Stores, tmp_path: Path) -> None:
+    job_id = _job(sqlite_stores, tmp_path)
+    r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "voc"}, headers=ANNOTATOR)
+    assert r.status_code == 422
+    assert r.json()["error"] == ("unknown export format 'voc'; known: coco, coco-results, csv, cvat-mask, "
+                                 "label-studio, overlay, png, polygons")
+    classify = _job(sqlite_stores, tmp_path / "cls", task="classification")
+    r = sqlite_client.get(f"/jobs/{classify}/export", params={"format": "png"}, headers=ANNOTATOR)
+    assert r.status_code == 422
+    assert "export format 'png' does not fit a classification job (it fits: semantic, binary, instance)" in r.json()["error"]
+    train = claimed_job(sqlite_stores, kind="train", config="task: binary\nmodel: {name: unet}\n")
+    r = sqlite_client.get(f"/jobs/{train}/export", params={"format": "coco"}, headers=ANNOTATOR)
+    assert r.status_code == 409 and "only predict jobs have exports" in r.json()["error"]
+    assert sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco"}).status_code == 401
