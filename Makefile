@@ -32,6 +32,13 @@ bench: install
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis demo_out runs
 
+# -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
+# API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.
+.PHONY: browser-deps
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+
 # -- annotation tools' own venvs (issue 9): the tests import every export with them --------------------
 # Their pins conflict with ours (numpy, pydantic, pillow), so each lives in its own venv; the tests find
 # them at .venvs/<tool> or at $SEGPIPE_LABEL_STUDIO_VENV / $SEGPIPE_DATUMARO_VENV.

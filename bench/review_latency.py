@@ -22,7 +22,6 @@ baseline's median. Prints a table and one JSON line.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random

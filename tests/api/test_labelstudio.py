@@ -36,7 +36,9 @@ def _version(stores: Stores) -> None:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> dict[str, Any]:
+def setup(tmp_path: Path, stores: Stores) -> dict[str, Any]:
+    """The app on SQLite and PostgreSQL (the ``stores`` fixture), with cells@1 in production and a succeeded
+    predict job of it that stored image ``batch/a``."""
     data = tmp_path / "data"
     (data / "batch").mkdir(parents=True)
     Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(data / "batch" / "a.png")
@@ -44,7 +46,6 @@ def setup(tmp_path: Path) -> dict[str, Any]:
     schedule = tmp_path / "schedule.yaml"
     settings = make_settings(tmp_path, label_studio_files_root=data, label_studio_url="http://127.0.0.1:9",
                              ls_predict_timeout=0.5, ls_max_tasks=3, schedule=schedule)
-    stores = Stores.open(f"sqlite:///{tmp_path / 'segpipe.db'}", tmp_path / "artifacts")
     _version(stores)
     job = stores.jobs.create("predict", f"model: cells@production\nimages: {data / 'batch'}\n", "gpu")
     assert stores.jobs.claim(job.id, "w", lease_seconds=60).claimed
@@ -56,7 +57,6 @@ def setup(tmp_path: Path) -> dict[str, Any]:
     assert stores.jobs.finish(job.id, "w", "succeeded")
     with TestClient(create_app(settings, stores, create_celery(settings))) as client:
         yield {"client": client, "stores": stores, "job": job.id, "rows": rows, "schedule": schedule, "data": data}
-    stores.close()
 
 
 def _task(image: str, task_id: int = 1) -> dict[str, Any]:

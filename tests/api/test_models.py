@@ -61,6 +61,17 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/models/{name}/retrain",
         "/datasets/{name}/changed",
         "/uploads",
+        "/jobs/{job_id}/export",
+        # review pages' data (issue 10)
+        "/jobs/{job_id}/images",
+        "/jobs/{job_id}/categories",
+        "/jobs/{job_id}/images/{image_key}/file",
+        # the Label Studio ML backend (issue 10)
+        "/ls/{model_ref}/health",
+        "/ls/{model_ref}/versions",
+        "/ls/{model_ref}/setup",
+        "/ls/{model_ref}/predict",
+        "/ls/{model_ref}/webhook",
     } == set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert sqlite_client.get("/docs").status_code == 200

@@ -30,7 +30,7 @@ def coloured(pixels: np.ndarray, yx: tuple[int, int]) -> bool:
 def open_gallery(page: Any, site: Site) -> str:
     log_in(page, site.base, "ann-token")
     page.click(f"a[href='/ui/jobs/{site.job_id}']")
-    tile = f".tile[data-key='a']"
+    tile = ".tile[data-key='a']"
     page.wait_for_selector(f"{tile}[data-state='drawn']", timeout=20_000)
     return f"{tile} canvas"
 
@@ -54,9 +54,9 @@ def test_login_then_overlays_slider_outline_and_download(page: Any, site: Site, 
     assert "1 of 2" in page.inner_text(".tile[data-key='a'] .count")
 
     # untick the cat class: nothing left on image a
-    page.uncheck(f".class-box[data-category='1']")
+    page.uncheck(".class-box[data-category='1']")
     assert not coloured(canvas_pixels(page, canvas), CAT_CENTRE)
-    page.check(f".class-box[data-category='1']")
+    page.check(".class-box[data-category='1']")
     page.fill("#score", "0")
 
     # outlines: the disc's centre is grey again, its rim coloured
