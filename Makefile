@@ -60,9 +60,3 @@ $(DATUMARO_VENV)/.installed: tests/tools/datumaro-requirements.txt
 	test -x $(DATUMARO_VENV)/bin/python || $(PYTHON) -m venv $(DATUMARO_VENV)
 	$(DATUMARO_VENV)/bin/python -m pip install --quiet -r tests/tools/datumaro-requirements.txt
 	touch $@
-# -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
-# API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.
-.PHONY: browser-deps
-browser-deps:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; else \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
