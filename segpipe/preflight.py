@@ -88,7 +88,12 @@ def _check_model_ref(ref: str, stores: Stores) -> None:
     """The model a reference names exists now: a training job, a model version or a checkpoint."""
     if ref.startswith("job:"):
         job_id = ref.removeprefix("job:")
-        stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
+        from segpipe.stores.artifacts import ArtifactPathError
+
+        try:
+            stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
+        except ArtifactPathError as e:
+            raise ConfigError(f"model {ref}: {e}") from None
         try:
             job = stores.jobs.get(job_id)
         except NotFoundError:

@@ -99,6 +99,8 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint; see /docs for the API"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the request body does not parse (not JSON, not UTF-8, or nested too deeply)"
         elif exc.status_code == 405:
             message = "method not allowed on this endpoint; see /docs for the API"
         return error_response(exc.status_code, message, None, exc.headers)
