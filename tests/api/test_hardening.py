@@ -201,3 +201,9 @@ def test_refused_at_submit_missing_data_bad_refs(client: TestClient, stores: Sto
         assert r.status_code == 422 and words in r.json()["error"], (ref, r.text)
     assert stores.jobs.list()[1] == 0  # nothing was queued
     assert os.environ.get("PYTEST_CURRENT_TEST")
+
+
+def test_405_allow_lists_every_method_of_the_path(client: TestClient) -> None:
+    r = client.delete("/jobs", headers=ADMIN)
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST" and "error" in r.json()
+    assert client.put("/jobs/x", headers=ADMIN).headers["allow"] == "GET"
