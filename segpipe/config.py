@@ -15,7 +15,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -253,13 +252,14 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobCo
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
-    raw = parse_yaml(text, source=str(path))
+    raw = parse_yaml(text, source=str(path), aliases=True)  # a person's own file: aliases allowed, bounded
     return from_dict(raw, base_dir=path.parent, overrides=overrides, source=str(path))
 
 
-def parse_yaml(text: str, source: str = "<config>") -> dict[str, Any]:
-    """A YAML mapping, parsed by `segpipe.safe_yaml.load`: no aliases, bounded depth and size."""
-    raw = safe_yaml.load(text, source=source)
+def parse_yaml(text: str, source: str = "<config>", *, aliases: bool = False) -> dict[str, Any]:
+    """A YAML mapping, parsed by `segpipe.safe_yaml.load`: bounded depth and size; aliases refused unless
+    `aliases` (trusted files: a local config, the schedule, text segpipe stored itself)."""
+    raw = safe_yaml.load(text, source=source, aliases=aliases)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -314,7 +314,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 def dump(config: JobConfig) -> str:
     """The resolved config as YAML (saved next to checkpoints and model versions)."""
     data = config.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False)
+    return safe_yaml.dump(data)
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:

@@ -19,8 +19,6 @@ reports that per image and annotation), and a referenced training job that later
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
@@ -88,7 +86,12 @@ def _check_model_ref(ref: str, stores: Stores) -> None:
     """The model a reference names exists now: a training job, a model version or a checkpoint."""
     if ref.startswith("job:"):
         job_id = ref.removeprefix("job:")
-        stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
+        from segpipe.stores.artifacts import ArtifactPathError
+
+        try:
+            stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
+        except ArtifactPathError as e:
+            raise ConfigError(f"model {ref}: {e}") from None
         try:
             job = stores.jobs.get(job_id)
         except NotFoundError:
@@ -113,9 +116,3 @@ def _check_predict_images(spec: PredictSpec) -> None:
 
     image_items(spec.images, spec.annotations)
 
-
-def check_document(raw: Any, *, source: str) -> None:  # noqa: ANN401 - any parsed document
-    """Depth and size limits on a parsed job document (a JSON body is bounded like YAML)."""
-    from segpipe.safe_yaml import check_structure
-
-    check_structure(raw, source=source)

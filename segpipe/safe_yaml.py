@@ -1,4 +1,4 @@
-"""Untrusted YAML and JSON documents: no aliases, bounded depth and size *after* parsing.
+"""Untrusted YAML and JSON documents: no aliases (or bounded ones), bounded depth and size *after* parsing.
 
 A 674-byte YAML file whose anchors refer to anchors nine levels deep ("billion laughs") expands to
 billions of nodes when it is turned into Python objects, so a limit on the input's bytes protects
@@ -37,10 +37,14 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load(text: str, *, source: str = "<config>") -> Any:  # noqa: ANN401 - any YAML document
-    """Parse YAML `text` safely: no tags that build Python objects, no aliases, bounded structure."""
+def load(text: str, *, source: str = "<config>", aliases: bool = False) -> Any:  # noqa: ANN401 - any YAML
+    """Parse YAML `text` safely: no tags that build Python objects, bounded structure.
+
+    Aliases are refused unless `aliases` (files an operator wrote, text segpipe stored earlier): PyYAML
+    then shares the aliased objects, and `check_structure` counts every use, so expansion stays bounded.
+    """
     try:
-        value = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        value = yaml.load(text, Loader=yaml.SafeLoader if aliases else _NoAliasLoader)  # noqa: S506 - safe loaders
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -80,3 +84,15 @@ def check_structure(
         if children and depth >= max_depth:
             raise DocumentTooLarge(f"{source}: nested more than {max_depth} levels deep")
         stack.extend((child, depth + 1) for child in children)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value that appears twice in full, twice: what we store must load with `load`."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ANN401 - PyYAML's own signature
+        return True
+
+
+def dump(value: Any) -> str:  # noqa: ANN401 - any plain data
+    """YAML text of plain data (keys in insertion order), never with anchors or aliases."""
+    return yaml.dump(value, Dumper=_NoAliasDumper, sort_keys=False)

@@ -93,15 +93,21 @@ def install_error_handlers(app: FastAPI) -> None:
     """Make every error, including FastAPI's own 404/405/422 and unexpected ones, the JSON shape above."""
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if isinstance(exc, ApiError):
             return error_response(exc.status_code, exc.message, exc.extra, exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; Allow must list them all
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint; see /docs for the API"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the request body does not parse (not JSON, not UTF-8, or nested too deeply)"
         elif exc.status_code == 405:
             message = "method not allowed on this endpoint; see /docs for the API"
-        return error_response(exc.status_code, message, None, exc.headers)
+        return error_response(exc.status_code, message, None, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -131,6 +137,28 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, "internal server error; the server log has the details", None)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves on the request's path (for a 405's ``Allow`` header)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in _leaf_routes(app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _leaf_routes(routes: Any) -> Any:  # noqa: ANN401 - Starlette/FastAPI route objects
+    """The routes themselves, looking inside included routers (our routers carry their own prefix)."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _leaf_routes(inner)
+        elif hasattr(route, "matches"):
+            yield route
 
 
 class BodyLimitMiddleware:

@@ -35,10 +35,18 @@ class Health(BaseModel):
     version: str
 
 
+def _one_of_config(schema: dict[str, Any]) -> None:
+    """OpenAPI: exactly one of config / config_yaml, neither null."""
+    props = schema["properties"]
+    props["config"] = {"type": "object", "additionalProperties": True, "description": props["config"].get("description")}
+    props["config_yaml"] = {"type": "string", "description": props["config_yaml"].get("description")}
+    schema["oneOf"] = [{"required": ["config"]}, {"required": ["config_yaml"]}]
+
+
 class JobSubmit(BaseModel):
     """A job to queue. The config is untrusted: validated, size-limited, every path confined to the data roots."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_one_of_config)
 
     kind: JobKindIn
     config: dict[str, Any] | None = Field(None, description="the job document as JSON")
@@ -48,7 +56,7 @@ class JobSubmit(BaseModel):
 
     @model_validator(mode="after")
     def _one_config(self) -> JobSubmit:
-        if (self.config is None) == (self.config_yaml is None):
+        if (self.config is None) == (self.config_yaml is None) or len(self.model_fields_set & {"config", "config_yaml"}) != 1:
             raise ValueError("give exactly one of 'config' (a mapping) or 'config_yaml' (YAML text)")
         return self
 

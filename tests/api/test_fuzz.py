@@ -90,3 +90,30 @@ def test_api_conforms_to_its_openapi_document(fuzzed_schema: Any, label: str) ->
         case.call_and_validate()
 
     fuzz()
+
+
+def test_every_phase_of_the_engine_finds_nothing(fuzzed_schema: Any) -> None:
+    """Schemathesis' own engine as its CLI runs it: examples, coverage (boundary values, unsupported
+    methods with their ``Allow`` header, missing parameters), fuzzing and stateful links, bounded by
+    ``max-time``. Every check; the same two stated allowances as above."""
+    from schemathesis.engine import Status, from_schema
+    from schemathesis.engine.events import FatalError, NonFatalError, ScenarioFinished
+
+    fuzzed_schema.config.max_time = int(os.environ.get("SEGPIPE_FUZZ_SECONDS", "45"))
+    failures: list[str] = []
+    errors: list[str] = []
+    scenarios = 0
+    for event in from_schema(fuzzed_schema).execute():
+        if isinstance(event, ScenarioFinished):
+            scenarios += 1
+            if event.status == Status.FAILURE:
+                for checks in event.recorder.checks.values():
+                    for check in checks:
+                        if check.failure_info is not None:
+                            failures.append(f"{event.label}: {check.name}: {check.failure_info.failure.title}\n"
+                                            f"{check.failure_info.code_sample}")
+        elif isinstance(event, (FatalError, NonFatalError)):
+            errors.append(str(getattr(event, "info", event)))
+    assert scenarios > 0
+    assert not failures, "\n\n".join(dict.fromkeys(failures))
+    assert not errors, "\n".join(errors)
