@@ -183,10 +183,16 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     spec = staged(run, spec)
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
+    hooks: tuple[Any, ...] = ()
+    if run.stores.artifacts.remote is not None:  # another host may have to resume this training
+        from segpipe.storage.run_sync import CheckpointUpload, restore_run
+
+        restore_run(run.stores.artifacts, run.job_id, run_dir)
+        hooks = (CheckpointUpload(run.stores.artifacts, run.job_id, run_dir),)
     # force: the engine's progress hook already reports at most once a second plus once per epoch;
     # a second throttle here dropped the epoch-end report that carries the epoch's validation metrics
     result = train(spec, resume=True, show_progress=False, should_stop=run.should_stop,
-                   report=lambda p: run.progress({"phase": "train", **p}, force=True))
+                   report=lambda p: run.progress({"phase": "train", **p}, force=True), extra_hooks=hooks)
     progress: dict[str, Any] = {"phase": "done", "metrics": _scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}

@@ -157,3 +157,81 @@ def test_train_on_one_worker_predict_on_two_others_through_s3(s3_server: S3Serve
         stores.close()
         broker.flushdb()
         drop_pg_database(pg_url)
+
+
+@pytest.mark.integration
+def test_a_training_killed_on_one_host_resumes_on_another_from_the_object_store(  # noqa: F811
+    s3_server: S3Server, tmp_path: Path,
+) -> None:
+    import time
+
+    import s3fs
+    import torch
+
+    try:
+        broker = redis.Redis.from_url(REDIS_URL)
+        broker.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); set SEGPIPE_TEST_REDIS_URL")
+    fs = s3fs.S3FileSystem()
+    fs.mkdir(BUCKET, exist_ok=True)
+    local = make_shapes_coco(tmp_path / "upload", n_images=8, size=(32, 32), seed=5)
+    fs.put(str(local.images) + "/", f"{BUCKET}/resume/shapes/images/", recursive=True)
+    fs.put_file(str(local.annotations), f"{BUCKET}/resume/shapes/annotations.json")
+    shutil.rmtree(tmp_path / "upload")
+
+    pg_url = create_pg_database()
+    db_url = pg_url.render_as_string(hide_password=False)
+    settings = Settings(home=tmp_path / "home-api", database_url=db_url, broker_url=REDIS_URL,
+                        data_roots=[f"s3://{BUCKET}/resume"], artifact_root=f"s3://{BUCKET}/artifacts-resume",
+                        tokens=dict(TOKENS), auth="on", lease_seconds=LEASE_SECONDS,
+                        heartbeat_seconds=HEARTBEAT_SECONDS, visibility_timeout=VISIBILITY_TIMEOUT)
+    broker.flushdb()
+    from segpipe.api.app import create_app
+    from workers.celery_app import create_app as create_celery
+
+    stores = Stores.from_settings(settings)
+    celery = create_celery(settings)
+    env = {**_service_env(settings, db_url), **s3_server.env, "SEGPIPE_BROKER_URL": REDIS_URL}
+    workers: list[WorkerProcess] = []
+    epochs = 6
+    try:
+        with TestClient(create_app(settings, stores, celery)) as client:
+            worker_a = _start_worker(tmp_path, env, "a")
+            workers.append(worker_a)
+            data = f"s3://{BUCKET}/resume/shapes"
+            spec = binary_train_spec(f"{data}/images", f"{data}/annotations.json", epochs=epochs)
+            r = client.post("/jobs", json={"kind": "train", "config": spec}, headers=ENGINEER)
+            assert r.status_code == 201, r.text
+            job_id = r.json()["id"]
+            remote_last = f"{BUCKET}/artifacts-resume/jobs/{job_id}/run/last.pt"
+            deadline = time.monotonic() + 240
+            while not (fs.exists(remote_last) and (client.get(f"/jobs/{job_id}", headers=ENGINEER).json()
+                                                   ["progress"].get("epoch") or 0) >= 2):
+                assert time.monotonic() < deadline and worker_a.alive(), worker_a.tail()
+                fs.invalidate_cache()
+                time.sleep(0.2)
+            worker_a.kill()
+            shutil.rmtree(tmp_path / "home-a")  # host A is gone, with its disk
+            with fs.open(remote_last, "rb") as f:
+                uploaded_epoch = torch.load(f, map_location="cpu", weights_only=True)["train_state"]["epoch"]
+            assert 1 <= uploaded_epoch < epochs
+
+            workers.append(_start_worker(tmp_path, env, "b"))
+            done = _wait(client, job_id, workers)
+            assert done["attempts"] == 2 and done["progress"]["epoch"] == epochs
+            log = workers[1].text()
+            assert "run folder restored" in log, workers[1].tail()
+            fs.invalidate_cache()
+            with fs.open(f"{BUCKET}/artifacts-resume/jobs/{job_id}/run/metrics.jsonl", "r") as f:
+                resumed = [__import__("json").loads(line) for line in f.read().splitlines() if line.strip()]
+            train_epochs = [r["epoch"] for r in resumed if r["split"] == "train_epoch"]
+            # epochs up to the uploaded checkpoint ran once (on A), the rest once (on B)
+            assert train_epochs[-(epochs - uploaded_epoch):] == list(range(uploaded_epoch + 1, epochs + 1))
+    finally:
+        for w in workers:
+            w.stop()
+        celery.close()
+        stores.close()
+        broker.flushdb()
+        drop_pg_database(pg_url)
