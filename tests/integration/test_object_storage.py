@@ -144,6 +144,16 @@ def test_train_on_one_worker_predict_on_two_others_through_s3(s3_server: S3Serve
             assert sorted(Path(p).stem for p in remote_masks) == keys
             assert fs.exists(f"{BUCKET}/artifacts/jobs/{predict_id}/predictions/predictions.json")
             assert done["artifacts"]["masks"] == "predictions/masks"
+            # artifact files through the API host, which wrote none of them: from the bucket via its cache
+            r = client.get(f"/jobs/{predict_id}/artifacts/predictions.json", headers=ANNOTATOR)
+            assert r.status_code == 200 and isinstance(r.json(), list), r.text
+            r = client.get(f"/jobs/{predict_id}/artifacts/masks", headers=ANNOTATOR)
+            assert r.status_code == 200 and len(r.json()["files"]) == N_IMAGES, r.text
+            r = client.get(f"/jobs/{train_id}/artifacts", headers=ANNOTATOR)
+            listed = {a["name"]: a for a in r.json()["artifacts"]}
+            assert listed["best.pt"]["kind"] == "file" and listed["best.pt"]["bytes"] > 0
+            r = client.get(f"/jobs/{train_id}/artifacts/best.pt", headers=ANNOTATOR)
+            assert r.status_code == 200 and len(r.content) == listed["best.pt"]["bytes"]
 
             # a path outside the bucket's data prefix is refused, whatever its spelling
             for outside in (f"s3://{BUCKET}/artifacts/x", f"s3://{BUCKET}/data/../secret", "s3://other-bucket/data"):
