@@ -14,9 +14,17 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
+from segpipe import safe_yaml
 from segpipe.errors import ConfigError
 from segpipe.storage.uri import Location
 
@@ -98,6 +106,15 @@ class AugmentConfig(Section):
         if self.pipeline is not None and "preset" in self.model_fields_set:
             raise ValueError("give either 'preset' or 'pipeline', not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_preset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A pipeline replaces the preset: writing the default preset beside it would make every stored
+        # copy (job rows, checkpoints, nested retrain specs) fail the check above when it is read back.
+        data = handler(self)
+        if self.pipeline is not None:
+            data.pop("preset", None)
+        return data
 
 
 class ModelConfig(BaseModel):
@@ -189,19 +206,14 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobCo
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
-    raw = parse_yaml(text, source=str(path))
+    raw = parse_yaml(text, source=str(path), aliases=True)  # a person's own file: aliases allowed, bounded
     return from_dict(raw, base_dir=path.parent, overrides=overrides, source=str(path))
 
 
-def parse_yaml(text: str, source: str = "<config>") -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise ConfigError(f"{source}: invalid YAML at {where}: {e.problem}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+def parse_yaml(text: str, source: str = "<config>", *, aliases: bool = False) -> dict[str, Any]:
+    """A YAML mapping, parsed by `segpipe.safe_yaml.load`: bounded depth and size; aliases refused unless
+    `aliases` (trusted files: a local config, the schedule, text segpipe stored itself)."""
+    raw = safe_yaml.load(text, source=source, aliases=aliases)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -245,8 +257,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
                 )
             node = child
         try:
-            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
+            node[parts[-1]] = safe_yaml.load(value, source=f"override {item!r}") if value.strip() else None
+        except safe_yaml.DocumentTooLarge:
+            raise
+        except ConfigError:
             node[parts[-1]] = value
     return raw
 
@@ -254,11 +268,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 def dump(config: JobConfig) -> str:
     """The resolved config as YAML (saved next to checkpoints and model versions)."""
     data = config.model_dump(mode="json")
-    if data["augment"]["pipeline"] is not None:
-        # a pipeline replaces the preset; writing the default preset beside it would make the dump
-        # fail its own "preset or pipeline" check when a checkpoint's config is loaded again
-        del data["augment"]["preset"]
-    return yaml.safe_dump(data, sort_keys=False)
+    return safe_yaml.dump(data)
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:

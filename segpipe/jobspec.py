@@ -133,13 +133,14 @@ def _confine_source(source: SourceConfig, roots: list[Path], where: str) -> None
 
 
 def dump_spec(spec: Spec) -> str:
-    import yaml
+    from segpipe import safe_yaml
 
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    return safe_yaml.dump(spec.model_dump(mode="json"))  # no aliases: the worker reads it with the alias-free loader
 
 
 def load_spec(kind: str, text: str, *, source: str = "<job>") -> Spec:
-    return parse_spec(kind, config_mod.parse_yaml(text, source=source), source=source)
+    # stored text (rows written before dumps were alias-free may hold aliases: bounded, not refused)
+    return parse_spec(kind, config_mod.parse_yaml(text, source=source, aliases=True), source=source)
 
 
 def version_ref(ref: str) -> tuple[str, str] | None:

@@ -54,9 +54,11 @@ def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | 
         if not roots:
             raise PathNotAllowed(f"{what} {path}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
         return confine_uri(str(path), roots, what=what)  # type: ignore[return-value] - a Uri stands for a Path
-    allowed_roots = [r for r in roots if not is_uri(r)]
-    if len(allowed_roots) < len(roots) and allowed_roots:
-        roots = allowed_roots
+    local_roots = [r for r in roots if not is_uri(r)]
+    if roots and not local_roots:
+        allowed = ", ".join(str(r) for r in roots)
+        raise PathNotAllowed(f"{what} {path}: only object-store roots are configured ({allowed}); give a URI inside one")
+    roots = local_roots
     text = os.fspath(path)
     if "\x00" in text:
         raise PathNotAllowed(f"{what} {text!r}: contains a NUL character")
@@ -93,14 +95,15 @@ def confine_name(name: str, folder: Path, roots: Roots | None = None, *, what: s
     """``folder / name`` for a relative `name` that data gives, checked by `safe_name` and then, with
     every symlink resolved, by `confine` against `roots` (default: the active roots; none active and
     none given: only the lexical check)."""
-    joined = Path(folder) / safe_name(name, what=what)
+    joined = Path(folder).absolute() / safe_name(name, what=what)  # a folder is a real path: cwd-relative
     roots = roots if roots is not None else _ACTIVE.get()
     return confine(joined, roots, what=what) if roots is not None else joined
 
 
 def output_path(folder: Path, name: str, *, what: str = "output file") -> Path:
     """Where to write output `name` inside `folder` (a job's folder): never outside it, even through symlinks."""
-    return confine_name(name, folder, [Path(folder)], what=what)
+    folder = Path(folder).absolute()
+    return confine_name(name, folder, [folder], what=what)
 
 
 @contextmanager
@@ -126,7 +129,8 @@ def active_roots() -> tuple[Path, ...] | None:
 def check_read(path: str | Path, *, what: str = "file", roots: Roots | None = None) -> Path:
     """`path` confined to `roots` (default: the active roots) before it is read; unchanged when none apply."""
     roots = roots if roots is not None else _ACTIVE.get()
-    return confine(path, roots, what=what) if roots is not None else Path(path)
+    # a relative path is read from the working directory, so that is where it is checked
+    return confine(Path(path).absolute(), roots, what=what) if roots is not None else Path(path)
 
 
 def _lexically_inside(path: Path, roots: Roots) -> bool:

@@ -15,12 +15,17 @@ from segpipe import jobkinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import confine_spec, dump_spec, parse_spec
+from segpipe.preflight import preflight
+from segpipe.safe_yaml import DocumentTooLarge, check_structure
 from segpipe.settings import Settings
 from segpipe.stores import Job, Stores
 
 log = logging.getLogger("segpipe.service")
 
 RUN_JOB = "segpipe.run_job"
+# A queued job is checked for a lost message once it has waited this long since it was (re)published:
+# longer than submit's gap between writing the row and publishing the message.
+LOST_AFTER_SECONDS = 30.0
 
 
 def submit(
@@ -37,16 +42,23 @@ def submit(
     """Validate `spec` (a mapping or YAML text), store a queued job and publish its message."""
     if kind not in jobkinds.submittable():
         raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(jobkinds.submittable())}")
+    limit = int(settings.max_config_kb * 1024)
     if isinstance(spec, str):
-        if len(spec.encode()) > settings.max_config_kb * 1024:
-            raise ConfigError(f"job config is larger than {settings.max_config_kb:g} KB")
-        spec = parse_yaml(spec, source=f"{kind} job")
+        if len(spec.encode()) > limit:
+            raise DocumentTooLarge(f"job config is larger than {settings.max_config_kb:g} KB")
+        spec = parse_yaml(spec, source=f"{kind} job")  # no aliases; bounded depth and size
+    else:
+        check_structure(spec, source=f"{kind} job")
     parsed = confine_spec(parse_spec(kind, spec, source=f"{kind} job"), settings.roots, settings.artifacts)
     if queue is not None and queue not in jobkinds.QUEUES:
         raise ConfigError(f"unknown queue {queue!r}; known: {', '.join(jobkinds.QUEUES)}")
     queue = queue or jobkinds.get(kind).queue
     name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
-    job = stores.jobs.create(kind, dump_spec(parsed), queue, submitted_by=submitted_by, model_name=name)
+    preflight(kind, parsed, stores, settings)  # what the worker will build, short of running it
+    stored = dump_spec(parsed)
+    if len(stored.encode()) > limit:  # the limit holds for what is stored, not only for what came in
+        raise DocumentTooLarge(f"job config is larger than {settings.max_config_kb:g} KB once resolved")
+    job = stores.jobs.create(kind, stored, queue, submitted_by=submitted_by, model_name=name)
     try:
         publish(celery_app, job.id, queue)
     except Exception as e:  # the row must not wait for a message that was never sent
@@ -89,9 +101,10 @@ def _cancel_one(stores: Stores, celery_app: Celery, job_id: str) -> str:
     return state
 
 
-def reconcile(stores: Stores, celery_app: Celery) -> int:
+def reconcile(stores: Stores, celery_app: Celery, *, lost_after_seconds: float = LOST_AFTER_SECONDS) -> int:
     """Re-queue running jobs whose lease expired (their worker died) so none is orphaned, even when
-    its message was already acknowledged. Returns how many were re-published."""
+    its message was already acknowledged; then re-publish queued jobs whose message is gone (a broker
+    restarted without persistence). Returns how many were re-published."""
     count = 0
     for job in stores.jobs.expired_running():
         if stores.jobs.requeue(job.id):
@@ -102,4 +115,36 @@ def reconcile(stores: Stores, celery_app: Celery) -> int:
                 stores.jobs.mark_failed(job.id, f"re-queue failed: broker unreachable ({type(e).__name__}: {e})")
                 continue
             count += 1
-    return count
+    return count + len(republish_lost(stores, celery_app, lost_after_seconds=lost_after_seconds))
+
+
+def republish_lost(
+    stores: Stores, celery_app: Celery, *, lost_after_seconds: float = LOST_AFTER_SECONDS, job_ids: list[str] | None = None
+) -> list[str]:
+    """Publish again the queued jobs (older than `lost_after_seconds`, or exactly `job_ids`) that have
+    no message in the broker, neither waiting nor delivered. Idempotent: a job whose message is there
+    is left alone, and a duplicate delivered anyway (a message in flight between the queue and the
+    worker's unacked set at the moment we look) is dropped by the claim. Returns the ids re-published."""
+    from datetime import timedelta
+
+    from segpipe.broker_messages import job_ids_in_broker
+
+    if job_ids is None:
+        candidates = stores.jobs.queued_before(stores.jobs.now() - timedelta(seconds=lost_after_seconds))
+    else:
+        candidates = [job for job in map(stores.jobs.get, job_ids) if job.state == "queued"]
+    if not candidates:
+        return []
+    present = job_ids_in_broker(celery_app, {job.queue for job in candidates})
+    if present is None:
+        return []
+    republished = []
+    for job in candidates:
+        current = stores.jobs.find(job.id)
+        if job.id in present or current is None or current.state != "queued":
+            continue
+        log.warning("job %s: queued but its message is gone from the broker; re-published", job.id)
+        publish(celery_app, job.id, job.queue)
+        stores.jobs.touch(job.id)
+        republished.append(job.id)
+    return republished

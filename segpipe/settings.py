@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by its heartbeat")
     heartbeat_seconds: float = Field(10.0, gt=0)
+    lost_message_seconds: float = Field(
+        30.0, gt=0, description="the reconciler checks a job queued this long for a lost broker message"
+    )
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
     model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
     max_upload_mb: float = Field(50.0, gt=0)

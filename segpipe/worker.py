@@ -2,7 +2,8 @@
 
 The solo pool keeps the job in the worker process (CUDA does not survive fork; one GPU per worker via
 ``CUDA_VISIBLE_DEVICES``). A background thread runs the reconciler every ``reconcile_every`` seconds,
-so jobs orphaned by a dead worker are re-queued even when no beat process runs (the embedded setup).
+so jobs orphaned by a dead worker are re-queued, and queued jobs whose broker message was lost are
+re-published, even when no beat process runs (the embedded setup).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ log = logging.getLogger("segpipe.worker")
 
 def _reconcile_loop(every: float, stop: threading.Event) -> None:
     from segpipe.service import reconcile
+    from segpipe.settings import get_settings
     from workers.celery_app import app
     from workers.tasks import stores
 
     while not stop.wait(every):
         try:
-            reconcile(stores(), app)
+            reconcile(stores(), app, lost_after_seconds=get_settings().lost_message_seconds)
         except Exception:  # noqa: BLE001 - keep reconciling; the next round may succeed
             log.exception("reconcile failed")
 

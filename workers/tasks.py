@@ -39,7 +39,7 @@ def run_job(job_id: str) -> str:
 def reconcile() -> int:
     from segpipe.service import reconcile as do_reconcile
 
-    return do_reconcile(stores(), app)
+    return do_reconcile(stores(), app, lost_after_seconds=get_settings().lost_message_seconds)
 
 
 @app.task(name=RETRAIN_TICK, ignore_result=True)

@@ -30,9 +30,10 @@ from fastapi import FastAPI
 
 from segpipe.api.auth import Authenticator
 from segpipe.api.deps import ApiContext
-from segpipe.api.errors import BodyLimitMiddleware, install_error_handlers
+from segpipe.api.errors import BodyLimitMiddleware, NulRefusingMiddleware, install_error_handlers
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
+from segpipe.api.openapi import install_openapi
 from segpipe.api.routes import datasets, health, images, job_files, jobs, models, uploads
 from segpipe.settings import Settings, get_settings
 from segpipe.stores import Stores
@@ -84,12 +85,14 @@ def create_app(
     app.state.ctx = ApiContext(settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks)
     app.state.auth = auth
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=int(settings.max_config_kb * 1024),
         what="SEGPIPE_MAX_CONFIG_KB",
         exempt=frozenset({"/uploads"}),  # streams its files and limits each one itself
     )
+    app.add_middleware(NulRefusingMiddleware)
     for module in (health, jobs, job_files, images, models, datasets, uploads):
         app.include_router(module.router)
     return app

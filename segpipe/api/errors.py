@@ -7,9 +7,11 @@ Status codes:
   leaves the data roots / a job's artifact folder (the request is understood and refused)
 - 404 unknown job, model, artifact or image; 409 a request that does not fit the job (results of a
   train job)
-- 413 a body over ``max_config_kb`` (JSON requests) or an uploaded file over ``max_upload_mb``, or too many files
+- 413 a body over ``max_config_kb`` (JSON requests), a config over the limits once parsed (depth,
+  values, resolved size), an uploaded file over ``max_upload_mb``, or too many files
 - 415 an upload that is not an image (checked by content), or a body of the wrong media type
-- 422 a config or request that fails validation: segpipe's message names the key
+- 422 a config or request that fails validation: segpipe's message names the key; also values the
+  database cannot hold (NUL characters, integers past 64 bits) and JSON nested too deeply to parse
 - 500 anything unexpected: logged with its traceback, answered without it; 503 the broker did not take a
   submitted job (the job is then marked failed)
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from segpipe.errors import ConfigError, DataError, NotFoundError, SegpipeError
 from segpipe.paths import PathNotAllowed
+from segpipe.safe_yaml import DocumentTooLarge
 from segpipe.service import BrokerUnavailable
 from segpipe.stores.artifacts import ArtifactPathError
 
@@ -59,6 +63,7 @@ _SEGPIPE_STATUS: tuple[tuple[type[SegpipeError], int], ...] = (
     (PathNotAllowed, 403),
     (ArtifactPathError, 403),
     (BrokerUnavailable, 503),
+    (DocumentTooLarge, 413),
     (NotFoundError, 404),
     (ConfigError, 422),
     (DataError, 422),
@@ -88,15 +93,21 @@ def install_error_handlers(app: FastAPI) -> None:
     """Make every error, including FastAPI's own 404/405/422 and unexpected ones, the JSON shape above."""
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if isinstance(exc, ApiError):
             return error_response(exc.status_code, exc.message, exc.extra, exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; Allow must list them all
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint; see /docs for the API"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the request body does not parse (not JSON, not UTF-8, or nested too deeply)"
         elif exc.status_code == 405:
             message = "method not allowed on this endpoint; see /docs for the API"
-        return error_response(exc.status_code, message, None, exc.headers)
+        return error_response(exc.status_code, message, None, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -107,10 +118,47 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _segpipe(_request: Request, exc: SegpipeError) -> JSONResponse:
         return error_response(status_for(exc), str(exc), {"type": type(exc).__name__})
 
+    @app.exception_handler(sqlalchemy.exc.DataError)
+    async def _database_value(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
+        # The database refused a value from the request (PostgreSQL: NUL in text, integer out of range).
+        log.info("%s %s: database refused a value: %s", request.method, request.url.path, exc.orig)
+        return error_response(422, "a value in the request cannot be stored or looked up: "
+                              f"{_first_line(exc.orig)}", {"type": "DataError"})
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_request: Request, exc: OverflowError) -> JSONResponse:
+        return error_response(422, f"a number in the request is out of range ({exc})", {"type": "OverflowError"})
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        return error_response(422, "the request body is nested too deeply", {"type": "RecursionError"})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, "internal server error; the server log has the details", None)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves on the request's path (for a 405's ``Allow`` header)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in _leaf_routes(app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _leaf_routes(routes: Any) -> Any:  # noqa: ANN401 - Starlette/FastAPI route objects
+    """The routes themselves, looking inside included routers (our routers carry their own prefix)."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _leaf_routes(inner)
+        elif hasattr(route, "matches"):
+            yield route
 
 
 class BodyLimitMiddleware:
@@ -153,6 +201,35 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class NulRefusingMiddleware:
+    """Answer 422 to a URL whose path or query holds a NUL character (``%00``), before any route runs.
+
+    No id, name or key of ours can contain one, and PostgreSQL cannot even compare text with it:
+    refusing it here keeps every route, present and future, from passing it to the database.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            from urllib.parse import unquote_to_bytes
+
+            raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "surrogateescape")
+            query = scope.get("query_string", b"")
+            if b"\x00" in unquote_to_bytes(raw) or b"\x00" in unquote_to_bytes(query.replace(b"+", b" ")) \
+                    or "\x00" in scope.get("path", ""):
+                response = error_response(422, "the URL contains a NUL character (%00); no id or name can hold one")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else "invalid value"
 
 
 def _content_length(scope: Scope) -> int | None:

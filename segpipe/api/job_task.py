@@ -72,5 +72,5 @@ def _lookup(stores: Stores, job_id: str) -> str | None:
 
 
 def _task_of_config_text(text: str) -> str | None:
-    task = parse_yaml(text).get("task")
+    task = parse_yaml(text, aliases=True).get("task")
     return task if isinstance(task, str) else None

@@ -7,13 +7,15 @@ Times are ISO 8601 UTC. Boxes are ``[x, y, w, h]`` pixels; masks compressed COCO
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from segpipe import jobkinds
 from segpipe.stores import Job, ModelVersion, PromotionDecision
 
+MAX_INT64 = 2**63 - 1  # SQL OFFSET / 64-bit columns; larger numbers are refused at the door, not sent on
+MAX_INT32 = 2**31 - 1  # model version numbers are INTEGER columns
 # from the one registry of job kinds (`segpipe.jobkinds`): what may be submitted, and what may be listed
 JobKindIn = Literal[jobkinds.submittable()]  # type: ignore[valid-type]
 JobKind = Literal[jobkinds.names()]  # type: ignore[valid-type]
@@ -33,10 +35,18 @@ class Health(BaseModel):
     version: str
 
 
+def _one_of_config(schema: dict[str, Any]) -> None:
+    """OpenAPI: exactly one of config / config_yaml, neither null."""
+    props = schema["properties"]
+    props["config"] = {"type": "object", "additionalProperties": True, "description": props["config"].get("description")}
+    props["config_yaml"] = {"type": "string", "description": props["config_yaml"].get("description")}
+    schema["oneOf"] = [{"required": ["config"]}, {"required": ["config_yaml"]}]
+
+
 class JobSubmit(BaseModel):
     """A job to queue. The config is untrusted: validated, size-limited, every path confined to the data roots."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_one_of_config)
 
     kind: JobKindIn
     config: dict[str, Any] | None = Field(None, description="the job document as JSON")
@@ -46,7 +56,7 @@ class JobSubmit(BaseModel):
 
     @model_validator(mode="after")
     def _one_config(self) -> JobSubmit:
-        if (self.config is None) == (self.config_yaml is None):
+        if (self.config is None) == (self.config_yaml is None) or len(self.model_fields_set & {"config", "config_yaml"}) != 1:
             raise ValueError("give exactly one of 'config' (a mapping) or 'config_yaml' (YAML text)")
         return self
 
@@ -228,16 +238,27 @@ class ModelDetail(BaseModel):
     decisions: list[DecisionOut] = Field(default_factory=list, description="newest first (at most 100)")
 
 
+def _json_integer(value: Any) -> Any:  # noqa: ANN401 - validator input
+    """A JSON integer (1 or 1.0) or null, never a boolean or a string: JSON ``true`` is not version 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+VersionNumber = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: VersionNumber = Field(ge=1, le=MAX_INT32)
 
 
 class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: int | None = Field(None, ge=1, description="default: the newest earlier version that was production")
+    to: Annotated[int | None, BeforeValidator(_json_integer)] = Field(None, ge=1, le=MAX_INT32,
+                           description="default: the newest earlier version that was production")
 
 
 class RetrainOut(BaseModel):

@@ -1,4 +1,4 @@
-"""The job service from the terminal: ``submit | jobs | job | cancel | masks | worker | beat | api``.
+"""The job service from the terminal: ``submit | jobs | job | cancel | requeue | masks | worker | beat | api``.
 
 These talk to the store and the broker named by the ``SEGPIPE_*`` settings (embedded SQLite by default).
 """
@@ -52,7 +52,7 @@ def submit(
     if kind == "train":  # relative paths resolve against the config's folder, as with `segpipe train`
         spec: Any = config_mod.load(config, overrides or []).model_dump(mode="json")
     else:
-        raw = config_mod.apply_overrides(config_mod.parse_yaml(config.read_text(), source=str(config)), overrides or [])
+        raw = config_mod.apply_overrides(config_mod.parse_yaml(config.read_text(), source=str(config), aliases=True), overrides or [])
         spec = _resolve_relative(raw, config.parent.resolve())
     job = do_submit(stores, celery_app, settings, kind, spec, submitted_by="cli", queue=queue)
     console.print(f"queued {kind} job [bold]{job.id}[/] on queue {job.queue}")
@@ -162,6 +162,24 @@ def _follow(stores: Any, job_id: str, poll_s: float = 1.0) -> str:
     colour = STATE_COLOURS.get(j.state, "white")
     console.print(f"job {job_id} [{colour}]{j.state}[/]" + (f": {escape(j.error)}" if j.error else ""))
     return j.state
+
+
+@app.command()
+def requeue(
+    job_ids: list[str] = typer.Argument(None, help="Queued jobs to check (default: every queued job)."),
+    older_than: float = typer.Option(0.0, "--older-than", help="Only jobs queued at least this many seconds."),
+) -> None:
+    """Re-publish queued jobs whose broker message is gone (e.g. after Redis restarted without AOF).
+
+    A job whose message is still waiting or delivered is left alone, and a worker drops any duplicate
+    of a job it already runs or ran, so running this twice is harmless. Prints the jobs re-published."""
+    from segpipe.service import republish_lost
+
+    stores, celery_app, _ = _open()
+    done = republish_lost(stores, celery_app, lost_after_seconds=older_than, job_ids=job_ids or None)
+    for job_id in done:
+        console.print(f"re-published job [bold]{job_id}[/]")
+    console.print(f"{len(done)} job(s) re-published")
 
 
 @app.command()

@@ -85,7 +85,7 @@ def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
     ckpt = load_checkpoint(path)
     if "config" not in ckpt or "category_map" not in ckpt:
         raise ConfigError(f"{path}: checkpoint has no config/category map (not written by segpipe train)")
-    config = config_mod.from_dict(config_mod.parse_yaml(ckpt["config"], source=f"{path}:config"))
+    config = config_mod.from_dict(config_mod.parse_yaml(ckpt["config"], source=f"{path}:config", aliases=True))
     cmap = CategoryMap.from_dict(ckpt["category_map"])
     # the checkpoint holds every weight: do not load the pretrained files named in the config again
     model_cfg = config.model.model_copy(update={"weights": None, "backbone_weights": None})

@@ -93,16 +93,7 @@ def build_model(cfg: ModelConfig, task: str, num_labels: int) -> nn.Module:
 
     Raises ConfigError (unknown model / parameter / task, bad label count) or WeightsError.
     """
-    entry = MODELS.entry(cfg.name)
-    if task not in TASK_KINDS:
-        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
-    if task not in entry.tags:
-        raise ConfigError(
-            f"model {cfg.name!r} does not do task {task!r} (it does {', '.join(sorted(entry.tags))}); "
-            f"models for {task}: {', '.join(MODELS.names(task))}"
-        )
-    spec = entry.obj
-    params = parse_params(cfg.name, spec.params, cfg.params)
+    spec, params = check_model(cfg, task)
     ctx = BuildContext(
         name=cfg.name,
         task=task,
@@ -117,6 +108,21 @@ def build_model(cfg: ModelConfig, task: str, num_labels: int) -> nn.Module:
     if cfg.weights is not None:
         load_weights(model, cfg.weights)
     return model
+
+
+def check_model(cfg: ModelConfig, task: str) -> tuple[ModelSpec, Params]:
+    """Everything `build_model` checks before building: the name, the task, the model's own parameters
+    (used at submit time, so a bad model section is refused before the job is queued)."""
+    entry = MODELS.entry(cfg.name)
+    if task not in TASK_KINDS:
+        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+    if task not in entry.tags:
+        raise ConfigError(
+            f"model {cfg.name!r} does not do task {task!r} (it does {', '.join(sorted(entry.tags))}); "
+            f"models for {task}: {', '.join(MODELS.names(task))}"
+        )
+    spec = entry.obj
+    return spec, parse_params(cfg.name, spec.params, cfg.params)
 
 
 def parse_params(name: str, params_type: type[P], raw: dict[str, Any]) -> P:

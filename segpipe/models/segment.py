@@ -37,7 +37,13 @@ class SmpParams(Params):
     @field_validator("encoder")
     @classmethod
     def _known_encoder(cls, name: str) -> str:
-        if not name.startswith("tu-") and name not in encoder_names():
+        if name.startswith("tu-"):
+            import timm
+
+            if not timm.is_model(name.removeprefix("tu-")):
+                raise ValueError(f"unknown timm model {name.removeprefix('tu-')!r} in encoder {name!r}")
+            return name
+        if name not in encoder_names():
             raise ValueError(
                 f"unknown encoder {name!r}; known: {', '.join(encoder_names())}, or tu-<timm model>"
             )

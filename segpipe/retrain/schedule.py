@@ -185,7 +185,7 @@ def load_schedule(path: str | Path) -> Schedule:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the schedule ({e.strerror or e})") from None
-    return parse_schedule(config_mod.parse_yaml(text, source=str(path)), path.parent, source=str(path))
+    return parse_schedule(config_mod.parse_yaml(text, source=str(path), aliases=True), path.parent, source=str(path))
 
 
 def parse_schedule(raw: dict[str, Any], base_dir: Path, source: str = "<schedule>") -> Schedule:

@@ -287,6 +287,19 @@ class JobStore:
             ).all()
         return list(rows)
 
+    def queued_before(self, cutoff: datetime) -> builtins.list[Job]:
+        """Queued jobs last changed before ``cutoff`` (candidates whose broker message may be lost), oldest first."""
+        with self.store.read() as session:
+            rows = session.scalars(
+                select(Job).where(Job.state == "queued", Job.updated_at < cutoff).order_by(Job.updated_at, Job.id)
+            ).all()
+        return list(rows)
+
+    def touch(self, job_id: str) -> bool:
+        """Mark a queued job as just (re)published: the lost-message check waits a full period again."""
+        with self.store.write() as session:
+            return changed(session, _by_id(job_id).where(Job.state == "queued").values(updated_at=self.now())) == 1
+
     def requeue(self, job_id: str) -> bool:
         """Running with an expired lease → queued, lease cleared; True if so (then re-publish its message).
 

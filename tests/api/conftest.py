@@ -50,6 +50,20 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+@pytest.fixture(autouse=True)
+def predict_inputs(tmp_path: Path) -> Path:
+    """What a valid predict job names, inside the first data root: ``images/`` with one image and a
+    ``model/`` run folder with a checkpoint file (submit checks they exist; no worker loads them)."""
+    import cv2
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(data / "images" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (data / "model").mkdir(exist_ok=True)
+    (data / "model" / "best.pt").write_bytes(b"not loaded at submit")
+    return data
+
+
 @pytest.fixture(scope="session")
 def api_pg_url() -> Iterator[URL]:
     url = create_pg_database()

@@ -10,7 +10,7 @@ from segpipe.errors import ConfigError
 from segpipe.stores import Stores
 from tests.api.conftest import ADMIN, ANNOTATOR, ENGINEER, make_settings
 
-PREDICT = {"kind": "predict", "config": {"model": "job:abc", "images": "images"}}
+PREDICT = {"kind": "predict", "config": {"model": "model", "images": "images"}}
 
 
 def test_auth_matrix(client: TestClient) -> None:

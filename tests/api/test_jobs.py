@@ -19,7 +19,7 @@ from workers.celery_app import create_app as create_celery
 
 
 def predict_body(images: str = "images", **extra: object) -> dict:
-    return {"kind": "predict", "config": {"model": "job:abc", "images": images}, **extra}
+    return {"kind": "predict", "config": {"model": "model", "images": images}, **extra}
 
 
 def published(settings: Settings, queue: str) -> list[str]:
@@ -53,7 +53,7 @@ def test_submit_stores_a_queued_job_and_publishes_it(client: TestClient, stores:
 
 
 def test_submit_yaml_config(sqlite_client: TestClient, settings: Settings) -> None:
-    body = {"kind": "predict", "config_yaml": "model: job:abc\nimages: images\npredict: {score_threshold: 0.3}\n"}
+    body = {"kind": "predict", "config_yaml": "model: model\nimages: images\npredict: {score_threshold: 0.3}\n"}
     r = sqlite_client.post("/jobs", json=body, headers=ENGINEER)
     assert r.status_code == 201, r.json()
     assert "score_threshold: 0.3" in r.json()["config"]
@@ -126,7 +126,7 @@ def test_paths_outside_the_data_roots_are_403(sqlite_client: TestClient, setting
 
 def test_oversized_config_is_413(sqlite_client: TestClient, settings: Settings) -> None:
     limit = int(settings.max_config_kb * 1024)
-    big = {"kind": "predict", "config_yaml": "model: job:abc\nimages: images\n#" + "x" * limit}
+    big = {"kind": "predict", "config_yaml": "model: model\nimages: images\n#" + "x" * limit}
     r = sqlite_client.post("/jobs", json=big, headers=ENGINEER)
     assert r.status_code == 413
     assert "SEGPIPE_MAX_CONFIG_KB" in r.json()["error"]

@@ -53,7 +53,7 @@ def test_upload_then_predict(sqlite_client: TestClient, settings: Settings) -> N
     assert sorted(p.name for p in folder.iterdir()) == sorted(s for s, _, _ in stored)
     # the folder is a valid predict job's images
     job = sqlite_client.post(
-        "/jobs", json={"kind": "predict", "config": {"model": "job:x", "images": body["images"]}}, headers=ENGINEER
+        "/jobs", json={"kind": "predict", "config": {"model": "model", "images": body["images"]}}, headers=ENGINEER
     )
     assert job.status_code == 201 and f"images: {folder}" in job.json()["config"]
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from segpipe.data.synthetic import make_shapes_coco
-from tests.integration.conftest import Service, binary_train_spec, predict_spec
+from tests.integration.conftest import ENGINEER, Service, binary_train_spec, predict_spec
 
 
 @pytest.mark.integration
@@ -20,9 +21,14 @@ def test_broken_jobs_fail_with_a_clear_reason_and_the_worker_serves_the_next(svc
     bad["segmentation"] = [[2.0, 2.0, 9.0, 2.0]]  # 4 coordinates: a segment, not a polygon
     coco.annotations.write_text(json.dumps(dataset))
     bad_polygon = svc.submit("train", binary_train_spec(coco.images, coco.annotations, epochs=1))
-    # inside the data roots, so the submit accepts it; the worker finds nothing there
-    missing_file = folder / "missing" / "annotations.json"
-    missing = svc.submit("train", binary_train_spec(folder / "missing" / "images", missing_file, epochs=1))
+    # data that does not exist is refused at submit, naming the path ...
+    nowhere = binary_train_spec(folder / "nowhere" / "images", folder / "nowhere" / "annotations.json", epochs=1)
+    refused = svc.client.post("/jobs", json={"kind": "train", "config": nowhere}, headers=ENGINEER)
+    assert refused.status_code == 422 and "nowhere" in refused.json()["error"], refused.text
+    # ... data that disappears after submit fails on the worker, naming it
+    gone_later = make_shapes_coco(folder / "missing", n_images=2, size=(32, 32), seed=5)
+    missing = svc.submit("train", binary_train_spec(gone_later.images, gone_later.annotations, epochs=1))
+    shutil.rmtree(folder / "missing")
     good = svc.submit("predict", predict_spec(tiny_model, coco.images))
 
     failed = svc.wait_done(bad_polygon, expect="failed")

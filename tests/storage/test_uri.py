@@ -58,3 +58,8 @@ def test_settings_take_uri_roots() -> None:
     s = Settings(data_roots="s3://bucket/data,/srv/data", artifact_root="s3://bucket/artifacts")
     assert s.roots[0] == "s3://bucket/data" and s.roots[1] == Path("/srv/data").resolve()
     assert s.artifacts == "s3://bucket/artifacts"
+
+
+def test_a_local_path_with_only_uri_roots_is_refused_by_name() -> None:
+    with pytest.raises(PathNotAllowed, match="only object-store roots"):
+        confine("images", [Uri("s3://bucket/data")])

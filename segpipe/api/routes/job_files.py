@@ -27,6 +27,9 @@ router = APIRouter(prefix="/jobs", tags=["job files"])
 MAX_LISTED_FILES = 10_000
 STREAM_CHUNK_BYTES = 64 * 1024
 _ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+# What a download is served as (and all the OpenAPI document declares): anything else is octet-stream.
+_MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".json": "application/json",
+          ".csv": "text/csv", ".yaml": "application/yaml", ".jsonl": "application/x-ndjson", ".txt": "text/plain"}
 
 
 def _describe(stores: Stores, job_id: str, name: str, relative: str) -> ArtifactOut:
@@ -84,7 +87,8 @@ def _folder_listing(job_id: str, base: Path, folder: Path) -> FolderListing:
         200: {
             "description": "the file (as an attachment), or for a folder the JSON listing of its files",
             "content": {
-                "application/octet-stream": {},
+                **{media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(set(_MEDIA.values()))},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": FolderListing.model_json_schema()},
             },
         },
@@ -103,6 +107,7 @@ def download_artifact(
         # An attachment, never sniffed: an artifact must not run as a page in the browser.
         return FileResponse(
             path,
+            media_type=_MEDIA.get(path.suffix.lower(), "application/octet-stream"),
             filename=path.name,
             content_disposition_type="attachment",
             headers={"X-Content-Type-Options": "nosniff"},

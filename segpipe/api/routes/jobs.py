@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from segpipe import service
 from segpipe.api.auth import Principal, annotator, engineer
 from segpipe.api.deps import ApiContext, context
-from segpipe.api.schemas import ErrorOut, JobDetail, JobKind, JobOut, JobPage, JobState, JobSubmit, job_detail, job_out
+from segpipe.api.schemas import MAX_INT64, ErrorOut, JobDetail, JobKind, JobOut, JobPage, JobState, JobSubmit, job_detail, job_out
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_PAGE = 200
@@ -60,7 +60,7 @@ def list_jobs(
     state: JobState | None = None,
     kind: JobKind | None = None,
     limit: int = Query(50, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT64),
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> JobPage:

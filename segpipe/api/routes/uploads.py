@@ -27,8 +27,11 @@ _BODY = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                "properties": {
+                    "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}
+                },
                 "required": ["files"],
+                "additionalProperties": False,
             }
         }
     },

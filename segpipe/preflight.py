@@ -1,0 +1,145 @@
+"""Submit-time checks: build what the worker will build from a job, short of training or predicting.
+
+A job that will fail on its config must be refused when it is submitted (HTTP 422 / 403), not
+minutes later on a worker. `preflight` takes the spec *as it will be stored* (dumped and read back,
+the way the worker reads it) and builds from it what needs no data loading or model weights:
+
+- every kind: the stored text parses back to the same kind of spec (a storage bug cannot hide);
+- train: a ``data`` section; the model's name, task and own parameters (the registry's checks, no
+  network built); the training transform (preset or albumentations pipeline); every data path exists;
+  weights files exist;
+- evaluate / predict: the model reference names a training job / model version / checkpoint that
+  exists; data folders and files exist; a predict job's image list is read under the job's
+  confinement (absolute, ``..`` and symlinked-out file names refused here, and again on the worker).
+
+What it cannot know: files that change after submit, data content (the worker's dataset validation
+reports that per image and annotation), and a referenced training job that later fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
+from segpipe.errors import ConfigError, NotFoundError
+from segpipe.jobspec import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
+from segpipe.paths import confined_to
+from segpipe.settings import Settings
+from segpipe.stores import Stores
+
+
+def preflight(kind: str, spec: Spec, stores: Stores, settings: Settings) -> Spec:
+    """The stored form of `spec`, read back as the worker will; raises ConfigError (or PathNotAllowed)
+    naming the key when the job could not run."""
+    stored = load_spec(kind, dump_spec(spec), source=f"{kind} job (as stored)")
+    with confined_to(settings.roots):
+        if isinstance(stored, JobConfig):
+            _check_train(stored)
+        elif isinstance(stored, EvaluateSpec):
+            _check_model_ref(stored.model, stores)
+            _check_data(stored.data, "data")
+        elif isinstance(stored, PredictSpec):
+            _check_model_ref(stored.model, stores)
+            _check_predict_images(stored)
+    return stored
+
+
+def _check_train(config: JobConfig) -> None:
+    if config.data is None:
+        raise ConfigError("data: required key is missing (a training job needs data.train)")
+    check_model_config(config.model, config.task)
+    from segpipe.data.augment import build_transform
+
+    build_transform(config.augment, config.task, config.train.image_size, train=True,
+                    ignore_index=config.data.ignore_index)
+    _check_data(config.data, "data")
+
+
+def check_model_config(cfg: ModelConfig, task: str) -> None:
+    """The registry's checks of a model section (name, task, own parameters) and its weight files."""
+    import segpipe.models  # noqa: F401 - registers every builder
+    from segpipe.models.registry import check_model
+
+    check_model(cfg, task)
+    for field in ("weights", "backbone_weights"):
+        path = getattr(cfg, field)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"model.{field}: {path}: no such file")
+
+
+def _check_data(data: DataConfig, where: str) -> None:
+    for split in ("train", "val"):
+        source = getattr(data, split)
+        if source is not None:
+            _check_source(source, f"{where}.{split}")
+
+
+def _check_source(source: SourceConfig, where: str) -> None:
+    folders = {"images": source.images, "masks": source.masks, "root": source.root}
+    for key, path in folders.items():
+        if path is not None and not _exists(path, folder=True):
+            raise ConfigError(f"{where}.{key}: {path}: no such folder")
+    if source.annotations is not None and not _exists(source.annotations, folder=False):
+        raise ConfigError(f"{where}.annotations: {source.annotations}: no such file")
+
+
+def _exists(path: Any, *, folder: bool) -> bool:  # noqa: ANN401 - a Path or a Uri
+    """A local folder / file, or an object-store prefix with objects / an object (`segpipe.storage`)."""
+    from segpipe.storage.uri import Uri, is_uri
+
+    if not is_uri(path):
+        return Path(path).is_dir() if folder else Path(path).is_file()
+    from segpipe.storage import remote
+
+    uri = Uri(path)
+    return bool(remote.files_under(uri)) if folder else remote.exists(uri) and not remote.filesystem(uri).isdir(uri.key)
+
+
+def _check_model_ref(ref: str, stores: Stores) -> None:
+    """The model a reference names exists now: a training job, a model version or a checkpoint."""
+    if ref.startswith("job:"):
+        job_id = ref.removeprefix("job:")
+        from segpipe.stores.artifacts import ArtifactPathError
+
+        try:
+            stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
+        except ArtifactPathError as e:
+            raise ConfigError(f"model {ref}: {e}") from None
+        try:
+            job = stores.jobs.get(job_id)
+        except NotFoundError:
+            raise ConfigError(f"model {ref}: no job {job_id}") from None
+        if job.kind not in ("train", "retrain"):
+            raise ConfigError(f"model {ref}: job {job_id} is a {job.kind} job, not a training job")
+        if job.state in ("failed", "cancelled"):
+            raise ConfigError(f"model {ref}: job {job_id} {job.state}; it has no model to use")
+        return
+    if version_ref(ref) is not None:
+        from segpipe.pipeline import resolve_version
+
+        resolve_version(ref, stores)
+        return
+    from segpipe.engine.predict import resolve_checkpoint
+
+    resolve_checkpoint(ref)
+
+
+def _check_predict_images(spec: PredictSpec) -> None:
+    from segpipe.engine.predict import image_items
+    from segpipe.storage.uri import is_uri
+
+    if is_uri(spec.images) or is_uri(spec.annotations):  # listed by the worker that splits the job
+        if not _exists(spec.images, folder=True):
+            raise ConfigError(f"images: {spec.images}: no such folder")
+        if spec.annotations is not None and not _exists(spec.annotations, folder=False):
+            raise ConfigError(f"annotations: {spec.annotations}: no such file")
+        return
+    image_items(spec.images, spec.annotations)
+
+
+def check_document(raw: Any, *, source: str) -> None:  # noqa: ANN401 - any parsed document
+    """Depth and size limits on a parsed job document (a JSON body is bounded like YAML)."""
+    from segpipe.safe_yaml import check_structure
+
+    check_structure(raw, source=source)
