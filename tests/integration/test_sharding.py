@@ -103,6 +103,11 @@ def test_cancelling_a_sharded_job_cancels_its_shards(svc: Service, tiny_model) -
     assert len(children) == 6 and all(c.state == "cancelled" or c.state == "succeeded" for c in children)
     assert any(c.state == "cancelled" for c in children)
     assert job["progress"]["images_done"] < 60
+    # shards are listed when asked for by kind, each naming its parent; the default listing shows the parent only
+    listed = svc.client.get("/jobs", params={"kind": "predict-shard", "limit": 200}, headers=ANNOTATOR).json()["items"]
+    assert sorted(j["id"] for j in listed if j["parent_id"] == job_id) == [c.id for c in children]
+    default = svc.client.get("/jobs", params={"limit": 200}, headers=ANNOTATOR).json()["items"]
+    assert job_id in {j["id"] for j in default} and not any(j["parent_id"] for j in default)
 
 
 @pytest.mark.integration
