@@ -207,6 +207,13 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     return run_artifacts(run, run_dir)
 
 
+def run_retrain(run: JobRun, spec: Any) -> dict[str, str]:
+    """The retrain kind (`segpipe.retrain.job`), with its data staged like a training's."""
+    from segpipe.retrain.job import run_retrain as retrain
+
+    return retrain(run, staged(run, spec))
+
+
 def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:
     """Register a training run folder's files (config, metrics, checkpoints, plots) as the job's artifacts."""
     names = ["config.yaml", "categories.json", "metrics.json", "metrics.jsonl", "validation.json", "best.pt", "last.pt"]
