@@ -19,8 +19,6 @@ reports that per image and annotation), and a referenced training job that later
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
@@ -137,9 +135,3 @@ def _check_predict_images(spec: PredictSpec) -> None:
         return
     image_items(spec.images, spec.annotations)
 
-
-def check_document(raw: Any, *, source: str) -> None:  # noqa: ANN401 - any parsed document
-    """Depth and size limits on a parsed job document (a JSON body is bounded like YAML)."""
-    from segpipe.safe_yaml import check_structure
-
-    check_structure(raw, source=source)
