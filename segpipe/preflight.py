@@ -19,6 +19,8 @@ reports that per image and annotation), and a referenced training job that later
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
