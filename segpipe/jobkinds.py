@@ -83,7 +83,7 @@ def _register_builtin() -> None:
                      description="evaluate a model on a dataset split"))
     register(JobKind("predict", PredictSpec, ("segpipe.pipeline", "run_predict"),
                      description="predict a folder of images; large jobs are split into predict-shard jobs"))
-    register(JobKind("retrain", RetrainSpec, ("segpipe.retrain.job", "run_retrain"), submittable=False,
+    register(JobKind("retrain", RetrainSpec, ("segpipe.pipeline", "run_retrain"), submittable=False,
                      description="scheduled retraining: train, evaluate against production, gate the promotion"))
     register(JobKind("predict-shard", ShardSpec, ("segpipe.sharding.runner", "run_shard"), submittable=False,
                      description="one slice of a sharded predict job (queued by its parent)"))

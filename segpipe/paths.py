@@ -54,9 +54,11 @@ def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | 
         if not roots:
             raise PathNotAllowed(f"{what} {path}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
         return confine_uri(str(path), roots, what=what)  # type: ignore[return-value] - a Uri stands for a Path
-    allowed_roots = [r for r in roots if not is_uri(r)]
-    if len(allowed_roots) < len(roots) and allowed_roots:
-        roots = allowed_roots
+    local_roots = [r for r in roots if not is_uri(r)]
+    if roots and not local_roots:
+        allowed = ", ".join(str(r) for r in roots)
+        raise PathNotAllowed(f"{what} {path}: only object-store roots are configured ({allowed}); give a URI inside one")
+    roots = local_roots
     text = os.fspath(path)
     if "\x00" in text:
         raise PathNotAllowed(f"{what} {text!r}: contains a NUL character")

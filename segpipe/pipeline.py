@@ -184,12 +184,18 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
     resolve_weights_ref(spec, run.stores)
+    hooks: tuple[Any, ...] = ()
+    if run.stores.artifacts.remote is not None:  # another host may have to resume this training
+        from segpipe.storage.run_sync import CheckpointUpload, restore_run
+
+        restore_run(run.stores.artifacts, run.job_id, run_dir)
+        hooks = (CheckpointUpload(run.stores.artifacts, run.job_id, run_dir),)
     # force: the engine's progress hook already reports at most once a second plus once per epoch;
     # a second throttle here dropped the epoch-end report that carries the epoch's validation metrics
     # show_progress: plain lines in the worker's log (its stdout is no terminal), a bar on one
     result = train(spec, resume=True, show_progress=True, should_stop=run.should_stop,
                    report=lambda p: run.progress({"phase": "train", **p}, force=True),
-                   tracking_tags={"segpipe.job_id": run.job_id})
+                   tracking_tags={"segpipe.job_id": run.job_id}, extra_hooks=hooks)
     progress: dict[str, Any] = {"phase": "done", "metrics": _scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}
@@ -206,6 +212,13 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
                 add_tags(result.tracking, {"segpipe.model_version": progress["model"]})
     run.progress(progress, force=True)
     return run_artifacts(run, run_dir)
+
+
+def run_retrain(run: JobRun, spec: Any) -> dict[str, str]:
+    """The retrain kind (`segpipe.retrain.job`), with its data staged like a training's."""
+    from segpipe.retrain.job import run_retrain as retrain
+
+    return retrain(run, staged(run, spec))
 
 
 def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:

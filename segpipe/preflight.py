@@ -19,6 +19,8 @@ reports that per image and annotation), and a referenced training job that later
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
@@ -76,10 +78,22 @@ def _check_data(data: DataConfig, where: str) -> None:
 def _check_source(source: SourceConfig, where: str) -> None:
     folders = {"images": source.images, "masks": source.masks, "root": source.root}
     for key, path in folders.items():
-        if path is not None and not Path(path).is_dir():
+        if path is not None and not _exists(path, folder=True):
             raise ConfigError(f"{where}.{key}: {path}: no such folder")
-    if source.annotations is not None and not Path(source.annotations).is_file():
+    if source.annotations is not None and not _exists(source.annotations, folder=False):
         raise ConfigError(f"{where}.annotations: {source.annotations}: no such file")
+
+
+def _exists(path: Any, *, folder: bool) -> bool:  # noqa: ANN401 - a Path or a Uri
+    """A local folder / file, or an object-store prefix with objects / an object (`segpipe.storage`)."""
+    from segpipe.storage.uri import Uri, is_uri
+
+    if not is_uri(path):
+        return Path(path).is_dir() if folder else Path(path).is_file()
+    from segpipe.storage import remote
+
+    uri = Uri(path)
+    return bool(remote.files_under(uri)) if folder else remote.exists(uri) and not remote.filesystem(uri).isdir(uri.key)
 
 
 def _check_model_ref(ref: str, stores: Stores) -> None:
@@ -113,6 +127,13 @@ def _check_model_ref(ref: str, stores: Stores) -> None:
 
 def _check_predict_images(spec: PredictSpec) -> None:
     from segpipe.engine.predict import image_items
+    from segpipe.storage.uri import is_uri
 
+    if is_uri(spec.images) or is_uri(spec.annotations):  # listed by the worker that splits the job
+        if not _exists(spec.images, folder=True):
+            raise ConfigError(f"images: {spec.images}: no such folder")
+        if spec.annotations is not None and not _exists(spec.annotations, folder=False):
+            raise ConfigError(f"annotations: {spec.annotations}: no such file")
+        return
     image_items(spec.images, spec.annotations)
 

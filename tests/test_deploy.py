@@ -26,7 +26,8 @@ def compose() -> dict:
 
 
 def test_compose_has_every_role(compose: dict) -> None:
-    assert set(compose["services"]) == {"redis", "postgres", "api", "worker-gpu", "worker-cpu", "beat", "flower"}
+    assert set(compose["services"]) == {"redis", "postgres", "minio", "minio-bucket", "api", "worker-gpu",
+                                        "worker-cpu", "gpu-host-worker", "beat", "flower"}
 
 
 def test_redis_keeps_messages(compose: dict) -> None:
@@ -55,3 +56,20 @@ def test_tokens_are_required(compose: dict) -> None:
     done = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=60)
     assert done.returncode != 0 and "SEGPIPE_TOKENS" in done.stderr
+
+
+def test_artifacts_live_in_the_object_store(compose: dict) -> None:
+    api = compose["services"]["api"]
+    assert api["environment"]["SEGPIPE_ARTIFACT_ROOT"].startswith("s3://segpipe/")
+    assert api["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert "s3://segpipe/data" in api["environment"]["SEGPIPE_DATA_ROOTS"].split(",")
+    assert api["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully"
+    assert "mb --ignore-existing store/segpipe" in " ".join(compose["services"]["minio-bucket"]["command"])
+
+
+def test_extra_gpu_hosts_run_only_supervised_workers(compose: dict) -> None:
+    extra = compose["services"]["gpu-host-worker"]
+    assert extra["profiles"] == ["gpu-host"]
+    assert "segpipe worker --queues gpu --gpus" in " ".join(extra["command"])
+    assert not extra.get("depends_on")  # the broker, store and object store are on the main host
+    assert extra["environment"]["SEGPIPE_ARTIFACT_ROOT"] == compose["services"]["api"]["environment"]["SEGPIPE_ARTIFACT_ROOT"]

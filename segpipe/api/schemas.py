@@ -78,6 +78,8 @@ class Progress(BaseModel):
     images_done: int | None = None
     images_total: int | None = None
     metrics: dict[str, Any] | None = None
+    shards: int | None = Field(None, description="a sharded predict job: how many shards it was split into")
+    shards_done: int | None = Field(None, description="a sharded predict job: shards ended (set when all have)")
 
 
 class JobOut(BaseModel):
@@ -97,6 +99,7 @@ class JobOut(BaseModel):
     model_name: str | None
     model_version: int | None
     submitted_by: str | None
+    parent_id: str | None = Field(None, description="a predict-shard job: the predict job it is a shard of")
     artifacts: dict[str, str] = Field(description="artifact name → path inside the job's folder")
 
 

@@ -199,9 +199,21 @@ def worker(
     loglevel: str = typer.Option("info", "--loglevel"),
     reconcile_every: float = typer.Option(30.0, "--reconcile-every", help="Seconds between orphan checks (0: off)."),
     name: str | None = typer.Option(None, "--name", help="Worker node name (default: segpipe-<pid>@host)."),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="One worker process per GPU id (e.g. 0,1,2,3), each with its own CUDA_VISIBLE_DEVICES, "
+        "supervised and restarted if it dies."),
 ) -> None:
     """Run a worker: one job at a time in this process (solo pool: CUDA does not survive fork)."""
     from segpipe.worker import run_worker
+
+    if gpus is not None:
+        import logging
+
+        from segpipe.supervisor import Supervisor, parse_gpus, worker_command
+
+        logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        Supervisor(parse_gpus(gpus), worker_command(queues, loglevel, reconcile_every, name)).run()
+        return
 
     run_worker(queues=[q.strip() for q in queues.split(",") if q.strip()], loglevel=loglevel,
                reconcile_every=reconcile_every, name=name)

@@ -41,8 +41,9 @@ def tag(info: dict[str, Any]) -> str:
 def files_under(uri: Uri) -> dict[str, dict[str, Any]]:
     """Relative key → info of every object under ``uri`` (a "folder"); {} if there are none."""
     fs = filesystem(uri)
-    prefix = uri.key.rstrip("/") + "/"
-    found = fs.find(uri.key, detail=True)
+    root = fs._strip_protocol(str(uri)).rstrip("/")  # the backend's own spelling (memory:// adds a "/")
+    prefix = root + "/"
+    found = fs.find(root, detail=True)
     return {name[len(prefix) :]: info for name, info in found.items()
             if name.startswith(prefix) and info.get("type", "file") == "file"}
 

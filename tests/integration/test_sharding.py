@@ -106,3 +106,23 @@ def test_cancelling_a_sharded_job_cancels_its_shards(svc: Service, tiny_model) -
     assert len(children) == 6 and all(c.state == "cancelled" or c.state == "succeeded" for c in children)
     assert any(c.state == "cancelled" for c in children)
     assert job["progress"]["images_done"] < 60
+    # shards are listed when asked for by kind, each naming its parent; the default listing shows the parent only
+    listed = svc.client.get("/jobs", params={"kind": "predict-shard", "limit": 200}, headers=ANNOTATOR).json()["items"]
+    assert sorted(j["id"] for j in listed if j["parent_id"] == job_id) == [c.id for c in children]
+    default = svc.client.get("/jobs", params={"limit": 200}, headers=ANNOTATOR).json()["items"]
+    assert job_id in {j["id"] for j in default} and not any(j["parent_id"] for j in default)
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_a_failed_shard_fails_the_parent_with_its_reason_after_the_others_ran(svc: Service, tiny_model) -> None:
+    images = make_shapes_coco(svc.data_dir("bad-shard"), n_images=30, size=(32, 32), seed=10, crowd=False).images
+    broken = sorted(images.glob("*.png"))[25]
+    broken.write_bytes(b"not a png")
+    job_id = svc.submit("predict", predict_spec(tiny_model, images, batch_size=2, formats=["png"], shard_size=10))
+    job = svc.wait_done(job_id, expect="failed")
+    assert job["error"].startswith("1 of 3 shards failed; shard 2 ") and broken.stem in job["error"], job["error"]
+    children = svc.stores.shards.children(job_id)
+    assert [c.state for c in children] == ["succeeded", "succeeded", "failed"]
+    # the images of the shards that succeeded are stored, and the API serves them
+    assert svc.stores.predictions.count_images(job_id) >= 20

@@ -48,7 +48,22 @@ def _describe(stores: Stores, job_id: str, name: str, relative: str) -> Artifact
         return ArtifactOut(name=name, path=relative, kind="missing")
     if path.is_file():
         return ArtifactOut(name=name, path=relative, kind="file", bytes=path.stat().st_size)
+    if not path.is_dir() and stores.artifacts.remote is not None:
+        return _describe_remote(stores, job_id, name, relative)
     return ArtifactOut(name=name, path=relative, kind="folder" if path.is_dir() else "missing")
+
+
+def _describe_remote(stores: Stores, job_id: str, name: str, relative: str) -> ArtifactOut:
+    """An artifact in an object-store root (this API host wrote none of the job's files)."""
+    from segpipe.storage import remote
+
+    uri = stores.artifacts.uri(job_id, relative)
+    fs = remote.filesystem(uri)
+    if not fs.exists(uri.key):
+        return ArtifactOut(name=name, path=relative, kind="missing")
+    if fs.isdir(uri.key):
+        return ArtifactOut(name=name, path=relative, kind="folder")
+    return ArtifactOut(name=name, path=relative, kind="file", bytes=int(fs.info(uri.key).get("size") or 0))
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=_ERRORS)
@@ -108,8 +123,31 @@ def download_artifact(
     if path.is_dir():
         base = ctx.stores.artifacts.job_dir(job_id).resolve()
         return _folder_listing(job_id, base, path)
+    if ctx.stores.artifacts.remote is not None:
+        found = _remote_artifact(ctx.stores, job_id, relative)
+        if found is not None:
+            return found
     known = ", ".join(sorted(recorded)) or "none recorded"
     raise ApiError(404, f"job {job_id} has no artifact {name!r} (artifacts: {known})")
+
+
+def _remote_artifact(stores: Stores, job_id: str, relative: str) -> FileResponse | FolderListing | None:
+    """A file of an object-store root through this host's download cache, or a folder's listing."""
+    from segpipe.storage import remote
+
+    uri = stores.artifacts.uri(job_id, relative)
+    fs = remote.filesystem(uri)
+    if not fs.exists(uri.key):
+        return None
+    if fs.isdir(uri.key):
+        names = sorted(remote.files_under(uri))
+        folder = relative.strip("/")
+        return FolderListing(job_id=job_id, folder=folder, files=[f"{folder}/{n}" for n in names[:MAX_LISTED_FILES]],
+                             truncated=len(names) > MAX_LISTED_FILES)
+    assert stores.artifacts.cache is not None  # a remote root always comes with a cache (`Stores.open`)
+    path = stores.artifacts.cache.file(uri)
+    return FileResponse(path, filename=path.name, content_disposition_type="attachment",
+                        headers={"X-Content-Type-Options": "nosniff"})
 
 
 # -- results -----------------------------------------------------------------------------------------
