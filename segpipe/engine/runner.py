@@ -270,6 +270,7 @@ def evaluate_checkpoint(
     data = config.data
     if data is None or getattr(data, split, None) is None:
         raise ConfigError(f"config has no data.{split} to evaluate on")
+    configure_threads(config.train.threads)
     loaded = load_model(weights, device)
     if loaded.task != config.task:
         raise ConfigError(f"{loaded.checkpoint}: trained for task {loaded.task!r}, the config says {config.task!r}")
@@ -311,6 +312,7 @@ def predict_to_files(
     from segpipe.engine.predict import image_items, load_model, predict_items
     from segpipe.masks.export import PredictionWriter
 
+    configure_threads()
     loaded = load_model(model_ref, device)
     listed = image_items(images, annotations)
     items = [it for it in listed if str(it.image_id) not in skip]
