@@ -6,7 +6,6 @@ These talk to the store and the broker named by the ``SEGPIPE_*`` settings (embe
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
