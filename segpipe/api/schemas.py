@@ -65,6 +65,8 @@ class Progress(BaseModel):
     steps: int | None = None
     images_done: int | None = None
     images_total: int | None = None
+    images_per_s: float | None = Field(None, description="training: images per second of the training steps")
+    eta_s: float | None = Field(None, description="training: seconds left, validation passes included")
     metrics: dict[str, Any] | None = None
 
 
