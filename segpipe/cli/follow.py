@@ -30,13 +30,22 @@ def progress_line(state: str, p: dict[str, Any], kind: str = "predict") -> str:
     if p.get("epochs"):
         text = f"{state} {p.get('phase', 'train')} epoch {p.get('epoch', 0)}/{p['epochs']}"
         if p.get("steps") and not done:
-            text += f" step {p.get('step', 0)}/{p['steps']}"
+            text += f" step {p['step']}/{p['steps']}" if p.get("step") else " done"  # step 0: the epoch ended
         if isinstance(p.get("loss"), (int, float)) and not done:
             text += f" loss {p['loss']:.4f}"
-        metrics = {k: v for k, v in (p.get("metrics") or {}).items() if isinstance(v, (int, float))}
-        shown = " ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:3])
+        metrics = {k: v for k, v in (p.get("metrics") or {}).items()
+                   if isinstance(v, (int, float)) and not k.startswith(("num_", "val_"))}
+        shown = " ".join(f"{k} {metrics[k]:.3f}" for k in sorted(metrics, key=_headline)[:3])
         return text + (f" | {shown}" if shown else "") + speed
     return f"{state} {p.get('phase', '')}".strip()
+
+
+_HEADLINE = ("segm_AP", "bbox_AP", "segm_AP50", "bbox_AP50", "miou", "mdice", "iou", "dice", "accuracy")
+
+
+def _headline(key: str) -> tuple[int, str]:
+    """The metrics people look at first (mask AP before box AP, mIoU, accuracy), then by name."""
+    return (_HEADLINE.index(key) if key in _HEADLINE else len(_HEADLINE), key)
 
 
 def follow(stores: Any, job_id: str, console: Console, poll_s: float = 1.0, stream: TextIO | None = None) -> str:
