@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean labelstudio-venv datumaro-venv tool-venvs
+.PHONY: install demo test test-fast bench clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv
 
 install: $(STAMP)
 
@@ -29,8 +29,20 @@ test-fast: install
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
 
+# A real MLflow tracking server for the tracking tests, in its own venv: its dependency pins are not
+# ours, and segpipe talks to it over REST only.
+MLFLOW_VENV    ?= .venv-mlflow
+MLFLOW_VERSION ?= 3.17.2
+
+mlflow-venv: $(MLFLOW_VENV)/.installed
+
+$(MLFLOW_VENV)/.installed:
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet "mlflow==$(MLFLOW_VERSION)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis demo_out runs
+	rm -rf $(VENV) $(MLFLOW_VENV) .venvs .pytest_cache .hypothesis demo_out runs
 
 # -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
 # API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.

@@ -242,7 +242,8 @@ def run_evaluate(run: JobRun, spec: EvaluateSpec) -> dict[str, str]:
     loaded = load_model(ref, device="cpu")
     config = loaded.config.model_copy(update={"data": spec.data})
     run.progress({"phase": "evaluate"}, force=True)
-    metrics = evaluate_checkpoint(config, ref, split=spec.split)
+    metrics = evaluate_checkpoint(config, ref, split=spec.split, progress=lambda done, total: run.progress(
+        {"phase": "evaluate", "images_done": done, "images_total": total}))
     path = run.folder / "metrics.json"
     path.write_text(json.dumps(metrics, indent=1))
     run.progress({"phase": "done", "metrics": _scalars(metrics)}, force=True)

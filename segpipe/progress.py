@@ -85,7 +85,7 @@ class PlainProgress:
         self._start = clock()
         self._last_line = self._start
         self._done = 0
-        self.write(f"{label} started" + (f": {total} {unit}s" if total is not None else ""))
+        self.write(f"{label} started" + (f": {total} to do" if total is not None else ""))
 
     def write(self, text: str) -> None:
         self.stream.write(f"{timestamp()} {text}\n")
@@ -115,7 +115,8 @@ class PlainProgress:
     def close(self, **fields: Any) -> None:
         extra = format_fields(fields)
         took = format_duration(self.clock() - self._start)
-        self.write(f"{self.label} done: {self._done} {self.unit}s in {took}" + (f" ({extra})" if extra else ""))
+        count = f"{self._done}/{self.total}" if self.total else str(self._done)
+        self.write(f"{self.label} done: {count} in {took}" + (f" ({extra})" if extra else ""))
 
 
 class RichProgress:

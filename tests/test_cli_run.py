@@ -67,8 +67,9 @@ def test_evaluate_json_gives_the_run_metrics(trained: tuple[Path, Path]) -> None
     config, run = trained
     result = runner.invoke(app, ["evaluate", str(config), "--weights", str(run), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)  # progress lines go to stderr: stdout stays one JSON document
     assert metrics["accuracy"] == json.loads((run / "metrics.json").read_text())["accuracy"]
+    assert "evaluate started" in result.stderr and "evaluate done" in result.stderr
     table = runner.invoke(app, ["evaluate", str(config), "--weights", str(run / "last.pt"), "--device", "cpu"])
     assert table.exit_code == 0 and "accuracy" in table.output and "val metrics" in table.output
 

@@ -77,6 +77,8 @@ class Progress(BaseModel):
     steps: int | None = None
     images_done: int | None = None
     images_total: int | None = None
+    images_per_s: float | None = Field(None, description="training: images per second of the training steps")
+    eta_s: float | None = Field(None, description="training: seconds left, validation passes included")
     metrics: dict[str, Any] | None = None
     shards: int | None = Field(None, description="a sharded predict job: how many shards it was split into")
     shards_done: int | None = Field(None, description="a sharded predict job: shards ended (set when all have)")

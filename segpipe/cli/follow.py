@@ -20,23 +20,32 @@ from segpipe.progress import format_duration, interval_s, is_terminal, timestamp
 STATE_COLOURS = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
 
 
-def progress_line(state: str, p: dict[str, Any]) -> str:
-    """One line for a job's progress dict (train: epoch/step/loss/rate/ETA; predict: images)."""
+def progress_line(state: str, p: dict[str, Any], kind: str = "predict") -> str:
+    """One line for a job's progress dict (train: epoch/step/loss/rate/ETA; predict, evaluate: images)."""
     done = p.get("phase") == "done"  # progress dicts are merged: a finished job still holds its last speed
     rate, eta = (None, None) if done else (p.get("images_per_s"), p.get("eta_s"))
     speed = (f" | {rate:.1f} img/s" if rate else "") + (f" | ETA {format_duration(eta)}" if eta is not None else "")
     if p.get("images_total"):
-        return f"{state} predict {p.get('images_done', 0)}/{p['images_total']} images{speed}"
+        return f"{state} {kind} {p.get('images_done', 0)}/{p['images_total']} images{speed}"
     if p.get("epochs"):
         text = f"{state} {p.get('phase', 'train')} epoch {p.get('epoch', 0)}/{p['epochs']}"
         if p.get("steps") and not done:
-            text += f" step {p.get('step', 0)}/{p['steps']}"
+            text += f" step {p['step']}/{p['steps']}" if p.get("step") else " done"  # step 0: the epoch ended
         if isinstance(p.get("loss"), (int, float)) and not done:
             text += f" loss {p['loss']:.4f}"
-        metrics = {k: v for k, v in (p.get("metrics") or {}).items() if isinstance(v, (int, float))}
-        shown = " ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:3])
+        metrics = {k: v for k, v in (p.get("metrics") or {}).items()
+                   if isinstance(v, (int, float)) and not k.startswith(("num_", "val_"))}
+        shown = " ".join(f"{k} {metrics[k]:.3f}" for k in sorted(metrics, key=_headline)[:3])
         return text + (f" | {shown}" if shown else "") + speed
     return f"{state} {p.get('phase', '')}".strip()
+
+
+_HEADLINE = ("segm_AP", "bbox_AP", "segm_AP50", "bbox_AP50", "miou", "mdice", "iou", "dice", "accuracy")
+
+
+def _headline(key: str) -> tuple[int, str]:
+    """The metrics people look at first (mask AP before box AP, mIoU, accuracy), then by name."""
+    return (_HEADLINE.index(key) if key in _HEADLINE else len(_HEADLINE), key)
 
 
 def follow(stores: Any, job_id: str, console: Console, poll_s: float = 1.0, stream: TextIO | None = None) -> str:
@@ -65,10 +74,10 @@ def _plain(stores: Any, job_id: str, poll_s: float, stream: TextIO) -> str:
         changed = j.state != last_state or p.get("phase") != last_phase
         if j.state in TERMINAL_STATES:
             if p:
-                stream.write(f"{timestamp()} job {job_id} {progress_line(j.state, p)}\n")
+                stream.write(f"{timestamp()} job {job_id} {progress_line(j.state, p, j.kind)}\n")
             return j.state
         if changed or now - last_line >= every:
-            stream.write(f"{timestamp()} job {job_id} {progress_line(j.state, p)}\n")
+            stream.write(f"{timestamp()} job {job_id} {progress_line(j.state, p, j.kind)}\n")
             stream.flush()
             last_line, last_state, last_phase = now, j.state, p.get("phase")
         time.sleep(poll_s)
@@ -85,7 +94,7 @@ def _bar(stores: Any, job_id: str, poll_s: float, console: Console) -> str:
         while True:
             j = stores.jobs.get(job_id)
             p = j.progress or {}
-            info = escape(progress_line(j.state, p))
+            info = escape(progress_line(j.state, p, j.kind))
             if p.get("images_total"):
                 bar.update(task, total=p["images_total"], completed=p.get("images_done", 0), info=info)
             elif p.get("epochs"):

@@ -6,7 +6,6 @@ These talk to the store and the broker named by the ``SEGPIPE_*`` settings (embe
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +245,7 @@ def api(
 def demo(
     home: Path = typer.Option(Path(".segpipe"), "--home", help="Where the demo's store, broker, data and artifacts live."),
     out: Path = typer.Option(Path("demo_out"), "--out", help="Where masks and overlay pictures are written."),
-    epochs: int = typer.Option(12, "--epochs", min=1),
+    epochs: int = typer.Option(10, "--epochs", min=1),
     images: int = typer.Option(32, "--images", min=4, help="Training images to generate."),
 ) -> None:
     """The whole service end to end, no server to set up: dataset → worker → train job → predict job → masks."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,19 +41,23 @@ def validate(
     ),
     fast: bool = typer.Option(False, "--fast", help="Read image headers only (no full decode)."),
     max_issues: int = typer.Option(50, "--max-issues", min=0, help="Issues listed per dataset (errors first)."),
+    plots: Path | None = typer.Option(
+        None, "--plots", help="Also write dataset_summary.png here: images per class, objects per image, "
+        "object sizes, image sizes (of the images without errors)."
+    ),
+    plots_max_images: int = typer.Option(5000, "--plots-max-images", min=1, help="Images read per split for --plots."),
 ) -> None:
     """Check a dataset (from a job config, or given by paths) and list what is wrong with it.
 
     Exit status 1 when there are errors, 0 when there are none (warnings allowed).
     """
     # imported here, not at the top: it pulls in OpenCV and NumPy, which `segpipe --help` does not need
+    from segpipe.config import load
     from segpipe.data import validate as v
 
     if config is not None:
         if any(x is not None for x in (images, annotations, masks, root)):
             raise typer.BadParameter("give a CONFIG or dataset paths (--images, ...), not both")
-        from segpipe.config import load
-
         reports = v.validate_config(load(config), decode=not fast)
     else:
         names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
@@ -64,6 +69,13 @@ def validate(
         _print_json(reports)
     else:
         _print_reports(reports, max_issues)
+    if plots is not None:
+        from segpipe.cli.dataset_plots import write_dataset_summary
+
+        job = load(config) if config is not None else None
+        picture = write_dataset_summary(plots, reports, plots_max_images, config=job, images=images,
+                                        annotations=annotations, masks=masks, root=root, task=task, classes=classes)
+        (sys.stderr if as_json else sys.stdout).write(f"dataset summary: {picture}\n")
     raise typer.Exit(0 if all(r.ok for r in reports.values()) else 1)
 
 

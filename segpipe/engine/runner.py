@@ -283,6 +283,7 @@ def evaluate_checkpoint(
     data = config.data
     if data is None or getattr(data, split, None) is None:
         raise ConfigError(f"config has no data.{split} to evaluate on")
+    configure_threads(config.train.threads)
     loaded = load_model(weights, device)
     if loaded.task != config.task:
         raise ConfigError(f"{loaded.checkpoint}: trained for task {loaded.task!r}, the config says {config.task!r}")
@@ -329,6 +330,7 @@ def predict_to_files(
     from segpipe.masks.formats import ExportContext, MultiExport, check_formats, default_formats
     from segpipe.masks.rows import categories_of, export_image
 
+    configure_threads()
     loaded = model_ref if isinstance(model_ref, LoadedModel) else load_model(model_ref, device)
     names = check_formats(cfg.formats or default_formats(loaded.task), loaded.task)
     root = Path(images)

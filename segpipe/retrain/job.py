@@ -108,12 +108,17 @@ def run_retrain(run: JobRun, spec: RetrainSpec) -> dict[str, str]:
         run.progress({"phase": "train", "dataset_hash": data_hash}, force=True)
         parent = stores.versions.production(spec.name)
         config = training_config(spec, run_dir, parent, stores)
-        result = train(config, resume=True, show_progress=False, should_stop=run.should_stop,
-                       report=lambda p: run.progress({"phase": "train", **p}))
+        result = train(config, resume=True, show_progress=True, should_stop=run.should_stop,
+                       report=lambda p: run.progress({"phase": "train", **p}),
+                       tracking_tags={"segpipe.job_id": run.job_id})
         if not completed(result):
             return run_artifacts(run, run_dir)
         candidate = register_run(stores, run.job_id, config, result, data_hash=data_hash,
                                  parent=parent.version if parent else None)
+        if result.tracking:
+            from segpipe.tracking import add_tags
+
+            add_tags(result.tracking, {"segpipe.model_version": f"{candidate.name}@{candidate.version}"})
     decision = stores.decisions.for_version(spec.name, candidate.version, source="gate")
     if decision is None:
         decision = gate_candidate(run, spec, candidate)

@@ -131,8 +131,11 @@ def open_mlflow(ctx: TrackingContext) -> MlflowTracker | None:
     client = MlflowClient(uri)
     saved = ctx.run_dir / RUN_FILE
     previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    logged: dict[str, str] = {}
     if previous.get("uri") == uri and previous.get("run_id"):
-        info = client.call("GET", "runs/get", query={"run_id": previous["run_id"]})["run"]["info"]
+        run = client.call("GET", "runs/get", query={"run_id": previous["run_id"]})["run"]
+        info = run["info"]
+        logged = {p["key"]: p["value"] for p in run.get("data", {}).get("params", [])}
         client.call("POST", "runs/update", {"run_id": info["run_id"], "status": "RUNNING"})
     else:
         experiment = client.experiment_id(os.environ.get("SEGPIPE_MLFLOW_EXPERIMENT") or ctx.experiment)
@@ -142,8 +145,15 @@ def open_mlflow(ctx: TrackingContext) -> MlflowTracker | None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({"uri": uri, "run_id": info["run_id"]}))
     tracker = MlflowTracker(client, info["run_id"], info["artifact_uri"], uri)
-    tracker.log_params(flatten_params(ctx.config))
-    tracker.set_tags(ctx.tags)
+    params = {k: v[:_PARAM_VALUE_MAX] for k, v in flatten_params(ctx.config).items()}
+    # MLflow never changes a logged param: a resumed run with a changed config (more epochs…) keeps
+    # the first values as params and says what changed in a tag
+    changed = {k: v for k, v in params.items() if k in logged and logged[k] != v}
+    tracker.log_params({k: v for k, v in params.items() if k not in logged})
+    tags = dict(ctx.tags)
+    if changed:
+        tags["segpipe.resumed_with"] = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))[:5000]
+    tracker.set_tags(tags)
     return tracker
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ def test_demo_runs_end_to_end_without_servers(tmp_path: Path) -> None:
     home, out = tmp_path / "home", tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}
     # one torch thread, as for the service's workers (see `tests.integration.conftest._service_env`)
-    env.update(OMP_NUM_THREADS=os.environ.get("SEGPIPE_TEST_WORKER_THREADS", "1"), COLUMNS="200")
+    env.update(OMP_NUM_THREADS=os.environ.get("SEGPIPE_TEST_WORKER_THREADS", "1"), COLUMNS="200",
+               SEGPIPE_PROGRESS_INTERVAL="1")
     cmd = [sys.executable, "-m", "segpipe", "demo", "--home", str(home), "--out", str(out),
            "--epochs", "1", "--images", "4"]
     try:
@@ -34,7 +36,13 @@ def test_demo_runs_end_to_end_without_servers(tmp_path: Path) -> None:
 
     overlays = sorted((out / "overlays").glob("*.png"))
     assert len(overlays) == PREDICTED_IMAGES, story
-    assert (out / "training_plots" / "curves.png").is_file()
+    plots = {p.name for p in (out / "training_plots").glob("*.png")}
+    assert {"curves.png", "val_overlays.png", "pr_curves.png", "ap_per_class.png"} <= plots, plots
+    # its stdout is no terminal: plain progress lines, not a bar, then the validation AP and the paths
+    assert re.search(r"^\S+ \S+ job \w+ running train epoch 1/1 step \d+/1 loss \d", done.stdout, re.M), story
+    assert re.search(r"^\S+ \S+ job \w+ running predict \d/6 images", done.stdout, re.M), story
+    assert re.search(r"^validation \(8 images the model never trained on\): segm_AP -?\d\.\d{3}", done.stdout, re.M), story
+    assert "━" not in done.stdout, story  # no bar drawn into a log
     results = json.loads((out / "masks_coco_rle" / "results.json").read_text())
     assert isinstance(results, list)
     assert all({"image_id", "category_id", "score", "segmentation"} <= set(r) for r in results)

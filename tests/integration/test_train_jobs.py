@@ -61,6 +61,10 @@ def test_train_job_progress_advances_while_it_runs(svc: Service) -> None:
     assert (final["phase"], final["epoch"], final["epochs"]) == ("done", 5, 5)
     assert final["metrics"]["iou"] >= 0.0
     assert {"best.pt", "last.pt", "metrics.json"} <= set(job["artifacts"])
+    # the pictures and the TensorBoard events are the job's artifacts too; progress had speed and ETA
+    assert {"plots/curves.png", "plots/val_overlays.png", "plots/confusion.png"} <= set(job["artifacts"])
+    assert any(name.startswith("tensorboard/events.out.tfevents.") for name in job["artifacts"])
+    assert final["images_per_s"] > 0 and final["eta_s"] is not None
     assert _epochs_logged(svc.job_dir(job_id) / "run") == [1, 2, 3, 4, 5]
 
 

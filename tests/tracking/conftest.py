@@ -1,0 +1,72 @@
+"""A real MLflow tracking server on loopback (SQLite backend, artifacts served by the server).
+
+MLflow lives in its own virtual environment (its dependency pins are not ours): ``make mlflow-venv``
+creates ``.venv-mlflow``; ``SEGPIPE_TEST_MLFLOW_BIN`` may name another ``mlflow`` executable. The
+tests skip, saying so, only when no such executable exists.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_S = 240.0  # a first start creates the SQLite schema (~40 migrations): slow on a busy CPU
+
+
+def mlflow_bin() -> Path | None:
+    explicit = os.environ.get("SEGPIPE_TEST_MLFLOW_BIN")
+    path = Path(explicit) if explicit else REPO / ".venv-mlflow" / "bin" / "mlflow"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = mlflow_bin()
+    if exe is None:
+        pytest.skip("no MLflow server executable: run `make mlflow-venv` (or set SEGPIPE_TEST_MLFLOW_BIN)")
+    root = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    log = (root / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not up after {STARTUP_S:.0f} s: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
