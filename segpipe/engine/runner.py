@@ -105,7 +105,7 @@ def train(
     if info.is_main:
         cmap.save(run_dir / "categories.json")
 
-    model, load_report = build_model_reported(config.model, config.task, cmap.num_labels)
+    model, load_report = build_model_reported(config.model, config.task, cmap.num_labels, cmap)
     model = model.to(device)
     if load_report is not None and info.is_main:
         load_report.save(run_dir)
