@@ -281,6 +281,7 @@ def evaluate_checkpoint(
             f"on {list(loaded.category_map.names)}"
         )
     loader = build_eval_loader(config, source, config.train.batch_size, data.num_workers)
+    loaded.adapter.tta = config.predict.tta  # segmentation adapters average the 8 flips/rotations
     evaluator = make_evaluator(config.task, loaded.category_map, coco_gt=getattr(source, "coco", None),
                                ignore_index=data.ignore_index)
     return evaluate(loaded.model, loaded.adapter, loader, evaluator, loaded.device, config.train.amp)
