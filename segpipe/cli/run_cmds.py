@@ -86,6 +86,8 @@ def predict(
     score_threshold: float = typer.Option(0.5, "--score-threshold", min=0, max=1),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Sliding-window tiles (semantic/binary)."),
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", min=0, max=0.9),
+    tile_border: str = typer.Option("zero", "--tile-border", help="Tiles: 'zero' padding or 'mirror' (overlap-tile)."),
+    tta: bool = typer.Option(False, "--tta", help="Segmentation: average the 8 flips/rotations of each input."),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     topk: int = typer.Option(5, "--topk", min=1, help="Classification: classes per image in csv/json."),
     device: str = typer.Option("auto", "--device"),
@@ -98,6 +100,7 @@ def predict(
     from segpipe.engine.runner import predict_to_files
 
     cfg = PredictConfig(images=images, score_threshold=score_threshold, tile_size=tile_size, tile_overlap=tile_overlap,
+                        tile_border=tile_border, tta=tta,
                         formats=[f.strip() for f in formats.split(",") if f.strip()], batch_size=batch_size, topk=topk)
     total = len(image_items(images, annotations))
     with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
