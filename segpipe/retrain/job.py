@@ -127,7 +127,7 @@ def training_config(spec: RetrainSpec, run_dir: Path, parent: ModelVersion | Non
     config.name = spec.name
     config.output_dir = run_dir
     if spec.fine_tune_from_production and parent is not None:
-        config.model.weights = checkpoint_path(parent, stores)
+        config.model.weights = str(checkpoint_path(parent, stores))
     return config
 
 
