@@ -110,8 +110,8 @@ def train(
     if load_report is not None and info.is_main:
         load_report.save(run_dir)
         log.info("%s", load_report.summary())
-        if show_progress:
-            print(load_report.summary())
+        if report is None:  # a person at a terminal (`segpipe train`); jobs log it and keep the file
+            print(load_report.summary(), flush=True)
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels,
                           ignore_index=data.ignore_index)
     batches = len(data.train_loader)
