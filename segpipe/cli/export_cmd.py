@@ -62,7 +62,7 @@ def export_cmd(
                    f"{parity['max_box_diff_px']:.3f} px{mask}")
     verdict = "[green]parity ok[/]" if parity["passed"] else "[bold red]parity FAILED[/]"
     console.print(f"{verdict}: {figures} on {parity['images']}")
-    console.print(json.dumps({"model": str(result.model_file), **{k: v for k, v in result.manifest.items()
-                                                                  if k in ("format", "task", "parity")}}))
+    print(json.dumps({"model": str(result.model_file), **{k: v for k, v in result.manifest.items()
+                                                          if k in ("format", "task", "parity")}}))
     if not parity["passed"]:
         raise typer.Exit(1)
