@@ -180,6 +180,8 @@ class ModelVersionOut(BaseModel):
     parent_version: int | None
     job_id: str | None
     created_at: datetime
+    load_report: dict[str, Any] | None = None  # what its starting weights gave (model.weights), if any
+    exports: dict[str, Any] = {}  # `segpipe export` results by format
 
 
 class ModelSummary(BaseModel):

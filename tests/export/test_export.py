@@ -122,6 +122,10 @@ def test_export_of_a_model_version_is_recorded_beside_it(checkpoint, tmp_path: P
         exports = json.loads((run / "exports.json").read_text())
         assert exports["torchscript"]["dir"] == "jobs/j1/run/export/torchscript"  # relative to the artifact root
         assert (run / "export" / "torchscript" / "model.ts").is_file()
+        listed = CliRunner().invoke(app, ["models", "shapes", "--json"])
+        assert listed.exit_code == 0, listed.output
+        version = json.loads(listed.output)["versions"][0]
+        assert version["exports"]["torchscript"]["parity"]["passed"] is True and version["load_report"] is None
         missing = CliRunner().invoke(app, ["export", "shapes@7"])
         assert missing.exit_code == 2 and "shapes@7: no such version" in missing.output
         stores.close()

@@ -14,7 +14,7 @@ from segpipe.config import from_dict
 from segpipe.data.synthetic import make_mask_folders
 from segpipe.jobspec import confine_spec, dump_spec
 from segpipe.pipeline import run_job
-from segpipe.retrain.job import checkpoint_path
+from segpipe.retrain.job import checkpoint_path, version_files
 from segpipe.stores import Stores
 from tests.retrain.conftest import make_data, tiny_config
 
@@ -50,3 +50,6 @@ def test_a_training_job_fine_tunes_a_version_with_other_classes(stores: Stores, 
     cells_v1 = stores.versions.get("cells", 1)
     assert yaml.safe_load(cells_v1.config)["model"]["weights"] == str(checkpoint_path(v1, stores))
     assert (checkpoint_path(cells_v1, stores).parent / "load_report.json").is_file()  # beside the version
+    files = version_files(cells_v1, stores)  # what `segpipe models cells --json` and GET /models/cells show
+    assert files["load_report"]["reinitialised"] == report["reinitialised"] and "loaded_tensors" not in files["load_report"]
+    assert version_files(v1, stores)["load_report"] is None
