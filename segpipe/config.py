@@ -174,6 +174,11 @@ class PredictConfig(Section):
         "zero", description="tiles: pad the image with zeros, or extend it by mirroring (overlap-tile strategy)"
     )
     tta: bool = Field(False, description="segmentation: average the logits of the 8 flips/rotations")
+    evaluate_tiled: bool = Field(
+        False,
+        description="segmentation: validation and evaluation at native resolution with tile_size windows "
+        "(tile_overlap, tile_border) instead of at the letterboxed training size",
+    )
     batch_size: int = Field(4, ge=1)
 
 

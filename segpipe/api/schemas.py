@@ -275,7 +275,10 @@ def job_detail(job: Job, *, with_traceback: bool) -> JobDetail:
 
 
 def version_out(row: ModelVersion) -> ModelVersionOut:
-    return ModelVersionOut.model_validate({name: getattr(row, name) for name in ModelVersionOut.model_fields})
+    # load_report / exports are files beside the checkpoint, not columns: the route adds them
+    return ModelVersionOut.model_validate(
+        {name: getattr(row, name) for name in ModelVersionOut.model_fields if hasattr(row, name)}
+    )
 
 
 def decision_out(row: PromotionDecision) -> DecisionOut:

@@ -42,12 +42,14 @@ def eval_transform(config: JobConfig) -> Any:
     """Evaluation transform: the task adapter's (None for detectors, which resize internally)."""
     data = config.data
     ignore = data.ignore_index if data is not None else 255
-    return adapter_class(config.task).eval_transform(config.augment, config.train.image_size, ignore)
+    return adapter_class(config.task).eval_transform(config.augment, config.train.image_size, ignore, config.predict)
 
 
 def build_eval_loader(config: JobConfig, source: Source, batch_size: int, num_workers: int) -> Any:
     """A deterministic loader over `source` with the task's evaluation transform."""
     dataset = TaskDataset(source, eval_transform(config), config.task)
+    if config.predict.evaluate_tiled and config.predict.tile_size:
+        batch_size = 1  # native resolution: images of different sizes do not stack
     sampler = EpochSampler(len(dataset), shuffle=False)
     return build_loader(dataset, batch_size, False, num_workers, config.train.seed, sampler=sampler)
 

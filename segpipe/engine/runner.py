@@ -114,6 +114,7 @@ def train(
             print(load_report.summary(), flush=True)
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels,
                           ignore_index=data.ignore_index)
+    adapter.configure_inference(config.predict, evaluation=False)  # validation: tiles at native resolution
     batches = len(data.train_loader)
     if cfg.max_steps_per_epoch:
         batches = min(batches, cfg.max_steps_per_epoch * cfg.accumulate)
@@ -281,7 +282,7 @@ def evaluate_checkpoint(
             f"on {list(loaded.category_map.names)}"
         )
     loader = build_eval_loader(config, source, config.train.batch_size, data.num_workers)
-    loaded.adapter.tta = config.predict.tta  # segmentation adapters average the 8 flips/rotations
+    loaded.adapter.configure_inference(config.predict, evaluation=True)  # tiles, test-time augmentation
     evaluator = make_evaluator(config.task, loaded.category_map, coco_gt=getattr(source, "coco", None),
                                ignore_index=data.ignore_index)
     return evaluate(loaded.model, loaded.adapter, loader, evaluator, loaded.device, config.train.amp)

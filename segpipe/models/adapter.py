@@ -88,12 +88,17 @@ class TaskAdapter(ABC):
         raise NotImplementedError(f"task {self.task!r} has no dense logits (models return instances)")
 
     @classmethod
-    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255) -> Any:
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
         """The deterministic transform evaluation and prediction apply to an image (and its targets):
-        the task's resize / letterbox to `image_size`. None: images go in as they are."""
+        the task's resize / letterbox to `image_size`. None: images go in as they are. `predict`: the
+        config's PredictConfig (segmentation evaluates at native resolution with ``evaluate_tiled``)."""
         from segpipe.data.augment import build_transform
 
         return build_transform(augment, cls.task, image_size, train=False, ignore_index=ignore_index)
+
+    def configure_inference(self, predict: Any, *, evaluation: bool) -> None:
+        """Take the inference options of a PredictConfig that apply to `eval_step` (segmentation: tiles
+        when ``evaluate_tiled``; test-time augmentation when `evaluation`, not in training's validation)."""
 
     def predict_images(
         self,

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from segpipe.data.sample import ImageId, Sample
 
@@ -55,19 +55,23 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     return [*starts, length - tile]
 
 
-def tiled_logits(forward: Forward, image: np.ndarray, tile: int, overlap: float, batch_size: int,
+def tiled_logits(forward: Forward, image: np.ndarray | torch.Tensor, tile: int, overlap: float, batch_size: int,
                  border: str = "zero") -> torch.Tensor:
-    """1×K×H×W logits of an H×W×3 uint8 image from overlapping `tile`×`tile` windows (see module doc)."""
+    """1×K×H×W logits of one image — H×W×3 uint8 array, or a C×H×W tensor (e.g. already normalised) —
+    from overlapping `tile`×`tile` windows (see the module doc). `forward` gets B×C×tile×tile windows of
+    the image's own dtype."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) if isinstance(image, np.ndarray) else image
     stride = max(1, int(round(tile * (1 - overlap))))
-    h, w = image.shape[:2]
+    h, w = x.shape[-2:]
     margin = (tile - stride) // 2 if border == "mirror" else 0
     if margin:
-        image = cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REFLECT_101)
-    ih, iw = image.shape[:2]
-    padded = np.zeros((max(ih, tile), max(iw, tile), 3), np.uint8)  # images smaller than a tile: pad
-    padded[:ih, :iw] = image
-    ph, pw = padded.shape[:2]
-    windows = [(y, x) for y in tile_origins(ph, tile, stride) for x in tile_origins(pw, tile, stride)]
+        # reflect padding needs floats; uint8 values survive the round trip exactly
+        x = F.pad(x[None].float(), (margin,) * 4, mode="reflect")[0].to(x.dtype)
+    ih, iw = x.shape[-2:]
+    if ih < tile or iw < tile:  # images smaller than a tile: pad (zeros) at the bottom/right
+        x = F.pad(x, (0, max(0, tile - iw), 0, max(0, tile - ih)))
+    ph, pw = x.shape[-2:]
+    windows = [(y, xx) for y in tile_origins(ph, tile, stride) for xx in tile_origins(pw, tile, stride)]
     # mirror: each pixel is taken from the window where it lies in the centre part (whose whole context
     # is inside the window); window edges weigh almost nothing. zero: overlapping windows count equally.
     core = torch.ones((tile, tile))
@@ -77,16 +81,15 @@ def tiled_logits(forward: Forward, image: np.ndarray, tile: int, overlap: float,
     total: torch.Tensor | None = None
     weight: torch.Tensor | None = None
     for chunk in _chunks(windows, batch_size):
-        crops = torch.from_numpy(np.stack([padded[y : y + tile, x : x + tile] for y, x in chunk])).permute(0, 3, 1, 2)
-        logits = forward(crops).float()
+        logits = forward(torch.stack([x[:, y : y + tile, xx : xx + tile] for y, xx in chunk])).float()
         if total is None:
             total = torch.zeros((1, logits.shape[1], ph, pw), device=logits.device)
             weight = torch.zeros((1, 1, ph, pw), device=logits.device)
         assert weight is not None
         core = core.to(logits.device)
-        for (y, x), out in zip(chunk, logits, strict=True):
-            total[0, :, y : y + tile, x : x + tile] += out * core
-            weight[0, :, y : y + tile, x : x + tile] += core
+        for (y, xx), out in zip(chunk, logits, strict=True):
+            total[0, :, y : y + tile, xx : xx + tile] += out * core
+            weight[0, :, y : y + tile, xx : xx + tile] += core
     assert total is not None and weight is not None  # there is always at least one window
     return (total / weight)[:, :, margin : margin + h, margin : margin + w]
 

@@ -154,13 +154,34 @@ class _SegmentationAdapter(_TensorBatchAdapter):
 
     target_key = "label_maps"
     tta: bool = False
+    tiling: Any = None  # a PredictConfig with evaluate_tiled and tile_size: evaluation at native resolution
+
+    @classmethod
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+        if predict is not None and predict.evaluate_tiled and predict.tile_size:
+            return None  # native resolution: eval_step slides windows over each image
+        return super().eval_transform(augment, image_size, ignore_index)
+
+    def configure_inference(self, predict: Any, *, evaluation: bool) -> None:
+        self.tiling = predict if predict.evaluate_tiled and predict.tile_size else None
+        self.tta = bool(predict.tta and evaluation)
 
     def eval_step(self, model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor] | None, list[Prediction]]:
-        if not self.tta:
+        if not (self.tta or self.tiling):
             return super().eval_step(model, batch)
         model.eval()
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return self.forward_logits(model, {"images": x}).float()
+
+        look = (lambda x: dihedral_average(forward, x)) if self.tta else forward
         with torch.no_grad():
-            logits = dihedral_average(lambda x: self.forward_logits(model, {**batch, "images": x}), batch["images"])
+            if self.tiling is not None:
+                t = self.tiling
+                logits = torch.cat([tiled_logits(look, image, t.tile_size, t.tile_overlap, t.batch_size, t.tile_border)
+                                    for image in batch["images"]])
+            else:
+                logits = look(batch["images"])
             losses = self.loss_from_logits(logits, batch[self.target_key]) if self.target_key in batch else None
             return losses, self.decode(logits, batch)
 

@@ -102,7 +102,7 @@ class _RcnnAdapter(TaskAdapter):
         return dict(model(batch["images"], batch["targets"]))
 
     @classmethod
-    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255) -> Any:
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
         """None: torchvision detectors resize internally and answer in the input's pixels, so
         predictions land in original coordinates as COCO evaluation needs."""
         return None

@@ -74,3 +74,23 @@ def test_segmentation_adapter_predicts_with_tta_and_tiles() -> None:
     with torch.no_grad():
         by_hand = dihedral_average(lambda x: model(x), batch["images"])
     assert np.array_equal(pred.label_map, (by_hand[0, 0] > 0).numpy().astype(np.uint8))
+
+
+def test_evaluation_at_native_resolution_with_tiles() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="unet", encoder_depth=3, decoder_channels=[8, 8, 8]), "binary", 2).eval()
+    adapter = get_adapter("binary", num_labels=2)
+    cfg = PredictConfig(tile_size=32, tile_overlap=0.5, tile_border="mirror", evaluate_tiled=True, tta=True)
+    assert adapter.eval_transform(None, 32, 255, cfg) is None  # no letterbox: images stay at their size
+    assert adapter.eval_transform(None, 32, 255, PredictConfig(tile_size=32)) is not None
+    image = torch.from_numpy(np.random.default_rng(2).integers(0, 256, size=(1, 3, 40, 56), dtype=np.uint8))
+    batch = adapter.prepare({"images": image, "label_maps": torch.ones(1, 40, 56, dtype=torch.int64),
+                             "image_ids": ["a"], "meta": [{}]}, "cpu")
+    adapter.configure_inference(cfg, evaluation=False)
+    assert adapter.tiling is cfg and not adapter.tta  # training's validation: tiles, no TTA
+    adapter.configure_inference(cfg, evaluation=True)
+    losses, (pred,) = adapter.eval_step(model, batch)
+    assert pred.label_map.shape == (40, 56) and set(losses) == {"loss_bce", "loss_dice"}
+    with torch.no_grad():
+        by_hand = tiled_logits(lambda x: dihedral_average(model, x), batch["images"][0], 32, 0.5, 4, "mirror")
+    assert np.array_equal(pred.label_map, (by_hand[0, 0] > 0).numpy().astype(np.uint8))
