@@ -88,7 +88,9 @@ def preprocessing(task: str, in_channels: int, image_size: int, model_params: di
     }
 
 
-def model_inputs(task: str, in_channels: int, images: list[np.ndarray], image_size: int, augment: Any) -> list[torch.Tensor]:
+def model_inputs(
+    task: str, in_channels: int, images: list[np.ndarray], image_size: int, augment: Any
+) -> list[torch.Tensor]:
     """The graph inputs for H×W×3 uint8 RGB `images`: one batch N×C×S×S (dense tasks), or one 3×H×W
     tensor per image (detectors)."""
     if task in DETECTION_TASKS:
