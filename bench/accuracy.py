@@ -16,6 +16,9 @@ optimistic (it is printed beside, marked "best on val").
   Reference: predicting "cell" everywhere.
 - coco128 (configs/instance/coco128_maskrcnn.yaml, light Mask R-CNN from scratch): images 0–95 train,
   96–127 validation (natural file order). Must run end to end; AP stays small from scratch.
+- transfer (generated data, no files needed): optimizer steps a U-Net needs to reach IoU 0.5 when
+  fine-tuned through ``model.weights`` from a model trained on other classes, vs from scratch
+  (reference). Same figures as tests/models/test_transfer_helps.py.
 
 CPU budget (2 shared cores): the full run trains ISBI for 20 epochs (the config: 60) and Mask R-CNN for
 3 short epochs of 12 steps at 256 px, batch 2, 128 sampled proposals per image (the config: 24 epochs
@@ -186,7 +189,30 @@ def coco128(work: Path, quick: bool) -> Outcome:
     return out
 
 
-EXPERIMENTS: dict[str, Callable[[Path, bool], Outcome]] = {"digits": digits, "isbi": isbi, "coco128": coco128}
+def transfer(work: Path, quick: bool) -> Outcome:
+    """Steps to a target IoU, fine-tuned from a model trained on other classes vs from scratch (generated
+    data, fixed seed): the figures of tests/models/test_transfer_helps.py, which asserts the order."""
+    sys.path.insert(0, str(REPO))
+    from tests.models import test_transfer_helps as shapes
+
+    out = Outcome("transfer", "binary", "(generated shapes)", "unet resnet18, depth 3")
+    out.split = "4×8 train / 8 held out"
+    work.mkdir(parents=True, exist_ok=True)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    weights = shapes.pretrain(work / "shapes_unet.pt")
+    tuned, scratch = shapes.steps_to_target(weights), shapes.steps_to_target(None)
+    out.wall_s, out.cpu_s = time.perf_counter() - wall, cpu_seconds() - cpu
+    cap = float(shapes.MAX_STEPS + 5)  # "not reached within MAX_STEPS" shows as MAX_STEPS + 5
+    out.metrics = {"steps_tuned": float(tuned or cap)}
+    out.reference, out.reference_label = {"steps_tuned": float(scratch or cap)}, "the same model from scratch"
+    out.notes.append(f"steps to IoU {shapes.TARGET_IOU} (checked every 5); source: semantic circles/squares, "
+                     f"target: binary any shape incl. unseen triangles")
+    out.best_on_val = {"epoch": 0}
+    return out
+
+
+EXPERIMENTS: dict[str, Callable[[Path, bool], Outcome]] = {"digits": digits, "isbi": isbi, "coco128": coco128,
+                                                           "transfer": transfer}
 
 
 # -------------------------------------------------------------------------------------------- output

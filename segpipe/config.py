@@ -198,6 +198,15 @@ class PredictConfig(Section):
     topk: int = Field(5, ge=1)
     tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
     tile_overlap: float = Field(0.25, ge=0, lt=1)
+    tile_border: Literal["zero", "mirror"] = Field(
+        "zero", description="tiles: pad the image with zeros, or extend it by mirroring (overlap-tile strategy)"
+    )
+    tta: bool = Field(False, description="segmentation: average the logits of the 8 flips/rotations")
+    evaluate_tiled: bool = Field(
+        False,
+        description="segmentation: validation and evaluation at native resolution with tile_size windows "
+        "(tile_overlap, tile_border) instead of at the letterboxed training size",
+    )
     batch_size: int = Field(4, ge=1)
     shard_size: int = Field(
         250, ge=1, description="queued predict jobs with more images are split into shards of this many, one queue message each"

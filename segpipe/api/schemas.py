@@ -200,6 +200,8 @@ class ModelVersionOut(BaseModel):
     parent_version: int | None
     job_id: str | None
     created_at: datetime
+    load_report: dict[str, Any] | None = None  # what its starting weights gave (model.weights), if any
+    exports: dict[str, Any] = {}  # `segpipe export` results by format
 
 
 class ModelSummary(BaseModel):
@@ -304,7 +306,10 @@ def job_detail(job: Job, *, with_traceback: bool) -> JobDetail:
 
 
 def version_out(row: ModelVersion) -> ModelVersionOut:
-    return ModelVersionOut.model_validate({name: getattr(row, name) for name in ModelVersionOut.model_fields})
+    # load_report / exports are files beside the checkpoint, not columns: the route adds them
+    return ModelVersionOut.model_validate(
+        {name: getattr(row, name) for name in ModelVersionOut.model_fields if hasattr(row, name)}
+    )
 
 
 def decision_out(row: PromotionDecision) -> DecisionOut:

@@ -16,14 +16,18 @@ console = Console(highlight=False)
 
 @app.command("export")
 def export_cmd(
-    model: str = typer.Argument(..., help="Run directory, checkpoint file, or model version NAME@production / NAME@3."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint, or model version NAME@production / NAME@3."),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN/export/FORMAT beside the checkpoint)."),
-    image_size: int | None = typer.Option(None, "--image-size", min=16,
-                                          help="Input side for classification/segmentation (default: the training size)."),
-    dynamic: str = typer.Option("batch,size", "--dynamic",
-                                help="Dynamic axes of classification/segmentation graphs: 'batch', 'size', both, or 'none'."),
-    images: Path | None = typer.Option(None, "--images", help="Folder of images for the parity check (default: seeded random images)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN/export/FORMAT)."),
+    image_size: int | None = typer.Option(
+        None, "--image-size", min=16, help="Input side for classification/segmentation (default: training size)."
+    ),
+    dynamic: str = typer.Option(
+        "batch,size", "--dynamic", help="Dynamic axes of dense graphs: 'batch', 'size', both, or 'none'."
+    ),
+    images: Path | None = typer.Option(
+        None, "--images", help="Folder of images for the parity check (default: seeded random images)."
+    ),
     check_images: int = typer.Option(2, "--check-images", min=1, help="How many images the parity check runs on."),
 ) -> None:
     """Export a trained model to ONNX or TorchScript, with its class map and preprocessing, and check it."""
@@ -62,7 +66,7 @@ def export_cmd(
                    f"{parity['max_box_diff_px']:.3f} px{mask}")
     verdict = "[green]parity ok[/]" if parity["passed"] else "[bold red]parity FAILED[/]"
     console.print(f"{verdict}: {figures} on {parity['images']}")
-    console.print(json.dumps({"model": str(result.model_file), **{k: v for k, v in result.manifest.items()
-                                                                  if k in ("format", "task", "parity")}}))
+    print(json.dumps({"model": str(result.model_file), **{k: v for k, v in result.manifest.items()
+                                                          if k in ("format", "task", "parity")}}))
     if not parity["passed"]:
         raise typer.Exit(1)

@@ -57,10 +57,15 @@ def _short_hash(digest: str | None) -> str:
     return digest.split(":", 1)[-1][:12] if digest else "-"
 
 
-def _version_dict(v: Any) -> dict[str, Any]:
+def _version_dict(v: Any, stores: Any = None) -> dict[str, Any]:
     keys = ("name", "version", "task", "stage", "dataset_hash", "metrics", "checkpoint", "parent_version",
             "job_id", "created_at")
-    return {k: getattr(v, k) for k in keys}
+    out = {k: getattr(v, k) for k in keys}
+    if stores is not None:  # the load report of its starting weights, its exports
+        from segpipe.retrain.job import version_files
+
+        out.update(version_files(v, stores))
+    return out
 
 
 @app.command()
@@ -147,7 +152,7 @@ def _one_model(stores: Any, name: str, as_json: bool) -> None:
         raise NotFoundError(f"model {name!r} has no versions (see `segpipe models`)")
     decisions = stores.decisions.list(name)
     if as_json:
-        print(json.dumps({"name": name, "versions": [_version_dict(v) for v in versions],
+        print(json.dumps({"name": name, "versions": [_version_dict(v, stores) for v in versions],
                           "decisions": [decision_dict(d) for d in decisions]}, indent=1, default=str))
         return
     table = Table(title=f"{name}: versions")

@@ -104,6 +104,8 @@ def predict(
     segmentation: str = typer.Option("rle", "--segmentation", help="coco / label-studio masks: rle, polygons or both."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Sliding-window tiles (semantic/binary)."),
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", min=0, max=0.9),
+    tile_border: str = typer.Option("zero", "--tile-border", help="Tiles: 'zero' padding or 'mirror' (overlap-tile)."),
+    tta: bool = typer.Option(False, "--tta", help="Segmentation: average the 8 flips/rotations of each input."),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     topk: int = typer.Option(5, "--topk", min=1, help="Classification: classes per image in csv / coco-results."),
     device: str = typer.Option("auto", "--device"),
@@ -119,6 +121,7 @@ def predict(
     if segmentation not in ("rle", "polygons", "both"):
         raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
     cfg = PredictConfig(images=images, score_threshold=score_threshold, tile_size=tile_size, tile_overlap=tile_overlap,
+                        tile_border=tile_border, tta=tta,
                         formats=names, batch_size=batch_size, topk=topk, image_url_prefix=image_url_prefix,
                         segmentation=segmentation)
     from segpipe.progress import progress

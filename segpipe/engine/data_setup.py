@@ -17,6 +17,7 @@ from segpipe.data.augment import build_transform
 from segpipe.data.categories import CategoryMap
 from segpipe.data.dataset import TaskDataset, build_loader
 from segpipe.data.sources import Source, build_source
+from segpipe.models.tasks import adapter_class
 from segpipe.data.validate import validate_config
 from segpipe.engine.sampler import EpochSampler
 from segpipe.errors import ConfigError, DataError
@@ -38,18 +39,17 @@ class DataBundle:
 
 
 def eval_transform(config: JobConfig) -> Any:
-    """Evaluation transform. Instance/detection get none: torchvision detectors resize internally and
-    answer in the input's pixels, so predictions land in original coordinates as COCO eval needs."""
-    if config.task in ("instance", "detection"):
-        return None
+    """Evaluation transform: the task adapter's (None for detectors, which resize internally)."""
     data = config.data
     ignore = data.ignore_index if data is not None else 255
-    return build_transform(config.augment, config.task, config.train.image_size, train=False, ignore_index=ignore)
+    return adapter_class(config.task).eval_transform(config.augment, config.train.image_size, ignore, config.predict)
 
 
 def build_eval_loader(config: JobConfig, source: Source, batch_size: int, num_workers: int) -> Any:
     """A deterministic loader over `source` with the task's evaluation transform."""
     dataset = TaskDataset(source, eval_transform(config), config.task)
+    if config.predict.evaluate_tiled and config.predict.tile_size:
+        batch_size = 1  # native resolution: images of different sizes do not stack
     sampler = EpochSampler(len(dataset), shuffle=False)
     return build_loader(dataset, batch_size, False, num_workers, config.train.seed, sampler=sampler)
 

@@ -1,17 +1,18 @@
 """Batched inference over image files; every Prediction comes back in ORIGINAL image pixels.
 
-Per task (the adapter does the model-specific part):
+The task's adapter does the task-specific part (``TaskAdapter.predict_images``):
 - classification: resize to the training size, arg-max + softmax scores;
 - semantic / binary: letterbox to the training size, logits cropped back and resized to the original
   size before the arg-max — or, with ``predict.tile_size``, sliding windows at native resolution whose
-  overlapping logits are averaged (for images larger than what the model trained on);
+  overlapping logits are averaged (``predict.tile_border: mirror``: the overlap-tile strategy); with
+  ``predict.tta`` the logits of the 8 flips/rotations are averaged;
 - instance / detection: the original image goes in; torchvision's detectors resize internally and
   answer in input pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,15 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segpipe import config as config_mod
 from segpipe.config import JobConfig, PredictConfig
-from segpipe.data.augment import build_transform, letterbox_size
 from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_image
-from segpipe.data.sample import ImageId, Sample
+from segpipe.data.sample import ImageId
 from segpipe.engine.checkpoint import BEST, LAST, load_checkpoint
 from segpipe.engine.distributed import DistInfo, device_for
 from segpipe.engine.train import autocast
@@ -53,8 +52,7 @@ class LoadedModel:
 
     @cached_property
     def eval_transform(self) -> Any:
-        cfg = self.config
-        return build_transform(cfg.augment, cfg.task, cfg.train.image_size, train=False)
+        return self.adapter.eval_transform(self.config.augment, self.config.train.image_size)
 
 
 @dataclass(frozen=True)
@@ -122,86 +120,14 @@ def predict_items(
             yield from zip(batch_items, images, preds, strict=True)
 
 
-@torch.no_grad()
 def predict_arrays(
     loaded: LoadedModel, images: list[np.ndarray], image_ids: list[ImageId], cfg: PredictConfig
 ) -> list[Prediction]:
-    """Predictions for H×W×3 uint8 RGB images, in their own pixels."""
-    task = loaded.task
-    if task in ("instance", "detection"):
-        batch = {"images": [torch.from_numpy(im).permute(2, 0, 1) for im in images], "image_ids": image_ids,
-                 "meta": [{} for _ in images]}
-        with autocast(loaded.device, loaded.config.train.amp):
-            preds = loaded.adapter.predict(loaded.model, loaded.adapter.prepare(batch, loaded.device), cfg.score_threshold)
-        for p in preds:
-            p.instances = [inst for inst in p.instances if inst.score >= cfg.score_threshold]
-        return preds
-    if task == "classification":
-        batch = _letterboxed_batch(loaded, images, image_ids)
-        preds = loaded.adapter.predict(loaded.model, loaded.adapter.prepare(batch, loaded.device))
-        for p, im in zip(preds, images, strict=True):
-            p.height, p.width = im.shape[:2]
-        return preds
-    size = loaded.config.train.image_size
-    if cfg.tile_size:
-        return [_predict_tiled(loaded, im, iid, cfg) for im, iid in zip(images, image_ids, strict=True)]
-    batch = _letterboxed_batch(loaded, images, image_ids)
-    with autocast(loaded.device, loaded.config.train.amp):
-        logits = loaded.adapter.forward_logits(loaded.model, loaded.adapter.prepare(batch, loaded.device)).float()
-    preds = []
-    for i, (im, iid) in enumerate(zip(images, image_ids, strict=True)):
-        h, w = im.shape[:2]
-        hh, ww = letterbox_size(h, w, size)
-        region = F.interpolate(logits[i : i + 1, :, :hh, :ww], size=(h, w), mode="bilinear", align_corners=False)
-        preds.extend(loaded.adapter.decode(region, {"image_ids": [iid], "meta": [{}]}))
-    return preds
-
-
-def _letterboxed_batch(loaded: LoadedModel, images: list[np.ndarray], image_ids: list[ImageId]) -> dict[str, Any]:
-    transform = loaded.eval_transform
-    arrays = [transform(Sample(image=im, image_id=iid)).image for im, iid in zip(images, image_ids, strict=True)]
-    # NHWC memory seen as NCHW, i.e. channels_last: CPU convolutions run faster on it than on a copy
-    tensor = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return {"images": tensor, "image_ids": list(image_ids), "meta": [{} for _ in images]}
-
-
-def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of windows of size `tile` covering 0..length, the last flush with the end."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    return [*starts, length - tile]
-
-
-def _predict_tiled(loaded: LoadedModel, image: np.ndarray, image_id: ImageId, cfg: PredictConfig) -> Prediction:
-    tile = int(cfg.tile_size or 0)
-    stride = max(1, int(round(tile * (1 - cfg.tile_overlap))))
-    h, w = image.shape[:2]
-    padded = np.zeros((max(h, tile), max(w, tile), 3), np.uint8)  # images smaller than a tile: pad
-    padded[:h, :w] = image
-    ph, pw = padded.shape[:2]
-    windows = [(y, x) for y in tile_origins(ph, tile, stride) for x in tile_origins(pw, tile, stride)]
-    total: torch.Tensor | None = None
-    weight = torch.zeros((1, 1, ph, pw), device=loaded.device)
-    for chunk in _chunks(windows, cfg.batch_size):
-        crops = np.stack([padded[y : y + tile, x : x + tile] for y, x in chunk])
-        batch = {"images": torch.from_numpy(crops).permute(0, 3, 1, 2), "image_ids": [image_id] * len(chunk),
-                 "meta": [{} for _ in chunk]}
-        with autocast(loaded.device, loaded.config.train.amp):
-            logits = loaded.adapter.forward_logits(loaded.model, loaded.adapter.prepare(batch, loaded.device)).float()
-        if total is None:
-            total = torch.zeros((1, logits.shape[1], ph, pw), device=loaded.device)
-        for (y, x), out in zip(chunk, logits, strict=True):
-            total[0, :, y : y + tile, x : x + tile] += out
-            weight[0, :, y : y + tile, x : x + tile] += 1
-    assert total is not None  # there is always at least one window
-    averaged = (total / weight)[:, :, :h, :w]
-    return loaded.adapter.decode(averaged, {"image_ids": [image_id], "meta": [{}]})[0]
-
-
-def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
+    """Predictions for H×W×3 uint8 RGB images, in their own pixels (the task's adapter decides how)."""
+    return loaded.adapter.predict_images(
+        loaded.model, images, list(image_ids), cfg, transform=loaded.eval_transform, device=loaded.device,
+        autocast=lambda: autocast(loaded.device, loaded.config.train.amp),
+    )
 
 
 def image_items(images_dir: str | Path, annotations: str | Path | None = None) -> list[ImageItem]:

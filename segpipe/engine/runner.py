@@ -111,15 +111,16 @@ def train(
     if info.is_main:
         cmap.save(run_dir / "categories.json")
 
-    model, load_report = build_model_reported(config.model, config.task, cmap.num_labels)
+    model, load_report = build_model_reported(config.model, config.task, cmap.num_labels, cmap)
     model = model.to(device)
     if load_report is not None and info.is_main:
         load_report.save(run_dir)
         log.info("%s", load_report.summary())
-        if show_progress:
-            print(load_report.summary())
+        if report is None:  # a person at a terminal (`segpipe train`); jobs log it and keep the file
+            print(load_report.summary(), flush=True)
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels,
                           ignore_index=data.ignore_index)
+    adapter.configure_inference(config.predict, evaluation=False)  # validation: tiles at native resolution
     batches = len(data.train_loader)
     if cfg.max_steps_per_epoch:
         batches = min(batches, cfg.max_steps_per_epoch * cfg.accumulate)
@@ -294,6 +295,7 @@ def evaluate_checkpoint(
             f"on {list(loaded.category_map.names)}"
         )
     loader = build_eval_loader(config, source, config.train.batch_size, data.num_workers)
+    loaded.adapter.configure_inference(config.predict, evaluation=True)  # tiles, test-time augmentation
     evaluator = make_evaluator(config.task, loaded.category_map, coco_gt=getattr(source, "coco", None),
                                ignore_index=data.ignore_index)
     total, done = len(source), [0]

@@ -158,7 +158,8 @@ def build_scheduler(
     warmup = min(cfg.warmup_steps, total - 1)
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=max(warmup / total, 0.05) if warmup else 0.3
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
+            pct_start=max(warmup / total, 0.05) if warmup else 0.3,
         )
 
     def factor(step: int) -> float:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from segpipe.errors import ConfigError
 from segpipe.export.formats import EXPORT_FORMATS, ExportError, ExportFormat

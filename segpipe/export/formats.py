@@ -84,13 +84,17 @@ def _write_torchscript(model: nn.Module, spec: GraphSpec, example: torch.Tensor,
 
 
 def _load_torchscript(path: Path, spec: GraphSpec) -> Runner:
-    graph = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice: the format is the ask
+        graph = torch.jit.load(str(path), map_location="cpu")
     graph.eval()
 
     @torch.no_grad()
     def run(x: torch.Tensor) -> list[np.ndarray]:
         if spec.detection:
-            out = graph([x])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "RCNN always returns a (Losses, Detections) tuple"
+                out = graph([x])
             detections = out[1] if isinstance(out, tuple) else out  # scripted detectors return (losses, dets)
             return [detections[0][name].numpy() for name in spec.output_names]
         return [graph(x).numpy()]

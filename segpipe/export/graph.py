@@ -69,10 +69,11 @@ def preprocessing(task: str, in_channels: int, image_size: int, model_params: di
             "std": [0.229, 0.224, 0.225],
         }
     resize = (
-        "resize to image_size × image_size"
+        "resize to image_size × image_size (bilinear)"
         if task == "classification"
-        else "letterbox: scale the longer side to image_size (aspect kept), pad bottom/right to "
-        "image_size × image_size; crop the logits back to the scaled image and resize them to the original size"
+        else "letterbox: scale the longer side to image_size (bilinear, aspect kept), pad bottom/right with black "
+        "(0) to image_size × image_size; crop the logits back to the scaled image and resize them (bilinear) "
+        "to the original size before the decision"
     )
     return {
         "input": f"images: float32 N×{in_channels}×H×W, RGB, NCHW",
@@ -87,7 +88,9 @@ def preprocessing(task: str, in_channels: int, image_size: int, model_params: di
     }
 
 
-def model_inputs(task: str, in_channels: int, images: list[np.ndarray], image_size: int, augment: Any) -> list[torch.Tensor]:
+def model_inputs(
+    task: str, in_channels: int, images: list[np.ndarray], image_size: int, augment: Any
+) -> list[torch.Tensor]:
     """The graph inputs for H×W×3 uint8 RGB `images`: one batch N×C×S×S (dense tasks), or one 3×H×W
     tensor per image (detectors)."""
     if task in DETECTION_TASKS:

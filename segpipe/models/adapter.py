@@ -20,8 +20,11 @@ The batch format is produced by ``segpipe.data.dataset``; keys used here: ``imag
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,6 +86,35 @@ class TaskAdapter(ABC):
     def forward_logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Raw dense model outputs for a prepared batch, in the model's current mode."""
         raise NotImplementedError(f"task {self.task!r} has no dense logits (models return instances)")
+
+    @classmethod
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+        """The deterministic transform evaluation and prediction apply to an image (and its targets):
+        the task's resize / letterbox to `image_size`. None: images go in as they are. `predict`: the
+        config's PredictConfig (segmentation evaluates at native resolution with ``evaluate_tiled``)."""
+        from segpipe.data.augment import build_transform
+
+        return build_transform(augment, cls.task, image_size, train=False, ignore_index=ignore_index)
+
+    def configure_inference(self, predict: Any, *, evaluation: bool) -> None:
+        """Take the inference options of a PredictConfig that apply to `eval_step` (segmentation: tiles
+        when ``evaluate_tiled``; test-time augmentation when `evaluation`, not in training's validation)."""
+
+    def predict_images(
+        self,
+        model: nn.Module,
+        images: list[np.ndarray],
+        image_ids: list[Any],
+        cfg: Any,
+        *,
+        transform: Any,
+        device: torch.device | str,
+        autocast: Callable[[], AbstractContextManager[Any]],
+    ) -> list[Prediction]:
+        """Predictions for H×W×3 uint8 RGB `images`, in their own pixels. `cfg`: the PredictConfig
+        (score threshold, tiles, test-time augmentation); `transform`: `eval_transform`'s result;
+        `autocast`: the engine's mixed-precision context."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (

@@ -8,6 +8,8 @@ expect that).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segpipe.data.augment import letterbox_size
 from segpipe.errors import DataError
 from segpipe.models import losses
 from segpipe.models.adapter import (
@@ -29,6 +32,7 @@ from segpipe.models.adapter import (
     require_prepared,
     train_mode,
 )
+from segpipe.models.dense_inference import dihedral_average, tiled_logits, transformed_batch
 from segpipe.prediction import Prediction
 
 
@@ -118,6 +122,15 @@ class ClassificationAdapter(_TensorBatchAdapter):
     def loss_from_logits(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss_ce": F.cross_entropy(logits.float(), target)}
 
+    def predict_images(self, model: nn.Module, images: list[np.ndarray], image_ids: list[Any], cfg: Any, *,
+                       transform: Any, device: torch.device | str,
+                       autocast: Callable[[], AbstractContextManager[Any]]) -> list[Prediction]:
+        """Resized to the training size, arg-max + softmax scores; the prediction keeps the image's size."""
+        preds = self.predict(model, self.prepare(transformed_batch(transform, images, image_ids), device))
+        for p, im in zip(preds, images, strict=True):
+            p.height, p.width = im.shape[:2]
+        return preds
+
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
         probs = logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
         h, w = batch["images"].shape[-2:]
@@ -136,7 +149,72 @@ class ClassificationAdapter(_TensorBatchAdapter):
 
 
 class _SegmentationAdapter(_TensorBatchAdapter):
+    """Semantic and binary segmentation. ``tta``: evaluation averages the 8 flips/rotations of each
+    batch (prediction reads ``predict.tta`` itself)."""
+
     target_key = "label_maps"
+    tta: bool = False
+    tiling: Any = None  # a PredictConfig with evaluate_tiled and tile_size: evaluation at native resolution
+
+    @classmethod
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+        if predict is not None and predict.evaluate_tiled and predict.tile_size:
+            return None  # native resolution: eval_step slides windows over each image
+        return super().eval_transform(augment, image_size, ignore_index)
+
+    def configure_inference(self, predict: Any, *, evaluation: bool) -> None:
+        self.tiling = predict if predict.evaluate_tiled and predict.tile_size else None
+        self.tta = bool(predict.tta and evaluation)
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor] | None, list[Prediction]]:
+        if not (self.tta or self.tiling):
+            return super().eval_step(model, batch)
+        model.eval()
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return self.forward_logits(model, {"images": x}).float()
+
+        look = (lambda x: dihedral_average(forward, x)) if self.tta else forward
+        with torch.no_grad():
+            if self.tiling is not None:
+                t = self.tiling
+                logits = torch.cat([tiled_logits(look, image, t.tile_size, t.tile_overlap, t.batch_size, t.tile_border)
+                                    for image in batch["images"]])
+            else:
+                logits = look(batch["images"])
+            losses = self.loss_from_logits(logits, batch[self.target_key]) if self.target_key in batch else None
+            return losses, self.decode(logits, batch)
+
+    def predict_images(self, model: nn.Module, images: list[np.ndarray], image_ids: list[Any], cfg: Any, *,
+                       transform: Any, device: torch.device | str,
+                       autocast: Callable[[], AbstractContextManager[Any]]) -> list[Prediction]:
+        """Letterboxed to the training size, logits cropped back and resized to the original size before
+        the decision — or sliding windows at native resolution (``cfg.tile_size``, ``cfg.tile_border``);
+        either way averaged over the 8 flips/rotations with ``cfg.tta``."""
+        model.eval()
+
+        @torch.no_grad()
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with autocast():
+                return self.forward_logits(model, self.prepare({"images": x}, device)).float()
+
+        look = (lambda x: dihedral_average(forward, x)) if getattr(cfg, "tta", False) else forward
+        if cfg.tile_size:
+            border = getattr(cfg, "tile_border", "zero")
+            return [
+                self.decode(tiled_logits(look, im, cfg.tile_size, cfg.tile_overlap, cfg.batch_size, border),
+                            {"image_ids": [iid], "meta": [{}]})[0]
+                for im, iid in zip(images, image_ids, strict=True)
+            ]
+        logits = look(transformed_batch(transform, images, image_ids)["images"])
+        size = logits.shape[-1]  # letterboxed squares
+        preds = []
+        for i, (im, iid) in enumerate(zip(images, image_ids, strict=True)):
+            h, w = im.shape[:2]
+            hh, ww = letterbox_size(h, w, size)
+            region = F.interpolate(logits[i : i + 1, :, :hh, :ww], size=(h, w), mode="bilinear", align_corners=False)
+            preds.extend(self.decode(region, {"image_ids": [iid], "meta": [{}]}))
+        return preds
 
     def forward_logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """B×C×H×W logits. Images are zero-padded (zero = the mean colour after normalisation) at the

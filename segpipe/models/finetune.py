@@ -80,4 +80,5 @@ def freeze_backbone_batchnorm(model: nn.Module, spec: BackboneSpec) -> int:
 
 def backbone_parameters(model: nn.Module, spec: BackboneSpec) -> set[str]:
     """Names of the backbone's parameters (the pretrained part that ``train.backbone_lr_mult`` slows)."""
-    return {name for name, _ in model.named_parameters() if any(name.startswith(p) for s in backbone_stages(model, spec) for p in s)}
+    prefixes = tuple(p for stage in backbone_stages(model, spec) for p in stage)
+    return {name for name, _ in model.named_parameters() if name.startswith(prefixes)}

@@ -8,6 +8,10 @@ resize internally (``GeneralizedRCNNTransform``); their outputs come back in inp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
@@ -96,6 +100,24 @@ class _RcnnAdapter(TaskAdapter):
             raise DataError(f"task {self.task!r}: batch has no 'targets' to learn from")
         train_mode(model)
         return dict(model(batch["images"], batch["targets"]))
+
+    @classmethod
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+        """None: torchvision detectors resize internally and answer in the input's pixels, so
+        predictions land in original coordinates as COCO evaluation needs."""
+        return None
+
+    def predict_images(self, model: nn.Module, images: list[np.ndarray], image_ids: list[Any], cfg: Any, *,
+                       transform: Any, device: torch.device | str,
+                       autocast: Callable[[], AbstractContextManager[Any]]) -> list[Prediction]:
+        """The original images go in; the detector resizes them and answers in their pixels."""
+        batch = {"images": [torch.from_numpy(im).permute(2, 0, 1) for im in images], "image_ids": list(image_ids),
+                 "meta": [{} for _ in images]}
+        with autocast():
+            preds = self.predict(model, self.prepare(batch, device), cfg.score_threshold)
+        for p in preds:
+            p.instances = [inst for inst in p.instances if inst.score >= cfg.score_threshold]
+        return preds
 
     def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:
         require_prepared(batch)

@@ -22,8 +22,8 @@ from segpipe.config import TASK_KINDS, ModelConfig
 from segpipe.errors import ConfigError
 from segpipe.models.tasks import adapter_class
 from segpipe.models.finetune import freeze_backbone_batchnorm, freeze_backbone_stages
-from segpipe.models.transfer import HeadSpec, LoadReport, transfer_weights
-from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_state_dict
+from segpipe.models.transfer import HeadSpec, LoadReport, label_rows, transfer_weights
+from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_weights
 from segpipe.registry import Registry
 
 # The keys of a model section that every model takes; the rest belong to the model's Params.
@@ -116,8 +116,12 @@ def build_model(cfg: ModelConfig, task: str, num_labels: int) -> nn.Module:
     return build_model_reported(cfg, task, num_labels)[0]
 
 
-def build_model_reported(cfg: ModelConfig, task: str, num_labels: int) -> tuple[nn.Module, LoadReport | None]:
-    """`build_model`, plus the load report of ``cfg.weights`` (None without weights).
+def build_model_reported(
+    cfg: ModelConfig, task: str, num_labels: int, category_map: Any = None
+) -> tuple[nn.Module, LoadReport | None]:
+    """`build_model`, plus the load report of ``cfg.weights`` (None without weights). With the run's
+    `category_map` (a `CategoryMap`) and a segpipe checkpoint as weights, re-initialised heads keep the
+    rows of the categories both know.
 
     ``cfg.weights`` must be a path here (a run directory, checkpoint or weights file); model-version
     references are resolved by the caller that holds the stores (``segpipe.pipeline``)."""
@@ -137,8 +141,10 @@ def build_model_reported(cfg: ModelConfig, task: str, num_labels: int) -> tuple[
         load_backbone_weights(model, cfg.backbone_weights, spec.backbone)
     report = None
     if cfg.weights is not None:
-        state = read_state_dict(cfg.weights)
-        report = transfer_weights(model, state, source=str(cfg.weights), heads=spec.heads, strict=cfg.strict)
+        state, file_categories = read_weights(cfg.weights)
+        rows = label_rows(file_categories, category_map) if file_categories and category_map is not None else None
+        report = transfer_weights(model, state, source=str(cfg.weights), heads=spec.heads, strict=cfg.strict,
+                                  label_rows=rows)
     if not spec.own_freezing:
         if ctx.frozen_batchnorm:
             freeze_backbone_batchnorm(model, spec.backbone)

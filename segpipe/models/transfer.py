@@ -58,7 +58,7 @@ class LoadReport:
 
     source: str
     loaded: list[str] = field(default_factory=list)
-    reinitialised: dict[str, str] = field(default_factory=dict)
+    reinitialised: dict[str, str] = field(default_factory=dict)  # partly kept: see label_rows
     ignored: dict[str, str] = field(default_factory=dict)
     wrapping: str | None = None  # e.g. "prefix 'module.' removed"
 
@@ -99,8 +99,13 @@ def transfer_weights(
     source: str,
     heads: HeadSpec = HeadSpec(),
     strict: bool = False,
+    label_rows: LabelRows | None = None,
 ) -> LoadReport:
     """Load what fits of `state` into `model` (in place) and say what happened (see the module doc).
+
+    label_rows: when both the file and the model know their categories (a segpipe checkpoint, a run
+    with a category map), the re-initialised heads keep the file's rows of the categories both have
+    — fine-tuning a production model after categories were added keeps what it knew about the old ones.
 
     Raises WeightsError, before changing the model, when anything outside the class-dependent layers
     does not fit (or anything at all, with ``strict``)."""
@@ -133,7 +138,53 @@ def transfer_weights(
     if shapes or missing or unexpected or not report.loaded:
         raise WeightsError(_mismatch_message(source, state, expected, missing, unexpected, shapes, strict, heads))
     model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    if label_rows is not None:
+        _copy_label_rows(model, state, report, label_rows)
     return report
+
+
+@dataclass(frozen=True)
+class LabelRows:
+    """Model label → file label for the categories both know; `model_labels` / `file_labels`: counts."""
+
+    pairs: dict[int, int]
+    model_labels: int
+    file_labels: int
+
+
+def label_rows(file_map: Mapping[str, Any], model_map: Any) -> LabelRows | None:
+    """The label correspondence of two category maps (`CategoryMap.to_dict()` of the file, the model's
+    `CategoryMap`) by original category id; background (label 0 with offset 1) maps to background."""
+    ids = [int(i) for i in file_map.get("ids", [])]
+    file_offset = int(file_map.get("offset", 1))
+    if file_offset != model_map.offset:
+        return None
+    pairs = {0: 0} if model_map.offset else {}
+    for label, cid in enumerate(model_map.ids, start=model_map.offset):
+        if cid in ids:
+            pairs[label] = ids.index(cid) + file_offset
+    return LabelRows(pairs, model_map.num_labels, len(ids) + file_offset)
+
+
+def _copy_label_rows(model: nn.Module, state: Mapping[str, torch.Tensor], report: LoadReport, rows: LabelRows) -> None:
+    """Copy, into each re-initialised head tensor, the file's rows of the labels both sides know (a row
+    block per label: 1 row for logits, 4 for box regressions)."""
+    own = model.state_dict()
+    kept = sorted(rows.pairs)
+    for key in list(report.reinitialised):
+        if key not in state:
+            continue
+        new, old = own[key], state[key]
+        if (new.shape[1:] != old.shape[1:] or new.shape[0] % rows.model_labels
+                or old.shape[0] % rows.file_labels):
+            continue
+        per = new.shape[0] // rows.model_labels
+        if per != old.shape[0] // rows.file_labels:
+            continue
+        with torch.no_grad():
+            for label, file_label in rows.pairs.items():
+                new[label * per : (label + 1) * per] = old[file_label * per : (file_label + 1) * per]
+        report.reinitialised[key] += f"; rows of labels {kept} copied from the file's (same category ids)"
 
 
 def _unwrap(

@@ -74,6 +74,12 @@ _RUN_CHECKPOINTS = ("best.pt", "last.pt")
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict (name → CPU tensor) from a safetensors or torch file, or a segpipe run
     directory. Raises WeightsError."""
+    return read_weights(path)[0]
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """`read_state_dict`, plus the category map a segpipe checkpoint carries (None for other files):
+    fine-tuning uses it to keep the head rows of the categories both models know."""
     if isinstance(path, str) and VERSION_REF.match(path):
         raise WeightsError(
             f"{path}: a model version; it is resolved to its checkpoint by `segpipe train` and by queued jobs "
@@ -99,10 +105,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            return load_file(str(path), device="cpu"), None
         except (SafetensorError, OSError) as e:
             raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
-    return _state_dict_of(_torch_load(path), path)
+    obj = _torch_load(path)
+    cmap = obj.get("category_map") if isinstance(obj, Mapping) else None
+    return _state_dict_of(obj, path), cmap if isinstance(cmap, Mapping) else None
 
 
 def load_weights(

@@ -49,6 +49,23 @@ def checkpoint_path(version: ModelVersion, stores: Stores) -> Path:
     return stores.artifacts.fetch_from_root(version.checkpoint)  # downloaded once per version on a remote root
 
 
+def version_files(version: ModelVersion, stores: Stores) -> dict[str, Any]:
+    """What lies beside a version's checkpoint: the load report of the weights it started from (without
+    the list of loaded tensor names) and its exports (``segpipe export``), each None / {} when absent."""
+    folder = checkpoint_path(version, stores).parent if version.checkpoint else None
+    out: dict[str, Any] = {"load_report": None, "exports": {}}
+    for key, name in (("load_report", "load_report.json"), ("exports", "exports.json")):
+        path = folder / name if folder is not None else None
+        if path is not None and path.is_file():
+            try:
+                out[key] = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                log.warning("model %s@%s: %s unreadable: %s", version.name, version.version, path, e)
+    if out["load_report"]:
+        out["load_report"].pop("loaded_tensors", None)
+    return out
+
+
 def completed(result: TrainResult) -> bool:
     """Training ran to its end (early stopping counts), rather than being cancelled or losing its lease."""
     reason = result.state.stop_reason
@@ -134,7 +151,7 @@ def training_config(spec: RetrainSpec, run_dir: Path, parent: ModelVersion | Non
     config.name = spec.name
     config.output_dir = run_dir
     if spec.fine_tune_from_production and parent is not None:
-        config.model.weights = checkpoint_path(parent, stores)
+        config.model.weights = str(checkpoint_path(parent, stores))
     return config
 
 

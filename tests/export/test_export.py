@@ -96,3 +96,38 @@ def test_cli_exports_beside_the_checkpoint_and_records_it(checkpoint) -> None:
     assert exports["onnx"]["parity"]["passed"] is True
     bad = CliRunner().invoke(app, ["export", str(run), "--format", "tflite"])
     assert bad.exit_code == 2 and "unknown export format 'tflite'; known: onnx, torchscript" in bad.output
+
+
+def test_export_of_a_model_version_is_recorded_beside_it(checkpoint, tmp_path: Path, monkeypatch) -> None:
+    """``segpipe export NAME@N`` resolves the version through the store and writes beside its checkpoint."""
+    from segpipe import config as config_mod
+    from segpipe.settings import get_settings
+    from segpipe.stores import Stores
+
+    artifacts = tmp_path / "artifacts"
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SEGPIPE_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    monkeypatch.setenv("SEGPIPE_ARTIFACT_ROOT", str(artifacts))
+    get_settings.cache_clear()
+    try:
+        from tests.export.conftest import write_checkpoint
+
+        run = write_checkpoint(artifacts / "jobs" / "j1" / "run", "semantic", TINY_UNET, SHAPES)
+        stores = Stores.from_settings()
+        config = config_mod.from_dict({"task": "semantic", "model": TINY_UNET})
+        stores.versions.register("shapes", "semantic", config_mod.dump(config), checkpoint="jobs/j1/run/best.pt")
+        stores.versions.promote("shapes", 1)
+        result = CliRunner().invoke(app, ["export", "shapes@production", "--format", "torchscript"])
+        assert result.exit_code == 0, result.output
+        exports = json.loads((run / "exports.json").read_text())
+        assert exports["torchscript"]["dir"] == "jobs/j1/run/export/torchscript"  # relative to the artifact root
+        assert (run / "export" / "torchscript" / "model.ts").is_file()
+        listed = CliRunner().invoke(app, ["models", "shapes", "--json"])
+        assert listed.exit_code == 0, listed.output
+        version = json.loads(listed.output)["versions"][0]
+        assert version["exports"]["torchscript"]["parity"]["passed"] is True and version["load_report"] is None
+        missing = CliRunner().invoke(app, ["export", "shapes@7"])
+        assert missing.exit_code == 2 and "shapes@7: no such version" in missing.output
+        stores.close()
+    finally:
+        get_settings.cache_clear()

@@ -124,3 +124,27 @@ def test_a_segpipe_run_directory_is_a_weights_source(tmp_path: Path) -> None:
     )
     assert set(report.reinitialised) == {"classifier.5.weight", "classifier.5.bias"}
     assert torch.equal(model.features[0].weight, donor.features[0].weight)
+
+
+def test_categories_added_keep_the_rows_of_the_known_ones(tmp_path: Path) -> None:
+    """Fine-tuning a production version after a category was added: its heads keep what they knew."""
+    from segpipe.data.categories import CategoryMap
+
+    old = CategoryMap(ids=(3, 7), names=("circle", "square"))
+    new = CategoryMap(ids=(3, 12, 7), names=("circle", "triangle", "square"))  # one added, in the middle
+    torch.manual_seed(0)
+    small = {"name": "maskrcnn_resnet18_fpn", "min_size": 64, "max_size": 64}
+    donor, _ = build_model_reported(ModelConfig(**small), "instance", old.num_labels)
+    path = tmp_path / "best.pt"
+    torch.save({"model": donor.state_dict(), "category_map": old.to_dict()}, path)
+    model, report = build_model_reported(ModelConfig(**small, weights=str(path)), "instance", new.num_labels, new)
+    assert len(report.reinitialised) == 6 and "rows of labels [0, 1, 3] copied" in report.reinitialised[
+        "roi_heads.box_predictor.cls_score.weight"]
+    old_cls, new_cls = donor.roi_heads.box_predictor.cls_score.weight, model.roi_heads.box_predictor.cls_score.weight
+    for new_label, old_label in ((0, 0), (1, 1), (3, 2)):  # background, circle, square
+        assert torch.equal(new_cls[new_label], old_cls[old_label])
+    assert not torch.equal(new_cls[2], old_cls[1]) and not torch.equal(new_cls[2], old_cls[2])
+    old_box, new_box = donor.roi_heads.box_predictor.bbox_pred.weight, model.roi_heads.box_predictor.bbox_pred.weight
+    assert torch.equal(new_box[12:16], old_box[8:12])  # 4 regression rows per label
+    old_mask = donor.roi_heads.mask_predictor.mask_fcn_logits.weight
+    assert torch.equal(model.roi_heads.mask_predictor.mask_fcn_logits.weight[3], old_mask[2])
