@@ -31,7 +31,10 @@ class JobExportSource:
     def context(self, **options: Any) -> ExportContext:
         options.setdefault("score_threshold", DEFAULT_SCORE_THRESHOLD)
         options = {k: v for k, v in options.items() if v is not None}
-        return ExportContext(task=self.task, categories=self.categories, model_version=self.model_version, **options)
+        try:
+            return ExportContext(task=self.task, categories=self.categories, model_version=self.model_version, **options)
+        except ConfigError as exc:  # e.g. an unknown category id: say which job
+            raise ConfigError(f"job {self.job_id}: {exc}") from None
 
 
 def job_source(stores: Any, job_id: str) -> JobExportSource:

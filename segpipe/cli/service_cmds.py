@@ -179,15 +179,19 @@ def masks(
                                          help="label-studio: data.image = prefix + file name."),
     segmentation: str = typer.Option("rle", "--segmentation", help="coco / label-studio masks: rle, polygons or both."),
     with_images: bool = typer.Option(False, "--with-images", help="coco: copy the images into images/."),
+    categories: str | None = typer.Option(None, "--categories", help="Only these categories, by original id, "
+                                          "comma-separated (e.g. 3,7); default: all."),
 ) -> None:
     """Export a predict job's stored predictions, ready to import into CVAT / Label Studio as they are."""
     from segpipe.job_exports import export_job
+    from segpipe.masks.formats import parse_category_ids
 
     if segmentation not in ("rle", "polygons", "both"):
         raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
     stores, _, _ = _open()
     files = export_job(stores, job_id, out, fmt.split(","), score_threshold=score_threshold,
-                       image_url_prefix=image_url_prefix, segmentation=segmentation, with_images=with_images)
+                       image_url_prefix=image_url_prefix, segmentation=segmentation, with_images=with_images,
+                       only_categories=parse_category_ids(categories))
     for name, written in files.items():
         console.print(f"{name}: {len(written)} files → {escape(str(out))}")
 

@@ -8,7 +8,9 @@ schema, schema-invalid input refused and schema-valid input not refused for bein
 One allowance, stated here: ``POST /jobs`` takes a job document whose meaning the schema cannot
 carry (paths that must exist inside the data roots, registered model names), so a schema-valid
 submission may still be refused with 403/413/422; and ``POST /uploads`` checks that each file is an
-image by its bytes (415), which "format: binary" cannot say. The other checks still apply to both.
+image by its bytes (415), which "format: binary" cannot say; and ``GET /jobs/{id}/export`` takes format
+names that must fit the job's task and category ids that must be its model's (422 naming the options),
+and answers 409 for a job that is not a predict job. The other checks still apply to all three.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ CONFIG = schemathesis.Config.from_dict(
             {  # an upload's content is checked (an image, by its bytes): the schema can only say "binary"
                 "include-name": "POST /uploads",
                 "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "415"]}},
+            },
+            {  # formats must fit the job's task, categories must be its model's: the job decides, not the schema
+                "include-name": "GET /jobs/{job_id}/export",
+                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}},
             },
         ],
     }

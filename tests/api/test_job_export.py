@@ -113,3 +113,55 @@ def test_bad_formats_and_jobs(sqlite_client: TestClient, sqlite_stores: Stores, 
     r = sqlite_client.get(f"/jobs/{train}/export", params={"format": "coco"}, headers=ANNOTATOR)
     assert r.status_code == 409 and "only predict jobs have exports" in r.json()["error"]
     assert sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco"}).status_code == 401
+
+
+def _cat_and_dog_job(stores: Stores, tmp_path: Path) -> str:
+    """Image sub/a: a cat (7, 0.9) and a dog (9, 0.6); image b: nothing."""
+    images = tmp_path / "data" / "batch"
+    (images / "sub").mkdir(parents=True, exist_ok=True)
+    for name in ("sub/a.png", "b.jpg"):
+        Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(images / name)
+    job_id = claimed_job(stores, config=f"model: {_model(tmp_path, 'instance')}\nimages: {images}\n")
+    dog = [dict(r, category_id=9, category_name="dog") for r in rows_for([MASKS[1]], scores=[0.6])]
+    stores.predictions.write_image(job_id, "sub/a", rows_for([MASKS[0]], scores=[0.9]) + dog)
+    stores.predictions.write_image(job_id, "b", [], height=H, width=W)
+    finish(stores, job_id)
+    return job_id
+
+
+def test_category_filter_in_every_format(sqlite_client: TestClient, sqlite_stores: Stores, tmp_path: Path) -> None:
+    job_id = _cat_and_dog_job(sqlite_stores, tmp_path)
+    url = f"/jobs/{job_id}/export"
+    everything = sqlite_client.get(url, params={"format": "coco-results", "score_threshold": 0}, headers=ANNOTATOR)
+    assert sorted(x["category_id"] for x in everything.json()) == [7, 9]
+    dogs = sqlite_client.get(url, params={"format": "coco-results", "score_threshold": 0, "categories": "9"},
+                             headers=ANNOTATOR)
+    assert dogs.status_code == 200, dogs.text
+    assert [(x["image_id"], x["category_id"]) for x in dogs.json()] == [("sub/a", 9)]
+    r = sqlite_client.get(url, params={"format": "coco,label-studio,polygons,cvat-mask", "score_threshold": 0,
+                                       "categories": "9"}, headers=ANNOTATOR)
+    assert r.status_code == 200, r.text
+    archive = _zip(r.content)
+    coco = json.loads(archive.read("annotations/instances_default.json"))
+    assert [a["category_id"] for a in coco["annotations"]] == [9]
+    np.testing.assert_array_equal(rle_to_mask(coco["annotations"][0]["segmentation"]), MASKS[1])
+    tasks = json.loads(archive.read("tasks.json"))
+    assert [r["value"]["brushlabels"] for t in tasks for r in t["predictions"][0]["result"]] == [["dog"]]
+    assert [o["category_name"] for o in json.loads(archive.read("polygons/sub/a.json"))["objects"]] == ["dog"]
+    # the score threshold still applies on top: the 0.6 dog is below 0.7, nothing is left
+    r = sqlite_client.get(url, params={"format": "coco-results", "score_threshold": 0.7, "categories": "9"},
+                          headers=ANNOTATOR)
+    assert r.status_code == 200 and r.json() == []
+    # an empty list: every image, no instance
+    r = sqlite_client.get(url, params={"format": "coco", "score_threshold": 0, "categories": ""}, headers=ANNOTATOR)
+    coco = json.loads(_zip(r.content).read("annotations/instances_default.json"))
+    assert len(coco["images"]) == 2 and coco["annotations"] == []
+
+
+def test_unknown_or_malformed_categories_are_422(sqlite_client: TestClient, sqlite_stores: Stores, tmp_path: Path) -> None:
+    job_id = _cat_and_dog_job(sqlite_stores, tmp_path)
+    r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco", "categories": "9,8,1"}, headers=ANNOTATOR)
+    assert r.status_code == 422
+    assert r.json()["error"] == f"job {job_id}: unknown category id(s) 1, 8; the categories are: 7 (cat), 9 (dog)"
+    r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco", "categories": "dog"}, headers=ANNOTATOR)
+    assert r.status_code == 422 and "categories" in r.text, r.text

@@ -73,3 +73,21 @@ def test_masks_names_the_known_formats(job: tuple[str, np.ndarray], tmp_path: Pa
     assert "unknown export format 'rle'; known: coco, coco-results, csv, cvat-mask" in result.output
     result = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "o"), "--format", "csv,coco"])
     assert result.exit_code == 0, result.output
+
+
+def test_masks_categories_keeps_only_those(job: tuple[str, np.ndarray], tmp_path: Path) -> None:
+    job_id, mask = job
+    kept = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "tree"), "--format", "coco,png",
+                               "--categories", "5"])
+    assert kept.exit_code == 0, kept.output
+    dataset = json.loads((tmp_path / "tree" / "annotations" / "instances_default.json").read_text())
+    assert [a["category_id"] for a in dataset["annotations"]] == [5]
+    dropped = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "road"), "--format", "coco,png",
+                                  "--categories", "2"])
+    assert dropped.exit_code == 0, dropped.output
+    assert json.loads((tmp_path / "road" / "annotations" / "instances_default.json").read_text())["annotations"] == []
+    assert not np.asarray(Image.open(tmp_path / "road" / "masks" / "x.png")).any(), "the tree region left out"
+    unknown = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "o"), "--format", "coco",
+                                  "--categories", "2,3"])
+    assert unknown.exit_code == 2
+    assert "unknown category id(s) 3; the categories are: 2 (road), 5 (tree)" in unknown.output

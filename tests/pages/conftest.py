@@ -69,12 +69,13 @@ def _demo_model(stores: Stores) -> None:
     from segpipe.data.categories import CategoryMap
     from segpipe.retrain.promotion import promote_by_hand
 
-    run = stores.artifacts.root / "models" / "demo" / "run"
+    # where a training job leaves it: model versions point into jobs/<job id>/ of the artifact root
+    run = stores.artifacts.root / "jobs" / "demo-train" / "run"
     run.mkdir(parents=True)
     cmap = CategoryMap(ids=(CAT, DOG), names=("cat", "dog"))
     torch.save({"model": {}, "task": "instance", "category_map": cmap.to_dict()}, run / "best.pt")
     cmap.save(run / "categories.json")
-    stores.versions.register("demo", "instance", "task: instance\n", checkpoint="models/demo/run/best.pt",
+    stores.versions.register("demo", "instance", "task: instance\n", checkpoint="jobs/demo-train/run/best.pt",
                              metrics={"segm_mAP": 0.42, "bbox_mAP": 0.5})
     promote_by_hand(stores, "demo", 1, by="engineer:test")
 

@@ -1,10 +1,12 @@
 """The review pages in a real headless browser (Debian's chromium through Playwright) against a real
 uvicorn: log in with a token, open a finished predict job, check the overlays in screenshot pixels,
-move the score slider, switch to outlines, hover an instance, download an export."""
+move the score slider, switch to outlines, hover an instance, download an export (whole, or the
+filtered selection: classes toggled off and instances under the slider left out)."""
 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,24 @@ def test_login_then_overlays_slider_outline_and_download(page: Any, site: Site, 
     page.fill("#score", "0.5")
     page.check("#filtered")
     assert download("a.download[data-format='coco-results']") == [("a", CAT), ("b", CAT)]
+
+    # toggle the cat class off (score back to 0): the filtered selection is the dog alone, in every format
+    page.fill("#score", "0")
+    page.uncheck(".class-box[data-category='1']")
+    href = page.get_attribute("a.download[data-format='coco-results']", "href")
+    assert f"categories={DOG}" in href and "score_threshold=0" in href, href
+    assert download("a.download[data-format='coco-results']") == [("a", DOG)]
+    with page.expect_download() as info:
+        page.click("a.download[data-format='coco']")
+    zipped = tmp_path / info.value.suggested_filename
+    info.value.save_as(zipped)
+    with zipfile.ZipFile(zipped) as archive:
+        coco = json.loads(archive.read("annotations/instances_default.json"))
+    assert [(a["image_id"], a["category_id"]) for a in coco["annotations"]] == [(next(
+        i["id"] for i in coco["images"] if i["file_name"].startswith("a")), DOG)]
+    # the whole-job links stay whole
+    page.uncheck("#filtered")
+    assert "categories" not in page.get_attribute("a.download[data-format='coco-results']", "href")
 
     # the token never travels in a URL
     assert requested and not any("ann-token" in url for url in requested)

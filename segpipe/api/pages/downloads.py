@@ -1,9 +1,10 @@
 """The download buttons of a job's gallery: one per export format (of the export registry) that fits the
 job's task, each a link to ``GET /jobs/{id}/export?format=…``.
 
-"Whole job" links ask for every instance (``score_threshold=0``); with "only the selection" ticked,
-the page's script sets ``score_threshold`` to the slider's value (the export endpoint filters by score;
-the class toggles only change what is drawn).
+"Whole job" links ask for every instance (``score_threshold=0``); with "only the filtered selection"
+ticked, the page's script sets ``score_threshold`` to the slider's value and, when a class is toggled
+off, ``categories`` to the original ids of the classes still on — the export layer's one filter
+(`segpipe.masks.formats.kept_rows`), so every format leaves out what the gallery hides.
 """
 
 from __future__ import annotations

@@ -223,8 +223,9 @@ def job_results(
             "content": {"application/zip": {}, "application/json": {}, "text/csv": {}},
         },
         409: {"model": ErrorOut, "description": "the job is not a predict job"},
-        422: {"model": ErrorOut, "description": "unknown format (the known ones are listed), or one that "
-              "does not fit the job's task"},
+        422: {"model": ErrorOut, "description": "unknown format (the known ones are listed), one that "
+              "does not fit the job's task, or a category id the job's model does not have (its categories "
+              "are listed)"},
         **_ERRORS,
     },
 )
@@ -236,22 +237,29 @@ def job_export(
     image_url_prefix: str = Query("/data/local-files/?d=", max_length=2000,
                                   description="label-studio: data.image = this prefix + the image's file name"),
     segmentation: Literal["rle", "polygons", "both"] = Query("rle", description="masks in coco / label-studio"),
+    categories: str | None = Query(
+        None, max_length=2000, pattern=r"^([0-9]{1,10}(,[0-9]{1,10})*)?$",
+        description="only these categories, by original category id, comma-separated (e.g. 3,7); absent: "
+        "every category; empty: none (the images without rows). Every format honours it."),
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> FileResponse:
     """A predict job's stored predictions in any export format, ready for CVAT / Label Studio as they are.
     While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
     from segpipe.job_exports import export_job
+    from segpipe.masks.formats import parse_category_ids
 
     job = ctx.stores.jobs.get(job_id)
     if job.kind != "predict":
         raise ApiError(409, f"job {job_id} is a {job.kind} job; only predict jobs have exports")
+    only_categories = parse_category_ids(categories)
     names = [n.strip() for n in format.split(",") if n.strip()]
     scratch = Path(tempfile.mkdtemp(prefix=f"segpipe-export-{job_id}-"))
     cleanup = BackgroundTask(shutil.rmtree, scratch, ignore_errors=True)
     try:
         files = export_job(ctx.stores, job_id, scratch / "out", names, score_threshold=score_threshold,
-                           image_url_prefix=image_url_prefix, segmentation=segmentation)
+                           image_url_prefix=image_url_prefix, segmentation=segmentation,
+                           only_categories=only_categories)
         headers = {"X-Segpipe-Job-State": job.state, "X-Content-Type-Options": "nosniff"}
         single = FORMATS.get(names[0]).single_file if len(files) == 1 else None
         if single is not None:

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from segpipe.api.auth import Principal, annotator
 from segpipe.api.deps import context, ApiContext
 from segpipe.api.job_images import BROWSER_TYPES
-from segpipe.api.schemas import ErrorOut
+from segpipe.api.schemas import MAX_INT64, ErrorOut
 from segpipe.stores.prediction_pages import image_page, job_categories
 
 router = APIRouter(prefix="/jobs", tags=["job images"])
@@ -23,7 +23,7 @@ _ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": Er
 def list_job_images(
     job_id: str,
     limit: int = Query(100, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT64),
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> dict[str, object]:

@@ -2,7 +2,8 @@
 
 ``segpipe predict --format``, a predict job's ``predict.formats``, ``segpipe masks JOB --format`` and
 ``GET /jobs/{id}/export?format=`` all call `export` (or `MultiExport`) with `ExportImage`\\ s built from
-the one row type (`segpipe.masks.rows`). Formats (see each module for its files and an example):
+the one row type (`segpipe.masks.rows`); `kept_rows` is the one filter (score threshold, and the
+categories of ``ExportContext.only_categories``) every writer applies. Formats (see each module for its files and an example):
 
     coco          COCO instances dataset, CVAT "COCO 1.0" layout      (coco.py)
     coco-results  COCO results list for COCOeval                      (coco.py)
@@ -25,7 +26,8 @@ from segpipe.masks.formats.base import (
     export,
     formats_for,
     kept_rows,
+    parse_category_ids,
 )
 
 __all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
-           "formats_for", "kept_rows"]
+           "formats_for", "kept_rows", "parse_category_ids"]

@@ -34,7 +34,10 @@ class ExportContext:
     - ``image_url_prefix``: Label Studio's ``data.image`` is this prefix + the image's file name
       (e.g. ``/data/local-files/?d=batch1/`` or ``https://bucket.example/batch1/``);
     - ``model_version``: the model version that made the predictions (Label Studio shows it);
-    - ``with_images``: ``coco`` copies the image files into ``images/``.
+    - ``with_images``: ``coco`` copies the image files into ``images/``;
+    - ``only_categories``: original ids of the categories to export (None: all); rows of any other
+      category are left out by every format. Each id must be one of ``categories`` (`ConfigError` naming
+      them otherwise); an empty set exports the images with no rows.
     """
 
     task: str
@@ -45,6 +48,17 @@ class ExportContext:
     model_version: str = "segpipe"
     with_images: bool = False
     polygon_tolerance: float = 0.25
+    only_categories: frozenset[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.only_categories is None:
+            return
+        kept = frozenset(int(c) for c in self.only_categories)
+        object.__setattr__(self, "only_categories", kept)
+        unknown = sorted(kept - {cid for cid, _ in self.categories})
+        if unknown:
+            known = ", ".join(f"{cid} ({name})" for cid, name in self.categories) or "none"
+            raise ConfigError(f"unknown category id(s) {', '.join(map(str, unknown))}; the categories are: {known}")
 
     def name_of(self, category_id: int | None) -> str:
         for cid, name in self.categories:
@@ -115,11 +129,29 @@ def formats_for(task: str) -> list[str]:
 
 
 def kept_rows(image: ExportImage, ctx: ExportContext) -> list[PredictionRow]:
-    """The rows a writer exports: instances and boxes below the score threshold left out (a
-    classification keeps its ranked classes, label-map regions score 1.0)."""
+    """The rows a writer exports — the one place an export filters, so every format agrees: rows of a
+    category outside ``ctx.only_categories`` left out (every task kind), and instances and boxes below the
+    score threshold (a classification keeps its ranked classes, label-map regions score 1.0)."""
+    rows = image.rows
+    if ctx.only_categories is not None:
+        rows = [r for r in rows if r.category_id in ctx.only_categories]
     if ctx.task not in ("instance", "detection"):
-        return image.rows
-    return [r for r in image.rows if r.score is None or r.score >= ctx.score_threshold]
+        return rows
+    return [r for r in rows if r.score is None or r.score >= ctx.score_threshold]
+
+
+def parse_category_ids(text: str | None) -> frozenset[int] | None:
+    """``"3,7"`` → ``{3, 7}`` (the ``--categories`` / ``categories=`` option); None → None (all);
+    ``""`` → the empty set (no category). `ConfigError` for anything that is not a comma-separated id list."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if parts == [""]:
+        return frozenset()
+    bad = [p for p in parts if not p.isdigit()]
+    if bad:
+        raise ConfigError(f"categories {text!r}: {bad[0]!r} is not a category id; give original ids, comma-separated")
+    return frozenset(int(p) for p in parts)
 
 
 def export(images: Iterable[ExportImage], names: Sequence[str], ctx: ExportContext, out: Path) -> dict[str, list[Path]]:

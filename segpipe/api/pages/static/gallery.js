@@ -44,12 +44,19 @@
     updateDownloads();
   }
 
+  // "Filtered selection": the score threshold of the slider and, once a class is toggled off, the
+  // original ids of the classes still on (an empty list when every class is off: nothing but the images).
   function updateDownloads() {
     const filtered = document.getElementById("filtered");
     const o = readControls();
+    const shown = [];
+    document.querySelectorAll(".class-box").forEach((box) => { if (box.checked) shown.push(box.dataset.category); });
     document.querySelectorAll("a.download").forEach((a) => {
       const url = new URL(a.dataset.base, window.location.origin);
-      if (filtered && filtered.checked) url.searchParams.set("score_threshold", String(o.minScore));
+      if (filtered && filtered.checked) {
+        url.searchParams.set("score_threshold", String(o.minScore));
+        if (o.hidden.size > 0) url.searchParams.set("categories", shown.join(","));
+      }
       a.href = url.pathname + url.search;
     });
   }
