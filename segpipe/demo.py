@@ -153,7 +153,8 @@ def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
     predictions = stores.artifacts.job_dir(predict_id) / "predictions"
     if (predictions / "overlays").is_dir():
         shutil.copytree(predictions / "overlays", out / "overlays", dirs_exist_ok=True)
-    for fmt, folder in (("png", "masks_png"), ("polygons", "masks_polygons"), ("coco", "cvat_coco"),
+    for fmt, folder in (("png", "masks_png"), ("polygons", "masks_polygons"), ("coco-results", "masks_coco_rle"),
+                        ("coco", "cvat_coco"),
                         ("cvat-mask", "cvat_mask"), ("label-studio", "label_studio")):
         export_job(stores, predict_id, out / folder, [fmt])
     plots = stores.artifacts.job_dir(train_id) / "run" / "plots"
@@ -166,6 +167,7 @@ def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
         ("overlays/", "predicted masks drawn on each new image"),
         ("masks_png/", "class-id PNG per image; instance maps + sidecar JSON"),
         ("masks_polygons/", "polygons JSON per image (size, category id and name)"),
+        ("masks_coco_rle/predictions.json", "COCO results with RLE masks (COCO.loadRes, COCOeval)"),
         ("cvat_coco/", "CVAT 'COCO 1.0' import (annotations/instances_default.json)"),
         ("cvat_mask/cvat-mask.zip", "CVAT 'Segmentation mask 1.1' import"),
         ("label_studio/", "Label Studio tasks.json with predictions + label_config.xml"),
