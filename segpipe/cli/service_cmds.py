@@ -249,8 +249,8 @@ def api(
 def demo(
     home: Path = typer.Option(Path(".segpipe"), "--home", help="Where the demo's store, broker, data and artifacts live."),
     out: Path = typer.Option(Path("demo_out"), "--out", help="Where masks and overlay pictures are written."),
-    epochs: int = typer.Option(10, "--epochs", min=1),
-    images: int = typer.Option(32, "--images", min=4, help="Training images to generate."),
+    epochs: int = typer.Option(5, "--epochs", min=1),
+    images: int = typer.Option(80, "--images", min=4, help="Training images to generate."),
 ) -> None:
     """The whole service end to end, no server to set up: dataset → worker → train job → predict job → masks."""
     from segpipe.demo import DemoPlan, run_demo
