@@ -274,7 +274,9 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
 
     def on_start(todo: int, total: int) -> None:
         counts["total"] = total
-        run.progress({"phase": "predict", "images_done": total - todo, "images_total": total}, force=True)
+        # images_resumed: stored by an earlier attempt of this job, skipped by this one
+        run.progress({"phase": "predict", "images_done": total - todo, "images_total": total,
+                      "images_resumed": total - todo}, force=True)
 
     def on_image(item: Any, pred: Any, category_map: Any) -> None:
         if run.should_stop():

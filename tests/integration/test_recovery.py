@@ -9,6 +9,7 @@ reconciler re-queues a running job whose lease expired. Either way it is claimed
 from __future__ import annotations
 
 import json
+from datetime import timezone
 import time
 from collections import Counter
 from pathlib import Path
@@ -100,12 +101,17 @@ def test_killed_predict_job_stores_every_image_exactly_once(svc: Service, tiny_m
     for key, instances in markers.items():
         assert rows.get(key, (0, 0)) == (instances, instances), f"image {key}: rows {rows.get(key)} vs {instances}"
     assert set(rows) <= set(markers)
-    # the images stored before the kill kept their rows, and were not predicted again (their mask
-    # files, written just before their rows, are older than the kill)
+    # the images stored before the kill kept their rows and markers, and the second attempt skipped
+    # them: it started from exactly the images stored when the first one died
     masks = svc.job_dir(job_id) / "predictions" / "masks"
+    assert job["progress"]["images_resumed"] == len(done_at_kill), svc.explain(job)
+    with svc.stores.db.read() as session:
+        marked_at = dict(session.execute(select(PredictionImage.image_key, PredictionImage.created_at)
+                                         .where(PredictionImage.job_id == job_id)).all())
     for key, before in first_rows.items():
         assert svc.stores.predictions.for_image(key, job_id) == before, f"image {key}: its rows changed"
-        assert (masks / f"{key}.png").stat().st_mtime < killed_at, f"image {key} was predicted again"
+        stamp = marked_at[key] if marked_at[key].tzinfo else marked_at[key].replace(tzinfo=timezone.utc)
+        assert stamp.timestamp() < killed_at + 1, f"image {key} was stored again"
     assert all((masks / f"{key}.png").is_file() for key in keys)
 
     results = json.loads((svc.job_dir(job_id) / "predictions" / "predictions.json").read_text())

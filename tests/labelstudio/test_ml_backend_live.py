@@ -64,7 +64,7 @@ def _train_tiny(root: Path, artifacts: Path) -> Path:
     source = {"images": str(coco.images), "annotations": str(coco.annotations)}
     spec = {
         "task": "binary", "data": {"train": source, "val": source, "num_workers": 0}, "augment": {"preset": "none"},
-        "model": dict(UNET_TINY), "output_dir": str(artifacts / "models" / "tiny"),
+        "model": dict(UNET_TINY), "output_dir": str(artifacts / "jobs" / "tiny-train" / "run"),
         "train": {"device": "cpu", "seed": 0, "epochs": 10, "batch_size": 2, "lr": 3e-3, "image_size": 32,
                   "scheduler": "none"},
     }  # fmt: skip
@@ -151,7 +151,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
             with live_api(env, root / "uvicorn.log") as api:
                 submitted = httpx.post(f"{api}/jobs", headers=ENGINEER, json={"kind": "predict", "config": {
                     "model": "tiny@production", "images": str(data / "batch"), "device": "cpu",
-                    "predict": {"formats": ["coco-results"]}}})  # fmt: skip
+                    "predict": {"formats": ["coco-results"]}}}, timeout=120)  # fmt: skip; submit checks the model
                 assert submitted.status_code == 201, submitted.text
                 _wait_job(api, submitted.json()["id"])
                 yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log)
