@@ -124,8 +124,9 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
     heartbeat.start()
     try:
         spec = load_spec(job.kind, job.config, source=f"job {job_id}")
-        # every data file the job reads must lie in the data roots, or be this worker's copy of one
-        with confined_to([*settings.roots, settings.cache_dir]):
+        # every data file the job reads must lie in the data roots (the Label Studio inbox is one), or be
+        # this worker's copy of one
+        with confined_to([*settings.roots, settings.cache_dir, stores.artifacts.inbox]):
             artifacts = jobkinds.get(job.kind).run(run, spec)
         if run.lease_lost.is_set():
             raise LeaseLost(f"job {job_id}: lease lost to another worker")

@@ -86,7 +86,7 @@ def create_app(
 
     app = FastAPI(title="segpipe", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     # interactive (Label Studio) jobs read their images from the artifact root's inbox
-    image_files = JobImageFiles(stores, [*settings.roots, stores.artifacts.root / "ls-inbox"])
+    image_files = JobImageFiles(stores, [*settings.roots, stores.artifacts.inbox])
     app.state.ctx = ApiContext(
         settings=settings, stores=stores, celery=celery_app, tasks=JobTasks(stores), masks=masks, images=image_files
     )

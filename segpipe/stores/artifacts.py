@@ -51,6 +51,12 @@ class ArtifactStore:
         self.jobs = jobs
         self.cache = cache
 
+    @property
+    def inbox(self) -> Path:
+        """Images the Label Studio backend fetched for an interactive predict job: a data root of
+        segpipe's own, readable by jobs like the configured data roots (and nothing else under ``root``)."""
+        return self.root / "ls-inbox"
+
     def job_dir(self, job_id: str, create: bool = False) -> Path:
         """The job's folder (created if ``create``); refuses ids that are not plain names."""
         if not _JOB_ID.fullmatch(job_id):

@@ -103,7 +103,7 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
     503 (naming the job and the timeout) when it has not finished within ``ls_predict_timeout``; 503
     with the job's error when it failed.
     """
-    folder = ctx.stores.artifacts.root / "ls-inbox" / uuid.uuid4().hex
+    folder = ctx.stores.artifacts.inbox / uuid.uuid4().hex
     folder.mkdir(parents=True)
     keys = {}
     for image in images:
@@ -112,7 +112,7 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
         (folder / f"{key}{image.suffix}").write_bytes(image.content)
     spec = {"model": model.label, "images": str(folder), "device": "cpu", "predict": {"formats": ["coco-results"]}}
     settings = ctx.settings
-    roots_settings = settings.model_copy(update={"data_roots": [*settings.roots, ctx.stores.artifacts.root]})
+    roots_settings = settings.model_copy(update={"data_roots": [*settings.roots, ctx.stores.artifacts.inbox]})
     job = service.submit(ctx.stores, ctx.celery, roots_settings, "predict", spec, submitted_by=submitted_by,
                          queue="interactive", model_name=model.name)
     deadline = time.monotonic() + settings.ls_predict_timeout
