@@ -181,6 +181,10 @@ class TrainConfig(Section):
     monitor_mode: Literal["max", "min"] = "max"
     early_stop_patience: int | None = Field(None, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
+    epoch_repeats: int = Field(
+        1, ge=1, le=1000, description="each training image appears this many times per epoch, each with its own "
+        "augmentation (small datasets trained on random crops: fewer validations and checkpoints)"
+    )
     deterministic: bool = False
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads; None: OMP_NUM_THREADS if set, else the cores available"

@@ -105,9 +105,10 @@ def prepare_data(config: JobConfig, run_dir: Path | None, *, rank: int = 0, worl
         raise DataError(f"data.train: no usable samples in {data.train.images or data.train.root}")
     train_tf = build_transform(config.augment, task, cfg.image_size, train=True, ignore_index=data.ignore_index)
     train_set = TaskDataset(train_source, train_tf, task)
-    sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, rank=rank, world_size=world_size)
+    sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, rank=rank, world_size=world_size,
+                           repeats=cfg.epoch_repeats)
     train_loader = build_loader(train_set, cfg.batch_size, True, data.num_workers, cfg.seed + rank,
-                                drop_last=len(train_set) > cfg.batch_size, sampler=sampler)
+                                drop_last=len(sampler) > cfg.batch_size, sampler=sampler)
 
     val_source = val_loader = coco_gt = None
     if data.val is not None:

@@ -215,3 +215,20 @@ def test_dataset_errors_fail_naming_the_ids_unless_skipped(tmp_path: Path) -> No
     assert report["train"]["skipped"] == {"images": [gone_image], "annotations": [bad_ann]}
     codes = {i["code"] for i in report["train"]["issues"] if i["severity"] == "error"}
     assert codes == {"bad-polygon", "image-missing"}
+
+
+def test_epoch_repeats_lengthen_each_epoch_and_still_resume_exactly(tmp_path: Path) -> None:
+    """18 images, batch 4, each seen 3 times an epoch: 13 steps an epoch (the last partial batch
+    dropped), and a run stopped after its first epoch resumes to the uninterrupted run's weights."""
+    data = make_class_folders(tmp_path / "data", per_class=6, size=(32, 32))
+
+    def config(out: str) -> JobConfig:
+        base = resume_config(tmp_path, data, out, num_workers=0)
+        return base.model_copy(update={"train": base.train.model_copy(update={"epoch_repeats": 3})})
+
+    straight = train(config("straight"), show_progress=False)
+    assert straight.state.step == 2 * (18 * 3 // 4)
+    crashed = train(config("resumed"), show_progress=False, extra_hooks=(StopAfterEpoch(1),))
+    assert crashed.state.step == 18 * 3 // 4
+    resumed = train(config("resumed"), resume=True, show_progress=False)
+    assert_same_training(straight.run_dir, resumed.run_dir)
