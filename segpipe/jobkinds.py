@@ -1,11 +1,14 @@
 """Job kinds: the one front door. A kind is one `JobKind` entry — its spec model, its runner, its
-default queue and whether people may submit it — that `jobspec` (parsing), `service` (submit,
-queue), `pipeline` (running), the store (allowed kinds), the API schema and the CLI all read.
+default queue, its submit-time check and whether people may submit it — that `jobspec` (parsing),
+`service` (submit, queue), `preflight` (submit-time checks), `pipeline` (running), the store
+(allowed kinds), the API schema and the CLI all read.
 
-Adding a kind = one `KINDS.add(...)` below plus its spec class and runner, nothing else.
+Adding a kind = one `register(...)` below plus its spec class, runner and check, nothing else.
 
 Runners are named as ``(module, function)`` and imported when a job of that kind first runs, so
 reading the registry (the API, the CLI) does not import torch. These names are code, never config.
+The checks below import `segpipe.preflight`'s helpers only when they run: reading the registry
+need not import the stores, and `preflight` (which reads this registry) imports it at its top.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from segpipe.registry import Registry
 
 if TYPE_CHECKING:
-    from segpipe.config import Section
+    from segpipe.config import JobConfig, Section
+    from segpipe.jobspec import EvaluateSpec, PredictSpec
+    from segpipe.stores import Stores
+
+# A submit-time check: ``check(stored_spec, stores)`` raises ConfigError naming the key (see `preflight`).
+Preflight = Callable[[Any, "Stores"], None]
 
 # interactive: short predict jobs for the Label Studio ML backend, answered while Label Studio waits
 QUEUES: tuple[str, ...] = ("gpu", "cpu", "interactive")
@@ -30,7 +38,9 @@ class JobKind:
 
     ``spec`` is the pydantic model of its document (None: a full `JobConfig`, as for ``train``);
     ``runner`` is ``(module, function)`` of ``fn(run: JobRun, spec) -> artifacts``; ``submittable``
-    says whether ``POST /jobs`` / ``segpipe submit`` accept it (others are queued by segpipe itself).
+    says whether ``POST /jobs`` / ``segpipe submit`` accept it (others are queued by segpipe itself);
+    ``preflight`` checks a submitted spec (as stored) inside the job's path confinement, so a job
+    that could not run is refused at submit (None: nothing beyond parsing).
     """
 
     name: str
@@ -39,6 +49,7 @@ class JobKind:
     queue: str = "gpu"
     submittable: bool = True
     description: str = ""
+    preflight: Preflight | None = None
 
     def run(self, run: Any, spec: Any) -> dict[str, str]:
         fn: Callable[[Any, Any], dict[str, str]] = getattr(importlib.import_module(self.runner[0]), self.runner[1])
@@ -74,14 +85,34 @@ def submittable() -> tuple[str, ...]:
     return tuple(n for n in names() if get(n).submittable)
 
 
+def _preflight_train(config: JobConfig, _stores: Stores) -> None:
+    from segpipe.preflight import check_train_config
+
+    check_train_config(config)
+
+
+def _preflight_evaluate(spec: EvaluateSpec, stores: Stores) -> None:
+    from segpipe.preflight import check_data, check_model_ref
+
+    check_model_ref(spec.model, stores)
+    check_data(spec.data, "data")
+
+
+def _preflight_predict(spec: PredictSpec, stores: Stores) -> None:
+    from segpipe.preflight import check_model_ref, check_predict_images
+
+    check_model_ref(spec.model, stores)
+    check_predict_images(spec)
+
+
 def _register_builtin() -> None:
     from segpipe.jobspec import EvaluateSpec, PredictSpec, RetrainSpec, ShardSpec
 
-    register(JobKind("train", None, ("segpipe.pipeline", "run_train"),
+    register(JobKind("train", None, ("segpipe.pipeline", "run_train"), preflight=_preflight_train,
                      description="train a model from a job config; a named config also registers a version"))
-    register(JobKind("evaluate", EvaluateSpec, ("segpipe.pipeline", "run_evaluate"),
+    register(JobKind("evaluate", EvaluateSpec, ("segpipe.pipeline", "run_evaluate"), preflight=_preflight_evaluate,
                      description="evaluate a model on a dataset split"))
-    register(JobKind("predict", PredictSpec, ("segpipe.pipeline", "run_predict"),
+    register(JobKind("predict", PredictSpec, ("segpipe.pipeline", "run_predict"), preflight=_preflight_predict,
                      description="predict a folder of images; large jobs are split into predict-shard jobs"))
     register(JobKind("retrain", RetrainSpec, ("segpipe.pipeline", "run_retrain"), submittable=False,
                      description="scheduled retraining: train, evaluate against production, gate the promotion"))

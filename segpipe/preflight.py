@@ -2,15 +2,18 @@
 
 A job that will fail on its config must be refused when it is submitted (HTTP 422 / 403), not
 minutes later on a worker. `preflight` takes the spec *as it will be stored* (dumped and read back,
-the way the worker reads it) and builds from it what needs no data loading or model weights:
+the way the worker reads it), checks that it parses back to the same kind of spec (a storage bug
+cannot hide), and runs the kind's own check: the ``preflight`` of its entry in `segpipe.jobkinds`,
+inside the job's path confinement. Those checks are built from the helpers here, which build what
+needs no data loading or model weights:
 
-- every kind: the stored text parses back to the same kind of spec (a storage bug cannot hide);
-- train: a ``data`` section; the model's name, task and own parameters (the registry's checks, no
-  network built); the training transform (preset or albumentations pipeline); every data path exists;
-  weights files exist;
-- evaluate / predict: the model reference names a training job / model version / checkpoint that
-  exists; data folders and files exist; a predict job's image list is read under the job's
-  confinement (absolute, ``..`` and symlinked-out file names refused here, and again on the worker).
+- `check_train_config`: a ``data`` section; the model's name, task and own parameters (the
+  registry's checks, no network built); the training transform (preset or albumentations pipeline);
+  every data path exists; weights files exist;
+- `check_model_ref`: a model reference names a training job / model version / checkpoint that exists;
+- `check_data`: data folders and files exist;
+- `check_predict_images`: a predict job's image list is read under the job's confinement (absolute,
+  ``..`` and symlinked-out file names refused here, and again on the worker).
 
 What it cannot know: files that change after submit, data content (the worker's dataset validation
 reports that per image and annotation), and a referenced training job that later fails.
@@ -21,9 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from segpipe import jobkinds
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
-from segpipe.jobspec import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
+from segpipe.jobspec import PredictSpec, Spec, dump_spec, load_spec, version_ref
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
 from segpipe.stores import Stores
@@ -33,19 +37,15 @@ def preflight(kind: str, spec: Spec, stores: Stores, settings: Settings) -> Spec
     """The stored form of `spec`, read back as the worker will; raises ConfigError (or PathNotAllowed)
     naming the key when the job could not run."""
     stored = load_spec(kind, dump_spec(spec), source=f"{kind} job (as stored)")
-    with confined_to(settings.roots):
-        if isinstance(stored, JobConfig):
-            _check_train(stored)
-        elif isinstance(stored, EvaluateSpec):
-            _check_model_ref(stored.model, stores)
-            _check_data(stored.data, "data")
-        elif isinstance(stored, PredictSpec):
-            _check_model_ref(stored.model, stores)
-            _check_predict_images(stored)
+    check = jobkinds.get(kind).preflight
+    if check is not None:
+        with confined_to(settings.roots):
+            check(stored, stores)
     return stored
 
 
-def _check_train(config: JobConfig) -> None:
+def check_train_config(config: JobConfig) -> None:
+    """A training config builds: data present, model section, training transform, data paths."""
     if config.data is None:
         raise ConfigError("data: required key is missing (a training job needs data.train)")
     check_model_config(config.model, config.task)
@@ -53,7 +53,7 @@ def _check_train(config: JobConfig) -> None:
 
     build_transform(config.augment, config.task, config.train.image_size, train=True,
                     ignore_index=config.data.ignore_index)
-    _check_data(config.data, "data")
+    check_data(config.data, "data")
 
 
 def check_model_config(cfg: ModelConfig, task: str) -> None:
@@ -68,7 +68,8 @@ def check_model_config(cfg: ModelConfig, task: str) -> None:
             raise ConfigError(f"model.{field}: {path}: no such file")
 
 
-def _check_data(data: DataConfig, where: str) -> None:
+def check_data(data: DataConfig, where: str) -> None:
+    """The train and val sources of `data` (at key `where`) name folders and files that exist."""
     for split in ("train", "val"):
         source = getattr(data, split)
         if source is not None:
@@ -96,7 +97,7 @@ def _exists(path: Any, *, folder: bool) -> bool:  # noqa: ANN401 - a Path or a U
     return bool(remote.files_under(uri)) if folder else remote.exists(uri) and not remote.filesystem(uri).isdir(uri.key)
 
 
-def _check_model_ref(ref: str, stores: Stores) -> None:
+def check_model_ref(ref: str, stores: Stores) -> None:
     """The model a reference names exists now: a training job, a model version or a checkpoint."""
     if ref.startswith("job:"):
         job_id = ref.removeprefix("job:")
@@ -125,7 +126,8 @@ def _check_model_ref(ref: str, stores: Stores) -> None:
     resolve_checkpoint(ref)
 
 
-def _check_predict_images(spec: PredictSpec) -> None:
+def check_predict_images(spec: PredictSpec) -> None:
+    """The images of a predict job exist; a local list is read now, as the worker will read it."""
     from segpipe.engine.predict import image_items
     from segpipe.storage.uri import is_uri
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from segpipe.errors import WeightsError
+from segpipe.models.weights import mismatch_message
 
 _STEP_COUNTER = "num_batches_tracked"
 _WRAPPER_PREFIXES = ("module.", "model.")
@@ -136,7 +137,12 @@ def transfer_weights(
         else:
             unexpected.append(key)
     if shapes or missing or unexpected or not report.loaded:
-        raise WeightsError(_mismatch_message(source, state, expected, missing, unexpected, shapes, strict, heads))
+        hint = ""
+        if strict and heads.heads and any(s.startswith(heads.heads) for s in shapes):
+            hint = " (model.strict is true; set it to false to re-initialise the class-dependent layers)"
+        raise WeightsError(
+            mismatch_message(source, state, expected, missing=missing, unexpected=unexpected, shapes=shapes, hint=hint)
+        )
     model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
     if label_rows is not None:
         _copy_label_rows(model, state, report, label_rows)
@@ -196,33 +202,3 @@ def _unwrap(
         if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in expected):
             return {k[len(prefix) :]: v for k, v in state.items()}, f"prefix {prefix!r} removed"
     return state, None
-
-
-def _mismatch_message(
-    source: str,
-    state: Mapping[str, Any],
-    expected: Mapping[str, Any],
-    missing: list[str],
-    unexpected: list[str],
-    shapes: list[str],
-    strict: bool,
-    heads: HeadSpec,
-) -> str:
-    parts = []
-    if not (state.keys() & expected.keys()):
-        parts.append(f"none of the file's {len(state)} keys match the model's {len(expected)}")
-    if missing:
-        parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
-    hint = ""
-    if strict and any(s.startswith(heads.heads) for s in shapes) and heads.heads:
-        hint = " (model.strict is true; set it to false to re-initialise the class-dependent layers)"
-    return f"{source}: weights do not fit the model; " + "; ".join(parts) + hint
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOWN])
-    return shown + (f", … (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,23 +208,45 @@ def _load_into(
         for k in sorted(state.keys() & expected.keys())
         if state[k].shape != expected[k].shape
     ]
-    matched = len(state.keys() & expected.keys())
-    if shapes or (strict and (missing or unexpected)) or matched == 0:
-        parts = []
-        if prefix:
-            parts.append(f"keys taken under prefix {prefix!r}")
-        if matched == 0:
-            parts.append(f"none of the file's {len(state)} keys match the model's {len(expected)}")
-        if missing:
-            parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
-        raise WeightsError(f"{source}: weights do not fit the model; " + "; ".join(parts))
+    if shapes or (strict and (missing or unexpected)) or not (state.keys() & expected.keys()):
+        note = f"keys taken under prefix {prefix!r}" if prefix else None
+        raise WeightsError(
+            mismatch_message(
+                source, state, expected, missing=missing, unexpected=unexpected, shapes=shapes, note=note
+            )
+        )
     module.load_state_dict(state, strict=False)
 
 
-def _listing(items: list[str]) -> str:
+def mismatch_message(
+    source: str,
+    state: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    *,
+    missing: Sequence[str] = (),
+    unexpected: Sequence[str] = (),
+    shapes: Sequence[str] = (),
+    note: str | None = None,
+    hint: str = "",
+) -> str:
+    """The "weights do not fit the model" message of every loader (strict here, lenient in `transfer`).
+
+    state / expected: the file's and the model's state dicts as compared (after any prefix removal).
+    missing / unexpected: key names; shapes: ``"key: file (…) vs model (…)"`` lines. Each list shows its
+    first few entries and its count. note: said first (how the keys were taken); hint: appended as is.
+    """
+    parts = [note] if note else []
+    if not (state.keys() & expected.keys()):
+        parts.append(f"none of the file's {len(state)} keys match the model's {len(expected)}")
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
+    return f"{source}: weights do not fit the model; " + "; ".join(parts) + hint
+
+
+def _listing(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_SHOWN])
     return shown + (f", … (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")

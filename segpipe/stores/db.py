@@ -8,6 +8,9 @@ Several processes share one database (API, GPU workers, beat), so:
   transactions ``BEGIN IMMEDIATE``, which takes the write lock up front. A deferred transaction that
   reads and then writes can fail with "database is locked" at once, busy timeout or not, when another
   process wrote in between; taking the lock first makes every write transaction simply wait its turn.
+  The one step the busy timeout does not cover is the switch of a new (rollback-journal) file to WAL:
+  when several connections open a fresh file at once, SQLite answers "database is locked" at once
+  rather than risk a deadlock, so that switch is retried for up to the busy timeout.
 - PostgreSQL pings pooled connections before use (``pool_pre_ping``), as servers restart and
   proxies drop idle connections.
 - `migrate` upgrades to the newest schema inside one transaction that first takes a lock (an
@@ -18,6 +21,9 @@ Several processes share one database (API, GPU workers, beat), so:
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,7 +109,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
             # busy_timeout first: switching to WAL needs a lock that another process may hold.
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cursor, SQLITE_BUSY_TIMEOUT_S)
                 # In WAL mode NORMAL is still corruption-safe; it only risks the last commits on power loss.
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -118,6 +124,29 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, timeout_s: float) -> None:
+    """Put the database in WAL mode, retrying while another connection holds a conflicting lock.
+
+    Switching a rollback-journal file to WAL reads page 1 and then upgrades to a write lock. If another
+    connection holds the reserved lock meanwhile, SQLite returns SQLITE_BUSY without calling the busy
+    handler (waiting while holding a read lock could deadlock), so several processes opening one new
+    file at once could fail here. Retried with short jittered sleeps until ``timeout_s`` has passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay_s = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + delay_s > deadline:
+                raise
+        # Jitter keeps the connections that collided from retrying in lockstep.
+        time.sleep(delay_s * random.uniform(0.5, 1.5))
+        delay_s = min(delay_s * 2, 0.1)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

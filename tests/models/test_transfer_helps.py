@@ -1,13 +1,22 @@
-"""Transfer that helps, measured with a fixed seed: a U-Net trained on one generated dataset (semantic:
-circles vs squares), fine-tuned through ``model.weights`` on another with other classes (binary: "any
-shape", triangles — which it never saw — included), reaches the target IoU in fewer steps than the
-same model from scratch. Shapes have random colours, so only shape features tell them from the
-background: what the first training learned and the second reuses. (bench/accuracy.py --transfer
-quotes the same comparison.)"""
+"""Transfer that helps: a U-Net trained on one generated dataset (semantic: circles vs squares),
+fine-tuned through ``model.weights`` on another with other classes (binary: "any shape", triangles —
+which it never saw — included), learns faster than the same model from scratch. Shapes have random
+colours, so only shape features tell them from the background: what the first training learned and the
+second reuses.
+
+What is compared: the mean held-out IoU over the first `EARLY_STEPS` optimizer steps (checked every 5),
+median over `SEEDS` (the seed initialises the new head, or the whole model from scratch). Transfer
+shows as a head start; later the model from scratch catches up on so small a task, so "steps to IoU
+0.5" from one seed was a coin toss that float rounding decided (one torch thread: 15 vs 35 steps, two:
+35 vs 35). The test runs on one torch thread whatever ``OMP_NUM_THREADS`` says, so its figures do not
+depend on it (and two threads busy-waiting on a shared CPU made it take minutes). A checkpoint that is
+only a random initialisation gives no head start and fails it. (bench/accuracy.py --transfer quotes
+`steps_to_target` for seed 1.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,12 @@ KINDS = ("circle", "square", "triangle")
 SIZE = (48, 48)
 TARGET_IOU = 0.5
 MAX_STEPS = 50
+EARLY_STEPS = 20
+SEEDS = (1, 2, 3)
+# Mean IoU over the first 20 steps, one thread, seeds 1-5: fine-tuned 0.32-0.48, from scratch
+# 0.19-0.25, from a random-init checkpoint 0.15-0.24. Medians over SEEDS: fine-tuned 0.14 above from
+# scratch, random-init 0.05 below it; the margin sits between.
+MARGIN = 0.05
 
 
 def shapes_batch(seed: int, kinds_of: Callable[[int], list[int]], *, binary: bool, n: int = 8) -> dict[str, Any]:
@@ -67,27 +82,52 @@ def train_steps(model: torch.nn.Module, task: str, num_labels: int, batches: lis
     return None
 
 
+def held_out_iou(model: torch.nn.Module, adapter: Any, held_out: dict[str, Any]) -> float:
+    """IoU of the "shape" class over the held-out batch (logit > 0 = shape)."""
+    model.eval()
+    batch = adapter.prepare(held_out, "cpu")
+    with torch.no_grad():
+        pred = adapter.forward_logits(model, batch)[:, 0] > 0
+    truth = batch["label_maps"] == 1
+    return float((pred & truth).sum() / (pred | truth).sum().clamp(min=1))
+
+
 def reaches_iou(held_out: dict[str, Any], target: float) -> Callable[[torch.nn.Module, Any], bool]:
-    def check(model: torch.nn.Module, adapter: Any) -> bool:
-        model.eval()
-        batch = adapter.prepare(held_out, "cpu")
-        with torch.no_grad():
-            pred = adapter.forward_logits(model, batch)[:, 0] > 0
-        truth = batch["label_maps"] == 1
-        return float((pred & truth).sum() / (pred | truth).sum().clamp(min=1)) >= target
-
-    return check
+    return lambda model, adapter: held_out_iou(model, adapter, held_out) >= target
 
 
-def steps_to_target(weights: Path | None) -> int | None:
-    """Steps a binary "any shape" U-Net needs to reach TARGET_IOU, from `weights` or from scratch."""
+def binary_data() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Training batches and the held-out batch of the binary "any shape" task (fixed seeds)."""
     batches = [shapes_batch(seed, lambda i: [3, 1 + i % 2], binary=True) for seed in range(10, 14)]
-    check = reaches_iou(shapes_batch(99, lambda i: [3, 1 + i % 2], binary=True), TARGET_IOU)
-    torch.manual_seed(1)
+    return batches, shapes_batch(99, lambda i: [3, 1 + i % 2], binary=True)
+
+
+def binary_unet(weights: Path | None, seed: int) -> torch.nn.Module:
+    """The binary U-Net, from `weights` (its head re-initialised) or from scratch; `seed` draws the init."""
+    torch.manual_seed(seed)
     model, report = build_model_reported(ModelConfig(**UNET, weights=weights and str(weights)), "binary", 2)
     if report is not None:
         assert set(report.reinitialised) == {"segmentation_head.0.weight", "segmentation_head.0.bias"}
-    return train_steps(model, "binary", 2, batches, MAX_STEPS, check)
+    return model
+
+
+def steps_to_target(weights: Path | None, seed: int = 1) -> int | None:
+    """Steps a binary "any shape" U-Net needs to reach TARGET_IOU, from `weights` or from scratch."""
+    batches, held_out = binary_data()
+    return train_steps(binary_unet(weights, seed), "binary", 2, batches, MAX_STEPS, reaches_iou(held_out, TARGET_IOU))
+
+
+def early_iou(weights: Path | None, seed: int) -> float:
+    """Mean held-out IoU at steps 5, 10, … EARLY_STEPS of training the binary U-Net."""
+    batches, held_out = binary_data()
+    ious: list[float] = []
+
+    def record(model: torch.nn.Module, adapter: Any) -> bool:
+        ious.append(held_out_iou(model, adapter, held_out))
+        return False  # never stop early: every check counts
+
+    train_steps(binary_unet(weights, seed), "binary", 2, batches, EARLY_STEPS, record)
+    return statistics.fmean(ious)
 
 
 def pretrain(path: Path, steps: int = 200) -> Path:
@@ -100,11 +140,20 @@ def pretrain(path: Path, steps: int = 200) -> Path:
     return path
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_fine_tuning_from_other_classes_reaches_the_target_in_fewer_steps(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fine_tuning_from_other_classes_gives_a_head_start(tmp_path: Path) -> None:
     weights = pretrain(tmp_path / "shapes_unet.pt")
-    tuned = steps_to_target(weights)
-    scratch = steps_to_target(None)
-    print(f"steps to IoU {TARGET_IOU}: fine-tuned {tuned}, from scratch {scratch}")
-    assert tuned is not None
-    assert scratch is None or tuned < scratch
+    tuned = [early_iou(weights, seed) for seed in SEEDS]
+    scratch = [early_iou(None, seed) for seed in SEEDS]
+    print(f"mean IoU over the first {EARLY_STEPS} steps, seeds {SEEDS}: "
+          f"fine-tuned {[round(x, 3) for x in tuned]}, from scratch {[round(x, 3) for x in scratch]}")
+    assert statistics.median(tuned) >= statistics.median(scratch) + MARGIN

@@ -85,6 +85,30 @@ def test_sqlite_engine_is_set_up_for_several_processes(tmp_path):
         engine.dispose()
 
 
+def test_switch_to_wal_waits_for_a_writer_holding_the_reserved_lock(tmp_path):
+    """SQLite refuses this switch at once, busy timeout or not; the engine must retry instead.
+
+    It is what several processes opening one new file at once run into: one holds the reserved lock
+    while it writes, and another's WAL switch is refused.
+    """
+    path = tmp_path / "rollback.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")  # still in the default rollback-journal mode
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.3, writer.execute, args=("COMMIT",))
+    release.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    finally:
+        release.join()
+        writer.close()
+        engine.dispose()
+
+
 def test_sqlite_write_transactions_take_the_write_lock_up_front(tmp_path):
     path = tmp_path / "lock.db"
     store = Store.from_url(f"sqlite:///{path}")
