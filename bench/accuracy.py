@@ -10,20 +10,23 @@ optimistic (it is printed beside, marked "best on val").
 - digits (configs/classification/digits_cnn.yaml, cnn_small at 32 px): scikit-learn's ``load_digits``
   written by ``segpipe.data.digits`` (first half train, second half test). Reference: the SVC of
   scikit-learn's documented example (gamma=0.001) on the same split, fitted here (0.969).
-- isbi (configs/binary/isbi_unet.yaml, U-Net ResNet-18 from scratch, 256 px): ../shared/data/
-  isbi2012_em, slices 0–24 train, 25–29 validation (``segpipe.data.holdout``). IoU and Dice of the
-  cell class (label 255 = cell interior), pixel error; evaluated at the config's 256 px letterbox.
-  Reference: predicting "cell" everywhere.
+- isbi (configs/binary/isbi_unet.yaml as shipped, U-Net ResNet-18 from scratch on random 256 px crops
+  at native resolution): ../shared/data/isbi2012_em, slices 0–24 train, 25–29 validation
+  (``segpipe.data.holdout``). IoU and Dice of the cell class (label 255 = cell interior) and pixel error,
+  at native 512 px resolution (mirrored overlap tiles) averaged over the 8 flips/rotations, as the config
+  says. Target (issue 11): IoU ≥ 0.92 and pixel error ≤ 0.065 within 15 minutes of 2 CPU cores (the
+  experiment trains on 2 torch threads whatever --threads says). Reference: predicting "cell" everywhere.
 - coco128 (configs/instance/coco128_maskrcnn.yaml, light Mask R-CNN from scratch): images 0–95 train,
   96–127 validation (natural file order). Must run end to end; AP stays small from scratch.
-- transfer (generated data, no files needed): optimizer steps a U-Net needs to reach IoU 0.5 when
-  fine-tuned through ``model.weights`` from a model trained on other classes, vs from scratch
-  (reference). Same figures as tests/models/test_transfer_helps.py.
+- transfer (generated data, no files needed): a U-Net fine-tuned through ``model.weights`` from a model
+  trained on other classes vs the same model from scratch (reference): mean held-out IoU over the first
+  20 steps, median of seeds 1–3 (what tests/models/test_transfer_helps.py asserts), and the steps each
+  needs to reach IoU 0.5 (seed 1).
 
-CPU budget (2 shared cores): the full run trains ISBI for 20 epochs (the config: 60) and Mask R-CNN for
-3 short epochs of 12 steps at 256 px, batch 2, 128 sampled proposals per image (the config: 24 epochs
-at 384 px); digits runs as configured. ``--quick``: 3 epochs, 3 epochs, 1 epoch of 4 steps (8
-validation images). Data under ../shared is used when present and skipped otherwise (never a test
+CPU budget (2 shared cores): ISBI and digits run as configured; Mask R-CNN trains 3 short epochs of 12
+steps at 256 px, batch 2, 128 sampled proposals per image (the config: 24 epochs at 384 px).
+``--quick``: digits 3 epochs, ISBI 1 epoch of 25 crops, Mask R-CNN 1 epoch of 4 steps (8 validation
+images). Data under ../shared is used when present and skipped otherwise (never a test
 dependency). Prints a table and ends with one JSON line. Wall time on a shared machine is noisy: CPU
 time (this process and its loader workers) and the load average are printed beside it.
 """
@@ -35,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -57,6 +61,7 @@ from segpipe.data.images import read_mask
 from segpipe.engine.runner import evaluate_checkpoint, train
 
 REPO = Path(__file__).resolve().parent.parent
+ISBI_TARGET = {"iou": 0.92, "pixel_error": 0.065, "minutes": 15}  # issue 11, slices 25–29, 2 CPU cores
 CONFIGS = REPO / "configs"
 SHARED = REPO.parent / "shared" / "data"
 
@@ -144,13 +149,18 @@ def isbi(work: Path, quick: bool) -> Outcome:
         return out
     split = holdout_mask_folders(root / "image", root / "label", work / "isbi", "25-29")
     out.split = "slices 0–24 / 25–29"
-    epochs = 3 if quick else 20
-    out.notes.append(f"{epochs} epochs (the config: 60)")
     overrides = [f"data.train.images={split.train / 'images'}", f"data.train.masks={split.train / 'masks'}",
                  f"data.val.images={split.val / 'images'}", f"data.val.masks={split.val / 'masks'}",
-                 f"train.epochs={epochs}", f"output_dir={work / 'runs' / 'isbi'}"]  # fmt: skip
+                 "train.threads=2", f"output_dir={work / 'runs' / 'isbi'}"]  # fmt: skip
+    if quick:
+        overrides += ["train.epochs=1", "train.epoch_repeats=1"]
+        out.notes.append("1 epoch of 25 crops (the config's recipe is the full run)")
     train_and_evaluate(out, out.config, overrides, ("iou", "dice", "pixel_error"))
     out.reference, out.reference_label = all_cell_baseline(split.val / "masks"), "'cell' everywhere"
+    met = out.metrics["iou"] >= ISBI_TARGET["iou"] and out.metrics["pixel_error"] <= ISBI_TARGET["pixel_error"]
+    out.notes.append(f"target IoU ≥ {ISBI_TARGET['iou']}, pixel error ≤ {ISBI_TARGET['pixel_error']} in "
+                     f"{ISBI_TARGET['minutes']} min: {'met' if met and out.wall_s <= 60 * ISBI_TARGET['minutes'] else 'NOT met'} "
+                     f"({out.wall_s / 60:.1f} min)")
     return out
 
 
@@ -190,8 +200,8 @@ def coco128(work: Path, quick: bool) -> Outcome:
 
 
 def transfer(work: Path, quick: bool) -> Outcome:
-    """Steps to a target IoU, fine-tuned from a model trained on other classes vs from scratch (generated
-    data, fixed seed): the figures of tests/models/test_transfer_helps.py, which asserts the order."""
+    """Fine-tuned from a model trained on other classes vs from scratch (generated data, fixed seeds): the
+    early-IoU head start that tests/models/test_transfer_helps.py asserts, and steps to a target IoU."""
     sys.path.insert(0, str(REPO))
     from tests.models import test_transfer_helps as shapes
 
@@ -200,13 +210,17 @@ def transfer(work: Path, quick: bool) -> Outcome:
     work.mkdir(parents=True, exist_ok=True)
     wall, cpu = time.perf_counter(), cpu_seconds()
     weights = shapes.pretrain(work / "shapes_unet.pt")
+    early = {w: statistics.median(shapes.early_iou(weights if w else None, seed) for seed in shapes.SEEDS)
+             for w in (True, False)}
     tuned, scratch = shapes.steps_to_target(weights), shapes.steps_to_target(None)
     out.wall_s, out.cpu_s = time.perf_counter() - wall, cpu_seconds() - cpu
     cap = float(shapes.MAX_STEPS + 5)  # "not reached within MAX_STEPS" shows as MAX_STEPS + 5
-    out.metrics = {"steps_tuned": float(tuned or cap)}
-    out.reference, out.reference_label = {"steps_tuned": float(scratch or cap)}, "the same model from scratch"
-    out.notes.append(f"steps to IoU {shapes.TARGET_IOU} (checked every 5); source: semantic circles/squares, "
-                     f"target: binary any shape incl. unseen triangles")
+    out.metrics = {"early_iou": early[True], "steps_tuned": float(tuned or cap)}
+    out.reference = {"early_iou": early[False], "steps_tuned": float(scratch or cap)}
+    out.reference_label = "the same model from scratch"
+    out.notes.append(f"early_iou: mean held-out IoU over the first {shapes.EARLY_STEPS} steps, median of seeds "
+                     f"{list(shapes.SEEDS)}; steps to IoU {shapes.TARGET_IOU} (checked every 5, seed 1); source: "
+                     f"semantic circles/squares, target: binary any shape incl. unseen triangles")
     out.best_on_val = {"epoch": 0}
     return out
 
