@@ -16,6 +16,8 @@ Several processes share one database (API, GPU workers, beat), so:
 - `migrate` upgrades to the newest schema inside one transaction that first takes a lock (an
   advisory lock on PostgreSQL, the write lock on SQLite), so two processes starting at once run the
   migrations once; the second one waits, then finds the schema current and does nothing.
+  On SQLite that transaction runs with foreign keys off (see `migration_connection`): rebuilding a
+  table must not fire the ON DELETE actions of the tables that reference it.
 """
 
 from __future__ import annotations
@@ -170,18 +172,68 @@ def migrate(target: str | URL | Engine, revision: str = "head") -> str | None:
     """
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
-        with engine.connect() as conn:
+        with migration_connection(engine) as conn:
+            # Alembic sees the open transaction and runs every migration inside it.
+            command.upgrade(alembic_config(conn), revision)
+            return current_revision(conn)
+    finally:
+        if engine is not target:
+            engine.dispose()
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one transaction that holds the migration lock: run migrations on it.
+
+    The transaction commits when the block ends and rolls back if it raises. On SQLite, foreign keys
+    are off for its duration: a batch migration rebuilds a table (copy, DROP the old, rename), and
+    with them on, that DROP would fire the ON DELETE actions of every table referencing it (deleting
+    or nulling their rows). SQLite ignores the switch inside a transaction, so it is flipped before
+    BEGIN; before COMMIT, ``PRAGMA foreign_key_check`` must come back empty, else it rolls back.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        try:
+            if sqlite and _switch_sqlite_foreign_keys(conn, on=False):
+                raise RuntimeError("SQLite kept foreign keys on: was a transaction already open?")
             conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             with conn.begin():
                 if conn.dialect.name == "postgresql":
                     # Transaction-scoped: released by the COMMIT that also publishes the new schema.
                     conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-                # Alembic sees the open transaction and runs every migration inside it.
-                command.upgrade(alembic_config(conn), revision)
-                return current_revision(conn)
-    finally:
-        if engine is not target:
-            engine.dispose()
+                yield conn
+                if sqlite:
+                    check_sqlite_foreign_keys(conn)
+        finally:
+            if sqlite:
+                _restore_sqlite_foreign_keys(conn)
+
+
+def _switch_sqlite_foreign_keys(conn: Connection, *, on: bool) -> bool:
+    """Set enforcement on the DBAPI connection itself (through SQLAlchemy it would follow a BEGIN, and be
+    ignored); return whether it is on now."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    return bool(driver.execute("PRAGMA foreign_keys").fetchone()[0])
+
+
+def _restore_sqlite_foreign_keys(conn: Connection) -> None:
+    """Foreign keys back on; a connection where that fails is invalidated, so the pool never reuses it."""
+    try:
+        restored = _switch_sqlite_foreign_keys(conn, on=True)
+    except Exception:
+        restored = False
+    if not restored:
+        conn.invalidate()
+
+
+def check_sqlite_foreign_keys(conn: Connection) -> None:
+    """Raise if any row of the SQLite database points at a row that does not exist."""
+    violations = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if violations:
+        shown = "; ".join(f"{table} rowid {rowid} -> {parent} (key {fk})" for table, rowid, parent, fk in violations[:10])
+        raise RuntimeError(f"migration left {len(violations)} foreign-key violation(s), rolled back: {shown}")
 
 
 def current_revision(conn: Connection) -> str | None:

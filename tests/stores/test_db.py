@@ -16,6 +16,7 @@ from segpipe.stores.db import (
     head_revision,
     make_engine,
     migrate,
+    migration_connection,
     normalize_url,
 )
 from segpipe.stores.models import VERSION_TABLE, Base
@@ -45,7 +46,7 @@ def test_migrations_downgrade_to_nothing_and_back(fresh_db_url):
     engine = make_engine(fresh_db_url)
     try:
         migrate(engine)
-        with engine.begin() as conn:
+        with migration_connection(engine) as conn:
             command.downgrade(alembic_config(conn), "base")
         assert not {"jobs", "predictions"} & set(inspect(engine).get_table_names())
         assert migrate(engine) == head_revision()

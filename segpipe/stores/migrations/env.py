@@ -2,7 +2,9 @@
 
 ``migrate`` hands over a connection with a transaction already open (and the migration lock held);
 Alembic then runs every step inside that transaction. Without one (``alembic -x url=...`` from a
-shell, an ``alembic.ini`` of your own, or ``--sql`` for an offline script) a URL is used instead.
+shell, an ``alembic.ini`` of your own, or ``--sql`` for an offline script) a URL is used instead, and
+online the connection comes from `segpipe.stores.db.migration_connection` too. On SQLite a connection
+with foreign keys on is refused: a batch rebuild's DROP would fire the referencing tables' ON DELETE.
 """
 
 from __future__ import annotations
@@ -42,17 +44,23 @@ def run_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from segpipe.stores.db import make_engine
+    from segpipe.stores.db import make_engine, migration_connection
 
     engine = make_engine(_url())
     try:
-        with engine.connect() as own_connection:
+        with migration_connection(engine) as own_connection:
             _run(own_connection)
     finally:
         engine.dispose()
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        # Rebuilding a table (batch mode) would fire the ON DELETE actions of the tables referencing it.
+        raise RuntimeError(
+            "SQLite migrations must run with foreign keys off, or table rebuilds delete rows elsewhere: "
+            "open the connection with segpipe.stores.db.migration_connection (or call migrate)"
+        )
     context.configure(connection=connection, **OPTIONS)
     with context.begin_transaction():
         context.run_migrations()
