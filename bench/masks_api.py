@@ -48,6 +48,7 @@ from pycocotools import mask as mask_utils
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import URL
 
+from segpipe.processes import stop_process
 from segpipe.stores import Stores
 from segpipe.stores.db import normalize_url
 from segpipe.stores.models import Prediction, PredictionImage
@@ -208,12 +209,7 @@ def server(db_url: URL, workers: int, home: Path, plain: bool = False) -> Iterat
         _wait_ready(base, proc, workers)
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[bytes], workers: int, timeout: float = 120.0) -> None:

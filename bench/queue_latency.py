@@ -47,6 +47,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `workers` and `segpipe` from this checkout when run as a script
 
+from segpipe.processes import stop_process  # noqa: E402
+
 REDIS_URL = os.environ.get("SEGPIPE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 WORKER_THREADS = "1"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -174,12 +176,7 @@ def service(broker: str, root: Path) -> Iterator[Service]:
         svc.wait_for(lambda: " ready." in log.read_text(errors="replace"), "the worker to start", timeout=120)
         yield svc
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker)
         celery.close()
         stores.close()
         flush()

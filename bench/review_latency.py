@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.masks_api import IMAGE_H, IMAGE_W, fresh_database, machine, mask_pool  # noqa: E402
 from segpipe.data.categories import CategoryMap  # noqa: E402
+from segpipe.processes import stop_process  # noqa: E402
 from segpipe.stores import Stores  # noqa: E402
 from segpipe.stores.models import Prediction, PredictionImage  # noqa: E402
 from tests.live_server import live_api  # noqa: E402
@@ -192,8 +193,7 @@ def worker_side(db_url: str, root: Path, data: Path, artifacts: Path, stores: St
                     uncached.append(first)
                     cached.append(again)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop_process(worker, grace=30)
     return {"uncached": stats(uncached), "cached": stats(cached),
             "uncached_over_cached": round(statistics.median(uncached) / statistics.median(cached), 1),
             "image": "64x64", "model": "U-Net resnet18 depth 3 (binary)"}

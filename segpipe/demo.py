@@ -20,6 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from segpipe.processes import stop_process
+
 console = Console(highlight=False)
 
 
@@ -121,11 +123,7 @@ def run_demo(plan: DemoPlan) -> int:
         _collect(stores, train_job.id, predict_job.id, plan.out.resolve())
         return 0
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)
         stores.close()
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from segpipe.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -48,9 +50,4 @@ def live_api(env: dict[str, str], log: Path, timeout: float = 60.0) -> Iterator[
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=10)

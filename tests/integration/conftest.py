@@ -35,6 +35,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import URL
 
+from segpipe.processes import stop_process
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 from tests.stores.conftest import create_pg_database, drop_pg_database
@@ -115,13 +116,7 @@ class WorkerProcess:
 
     def stop(self, grace: float = 15.0) -> None:
         """Terminate (Celery's warm shutdown), then kill if it has not exited after ``grace`` seconds."""
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        stop_process(self.proc, grace)
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.text().splitlines()[-lines:])

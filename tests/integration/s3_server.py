@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from segpipe.processes import stop_process
+
 
 @dataclass
 class S3Server:
@@ -68,9 +70,4 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_process(proc, grace=15)

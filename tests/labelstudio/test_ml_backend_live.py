@@ -30,6 +30,7 @@ import yaml
 from segpipe.data.categories import CategoryMap
 from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_config
+from segpipe.processes import stop_process
 from segpipe.stores import Stores
 from tests.labelstudio_server import LabelStudioServer, start_label_studio
 from tests.live_server import REPO, live_api
@@ -156,12 +157,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
                 _wait_job(api, submitted.json()["id"])
                 yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop_process(worker)
             stores.close()
     finally:
         ls.stop()

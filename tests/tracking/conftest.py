@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from segpipe.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 240.0  # a first start creates the SQLite schema (~40 migrations): slow on a busy CPU
 
@@ -64,9 +66,5 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
