@@ -13,8 +13,8 @@ optimistic (it is printed beside, marked "best on val").
 - isbi (configs/binary/isbi_unet.yaml as shipped, U-Net ResNet-18 from scratch on random 256 px crops
   at native resolution): ../shared/data/isbi2012_em, slices 0–24 train, 25–29 validation
   (``segpipe.data.holdout``). IoU and Dice of the cell class (label 255 = cell interior) and pixel error,
-  at native 512 px resolution (mirrored overlap tiles) averaged over the 8 flips/rotations, as the config
-  says. Target (issue 11): IoU ≥ 0.92 and pixel error ≤ 0.065 within 15 minutes of 2 CPU cores (the
+  at native 512 px resolution (each slice in one mirrored window; no test-time augmentation, which the
+  config leaves off). Target (issue 11): IoU ≥ 0.92 and pixel error ≤ 0.065 within 15 minutes of 2 CPU cores (the
   experiment trains on 2 torch threads whatever --threads says). Reference: predicting "cell" everywhere.
 - coco128 (configs/instance/coco128_maskrcnn.yaml, light Mask R-CNN from scratch): images 0–95 train,
   96–127 validation (natural file order). Must run end to end; AP stays small from scratch.
@@ -157,10 +157,10 @@ def isbi(work: Path, quick: bool) -> Outcome:
         out.notes.append("1 epoch of 25 crops (the config's recipe is the full run)")
     train_and_evaluate(out, out.config, overrides, ("iou", "dice", "pixel_error"))
     out.reference, out.reference_label = all_cell_baseline(split.val / "masks"), "'cell' everywhere"
-    met = out.metrics["iou"] >= ISBI_TARGET["iou"] and out.metrics["pixel_error"] <= ISBI_TARGET["pixel_error"]
+    met = (out.metrics["iou"] >= ISBI_TARGET["iou"] and out.metrics["pixel_error"] <= ISBI_TARGET["pixel_error"]
+           and out.wall_s <= 60 * ISBI_TARGET["minutes"])
     out.notes.append(f"target IoU ≥ {ISBI_TARGET['iou']}, pixel error ≤ {ISBI_TARGET['pixel_error']} in "
-                     f"{ISBI_TARGET['minutes']} min: {'met' if met and out.wall_s <= 60 * ISBI_TARGET['minutes'] else 'NOT met'} "
-                     f"({out.wall_s / 60:.1f} min)")
+                     f"{ISBI_TARGET['minutes']} min: {'met' if met else 'NOT met'} ({out.wall_s / 60:.1f} min)")
     return out
 
 

@@ -10,8 +10,8 @@ shows as a head start; later the model from scratch catches up on so small a tas
 0.5" from one seed was a coin toss that float rounding decided (one torch thread: 15 vs 35 steps, two:
 35 vs 35). The test runs on one torch thread whatever ``OMP_NUM_THREADS`` says, so its figures do not
 depend on it (and two threads busy-waiting on a shared CPU made it take minutes). A checkpoint that is
-only a random initialisation gives no head start and fails it. (bench/accuracy.py --transfer quotes
-`steps_to_target` for seed 1.)"""
+only a random initialisation gives no head start and fails it. (`bench/accuracy.py --only transfer`
+prints the same medians, and `steps_to_target` for seed 1.)"""
 
 from __future__ import annotations
 
