@@ -10,11 +10,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends libglib2.0-0 li
     && useradd --create-home --uid 1000 segpipe
 
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml README.md ./
+COPY requirements/deploy.lock ./requirements/
 COPY segpipe ./segpipe
 COPY workers ./workers
 COPY configs ./configs
-RUN pip install -c constraints.txt . flower
+# The runtime and Flower exactly as locked (every file hash-checked), then segpipe itself.
+RUN pip install --require-hashes -r requirements/deploy.lock && pip install --no-deps .
 
 USER segpipe
 EXPOSE 8000

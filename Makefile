@@ -1,21 +1,56 @@
 # The two commands of the README: `make demo` (install + the main job end to end) and `make test`.
-# Everything installs into ./.venv with the pinned versions in constraints.txt (torch 2.14.1,
-# torchvision 0.29.1, ...). Override the interpreter with `make PYTHON=python3.12 ...`.
+# Every environment installs from a hashed lock in requirements/ (requirements/README.md): .venv from
+# requirements/main.lock (torch 2.14.1, torchvision 0.29.1, ...), the tool venvs from theirs. uv does the
+# resolving (`make lock`) and the installing. Override the interpreter with `make PYTHON=python3.12 ...`.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TOOLS  ?= .tools
+UV     := $(TOOLS)/bin/uv
+LOCKS  := requirements
 
-.PHONY: install demo test test-fast bench clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv
+.PHONY: install demo test test-fast bench clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
+
+# uv reads no pip configuration: hand it the extra indexes and wheel folders pip is set up with (a local
+# package mirror, where the machine has one). Every file is checked against the lock's hashes whichever
+# index serves it, so taking the best match across indexes is safe.
+PIP_INDEXES := $(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null)
+PIP_LINKS   := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+UV_SOURCES  := $(foreach u,$(PIP_INDEXES),--extra-index-url $(u)) $(foreach d,$(PIP_LINKS),--find-links $(d)) \
+               --index-strategy unsafe-best-match
+# `uv pip sync`: the venv becomes exactly the lock (extra packages removed), every file hash-checked.
+UV_SYNC     = $(UV) pip sync --quiet --require-hashes $(UV_SOURCES)
+LOCK_FLAGS  := --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+               --custom-compile-command "make lock"
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+$(UV): $(LOCKS)/locker.lock
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv --without-pip $(TOOLS)
+	$(PYTHON) -m pip --python $(TOOLS)/bin/python install --quiet --require-hashes -r $(LOCKS)/locker.lock
+	touch $@
+
+$(STAMP): pyproject.toml $(LOCKS)/main.lock $(UV)
+	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV_SYNC) --python $(BIN)/python $(LOCKS)/main.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve every lock, keeping the versions already locked; upgrade one package with
+# `make lock UPGRADE="--upgrade-package mlflow"` (or UPGRADE=--upgrade for everything).
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra test --extra dev --extra deploy -c $(LOCKS)/pins.txt \
+	  $(LOCK_FLAGS) $(UPGRADE) -o $(LOCKS)/main.lock
+	$(UV) pip compile pyproject.toml --extra deploy -c $(LOCKS)/pins.txt -c $(LOCKS)/main.lock \
+	  $(LOCK_FLAGS) -o $(LOCKS)/deploy.lock
+	for env in label-studio datumaro mlflow locker; do \
+	  $(UV) pip compile $(LOCKS)/$$env.in $(LOCK_FLAGS) $(UPGRADE) -o $(LOCKS)/$$env.lock || exit 1; done
+
+# Every built venv against its lock: names each package missing, extra or at another version.
+check-locks: install
+	$(BIN)/python -m tests.tools.locks
 
 demo: install
 	$(BIN)/segpipe demo
@@ -31,18 +66,17 @@ bench: install
 
 # A real MLflow tracking server for the tracking tests, in its own venv: its dependency pins are not
 # ours, and segpipe talks to it over REST only.
-MLFLOW_VENV    ?= .venv-mlflow
-MLFLOW_VERSION ?= 3.17.2
+MLFLOW_VENV ?= $(or $(SEGPIPE_MLFLOW_VENV),.venvs/mlflow)
 
 mlflow-venv: $(MLFLOW_VENV)/.installed
 
-$(MLFLOW_VENV)/.installed:
-	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet "mlflow==$(MLFLOW_VERSION)"
+$(MLFLOW_VENV)/.installed: $(LOCKS)/mlflow.lock $(UV)
+	test -x $(MLFLOW_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(MLFLOW_VENV)
+	$(UV_SYNC) --python $(MLFLOW_VENV)/bin/python $(LOCKS)/mlflow.lock
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) .venvs .pytest_cache .hypothesis demo_out runs
+	rm -rf $(VENV) $(TOOLS) .venvs .pytest_cache .hypothesis demo_out runs
 
 # -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
 # API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.
@@ -61,14 +95,14 @@ tool-venvs: labelstudio-venv datumaro-venv
 
 labelstudio-venv: $(LABEL_STUDIO_VENV)/.installed
 
-$(LABEL_STUDIO_VENV)/.installed: tests/tools/labelstudio-requirements.txt
-	test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
-	$(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet -r tests/tools/labelstudio-requirements.txt
+$(LABEL_STUDIO_VENV)/.installed: $(LOCKS)/label-studio.lock $(UV)
+	test -x $(LABEL_STUDIO_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(LABEL_STUDIO_VENV)
+	$(UV_SYNC) --python $(LABEL_STUDIO_VENV)/bin/python $(LOCKS)/label-studio.lock
 	touch $@
 
 datumaro-venv: $(DATUMARO_VENV)/.installed
 
-$(DATUMARO_VENV)/.installed: tests/tools/datumaro-requirements.txt
-	test -x $(DATUMARO_VENV)/bin/python || $(PYTHON) -m venv $(DATUMARO_VENV)
-	$(DATUMARO_VENV)/bin/python -m pip install --quiet -r tests/tools/datumaro-requirements.txt
+$(DATUMARO_VENV)/.installed: $(LOCKS)/datumaro.lock $(UV)
+	test -x $(DATUMARO_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(DATUMARO_VENV)
+	$(UV_SYNC) --python $(DATUMARO_VENV)/bin/python $(LOCKS)/datumaro.lock
 	touch $@

@@ -1,8 +1,9 @@
-"""The annotation tools' own environments, outside segpipe's venv (their pins conflict with ours:
-label-studio wants numpy 2.2 and its own pydantic, datumaro its own pillow), built by
-``make labelstudio-venv`` / ``make datumaro-venv`` (which .ci/run calls).
+"""The real tools' own environments, outside segpipe's venv (their pins conflict with ours:
+label-studio wants numpy 2.2 and its own pydantic, datumaro its own pillow), each installed from its lock
+in requirements/ by ``make labelstudio-venv`` / ``datumaro-venv`` / ``mlflow-venv`` (which .ci/run calls).
 
-``SEGPIPE_LABEL_STUDIO_VENV`` / ``SEGPIPE_DATUMARO_VENV`` point elsewhere (default ``<repo>/.venvs/…``).
+``SEGPIPE_LABEL_STUDIO_VENV`` / ``SEGPIPE_DATUMARO_VENV`` / ``SEGPIPE_MLFLOW_VENV`` point elsewhere
+(default ``<repo>/.venvs/<tool>``).
 Tests run the tools' importers through the scripts beside this file, as subprocesses in those venvs.
 """
 
@@ -21,6 +22,7 @@ TOOLS = Path(__file__).resolve().parent
 VENVS = {
     "label-studio": ("SEGPIPE_LABEL_STUDIO_VENV", "labelstudio-venv"),
     "datumaro": ("SEGPIPE_DATUMARO_VENV", "datumaro-venv"),
+    "mlflow": ("SEGPIPE_MLFLOW_VENV", "mlflow-venv"),
 }
 
 

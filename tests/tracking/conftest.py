@@ -1,7 +1,7 @@
 """A real MLflow tracking server on loopback (SQLite backend, artifacts served by the server).
 
 MLflow lives in its own virtual environment (its dependency pins are not ours): ``make mlflow-venv``
-creates ``.venv-mlflow``; ``SEGPIPE_TEST_MLFLOW_BIN`` may name another ``mlflow`` executable. The
+creates ``.venvs/mlflow`` from its lock; ``SEGPIPE_TEST_MLFLOW_BIN`` may name another ``mlflow`` executable. The
 tests skip, saying so, only when no such executable exists.
 """
 
@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from segpipe.processes import stop_process
+from tests.tools.venvs import venv
 
-REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 240.0  # a first start creates the SQLite schema (~40 migrations): slow on a busy CPU
 
 
 def mlflow_bin() -> Path | None:
     explicit = os.environ.get("SEGPIPE_TEST_MLFLOW_BIN")
-    path = Path(explicit) if explicit else REPO / ".venv-mlflow" / "bin" / "mlflow"
+    path = Path(explicit) if explicit else venv("mlflow") / "bin" / "mlflow"
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
