@@ -131,9 +131,14 @@ class ModelConfig(BaseModel):
     weights: str | None = Field(
         None,
         description="whole-model weights to start from: a safetensors or torch file, a segpipe run "
-        "directory or checkpoint, or a model version NAME@production / NAME@latest / NAME@3",
+        "directory or checkpoint, a model version NAME@production / NAME@latest / NAME@3, or pretrained "
+        "weights by name: torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1, torchvision:DEFAULT",
     )
-    backbone_weights: Path | None = Field(None, description="backbone/encoder weights only")
+    backbone_weights: str | None = Field(
+        None,
+        description="backbone/encoder weights only: a safetensors or torch file, or by name: "
+        "torchvision:ResNet50_Weights.IMAGENET1K_V2, smp:resnet34/imagenet",
+    )
     in_channels: int = Field(3, ge=1)
     strict: bool = Field(
         False,
@@ -147,7 +152,7 @@ class ModelConfig(BaseModel):
         None, description="batch norm of the backbone frozen (statistics and affine); None: when pretrained"
     )
 
-    @field_validator("weights", mode="before")
+    @field_validator("weights", "backbone_weights", mode="before")
     @classmethod
     def _weights_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, Path) else value
@@ -337,14 +342,23 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
             setattr(model, name, (base / value).resolve())
         elif isinstance(value, BaseModel):
             _resolve_paths(value, base)
-    if isinstance(model, ModelConfig) and model.weights and not is_model_ref(model.weights):
-        if not Path(model.weights).is_absolute():
-            model.weights = str((base / model.weights).resolve())
+    if isinstance(model, ModelConfig):
+        for key in ("weights", "backbone_weights"):
+            ref = getattr(model, key)
+            if ref and not is_model_ref(ref) and not is_named_weights(ref) and not Path(ref).is_absolute():
+                setattr(model, key, str((base / ref).resolve()))
 
 
 def is_version_ref(ref: str | Path) -> bool:
     """``NAME@production|latest|N`` (a model version), as opposed to a path."""
     return isinstance(ref, str) and VERSION_REF.match(ref) is not None
+
+
+def is_named_weights(ref: str | Path) -> bool:
+    """Pretrained weights by name (``torchvision:…``, ``smp:…``; `segpipe.pretrained`), not a path."""
+    from segpipe.pretrained.sources import is_named
+
+    return is_named(ref)
 
 
 def is_model_ref(ref: str | Path) -> bool:

@@ -97,11 +97,12 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
         if spec.data is not None:
             _confine_data(spec.data, roots)
         weights = spec.model.weights
-        if weights is not None and not config_mod.is_model_ref(weights):
+        if weights is not None and not config_mod.is_model_ref(weights) and not config_mod.is_named_weights(weights):
             # a run directory or checkpoint of an earlier job lies in the artifact root
             spec.model.weights = str(confine(weights, [*roots, artifact_root], what="model.weights"))
-        if spec.model.backbone_weights is not None:
-            spec.model.backbone_weights = confine(spec.model.backbone_weights, roots, what="model.backbone_weights")
+        backbone = spec.model.backbone_weights
+        if backbone is not None and not config_mod.is_named_weights(backbone):
+            spec.model.backbone_weights = str(confine(backbone, roots, what="model.backbone_weights"))
         return spec
     if isinstance(spec, RetrainSpec):
         confine_spec(spec.config, roots, artifact_root)

@@ -62,9 +62,13 @@ def check_model_config(cfg: ModelConfig, task: str) -> None:
     from segpipe.models.registry import check_model
 
     check_model(cfg, task)
+    from segpipe.pretrained import is_named, lookup
+
     for field in ("weights", "backbone_weights"):
         path = getattr(cfg, field)
-        if path is not None and not Path(path).is_file():
+        if path is not None and is_named(path):
+            lookup(path, model=cfg.name, role=field)  # a name in the catalogue; fetched when the job builds
+        elif path is not None and not Path(path).is_file():
             raise ConfigError(f"model.{field}: {path}: no such file")
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="the reconciler checks a job queued this long for a lost broker message"
     )
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
+    weights_mirror: str | None = Field(
+        None,
+        description="a URL prefix standing in for the hosts of named pretrained weights (torchvision:…, smp:…): "
+        "the file's URL path is appended to it; unset: the libraries' own URLs",
+    )
     model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)

@@ -126,6 +126,11 @@ def build_model_reported(
     ``cfg.weights`` must be a path here (a run directory, checkpoint or weights file); model-version
     references are resolved by the caller that holds the stores (``segpipe.pipeline``)."""
     spec, params = check_model(cfg, task)
+    # Names (torchvision:…, smp:…) become checked files of the shared store, downloaded once.
+    from segpipe.pretrained import resolve_named
+
+    weights = resolve_named(cfg.weights, model=cfg.name, role="weights")
+    backbone_weights = resolve_named(cfg.backbone_weights, model=cfg.name, role="backbone_weights")
     ctx = BuildContext(
         name=cfg.name,
         task=task,
@@ -137,11 +142,11 @@ def build_model_reported(
         freeze_batchnorm=cfg.freeze_batchnorm,
     )
     model = spec.builder(params, ctx)
-    if cfg.backbone_weights is not None:
-        load_backbone_weights(model, cfg.backbone_weights, spec.backbone)
+    if backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights, spec.backbone)
     report = None
-    if cfg.weights is not None:
-        state, file_categories = read_weights(cfg.weights)
+    if weights is not None:
+        state, file_categories = read_weights(weights)
         rows = label_rows(file_categories, category_map) if file_categories and category_map is not None else None
         report = transfer_weights(model, state, source=str(cfg.weights), heads=spec.heads, strict=cfg.strict,
                                   label_rows=rows)

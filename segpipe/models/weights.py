@@ -11,7 +11,8 @@ A segpipe run directory stands for its ``best.pt`` (else ``last.pt``). Pickle fo
 when loaded are refused with what to convert them to: Detectron2 ``.pkl`` files, and whole models
 saved with ``torch.save(model)`` (weights-only loading refuses their classes).
 
-Nothing here downloads: a path that does not exist is an error naming the path.
+Nothing here downloads: a path that does not exist is an error naming the path. Pretrained weights by
+name (``torchvision:…``, ``smp:…``) are turned into checked local files by `segpipe.pretrained` first.
 
 Backbone weights (``model.backbone_weights`` in a config) go into one submodule per model family,
 described by a :class:`BackboneSpec` registered with the model (see ``segpipe.models.registry``):
