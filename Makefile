@@ -1,4 +1,6 @@
 # The two commands of the README: `make demo` (install + the main job end to end) and `make test`.
+# uv and pip read their caches from the environment (UV_CACHE_DIR, PIP_CACHE_DIR), which make passes on:
+# `UV_CACHE_DIR=$(mktemp -d) make demo` is a first run with nothing cached (bench/first_run.py).
 # Every environment installs from a hashed lock in requirements/ (requirements/README.md): .venv from
 # requirements/main.lock (torch 2.14.1, torchvision 0.29.1, ...), the tool venvs from theirs. uv does the
 # resolving (`make lock`) and the installing. Override the interpreter with `make PYTHON=python3.12 ...`.
@@ -11,7 +13,7 @@ TOOLS  ?= .tools
 UV     := $(TOOLS)/bin/uv
 LOCKS  := requirements
 
-.PHONY: install demo test test-fast bench clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
+.PHONY: install demo test test-fast bench docs clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
 
 # uv reads no pip configuration: hand it the extra indexes and wheel folders pip is set up with (a local
 # package mirror, where the machine has one). Every file is checked against the lock's hashes whichever
@@ -61,6 +63,11 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not integration"
 
+# The documentation site (mkdocs-material) into site/; the reference pages are generated from the code
+# (docs/hooks/reference.py). CI builds it with --strict: a broken link or anchor fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
 
@@ -76,7 +83,7 @@ $(MLFLOW_VENV)/.installed: $(LOCKS)/mlflow.lock $(UV)
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .venvs .pytest_cache .hypothesis demo_out runs
+	rm -rf $(VENV) $(TOOLS) .venvs .pytest_cache .hypothesis demo_out runs site
 
 # -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
 # API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.

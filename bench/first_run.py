@@ -65,8 +65,10 @@ def main() -> None:
         folder.mkdir(parents=True)
 
     load_before = load()
+    print(f"cloning {args.source} into {clone}; empty caches in {caches}; log: {log}", flush=True)
     subprocess.run(["git", "clone", "--quiet", args.source, str(clone)], check=True)
     install = timed(["make", "install"], clone, env, log)
+    print(f"make install: {install} (load now {load()})", flush=True)
     demo = timed(["make", "demo"], clone, env, log)
     load_after = load()
     total = round(install["wall_s"] + demo["wall_s"], 1)

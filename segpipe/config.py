@@ -52,10 +52,10 @@ class SourceConfig(Section):
     Each may be a local path or an object-store URI (``s3://bucket/prefix``, `segpipe.storage`).
     """
 
-    images: Location | None = None
-    annotations: Location | None = None
-    masks: Location | None = None
-    root: Location | None = None
+    images: Location | None = Field(None, description="folder of the images (COCO, or image + mask folders)")
+    annotations: Location | None = Field(None, description="COCO instances JSON file")
+    masks: Location | None = Field(None, description="folder of mask PNGs, one per image")
+    root: Location | None = Field(None, description="class-per-folder images: root/<class name>/*")
     mask_suffix: str = Field(".png", description="mask file name = image stem + this suffix")
 
     @model_validator(mode="after")
@@ -76,8 +76,8 @@ class SourceConfig(Section):
 
 
 class DataConfig(Section):
-    train: SourceConfig
-    val: SourceConfig | None = None
+    train: SourceConfig = Field(description="the training split")
+    val: SourceConfig | None = Field(None, description="the validation split (metrics, best checkpoint, early stop)")
     categories: list[str | int] | None = Field(
         None,
         description="COCO categories (names or ids) to use; for task 'binary' the foreground ones. "
@@ -94,13 +94,16 @@ class DataConfig(Section):
         description="classification from COCO: each annotation's box crop, or image-level labels",
     )
     crop_padding: float = Field(0.1, ge=0, le=1, description="context around box crops, fraction of size")
-    ignore_index: int = Field(255, ge=0, le=255)
-    skip_invalid: bool = False
-    num_workers: int = Field(2, ge=0)
+    ignore_index: int = Field(255, ge=0, le=255, description="label-map value that no loss or metric counts")
+    skip_invalid: bool = Field(
+        False, description="skip images/annotations the dataset check finds invalid (listed in validation.json) "
+        "instead of refusing to train")
+    num_workers: int = Field(2, ge=0, description="data-loader worker processes")
 
 
 class AugmentConfig(Section):
-    preset: Literal["none", "light", "default", "heavy"] = "default"
+    preset: Literal["none", "light", "default", "heavy"] = Field(
+        "default", description="a named albumentations preset (heavy adds elastic warps for segmentation)")
     pipeline: dict[str, Any] | None = Field(
         None, description="a full albumentations pipeline in A.to_dict / A.from_dict format"
     )
@@ -127,7 +130,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str
+    name: str = Field(description="a registered model (`segpipe models --architectures`)")
     weights: str | None = Field(
         None,
         description="whole-model weights to start from: a safetensors or torch file, a segpipe run "
@@ -139,7 +142,7 @@ class ModelConfig(BaseModel):
         description="backbone/encoder weights only: a safetensors or torch file, or by name: "
         "torchvision:ResNet50_Weights.IMAGENET1K_V2, smp:resnet34/imagenet",
     )
-    in_channels: int = Field(3, ge=1)
+    in_channels: int = Field(3, ge=1, description="input channels (1 for grayscale)")
     strict: bool = Field(
         False,
         description="weights must fit exactly (no re-initialised class-dependent layers); else the heads "
@@ -163,50 +166,53 @@ class ModelConfig(BaseModel):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(4, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    image_size: int = Field(512, ge=8)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-    seed: int = 0
-    optimizer: Literal["sgd", "adamw"] = "adamw"
-    weight_decay: float = Field(1e-4, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    scheduler: Literal["none", "cosine", "step", "onecycle"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
+    epochs: int = Field(10, ge=1, description="passes over the training data")
+    batch_size: int = Field(4, ge=1, description="images per step")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    image_size: int = Field(512, ge=8, description="training size in pixels (letterboxed for segmentation)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto: CUDA when present")
+    seed: int = Field(0, description="seeds every random number generator")
+    optimizer: Literal["sgd", "adamw"] = Field("adamw", description="the optimizer")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty (decoupled for adamw)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd momentum")
+    scheduler: Literal["none", "cosine", "step", "onecycle"] = Field("cosine", description="learning-rate schedule")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps before the schedule")
     step_size: int = Field(10, ge=1, description="epochs between decays, scheduler 'step'")
-    gamma: float = Field(0.1, gt=0, le=1)
-    grad_clip: float | None = Field(None, gt=0)
+    gamma: float = Field(0.1, gt=0, le=1, description="decay factor, scheduler 'step'")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this; None: no clipping")
     backbone_lr_mult: float = Field(
         1.0, gt=0, le=1, description="learning rate of the backbone (pretrained part) = lr × this"
     )
     accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="mixed precision on CUDA (auto: bf16 where supported, else fp16 with a scaler); off on a CPU")
     monitor: str | None = Field(None, description="metric for the best checkpoint; None = the task's")
-    monitor_mode: Literal["max", "min"] = "max"
-    early_stop_patience: int | None = Field(None, ge=1)
-    max_steps_per_epoch: int | None = Field(None, ge=1)
+    monitor_mode: Literal["max", "min"] = Field("max", description="max: higher monitor is better")
+    early_stop_patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a better monitor; None: never")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cut each epoch short (smoke runs)")
     epoch_repeats: int = Field(
         1, ge=1, le=1000, description="each training image appears this many times per epoch, each with its own "
         "augmentation (small datasets trained on random crops: fewer validations and checkpoints)"
     )
-    deterministic: bool = False
+    deterministic: bool = Field(False, description="torch deterministic algorithms (slower)")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads; None: OMP_NUM_THREADS if set, else the cores available"
     )
 
 
 class PredictConfig(Section):
-    images: Path | None = None
-    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0, le=1)
+    images: Path | None = Field(None, description="images to predict (segpipe predict)")
+    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0, le=1,
+                                   description="instances scoring below it are left out of every export")
     formats: list[str] | None = Field(None, description="export format names (segpipe.masks.formats); "
                                       "None: the task's defaults (coco-results, plus coco and png where they fit)")
     image_url_prefix: str = Field("/data/local-files/?d=", max_length=2000,
                                   description="label-studio: data.image = this prefix + the image's file name")
     segmentation: Literal["rle", "polygons", "both"] = Field("rle", description="masks in coco / label-studio")
-    topk: int = Field(5, ge=1)
+    topk: int = Field(5, ge=1, description="classification: classes kept per image")
     tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
-    tile_overlap: float = Field(0.25, ge=0, lt=1)
+    tile_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring tiles, fraction of tile_size")
     tile_border: Literal["zero", "mirror"] = Field(
         "zero", description="tiles: pad the image with zeros, or extend it by mirroring (overlap-tile strategy)"
     )
@@ -216,7 +222,7 @@ class PredictConfig(Section):
         description="segmentation: validation and evaluation at native resolution with tile_size windows "
         "(tile_overlap, tile_border) instead of at the letterboxed training size",
     )
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, description="images per forward pass")
     shard_size: int = Field(
         250, ge=1, description="queued predict jobs with more images are split into shards of this many, one queue message each"
     )
@@ -235,14 +241,14 @@ class PredictConfig(Section):
 
 
 class JobConfig(Section):
-    name: str | None = None
-    task: TaskKind
-    data: DataConfig | None = None
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    model: ModelConfig
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    predict: PredictConfig = Field(default_factory=PredictConfig)
-    output_dir: Path = Path("runs/exp")
+    name: str | None = Field(None, description="model name: a successful job registers version NAME@N")
+    task: TaskKind = Field(description="the ML problem")
+    data: DataConfig | None = Field(None, description="where the samples come from")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="paired augmentation")
+    model: ModelConfig = Field(description="the model and its starting weights")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+    predict: PredictConfig = Field(default_factory=PredictConfig, description="prediction and its exports")
+    output_dir: Path = Field(Path("runs/exp"), description="the run directory (local runs; queued jobs use the artifact root)")
 
     @model_validator(mode="after")
     def _task_fits_layout(self) -> JobConfig:

@@ -23,9 +23,12 @@ ROLES = ("annotator", "engineer", "admin")
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGPIPE_", extra="ignore")
 
-    home: Path = Path(".segpipe")
-    database_url: str | None = None
-    broker_url: str | None = None
+    home: Path = Field(Path(".segpipe"), description="home of the embedded defaults (store, broker, artifacts, caches)")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store (postgresql+psycopg://… in production); default: "
+        "sqlite:///$SEGPIPE_HOME/segpipe.db")
+    broker_url: str | None = Field(
+        None, description="Celery broker (redis://… in production); default: sqla+sqlite:///$SEGPIPE_HOME/broker.db")
     data_roots: Annotated[list[Location], NoDecode] = Field(
         default_factory=list,
         description="folders or object-store URIs (s3://bucket/prefix) requests may read from (os.pathsep- or comma-separated)",
@@ -36,7 +39,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="API tokens as 'token:role,token:role' (roles: annotator, engineer, admin)"
     )
     lease_seconds: float = Field(60.0, gt=0, description="a running job's lease; renewed by its heartbeat")
-    heartbeat_seconds: float = Field(10.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0, description="how often a running job renews its lease")
     lost_message_seconds: float = Field(
         30.0, gt=0, description="the reconciler checks a job queued this long for a lost broker message"
     )
@@ -47,8 +50,8 @@ class Settings(BaseSettings):
         "the file's URL path is appended to it; unset: the libraries' own URLs",
     )
     model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
-    max_upload_mb: float = Field(50.0, gt=0)
-    max_config_kb: float = Field(256.0, gt=0)
+    max_upload_mb: float = Field(50.0, gt=0, description="size limit per uploaded file (and per Label Studio image)")
+    max_config_kb: float = Field(256.0, gt=0, description="size limit for a submitted config")
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
     schedule: Path = Field(
         Path("configs/schedule.yaml"), description="the retraining schedule file (SEGPIPE_SCHEDULE)"
