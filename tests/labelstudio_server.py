@@ -1,7 +1,8 @@
 """A real Label Studio server for tests: its own venv, its own SQLite data dir, loopback, a free port.
 
 Reusable: ``from tests.labelstudio_server import label_studio_server`` in a test module (or conftest)
-makes the session fixture available; it yields a `LabelStudioServer` with ``url`` and ``token`` (a
+makes the session fixture available — one server for the whole run, since its first start takes minutes
+(tests/masks/formats and tests/labelstudio share it, each with its own projects); it yields a `LabelStudioServer` with ``url`` and ``token`` (a
 legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's ``LabelStudio(api_key=)``).
 The admin user and token are created non-interactively by ``label-studio start --username/--password/
 --user-token``. Local-files serving is on, rooted at ``files_root`` (``/data/local-files/?d=…`` URLs).
@@ -76,6 +77,9 @@ def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioS
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        # segpipe's ML backend and webhooks listen on loopback, which Label Studio refuses by default
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
     }
     log = base / "label-studio.log"
     command = [str(executable), "start", "--no-browser", "--data-dir", str(data_dir), "--internal-host", "127.0.0.1",

@@ -166,7 +166,7 @@ def config_reference(job_config: type[BaseModel] | None = None) -> str:
 def settings_reference(settings: type[BaseModel] | None = None) -> str:
     """Every field of `segpipe.settings.Settings` (unless given) as its ``SEGPIPE_*`` variable."""
     if settings is None:
-        from segpipe.settings import Settings as settings  # noqa: N813 - the class, by its role here
+        from segpipe.settings import Settings as settings
     prefix = str(settings.model_config.get("env_prefix", ""))
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, field in settings.model_fields.items():
@@ -228,10 +228,11 @@ def click_context_of(command: Any) -> Any:
 def api_reference(openapi: dict[str, Any] | None = None) -> str:
     """Every operation of the OpenAPI document (the API app's own unless given)."""
     openapi = openapi or _openapi_document()
-    out = ["# HTTP API reference\n", GENERATED_NOTE,
-           f"From the OpenAPI document of the API app (version {openapi.get('info', {}).get('version', '?')}); "
-           "a running `segpipe api` serves it at `/openapi.json` and as pages at `/docs`. Send "
-           "`Authorization: Bearer TOKEN` ([roles](../explanations/security.md)).\n"]
+    version = openapi.get("info", {}).get("version", "?")
+    intro = (f"From the OpenAPI document of the API app (version {version}); a running `segpipe api` serves "
+             "it at `/openapi.json` and as pages at `/docs`. Send `Authorization: Bearer TOKEN` "
+             "([roles](../explanations/security.md)).\n")
+    out = ["# HTTP API reference\n", GENERATED_NOTE, intro]
     for path, operations in sorted(openapi.get("paths", {}).items()):
         for method, op in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):
@@ -295,10 +296,10 @@ def registries_reference() -> str:
     from segpipe.pretrained import WEIGHT_SOURCES
     from segpipe.tracking import TRACKERS
 
-    out = ["# Registries\n", GENERATED_NOTE,
-           "Each extension point has one registry (`segpipe/registry.py`): a config, the CLI and the API "
-           "name its entries, and an unknown name fails with the list below. How to add an entry: "
-           "[Add a model, a format or a job kind](../how-to/extend.md).\n",
+    intro = ("Each extension point has one registry (`segpipe/registry.py`): a config, the CLI and the API "
+             "name its entries, and an unknown name fails with the list below. How to add an entry: "
+             "[Add a model, a format or a job kind](../how-to/extend.md).\n")
+    out = ["# Registries\n", GENERATED_NOTE, intro,
            "## Models\n", "`model.name` of a job config; `segpipe models --architectures` prints the same.\n",
            "| name | tasks | description |", "|---|---|---|"]
     for e in MODELS:

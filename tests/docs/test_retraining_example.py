@@ -27,10 +27,10 @@ def test_the_worked_example_runs_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}
     env.update(SEGPIPE_EXAMPLE_PORT=str(_free_port()), OMP_NUM_THREADS="1")
     done = subprocess.run(["bash", str(REPO / "docs/examples/retraining.sh"), str(tmp_path / "work")], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=1800)
+                          env=env, capture_output=True, text=True, timeout=1800, check=False)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    ticks = re.findall(r"^smoke_binary: (.*)$", out, re.M)
+    ticks = re.findall(r"^smoke_binary: (.*)$", out, re.MULTILINE)
     assert "first check: no production version yet" in ticks[0]
     assert ticks[1] == "unchanged: version 1 (production) was trained on this data"
     assert "dataset signalled" in ticks[2] and "differs from production version 1's" in ticks[2]

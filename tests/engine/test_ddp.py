@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from segpipe.config import from_dict
@@ -26,6 +27,9 @@ from tests.engine.runs import job_config, same_split
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 2
+# torchrun starts two Python processes that import torch: tens of seconds on 2 busy cores. `make test`
+# (and so CI) runs it; `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:

@@ -25,6 +25,7 @@ from segpipe.errors import ConfigError, WeightsError
 from segpipe.models import build_model
 from segpipe.pretrained import lookup
 from segpipe.settings import get_settings
+from tests.integration.s3_server import S3Server, s3_server  # noqa: F401  (session fixture)
 
 
 class WeightsHost:
@@ -78,7 +79,7 @@ def host() -> Iterator[WeightsHost]:
     server.stop()
 
 
-def _use_home(monkeypatch: pytest.MonkeyPatch, home: Path, artifacts: Path, mirror: str) -> None:
+def _use_home(monkeypatch: pytest.MonkeyPatch, home: Path, artifacts: Path | str, mirror: str) -> None:
     monkeypatch.setenv("SEGPIPE_HOME", str(home))
     monkeypatch.setenv("SEGPIPE_ARTIFACT_ROOT", str(artifacts))
     monkeypatch.setenv("SEGPIPE_WEIGHTS_MIRROR", mirror)
@@ -259,3 +260,34 @@ def _cli():
     from segpipe.cli import app
 
     return app
+
+
+def test_a_remote_artifact_root_shares_the_weights_between_hosts(
+    host: WeightsHost, resnet18_file: tuple[str, dict[str, torch.Tensor]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server,  # noqa: F811
+) -> None:
+    """Artifact root in object storage (a real S3 API server on loopback): the first host downloads and
+    uploads; another host, offline, copies it from the bucket into its own cache and checks it; a copy
+    that changed in the bucket is refused on a host that has none yet."""
+    import s3fs
+
+    name, state = resnet18_file
+    fs = s3fs.S3FileSystem()  # the fixture set AWS_ENDPOINT_URL for this process
+    if not fs.exists("weights-shared"):
+        fs.mkdir("weights-shared")
+    root = "s3://weights-shared/artifacts"
+    _use_home(monkeypatch, tmp_path / "host-a", root, host.url)
+    _same_except_head(build_model(ModelConfig(name="resnet18", weights=name), "classification", 3), state)
+    (stored,) = [k for k in fs.find("weights-shared/artifacts/weights") if k.endswith(".pth")]
+
+    host.stop()
+    _use_home(monkeypatch, tmp_path / "host-b", root, host.url)
+    _same_except_head(build_model(ModelConfig(name="resnet18", weights=name), "classification", 3), state)
+    assert list((tmp_path / "host-b" / "cache" / "weights" / "torchvision").glob("*.pth"))
+    listed = CliRunner().invoke(_cli(), ["weights", "list", "--json"])
+    assert listed.exit_code == 0 and stored.rsplit("/", 1)[-1] in listed.output, listed.output
+
+    fs.pipe(stored, _torch_bytes(torchvision.models.resnet18().state_dict()))  # changed in the bucket
+    _use_home(monkeypatch, tmp_path / "host-c", root, host.url)
+    with pytest.raises(WeightsError, match="refused: its sha256 is"):
+        build_model(ModelConfig(name="resnet18", weights=name), "classification", 3)
