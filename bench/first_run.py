@@ -72,7 +72,7 @@ def main() -> None:
     demo = timed(["make", "demo"], clone, env, log)
     load_after = load()
     total = round(install["wall_s"] + demo["wall_s"], 1)
-    ap = next((line.strip() for line in log.read_text(errors="replace").splitlines() if "mask AP" in line), "")
+    ap = next((line.strip() for line in log.read_text(errors="replace").splitlines() if "validation (8 images" in line), "")
 
     print(f"first run of {args.source} in {clone} (cores: {os.cpu_count()}, OMP_NUM_THREADS="
           f"{env.get('OMP_NUM_THREADS', 'unset')})")
