@@ -119,8 +119,9 @@ def _torchvision(name: str, model: str | None, role: Role) -> RemoteWeights:
     prefix = _HASH_IN_NAME.search(file_name)
     if prefix is None or not prefix.group(1):
         raise ConfigError(f"model.{role}: torchvision:{name}: {url} carries no checksum in its name; refused")
-    return RemoteWeights(ref=f"torchvision:{name}", url=url, key=f"torchvision/{file_name}",
-                         sha256_prefix=prefix.group(1))
+    # DEFAULT is recorded as the entry it stands for today (it may change with torchvision's version)
+    return RemoteWeights(ref=f"torchvision:{type(entry).__name__}.{entry.name}", url=url,
+                         key=f"torchvision/{file_name}", sha256_prefix=prefix.group(1))
 
 
 def _torchvision_entries(enum_name: str) -> list[str]:
