@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     )
     ls_predict_timeout: float = Field(60.0, gt=0, description="seconds /ls/…/predict waits for a worker's predictions")
     ls_max_tasks: int = Field(64, ge=1, description="tasks per /ls/…/predict request")
+    page_session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="a review-page login lasts this long; logout ends it at once"
+    )
     auth: Literal["on", "off"] = Field(
         "on", description="'off' runs the HTTP API without tokens, for a local demo: it then answers loopback clients only"
     )
