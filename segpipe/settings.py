@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     )
     ls_predict_timeout: float = Field(60.0, gt=0, description="seconds /ls/…/predict waits for a worker's predictions")
     ls_max_tasks: int = Field(64, ge=1, description="tasks per /ls/…/predict request")
+    http_header_timeout: float = Field(
+        10.0, gt=0, description="API server: seconds a client has to send a request's line and headers"
+    )
+    http_keep_alive_timeout: int = Field(5, ge=1, description="API server: seconds an idle keep-alive connection stays open")
     page_session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="a review-page login lasts this long; logout ends it at once"
     )

@@ -37,6 +37,9 @@ def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float
         from segpipe.errors import ConfigError
 
         raise ConfigError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; known: {', '.join(QUEUES)}")
+    from workers.tasks import stores
+
+    stores()  # the database first: one line naming it (password hidden) if it does not answer
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from segpipe.engine.threads import configure_threads
 
