@@ -136,16 +136,26 @@ def protocol_class() -> str:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The timeouts and limits `serve` hands to uvicorn (also what to pass when running uvicorn yourself)."""
-    return {
+    """The timeouts, limits and log format `serve` hands to uvicorn (also what to pass when running it yourself)."""
+    from segpipe.logs import uvicorn_log_config
+
+    options: dict[str, Any] = {
         "http": protocol_class(),
         "timeout_keep_alive": settings.http_keep_alive_timeout,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
     }
+    log_config = uvicorn_log_config(settings.log_format)
+    if log_config is not None:
+        options["log_config"] = log_config
+    return options
 
 
 def serve(host: str, port: int, workers: int, settings: Settings | None = None) -> None:
-    """Check the database answers (one line naming it if not), then serve the API in ``workers`` processes."""
+    """Check the database answers (one line naming it if not), then serve the API in ``workers`` processes.
+
+    The processes share their metrics through prometheus_client's multiprocess mode (a folder under
+    ``SEGPIPE_HOME``, emptied here), so any one of them answers ``/metrics`` for all.
+    """
     import uvicorn
 
     from segpipe.stores.db import Store

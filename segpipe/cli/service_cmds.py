@@ -243,6 +243,15 @@ def api(
     workers: int = typer.Option(1, "--workers", min=1),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs), with header and keep-alive timeouts (segpipe.api.server)."""
+    import sys
+
+    from segpipe.metrics.exposition import enable_multiprocess
+    from segpipe.settings import get_settings
+
+    # before prometheus_client is imported: it picks its multiprocess mode at import
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess mode was set")
+    enable_multiprocess(get_settings().home_dir / "metrics" / f"api-{port}")
     from segpipe.api.server import serve
 
     serve(host, port, workers)
