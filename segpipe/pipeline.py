@@ -134,10 +134,12 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
         if not claim.claimed:
             log.info("job %s not run: %s", job_id, claim.outcome.value)
             return claim.outcome.value
+        job = claim.job
+        assert job is not None, "a claimed job has its row"
         started = time.monotonic()
-        outcome = _run_claimed(claim.job, stores=stores, settings=settings, owner=owner, publish=publish)
-        JOBS_RUN.labels(claim.job.kind, outcome).inc()
-        JOB_DURATION.labels(claim.job.kind, outcome).observe(time.monotonic() - started)
+        outcome = _run_claimed(job, stores=stores, settings=settings, owner=owner, publish=publish)
+        JOBS_RUN.labels(job.kind, outcome).inc()
+        JOB_DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
         return outcome
 
 

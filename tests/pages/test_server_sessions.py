@@ -16,8 +16,6 @@ from segpipe.settings import Settings
 from segpipe.stores import Stores
 from segpipe.stores.models import PageSession
 from segpipe.stores.page_sessions import PageSessionStore, session_digest
-from tests.api.conftest import api_pg_url, client, stores  # noqa: F401  (fixtures)
-from tests.pages.conftest import celery_app, settings  # noqa: F401  (fixtures)
 
 
 def _log_in(client: TestClient, token: str = "ann-token") -> str:

@@ -18,7 +18,14 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from segpipe.api.auth import SESSION_COOKIE, Authenticator, Principal, caller, session_id, token_digest
+from segpipe.api.auth import (
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    caller,
+    session_id,
+    token_digest,
+)
 from segpipe.api.deps import context
 from segpipe.api.errors import ApiError
 
