@@ -87,6 +87,17 @@ clean:
 
 # -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
 # API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.
+# Grafana's own dashboard types (@grafana/schema) and the TypeScript compiler that checks
+# deploy/grafana/segpipe.json against them (tests/test_grafana_dashboard.py); exact versions, from npm.
+GRAFANA_SCHEMA ?= $(TOOLS)/grafana-schema
+.PHONY: grafana-schema
+grafana-schema: $(GRAFANA_SCHEMA)/.installed
+
+$(GRAFANA_SCHEMA)/.installed:
+	mkdir -p $(GRAFANA_SCHEMA)
+	npm install --prefix $(GRAFANA_SCHEMA) --no-audit --no-fund --silent --save-exact typescript@5.9.3 @grafana/schema@13.2.3
+	touch $@
+
 .PHONY: browser-deps
 browser-deps:
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; else \

@@ -21,3 +21,7 @@ class WeightsError(SegpipeError):
 
 class NotFoundError(SegpipeError):
     """A job, model version or artifact that was asked for does not exist; the message names it."""
+
+
+class ServiceUnavailableError(SegpipeError):
+    """A server segpipe needs (the database) does not answer; the message names it, password hidden."""

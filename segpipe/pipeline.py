@@ -29,9 +29,11 @@ from typing import Any
 from segpipe import jobkinds
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, load_spec, version_ref
+from segpipe.logs import job_context
+from segpipe.metrics.definitions import CLAIMS, IMAGES_PREDICTED, JOB_DURATION, JOBS_RUN
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
-from segpipe.stores import ModelVersion, Stores
+from segpipe.stores import Job, ModelVersion, Stores
 
 log = logging.getLogger("segpipe.pipeline")
 
@@ -62,6 +64,7 @@ class JobRun:
     cancelled: bool = False
     _checked_at: float = 0.0
     _last_progress: float = 0.0
+    _images_seen: int | None = None
 
     @property
     def folder(self) -> Path:
@@ -80,6 +83,7 @@ class JobRun:
         return self.cancelled
 
     def progress(self, values: dict[str, Any], *, force: bool = False) -> None:
+        self._count_images(values.get("images_done"))
         now = time.monotonic()
         if force or now - self._last_progress >= 1.0:
             self._last_progress = now
@@ -87,6 +91,15 @@ class JobRun:
 
     def register(self, name: str, path: Path) -> str:
         return self.stores.artifacts.register(self.job_id, name, path)
+
+    def _count_images(self, images_done: object) -> None:
+        """Images predicted here since the last report (the first report only sets the baseline: a resumed
+        job's images were done elsewhere)."""
+        if not isinstance(images_done, int):
+            return
+        if self._images_seen is not None and images_done > self._images_seen:
+            IMAGES_PREDICTED.labels(self.kind).inc(images_done - self._images_seen)
+        self._images_seen = images_done
 
 
 class Heartbeat(threading.Thread):
@@ -113,12 +126,25 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
     """Claim and run one job; returns its final state, or the claim outcome when it did not run.
 
     ``publish`` sends a job's message (a predict job queues its shards with it); without it, a
-    predict job runs as one shard whatever its size."""
-    claim = stores.jobs.claim(job_id, owner, settings.lease_seconds)
-    if not claim.claimed:
-        log.info("job %s not run: %s", job_id, claim.outcome.value)
-        return claim.outcome.value
-    job = claim.job
+    predict job runs as one shard whatever its size. Counted in the worker's metrics
+    (`segpipe.metrics.definitions`); its log lines carry the job id (`segpipe.logs`)."""
+    with job_context(job_id):
+        claim = stores.jobs.claim(job_id, owner, settings.lease_seconds)
+        CLAIMS.labels(claim.outcome.value).inc()
+        if not claim.claimed:
+            log.info("job %s not run: %s", job_id, claim.outcome.value)
+            return claim.outcome.value
+        job = claim.job
+        assert job is not None, "a claimed job has its row"
+        started = time.monotonic()
+        outcome = _run_claimed(job, stores=stores, settings=settings, owner=owner, publish=publish)
+        JOBS_RUN.labels(job.kind, outcome).inc()
+        JOB_DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
+        return outcome
+
+
+def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, publish: Publish | None) -> str:
+    job_id = job.id
     run = JobRun(job_id, job.kind, owner, stores, settings, publish=publish, parent_id=job.parent_id)
     heartbeat = Heartbeat(run)
     heartbeat.start()

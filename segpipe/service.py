@@ -15,6 +15,7 @@ from segpipe import jobkinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import confine_spec, dump_spec, parse_spec
+from segpipe.metrics.definitions import LEASE_EXPIRIES, REPUBLISHED
 from segpipe.preflight import preflight
 from segpipe.safe_yaml import DocumentTooLarge, check_structure
 from segpipe.settings import Settings
@@ -109,6 +110,7 @@ def reconcile(stores: Stores, celery_app: Celery, *, lost_after_seconds: float =
     for job in stores.jobs.expired_running():
         if stores.jobs.requeue(job.id):
             log.warning("job %s: lease expired (worker %s gone); re-queued", job.id, job.lease_owner)
+            LEASE_EXPIRIES.inc()
             try:
                 publish(celery_app, job.id, job.queue)
             except Exception as e:  # noqa: BLE001 - a queued row with no message must not be stranded
@@ -146,5 +148,6 @@ def republish_lost(
         log.warning("job %s: queued but its message is gone from the broker; re-published", job.id)
         publish(celery_app, job.id, job.queue)
         stores.jobs.touch(job.id)
+        REPUBLISHED.inc()
         republished.append(job.id)
     return republished

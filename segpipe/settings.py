@@ -67,6 +67,23 @@ class Settings(BaseSettings):
     )
     ls_predict_timeout: float = Field(60.0, gt=0, description="seconds /ls/…/predict waits for a worker's predictions")
     ls_max_tasks: int = Field(64, ge=1, description="tasks per /ls/…/predict request")
+    http_header_timeout: float = Field(
+        10.0, gt=0, description="API server: seconds a client has to send a request's line and headers"
+    )
+    http_keep_alive_timeout: int = Field(5, ge=1, description="API server: seconds an idle keep-alive connection stays open")
+    metrics_token: str | None = Field(
+        None, description="the bearer token Prometheus scrapes /metrics with (API and workers); admin tokens work on the API too"
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="a worker serves /metrics on this port (with --gpus: port + GPU index); unset: off"
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="the address a worker's /metrics listens on")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'json': one JSON object per log line, with the job id of the job that logged it"
+    )
+    page_session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="a review-page login lasts this long; logout ends it at once"
+    )
     auth: Literal["on", "off"] = Field(
         "on", description="'off' runs the HTTP API without tokens, for a local demo: it then answers loopback clients only"
     )

@@ -24,6 +24,7 @@ from segpipe.errors import ConfigError
 log = logging.getLogger("segpipe.supervisor")
 QUICK_EXIT = 30.0  # a child that dies sooner than this after its start counts as a quick failure
 MAX_BACKOFF = 60.0
+METRICS_PORT_ENV = "SEGPIPE_WORKER_METRICS_PORT"  # each child serves /metrics on this port + its index
 
 
 def parse_gpus(text: str) -> list[str]:
@@ -67,8 +68,11 @@ class Supervisor:
     stopping: bool = False
 
     def start(self) -> None:
-        for gpu in self.gpus:
+        metrics_port = self.base_env.get(METRICS_PORT_ENV, "").strip()
+        for index, gpu in enumerate(self.gpus):
             env = {**self.base_env, "CUDA_VISIBLE_DEVICES": gpu, "SEGPIPE_WORKER_GPU": gpu}
+            if metrics_port.isdigit():  # one Prometheus target per worker process: port, port + 1, …
+                env[METRICS_PORT_ENV] = str(int(metrics_port) + index)
             child = Child(gpu, self.command_for(gpu), env)
             child.start()
             self.children.append(child)

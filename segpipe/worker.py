@@ -12,6 +12,10 @@ import logging
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segpipe.settings import Settings
 
 log = logging.getLogger("segpipe.worker")
 
@@ -29,6 +33,21 @@ def _reconcile_loop(every: float, stop: threading.Event) -> None:
             log.exception("reconcile failed")
 
 
+def _serve_metrics(settings: Settings) -> None:
+    """This worker's ``/metrics`` (docs/metrics.md), behind SEGPIPE_METRICS_TOKEN unless auth is off."""
+    from segpipe.errors import ConfigError
+    from segpipe.metrics.collectors import BuildInfo, ProcessMemory
+    from segpipe.metrics.worker_server import start_metrics_server
+
+    token = settings.metrics_token
+    if token is None and settings.auth != "off":
+        raise ConfigError("SEGPIPE_WORKER_METRICS_PORT is set but SEGPIPE_METRICS_TOKEN is not: set the token "
+                          "Prometheus scrapes with (or SEGPIPE_AUTH=off for a local demo)")
+    assert settings.worker_metrics_port is not None
+    start_metrics_server(settings.worker_metrics_host, settings.worker_metrics_port, token,
+                         [BuildInfo("worker"), ProcessMemory()])
+
+
 def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float = 30.0, name: str | None = None) -> None:
     from workers.celery_app import QUEUES, app
 
@@ -37,7 +56,15 @@ def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float
         from segpipe.errors import ConfigError
 
         raise ConfigError(f"unknown queue(s) {', '.join(unknown) or '(none)'}; known: {', '.join(QUEUES)}")
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from segpipe.logs import configure_logging
+    from segpipe.settings import get_settings
+    from workers.tasks import stores
+
+    settings = get_settings()
+    stores()  # the database first: one line naming it (password hidden) if it does not answer
+    configure_logging(loglevel, settings.log_format)
+    if settings.worker_metrics_port is not None:
+        _serve_metrics(settings)
     from segpipe.engine.threads import configure_threads
 
     # a job's train.threads may change it for that job; this is the worker's default for the rest

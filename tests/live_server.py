@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,12 +26,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_api(env: dict[str, str], log: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Start uvicorn with ``env`` added to this process's environment; yield its base URL; stop it after."""
+def live_api(env: dict[str, str], log: Path, timeout: float = 60.0, command: Sequence[str] | None = None) -> Iterator[str]:
+    """Start uvicorn with ``env`` added to this process's environment; yield its base URL; stop it after.
+
+    ``command`` (default: uvicorn on the app factory) is the server's command line without its port:
+    ``--port N`` is appended."""
     port = free_port()
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env}
-    cmd = [sys.executable, "-m", "uvicorn", "segpipe.api.app:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    base_cmd = list(command) if command is not None else [
+        sys.executable, "-m", "uvicorn", "segpipe.api.app:create_app", "--factory", "--host", "127.0.0.1",
+        "--log-level", "warning"]
+    cmd = [*base_cmd, "--port", str(port)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     base = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """docker-compose.yml is checked by Compose itself (no Docker engine runs here) and for what the
 deployment promises: AOF + noeviction Redis, PostgreSQL, API, GPU worker with an NVIDIA reservation,
-CPU worker, beat and flower sharing one broker, store and artifact volume."""
+CPU worker, beat and flower sharing one broker, store and artifact volume; Prometheus scraping the API and
+the workers with the metrics token, Grafana with the segpipe dashboard."""
 
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = {"SEGPIPE_TOKENS": "t1:admin,t2:annotator", "SEGPIPE_METRICS_TOKEN": "scrape", "SEGPIPE_GRAFANA_PASSWORD": "g"}
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +20,7 @@ def compose() -> dict:
     exe = shutil.which("docker-compose")
     if exe is None:
         pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
-    env = {**os.environ, "SEGPIPE_TOKENS": "t1:admin,t2:annotator"}
+    env = {**os.environ, **REQUIRED}
     done = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -27,7 +29,7 @@ def compose() -> dict:
 
 def test_compose_has_every_role(compose: dict) -> None:
     assert set(compose["services"]) == {"redis", "postgres", "minio", "minio-bucket", "api", "worker-gpu",
-                                        "worker-cpu", "gpu-host-worker", "beat", "flower"}
+                                        "worker-cpu", "gpu-host-worker", "beat", "flower", "prometheus", "grafana"}
 
 
 def test_redis_keeps_messages(compose: dict) -> None:
@@ -52,7 +54,8 @@ def test_services_share_one_broker_store_and_artifacts(compose: dict) -> None:
 
 def test_tokens_are_required(compose: dict) -> None:
     exe = shutil.which("docker-compose")
-    env = {k: v for k, v in os.environ.items() if k != "SEGPIPE_TOKENS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "SEGPIPE_TOKENS"},
+           **{k: v for k, v in REQUIRED.items() if k != "SEGPIPE_TOKENS"}}
     done = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=60)
     assert done.returncode != 0 and "SEGPIPE_TOKENS" in done.stderr
@@ -73,3 +76,40 @@ def test_extra_gpu_hosts_run_only_supervised_workers(compose: dict) -> None:
     assert "segpipe worker --queues gpu --gpus" in " ".join(extra["command"])
     assert not extra.get("depends_on")  # the broker, store and object store are on the main host
     assert extra["environment"]["SEGPIPE_ARTIFACT_ROOT"] == compose["services"]["api"]["environment"]["SEGPIPE_ARTIFACT_ROOT"]
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_with_the_metrics_token(compose: dict) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert any(v.endswith(":/etc/prometheus/prometheus.yml:ro") and "deploy/prometheus.yml" in v
+               for v in map(_volume, prometheus["volumes"]))
+    assert "/prometheus/metrics-token" in " ".join(prometheus["command"])
+    assert prometheus["environment"]["SEGPIPE_METRICS_TOKEN"] == "scrape"
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"]
+    by_job = {job["job_name"]: job for job in scrape}
+    for job in by_job.values():
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": "/prometheus/metrics-token"}
+    assert by_job["segpipe-api"]["static_configs"][0]["targets"] == ["api:8000"]
+    workers = by_job["segpipe-worker"]["static_configs"][0]["targets"]
+    for target in workers:
+        service, port = target.split(":")
+        env = compose["services"][service]["environment"]
+        assert env["SEGPIPE_WORKER_METRICS_PORT"] == port and env["SEGPIPE_WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert {t.split(":")[0] for t in workers} == {"worker-gpu", "worker-cpu"}
+
+
+def test_grafana_loads_the_segpipe_dashboard(compose: dict) -> None:
+    volumes = [_volume(v) for v in compose["services"]["grafana"]["volumes"]]
+    assert any("deploy/grafana:/var/lib/grafana/dashboards" in v for v in volumes)
+    assert any("deploy/grafana/provisioning:/etc/grafana/provisioning" in v for v in volumes)
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/segpipe.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    source = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def _volume(entry: object) -> str:
+    """A service volume as ``source:target[:ro]``, whichever syntax Compose printed it in."""
+    if isinstance(entry, str):
+        return entry
+    assert isinstance(entry, dict)
+    return f"{entry.get('source')}:{entry['target']}" + (":ro" if entry.get("read_only") else "")

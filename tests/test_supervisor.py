@@ -60,6 +60,19 @@ def test_each_child_sees_only_its_gpu_and_is_restarted(tmp_path: Path) -> None:
     assert all(c.proc is not None and c.proc.poll() is not None for c in sup.children)
 
 
+def test_each_child_gets_its_own_metrics_port(tmp_path: Path) -> None:
+    """One Prometheus target per worker process: SEGPIPE_WORKER_METRICS_PORT + the child's index."""
+    env = {**os.environ, "SEGPIPE_WORKER_METRICS_PORT": "9464"}
+    sup = Supervisor(["2", "5", "7"], lambda gpu: [sys.executable, "-c", "import time; time.sleep(300)"],
+                     base_env=env, grace=10)
+    sup.start()
+    try:
+        ports = {c.gpu: _environ(c.proc.pid)["SEGPIPE_WORKER_METRICS_PORT"] for c in sup.children if c.proc}
+    finally:
+        sup.stop()
+    assert ports == {"2": "9464", "5": "9465", "7": "9466"}
+
+
 def _environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)

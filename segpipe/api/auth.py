@@ -9,10 +9,13 @@ mode, in which every request acts as admin but only loopback clients (127.0.0.0/
 served, so a server started that way by mistake on a public interface exposes nothing. (Behind a
 reverse proxy on the same host every client looks like loopback: never run auth off behind one.)
 
-The review pages (`segpipe.api.pages`) log in by storing the token in an HttpOnly, SameSite=Strict
-cookie. That cookie is accepted on safe methods only (GET, HEAD): everything that changes state still
-needs the ``Authorization`` header, which a cross-site form or link cannot send, so the cookie opens
-no CSRF hole. Tokens never appear in URLs (and so never in access logs).
+The review pages (`segpipe.api.pages`) log in with a token once; the browser then holds a server-side
+session (`segpipe.stores.page_sessions`): the HttpOnly, SameSite=Strict cookie carries a random session
+id, never the token. The session expires (``SEGPIPE_PAGE_SESSION_HOURS``), logout revokes it, and
+removing its token from ``SEGPIPE_TOKENS`` ends it. A session id is not a token: sent as a bearer token
+it gets 401. The cookie is accepted on safe methods only (GET, HEAD): everything that changes state
+still needs the ``Authorization`` header, which a cross-site form or link cannot send, so the cookie
+opens no CSRF hole. Tokens never appear in URLs (and so never in access logs).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from segpipe.api.errors import ApiError
 from segpipe.errors import ConfigError
 from segpipe.settings import ROLES, Settings
+from segpipe.stores.page_sessions import PageSessionStore
 
 log = logging.getLogger("segpipe.api")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -50,7 +54,8 @@ class Principal:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
-def _fingerprint(token: str) -> str:
+def token_digest(token: str) -> str:
+    """The SHA-256 of a token: how tokens are kept in memory and how a page session names its token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -68,7 +73,7 @@ class Authenticator:
                 f"{', '.join(ROLES)}), or SEGPIPE_AUTH=off for a local demo served to 127.0.0.1 only"
             )
         self.enabled = enabled
-        self._by_digest = {_fingerprint(token): role for token, role in tokens.items()}
+        self._by_digest = {token_digest(token): role for token, role in tokens.items()}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -88,11 +93,25 @@ class Authenticator:
             return Principal(role="admin", name="local")
         if not token:
             raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
-        digest = _fingerprint(token)
+        digest = token_digest(token)
         role = self._by_digest.get(digest)
         if role is None:
             raise ApiError(401, "unknown bearer token", headers=_CHALLENGE)
         return Principal(role=role, name=f"{role}:{digest[:10]}")
+
+    def authenticate_session(self, session_id: str, sessions: PageSessionStore, client_host: str | None) -> Principal:
+        """The caller behind a review-page session id, or `ApiError` 401 when it expired, was revoked, or its
+        token is no longer configured. With authentication off, the same as `authenticate` without a token."""
+        if not self.enabled:
+            return self.authenticate(None, client_host)
+        live = sessions.live(session_id)
+        if live is None:
+            raise ApiError(401, "the page session has expired or was logged out: log in again", headers=_CHALLENGE)
+        role = self._by_digest.get(live.token_digest)
+        if role is None:
+            raise ApiError(401, "the token this page session logged in with is no longer configured",
+                           headers=_CHALLENGE)
+        return Principal(role=role, name=f"{role}:{live.token_digest[:10]}")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -103,16 +122,33 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def presented_token(request: Request) -> str | None:
-    """The bearer token of the request, or, on GET/HEAD only, the review pages' session cookie."""
+    """The bearer token of the request's Authorization header (never the session cookie)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise ApiError(401, "the Authorization header must be 'Bearer <token>'", headers=_CHALLENGE)
         return value.strip()
+    return None
+
+
+def session_id(request: Request) -> str | None:
+    """The review pages' session id from the cookie, on GET/HEAD only (see the module docstring)."""
     if request.method in SAFE_METHODS:
         return request.cookies.get(SESSION_COOKIE) or None
     return None
+
+
+def caller(request: Request) -> Principal:
+    """Who sent ``request``: its bearer token if it has one, else its page session; `ApiError` 401/403."""
+    auth: Authenticator = request.app.state.auth
+    host = request.client.host if request.client else None
+    token = presented_token(request)
+    if token is None:
+        page_session = session_id(request)
+        if page_session is not None:
+            return auth.authenticate_session(page_session, request.app.state.ctx.stores.sessions, host)
+    return auth.authenticate(token, host)
 
 
 def require(role: str) -> Callable[..., Principal]:
@@ -123,9 +159,7 @@ def require(role: str) -> Callable[..., Principal]:
     def dependency(
         request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
     ) -> Principal:
-        auth: Authenticator = request.app.state.auth
-        token = presented_token(request)
-        principal = auth.authenticate(token, request.client.host if request.client else None)
+        principal = caller(request)
         if not principal.has(role):
             raise ApiError(403, f"this needs the {role} role; your token has {principal.role}")
         return principal

@@ -212,8 +212,11 @@ def worker(
     if gpus is not None:
         import logging
 
+        from segpipe.settings import get_settings
+        from segpipe.stores.db import Store
         from segpipe.supervisor import Supervisor, parse_gpus, worker_command
 
+        Store.from_url(get_settings().db_url).dispose()  # one line naming the database if it does not answer
         logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         Supervisor(parse_gpus(gpus), worker_command(queues, loglevel, reconcile_every, name)).run()
         return
@@ -239,10 +242,19 @@ def api(
     port: int = typer.Option(8000, "--port"),
     workers: int = typer.Option(1, "--workers", min=1),
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
-    import uvicorn
+    """Serve the HTTP API (OpenAPI docs at /docs), with header and keep-alive timeouts (segpipe.api.server)."""
+    import sys
 
-    uvicorn.run("segpipe.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    from segpipe.metrics.exposition import enable_multiprocess
+    from segpipe.settings import get_settings
+
+    # before prometheus_client is imported: it picks its multiprocess mode at import
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess mode was set")
+    enable_multiprocess(get_settings().home_dir / "metrics" / f"api-{port}")
+    from segpipe.api.server import serve
+
+    serve(host, port, workers)
 
 
 @app.command()

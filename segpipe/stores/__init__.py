@@ -32,6 +32,7 @@ from segpipe.stores.models import (
     RetrainSlot,
     utcnow,
 )
+from segpipe.stores.page_sessions import PageSessionStore
 from segpipe.stores.predictions import PredictionRow, PredictionStore
 from segpipe.stores.retrain_slots import Acquired, RetrainSlotStore
 from segpipe.stores.shards import ShardStore
@@ -51,6 +52,7 @@ __all__ = [
     "JobStore",
     "ModelVersion",
     "ModelVersionStore",
+    "PageSessionStore",
     "PredictionRow",
     "PredictionStore",
     "PromotionDecision",
@@ -128,6 +130,11 @@ class Stores:
     def shards(self) -> ShardStore:
         """The shards of sharded predict jobs (`segpipe.stores.shards`)."""
         return ShardStore(self.db, now=self.jobs.now)
+
+    @cached_property
+    def sessions(self) -> PageSessionStore:
+        """The review pages' login sessions (`segpipe.stores.page_sessions`)."""
+        return PageSessionStore(self.db, now=self.jobs.now)
 
     def close(self) -> None:
         self.db.dispose()

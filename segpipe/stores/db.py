@@ -35,11 +35,22 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, func, select
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from segpipe.errors import ServiceUnavailableError
 from segpipe.stores.models import VERSION_TABLE
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -248,6 +259,12 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def unreachable(url: URL, exc: OperationalError | InterfaceError) -> ServiceUnavailableError:
+    """The one-line error for a database that did not answer: its URL (password hidden) and the reason."""
+    reason = next((line.strip() for line in str(exc.orig or exc).splitlines() if line.strip()), type(exc).__name__)
+    return ServiceUnavailableError(f"cannot reach the database {url.render_as_string(hide_password=True)}: {reason}")
+
+
 def changed(session: Session, statement: Executable) -> int:
     """Run an UPDATE or DELETE in ``session``; the number of rows it matched."""
     return cast(CursorResult[Any], session.execute(statement)).rowcount
@@ -266,10 +283,20 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str | URL, *, migrate_schema: bool = True, **engine_kwargs: Any) -> Store:
-        """Open the database at ``url``, upgrading its schema first unless ``migrate_schema`` is False."""
+        """Open the database at ``url``, upgrading its schema first unless ``migrate_schema`` is False.
+
+        Migrating connects at once: then `ServiceUnavailableError` (one line: the URL with its password
+        hidden, and the driver's first line of reason) says when the database cannot be reached. Without
+        migrating, nothing connects until first use.
+        """
         store = cls(make_engine(url, **engine_kwargs))
-        if migrate_schema:
+        if not migrate_schema:
+            return store
+        try:
             migrate(store.engine)
+        except (OperationalError, InterfaceError) as exc:
+            store.dispose()
+            raise unreachable(store.engine.url, exc) from None
         return store
 
     @property

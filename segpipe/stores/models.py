@@ -291,3 +291,25 @@ class PromotionDecision(Base):
 
     def __repr__(self) -> str:
         return f"PromotionDecision(name={self.name!r}, version={self.version}, outcome={self.outcome!r})"
+
+
+class PageSession(Base):
+    """A login to the review pages: the cookie carries a random session id; only its SHA-256 is stored here.
+
+    ``token_digest`` is the SHA-256 of the API token that logged in: every use checks that token is still
+    configured (removing a token from ``SEGPIPE_TOKENS`` ends its sessions), and its role is taken from it.
+    A session is live while ``revoked_at`` is None and ``expires_at > now``.
+    """
+
+    __tablename__ = "page_sessions"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    id_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"PageSession(principal={self.principal!r}, expires_at={self.expires_at!r}, revoked={self.revoked_at is not None})"

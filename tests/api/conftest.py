@@ -21,7 +21,15 @@ from segpipe.api.app import create_app
 from segpipe.masks.encode import mask_to_rle
 from segpipe.settings import Settings
 from segpipe.stores import Stores
-from segpipe.stores.models import Job, ModelVersion, Prediction, PredictionImage, PromotionDecision, RetrainSlot
+from segpipe.stores.models import (
+    Job,
+    ModelVersion,
+    PageSession,
+    Prediction,
+    PredictionImage,
+    PromotionDecision,
+    RetrainSlot,
+)
 from tests.stores.conftest import create_pg_database, drop_pg_database
 from workers.celery_app import create_app as create_celery
 
@@ -73,7 +81,7 @@ def api_pg_url() -> Iterator[URL]:
 
 def _empty(stores: Stores) -> None:
     with stores.db.write() as session:
-        for table in (Prediction, PredictionImage, PromotionDecision, RetrainSlot, ModelVersion, Job):
+        for table in (Prediction, PredictionImage, PromotionDecision, RetrainSlot, ModelVersion, Job, PageSession):
             session.execute(delete(table))
 
 

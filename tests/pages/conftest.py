@@ -16,7 +16,15 @@ from PIL import Image
 
 from segpipe.masks.encode import mask_to_rle
 from segpipe.stores import Stores
-from tests.api.conftest import celery_app, settings, sqlite_client, sqlite_stores  # noqa: F401  (fixtures)
+from tests.api.conftest import (  # noqa: F401  (fixtures)
+    api_pg_url,
+    celery_app,
+    client,
+    settings,
+    sqlite_client,
+    sqlite_stores,
+    stores,
+)
 from tests.live_server import live_api
 
 CHROMIUM = os.environ.get("SEGPIPE_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -117,6 +117,27 @@ def test_annotator_pages_cannot_change_anything(page: Any, site: Site) -> None:
     assert page.evaluate("document.cookie") == "", "page scripts cannot read the token"
 
 
+def test_logout_in_the_browser_revokes_the_server_session(page: Any, browser: Any, site: Site) -> None:
+    """The cookie holds a session id (not the token); after "Log out" a copy of it opens nothing."""
+    log_in(page, site.base, "ann-token")
+    session = next(c for c in page.context.cookies() if c["name"] == "segpipe_session")
+    assert session["value"] != "ann-token" and "ann-token" not in session["value"]
+    copied = browser.new_context()
+    try:
+        copied.add_cookies([session])
+        other = copied.new_page()
+        other.goto(site.base + "/ui/models")
+        assert "/ui/models" in other.url and "/ui/login" not in other.url, "the copied session works before logout"
+        page.click("form.logout button")
+        page.wait_for_url(lambda url: "/ui/login" in url)
+        other.goto(site.base + "/ui/models")
+        assert "/ui/login" in other.url, "a copied session cookie still worked after logout"
+        status = other.evaluate("async () => (await fetch('/jobs', {credentials: 'same-origin'})).status")
+        assert status == 401
+    finally:
+        copied.close()
+
+
 def test_bad_token_is_refused(page: Any, site: Site) -> None:
     page.goto(site.base + "/ui/jobs")
     page.fill("#token", "not-a-token")

@@ -4,7 +4,9 @@ A task's image value may be:
 - ``/data/local-files/?d=REL`` (Label Studio serving local files): REL under ``SEGPIPE_LABEL_STUDIO_FILES_ROOT``
   (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``), and that path must lie inside segpipe's data roots;
 - ``/data/upload/…`` or any other URL on the configured Label Studio server (``SEGPIPE_LABEL_STUDIO_URL``):
-  fetched from it with ``SEGPIPE_LABEL_STUDIO_TOKEN``; no other host is ever contacted (no SSRF);
+  fetched from it with ``SEGPIPE_LABEL_STUDIO_TOKEN``; no other origin is ever contacted (no SSRF). The origin
+  is scheme, host and port: an ``http://`` URL for an ``https://`` server is refused, so the token never
+  travels in clear;
 - a plain path: inside the data roots.
 Every error is an `ApiError` 4xx naming the task and the image.
 """
@@ -23,6 +25,7 @@ from segpipe.paths import confine
 from segpipe.settings import Settings
 
 FETCH_TIMEOUT = 20.0
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,22 @@ def _read_local(path: Path, settings: Settings, task_id: object, source: str, li
         raise ApiError(413, f"task {task_id}: image {source!r} is {size} bytes, over the {limit}-byte limit")
     content = resolved.read_bytes()
     return TaskImage(task_id, source, content, _suffix(resolved.name, content), resolved)
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, lower-cased, the port made explicit for http/https."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: matches nothing
+        return scheme, "", -1
+    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def on_label_studio(url: str, base: str | None) -> bool:
+    """Whether ``url`` has the configured Label Studio server's origin: same scheme, host and port."""
+    return base is not None and bool(origin(url)[1]) and origin(url) == origin(base)
 
 
 def _fetch(url: str, settings: Settings, task_id: object, source: str, limit: int) -> TaskImage:
@@ -101,10 +120,10 @@ def read_task_image(source: object, settings: Settings, task_id: object) -> Task
     if parts.scheme in ("http", "https") or source.startswith("/"):
         base = settings.label_studio_url
         if parts.scheme in ("http", "https"):
-            allowed = base is not None and urlsplit(base).netloc == parts.netloc
-            if not allowed:
+            if not on_label_studio(source, base):
                 raise ApiError(403, f"task {task_id}: image {source!r} is not on the configured Label Studio "
-                                    f"server ({base or 'SEGPIPE_LABEL_STUDIO_URL is not set'}); segpipe fetches no other host")
+                                    f"server ({base or 'SEGPIPE_LABEL_STUDIO_URL is not set'}; scheme, host and port "
+                                    "must all match); segpipe fetches no other host")
             return _fetch(source, settings, task_id, source, limit)
         if source.startswith("/data/"):
             if base is None:

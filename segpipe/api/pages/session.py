@@ -1,11 +1,14 @@
-"""Logging in to the review pages: a form that takes an API token and keeps it in a session cookie.
+"""Logging in to the review pages: a form that takes an API token once and opens a server-side session.
 
+The session (`segpipe.stores.page_sessions`) lives in the SQL store; the cookie carries only its random
+id, never the token, and that id does not work as a bearer token. It expires after
+``SEGPIPE_PAGE_SESSION_HOURS``, and logout revokes it in the store, so a copied cookie stops working too.
 The cookie is HttpOnly (page scripts cannot read it, so an injected script cannot steal it),
 SameSite=Strict (no other site's page sends it) and Secure when served over HTTPS. The API accepts
-it on GET/HEAD only (`segpipe.api.auth.presented_token`), so it authorizes reading, never changes: an
-annotator's pages can look, never submit. The login form is checked against cross-site posting by
-its Origin header. The token travels in the POST body only, never in a URL (URLs end up in logs and
-browser history).
+it on GET/HEAD only (`segpipe.api.auth.session_id`), so it authorizes reading, never changes: an
+annotator's pages can look, never submit. The login and logout forms are checked against cross-site
+posting by their Origin header. The token travels in the POST body only, never in a URL (URLs end up
+in logs and browser history).
 """
 
 from __future__ import annotations
@@ -15,10 +18,17 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from segpipe.api.auth import SESSION_COOKIE, Authenticator, Principal, presented_token
+from segpipe.api.auth import (
+    SESSION_COOKIE,
+    Authenticator,
+    Principal,
+    caller,
+    session_id,
+    token_digest,
+)
+from segpipe.api.deps import context
 from segpipe.api.errors import ApiError
 
-SESSION_SECONDS = 12 * 3600
 MAX_TOKEN_CHARS = 512
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -34,13 +44,12 @@ class LoginRequired(Exception):
 
 def page_user(request: Request) -> Principal:
     """The person viewing a page, from the session cookie; `LoginRequired` when there is none or it is stale."""
-    auth: Authenticator = request.app.state.auth
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
-        return auth.authenticate(presented_token(request), request.client.host if request.client else None)
+        return caller(request)
     except ApiError as exc:
         if exc.status_code == 401:
-            raise LoginRequired(target, "" if presented_token(request) is None else "that token is no longer valid")
+            raise LoginRequired(target, "" if session_id(request) is None else "your session has ended")
         raise
 
 
@@ -85,11 +94,14 @@ def login(request: Request, token: str = Form(..., max_length=MAX_TOKEN_CHARS), 
         who = auth.authenticate(token.strip(), request.client.host if request.client else None)
     except ApiError as exc:
         return render(request, "login.html", None, next=safe_next(next), error=exc.message, status_code=exc.status_code)
+    ctx = context(request)
+    lifetime = ctx.settings.page_session_hours * 3600
+    new_session = ctx.stores.sessions.create(token_digest(token.strip()), who.name, lifetime)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        token.strip(),
-        max_age=SESSION_SECONDS,
+        new_session,
+        max_age=int(lifetime),
         path="/",
         httponly=True,
         samesite="strict",
@@ -101,8 +113,12 @@ def login(request: Request, token: str = Form(..., max_length=MAX_TOKEN_CHARS), 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    """Revoke the session in the store (a copy of the cookie stops working too) and drop the cookie."""
     if not _same_origin(request):
         raise ApiError(403, "logout posted from another site (Origin header does not match)")
+    current = request.cookies.get(SESSION_COOKIE)
+    if current:
+        context(request).stores.sessions.revoke(current)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
