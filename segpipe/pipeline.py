@@ -31,6 +31,7 @@ from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, load_spec, version_ref
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
+from segpipe.storage.disk import write_text_atomic
 from segpipe.stores import ModelVersion, Stores
 
 log = logging.getLogger("segpipe.pipeline")
@@ -288,6 +289,9 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         counts["done"] += 1
         run.progress({"images_done": counts["done"], "images_total": counts["total"]})
 
+    def on_failed(item: Any, reason: str) -> None:
+        record_failed_image(run, run.job_id, str(item.image_id), reason)
+
     version = resolve_version(spec.model, stores)
     if version is not None:  # which version NAME@production meant when this job ran
         stores.jobs.record_model(run.job_id, version.name, version.version)
@@ -300,7 +304,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     try:
         predict_to_files(model, spec.images, out, spec.predict,
                          annotations=spec.annotations, device=spec.device, skip=frozenset(done),
-                         on_image=on_image, on_start=on_start, write_files=False)
+                         on_image=on_image, on_start=on_start, on_failed=on_failed, write_files=False)
     except _Stop:
         return {}
     artifacts = export_predictions(run, spec)
@@ -308,13 +312,33 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     return artifacts
 
 
+SHOWN_FAILURES = 100  # failed images listed in a job's progress; summary.json lists them all
+
+
+def record_failed_image(run: JobRun, job_id: str, image_key: str, reason: str) -> None:
+    """An image ``job_id`` (this run, or the parent of this shard) skipped: stored with its reason, and
+    counted and listed in this run's progress."""
+    stores = run.stores
+    stores.predictions.record_failure(job_id, image_key, reason)
+    log.warning("job %s: image %s skipped: %s", run.job_id, image_key, reason)
+    run.progress({"images_failed": stores.predictions.count_failures(job_id),
+                  "failed_images": failed_images(stores, job_id, SHOWN_FAILURES)}, force=True)
+
+
+def failed_images(stores: Stores, job_id: str, limit: int | None = None) -> list[dict[str, str]]:
+    return [{"image": key, "reason": reason} for key, reason in stores.predictions.failures(job_id, limit)]
+
+
 def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     """Export every format a predict job asked for from its stored predictions (each image exactly once,
-    whichever attempts or shards stored them) and register the files; returns the artifacts."""
+    whichever attempts or shards stored them) and register the files; returns the artifacts, with
+    ``summary.json``: images predicted, and every image skipped with its reason (``failed_images``)."""
     from segpipe.job_exports import export_job, job_source
     from segpipe.masks.formats import default_formats
 
     stores, out = run.stores, run.folder / "predictions"
+    failed = failed_images(stores, run.job_id)
+    run.progress({"images_failed": len(failed), "failed_images": failed[:SHOWN_FAILURES]}, force=True)
     source = job_source(stores, run.job_id)
     run.progress({"phase": "export"}, force=True)
     # every predict job keeps its COCO results (the record GET /jobs/{id}/results and COCOeval read)
@@ -328,6 +352,12 @@ def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
             if top.name not in artifacts:
                 artifacts[top.name] = (run.register(top.name, top) if top.is_file()
                                        else stores.artifacts.register_folder(run.job_id, top))
+    summary = {"job_id": run.job_id, "images_predicted": stores.predictions.count_images(run.job_id),
+               "images_failed": len(failed), "failed_images": failed, "formats": formats}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "summary.json"
+    write_text_atomic(path, json.dumps(summary, indent=1))
+    artifacts["summary.json"] = run.register("summary.json", path)
     return artifacts
 
 

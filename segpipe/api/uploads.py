@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from PIL import Image, UnidentifiedImageError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from segpipe.api.errors import ApiError
+from segpipe.data.admission import ImageRefused, admit_file
 
 MAX_HEADER_BYTES = 16 * 1024
 # Pillow format name → the suffix the stored file gets (all of them readable by segpipe.data.images).
@@ -76,17 +76,17 @@ def safe_stem(filename: str) -> str:
 
 
 def identify_image(path: Path, filename: str) -> tuple[str, int, int]:
-    """(Pillow format, width, height) read from the file's header; `ApiError` 415/413 naming ``filename``."""
+    """(Pillow format, width, height) read from the file's header by the one image admission every door
+    uses (`segpipe.data.admission`); `ApiError` 415/413 naming ``filename`` and the limit."""
     try:
-        with Image.open(path) as image:
-            fmt, (width, height) = image.format, image.size
-    except Image.DecompressionBombError as exc:
-        raise ApiError(413, f"file {filename!r}: too many pixels ({exc})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(415, f"file {filename!r} is not an image (accepted: {_ACCEPTED})") from None
-    if fmt not in IMAGE_FORMATS:
-        raise ApiError(415, f"file {filename!r} is a {fmt} image; accepted: {_ACCEPTED}")
-    return fmt, width, height
+        admitted = admit_file(path, name=f"file {filename!r}")
+    except ImageRefused as exc:
+        if exc.code == "image-unreadable":
+            raise ApiError(415, f"file {filename!r} is not an image (accepted: {_ACCEPTED})") from None
+        raise ApiError(413, str(exc)) from None
+    if admitted.format not in IMAGE_FORMATS:
+        raise ApiError(415, f"file {filename!r} is a {admitted.format} image; accepted: {_ACCEPTED}")
+    return admitted.format, admitted.width, admitted.height
 
 
 class _Part:

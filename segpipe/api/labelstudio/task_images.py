@@ -6,7 +6,8 @@ A task's image value may be:
 - ``/data/upload/…`` or any other URL on the configured Label Studio server (``SEGPIPE_LABEL_STUDIO_URL``):
   fetched from it with ``SEGPIPE_LABEL_STUDIO_TOKEN``; no other host is ever contacted (no SSRF);
 - a plain path: inside the data roots.
-Every error is an `ApiError` 4xx naming the task and the image.
+Every image is admitted (`segpipe.data.admission`) while still in memory; every error is an `ApiError`
+4xx naming the task and the image.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 from segpipe.api.errors import ApiError
+from segpipe.data.admission import MB, MEGAPIXEL, ImageLimits, ImageRefused, admit_bytes
 from segpipe.errors import ConfigError
 from segpipe.paths import confine
 from segpipe.settings import Settings
@@ -85,8 +87,19 @@ def _fetch(url: str, settings: Settings, task_id: object, source: str, limit: in
 
 
 def read_task_image(source: object, settings: Settings, task_id: object) -> TaskImage:
-    """The task's image bytes; `ApiError` (403/413/422) naming the task when it cannot be had."""
-    limit = int(settings.max_upload_mb * 1024 * 1024)
+    """The task's image bytes, admitted (`segpipe.data.admission`: bytes and header pixels) before anything
+    writes or decodes them; `ApiError` (403/413/422) naming the task when it cannot be had."""
+    image = _task_image_bytes(source, settings, task_id)
+    limits = ImageLimits(int(settings.max_image_megapixels * MEGAPIXEL), int(settings.max_image_mb * MB))
+    try:
+        admit_bytes(image.content, f"task {task_id}: image {source!r}", limits)
+    except ImageRefused as e:
+        raise ApiError(422 if e.code == "image-unreadable" else 413, str(e)) from None
+    return image
+
+
+def _task_image_bytes(source: object, settings: Settings, task_id: object) -> TaskImage:
+    limit = int(min(settings.max_upload_mb, settings.max_image_mb) * MB)
     if not isinstance(source, str) or not source.strip():
         raise ApiError(422, f"task {task_id}: its image value must be a non-empty string, got {source!r}")
     parts = urlsplit(source)
