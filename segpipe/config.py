@@ -86,6 +86,18 @@ class DataConfig(Section):
     classes: list[str] | None = Field(
         None, description="class names of mask folders, index = pixel value (0 = background)"
     )
+
+    @field_validator("classes")
+    @classmethod
+    def _class_names_fit(cls, v: list[str] | None) -> list[str] | None:
+        from segpipe.limits import LimitExceeded, check_text
+
+        for i, name in enumerate(v or []):
+            try:
+                check_text(f"data.classes[{i}]", name, "class name")
+            except LimitExceeded as e:
+                raise ValueError(str(e)) from None
+        return v
     foreground_value: int | None = Field(
         None, description="binary mask PNGs: pixel value that is foreground; None = any non-zero"
     )

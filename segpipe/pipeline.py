@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import shutil
 import threading
 import time
 import traceback as tb
@@ -31,7 +32,7 @@ from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import EvaluateSpec, PredictSpec, load_spec, version_ref
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
-from segpipe.storage.disk import write_text_atomic
+from segpipe.storage.disk import disk_errors, ensure_free, write_text_atomic
 from segpipe.stores import ModelVersion, Stores
 
 log = logging.getLogger("segpipe.pipeline")
@@ -133,6 +134,7 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
             raise LeaseLost(f"job {job_id}: lease lost to another worker")
         state = "cancelled" if run.cancelled else "succeeded"
         stores.jobs.finish(job_id, owner, state, artifacts=artifacts)
+        release_inbox(stores, job)
         return state
     except HandedOff as e:
         log.info("job %s: %s", job_id, e)
@@ -141,9 +143,10 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
         log.warning("job %s: another worker owns it now; leaving it", job_id)
         return "lease-lost"
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job, the worker goes on
-        reason = str(e) if isinstance(e, SegpipeError) else f"{type(e).__name__}: {e}"
+        reason = str(e) if isinstance(e, SegpipeError) else _reason(e)
         log.error("job %s failed: %s", job_id, reason.splitlines()[0] if reason else type(e).__name__)
         stores.jobs.finish(job_id, owner, "failed", error=reason, traceback=tb.format_exc())
+        release_inbox(stores, job)
         return "failed"
     finally:
         heartbeat.stopped.set()
@@ -152,6 +155,37 @@ def run_job(job_id: str, *, stores: Stores, settings: Settings, owner: str, publ
 
             child_ended(stores, job.parent_id, publish)
         _release_memory()
+
+
+def release_inbox(stores: Stores, job: Any) -> None:
+    """An ended interactive predict job's images leave the Label Studio inbox (its predictions stay in
+    the store). Shards leave them to their parent, which ends last."""
+    if job.kind != "predict" or job.parent_id is not None:
+        return
+    try:
+        images = Path(str(load_spec(job.kind, job.config).images))
+    except Exception:  # noqa: BLE001 - a spec that does not load has no inbox folder to release
+        return
+    inbox = stores.artifacts.inbox.resolve()
+    folder = images.resolve()
+    if folder != inbox and folder.is_relative_to(inbox):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an unexpected failure: a database error says which value did not fit."""
+    import sqlalchemy.exc
+
+    from segpipe.storage.disk import disk_full_error, is_disk_full
+
+    if isinstance(exc, sqlalchemy.exc.StatementError):
+        from segpipe.stores.db_errors import explain
+
+        return explain(exc)
+    if is_disk_full(exc):
+        where = getattr(exc, "filename", None)
+        return str(disk_full_error(where, None, exc)) if where else f"disk full ({type(exc).__name__}: {exc})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _release_memory() -> None:
@@ -343,8 +377,15 @@ def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     run.progress({"phase": "export"}, force=True)
     # every predict job keeps its COCO results (the record GET /jobs/{id}/results and COCOeval read)
     formats = list(dict.fromkeys(["coco-results", *(spec.predict.formats or default_formats(source.task))]))
-    files = export_job(stores, run.job_id, out, formats, source=source, score_threshold=spec.predict.score_threshold,
-                       segmentation=spec.predict.segmentation, image_url_prefix=spec.predict.image_url_prefix)
+    ensure_free(run.folder, 0)  # at least SEGPIPE_MIN_FREE_MB before writing every format
+    try:
+        with disk_errors(out):
+            files = export_job(stores, run.job_id, out, formats, source=source,
+                               score_threshold=spec.predict.score_threshold, segmentation=spec.predict.segmentation,
+                               image_url_prefix=spec.predict.image_url_prefix)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written export stays behind; a rerun writes them all
+        raise
     artifacts: dict[str, str] = {}
     for written in files.values():
         for path in written:

@@ -24,6 +24,8 @@ COCO file and structure
   duplicate-category-name W, empty-dataset E (no images), no-annotations E, unused-category W,
   crowd-annotations W (aggregated), images-without-annotations W (aggregated)
 COCO annotations
+  too-many-annotations E (SEGPIPE_MAX_ANNOTATIONS_PER_DATASET), image-too-many-annotations E (…_PER_IMAGE),
+  name-too-long E (a category name over the class-name column),
   unknown-image E, unknown-category E, bad-bbox E, bbox-outside-image E, bad-segmentation E,
   bad-polygon E (fewer than 6 or an odd number of coordinates, non-numbers, flat list),
   polygon-outside-image W, bad-rle E (malformed size or counts), rle-size-mismatch E,

@@ -32,6 +32,7 @@ from segpipe.engine.checkpoint import BEST, LAST, load_checkpoint
 from segpipe.engine.distributed import DistInfo, device_for
 from segpipe.engine.train import autocast
 from segpipe.errors import ConfigError, DataError
+from segpipe.limits import check_text
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
 from segpipe.prediction import Prediction
@@ -85,6 +86,8 @@ def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
         raise ConfigError(f"{path}: checkpoint has no config/category map (not written by segpipe train)")
     config = config_mod.from_dict(config_mod.parse_yaml(ckpt["config"], source=f"{path}:config", aliases=True))
     cmap = CategoryMap.from_dict(ckpt["category_map"])
+    for name in cmap.names:  # stored with every prediction: a model trained before the limit existed
+        check_text(f"{path}: class", str(name), "class name")
     # the checkpoint holds every weight: do not load the pretrained files named in the config again
     model_cfg = config.model.model_copy(update={"weights": None, "backbone_weights": None})
     model = build_model(model_cfg, config.task, cmap.num_labels)
@@ -171,6 +174,7 @@ def image_items(images_dir: str | Path, annotations: str | Path | None = None) -
         items = []
         for path in list_images(root, recursive=True):
             name = path.relative_to(root).with_suffix("").as_posix()
+            check_text(f"image {name[:80]}…", name, "image key")  # the key predictions are stored under
             items.append(ImageItem(check_read(path, what=f"image {name}"), name, name))
         if not items:
             raise ConfigError(f"{root}: no images found (looked for .jpg, .png, .tif, .bmp, .webp)")
