@@ -14,12 +14,16 @@ decompression-bomb limit is set to the same pixel count, so the two can never di
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from segpipe.errors import DataError
+
+if TYPE_CHECKING:
+    from segpipe.settings import Settings
 
 MEGAPIXEL = 1_000_000
 MB = 1024 * 1024
@@ -42,12 +46,15 @@ class ImageLimits:
     max_bytes: int
 
     @classmethod
+    def of(cls, settings: Settings) -> ImageLimits:
+        return cls(int(settings.max_image_megapixels * MEGAPIXEL), int(settings.max_image_mb * MB))
+
+    @classmethod
     def current(cls) -> ImageLimits:
         """The limits of this process's settings (``SEGPIPE_MAX_IMAGE_*``)."""
         from segpipe.settings import get_settings
 
-        s = get_settings()
-        return cls(int(s.max_image_megapixels * MEGAPIXEL), int(s.max_image_mb * MB))
+        return cls.of(get_settings())
 
     def describe(self) -> str:
         return f"{self.max_pixels / MEGAPIXEL:g} megapixels, {self.max_bytes / MB:g} MB"
@@ -104,10 +111,11 @@ def _admit_header(fh: IO[bytes], size: int, limits: ImageLimits, shown: str, wha
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fh) as im:  # lazy: parses the header, decodes nothing
                 fmt, (width, height) = im.format or "unknown", im.size
-    except Image.DecompressionBombError:
-        raise ImageRefused(f"{shown}: image has more than {2 * limits.max_pixels / MEGAPIXEL:g} megapixels, over "
-                           f"the {limits.max_pixels / MEGAPIXEL:g}-megapixel limit (SEGPIPE_MAX_IMAGE_MEGAPIXELS)",
-                           "image-too-large") from None
+    except Image.DecompressionBombError as e:  # over twice the limit: Pillow stops at the header too
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"{int(found.group(1)) / MEGAPIXEL:.1f}" if found else f"more than {2 * limits.max_pixels / MEGAPIXEL:g}"
+        raise ImageRefused(f"{shown}: image is {pixels} megapixels, over the {limits.max_pixels / MEGAPIXEL:g}-megapixel "
+                           "limit (SEGPIPE_MAX_IMAGE_MEGAPIXELS)", "image-too-large") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types on hostile headers; all mean "not admitted"
         raise ImageRefused(f"{shown}: cannot decode {what} ({type(e).__name__}: {e})", "image-unreadable") from None
     if width * height > limits.max_pixels:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 from segpipe.api.errors import ApiError
-from segpipe.data.admission import MB, MEGAPIXEL, ImageLimits, ImageRefused, admit_bytes
+from segpipe.data.admission import MB, ImageLimits, ImageRefused, admit_bytes
 from segpipe.errors import ConfigError
 from segpipe.paths import confine
 from segpipe.settings import Settings
@@ -90,9 +90,8 @@ def read_task_image(source: object, settings: Settings, task_id: object) -> Task
     """The task's image bytes, admitted (`segpipe.data.admission`: bytes and header pixels) before anything
     writes or decodes them; `ApiError` (403/413/422) naming the task when it cannot be had."""
     image = _task_image_bytes(source, settings, task_id)
-    limits = ImageLimits(int(settings.max_image_megapixels * MEGAPIXEL), int(settings.max_image_mb * MB))
     try:
-        admit_bytes(image.content, f"task {task_id}: image {source!r}", limits)
+        admit_bytes(image.content, f"task {task_id}: image {source!r}", ImageLimits.of(settings))
     except ImageRefused as e:
         raise ApiError(422 if e.code == "image-unreadable" else 413, str(e)) from None
     return image
