@@ -110,8 +110,8 @@ def write_inbox(ctx: ApiContext, images: Sequence[tuple[str, TaskImage]]) -> Pat
     quota = int(ctx.settings.ls_inbox_max_mb * MB)
     used = folder_bytes(inbox)
     if used + incoming > quota:
-        raise ApiError(503, f"the Label Studio inbox is full: {used / MB:.1f} MB waiting for workers plus "
-                            f"{incoming / MB:.1f} MB in this request is over {quota / MB:g} MB (SEGPIPE_LS_INBOX_MAX_MB); "
+        raise ApiError(503, f"the Label Studio inbox is full: {used / MB:.2f} MB waiting for workers plus "
+                            f"{incoming / MB:.2f} MB in this request is over {ctx.settings.ls_inbox_max_mb:g} MB (SEGPIPE_LS_INBOX_MAX_MB); "
                             "try again when the queued predictions have run", headers={"Retry-After": "30"})
     folder = inbox / uuid.uuid4().hex
     try:

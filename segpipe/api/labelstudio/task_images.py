@@ -21,6 +21,7 @@ import httpx
 from segpipe.api.errors import ApiError
 from segpipe.data.admission import MB, ImageLimits, ImageRefused, admit_bytes
 from segpipe.errors import ConfigError
+from segpipe.limits import LimitExceeded
 from segpipe.paths import confine
 from segpipe.settings import Settings
 
@@ -50,6 +51,8 @@ def _suffix(name: str, content: bytes) -> str:
 def _read_local(path: Path, settings: Settings, task_id: object, source: str, limit: int) -> TaskImage:
     try:
         resolved = confine(path, settings.roots, what=f"task {task_id} image")
+    except LimitExceeded as e:  # a name over the filesystem's limits: the request is at fault, not a refusal
+        raise ApiError(422, str(e)) from None
     except ConfigError as e:
         raise ApiError(403, str(e)) from None
     if not resolved.is_file():
