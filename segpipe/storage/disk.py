@@ -59,12 +59,18 @@ def ensure_free(path: str | Path, needed: int, *, reserve: int | None = None) ->
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """An OSError for a full disk or quota, or PyTorch's zip writer failing to write (what a full disk
-    looks like through ``torch.save``: "[enforce fail at inline_container.cc] … file write failed")."""
-    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
-        return True
+    """An OSError for a full disk or quota, also behind another error: through ``torch.save`` a full disk
+    is a RuntimeError ("[enforce fail at inline_container.cc] … file write failed", or "unexpected pos")
+    raised while handling the OSError."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return True
+        current = current.__cause__ or current.__context__
     text = str(exc)
-    return isinstance(exc, RuntimeError) and "inline_container" in text and "write" in text
+    return isinstance(exc, RuntimeError) and "inline_container" in text and "file write failed" in text
 
 
 def disk_full_error(path: str | Path, needed: int | None, exc: BaseException) -> DiskFull:
