@@ -94,7 +94,7 @@ class DataConfig(Section):
 
         for i, name in enumerate(v or []):
             try:
-                check_text(f"data.classes[{i}]", name, "class name")
+                check_text(f"[{i}]", name, "class name")
             except LimitExceeded as e:
                 raise ValueError(str(e)) from None
         return v
@@ -250,6 +250,16 @@ class JobConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     output_dir: Path = Path("runs/exp")
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits(cls, v: str | None) -> str | None:
+        from segpipe.limits import LimitExceeded, check_text
+
+        try:
+            return None if v is None else check_text("", v, "model name")
+        except LimitExceeded as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _task_fits_layout(self) -> JobConfig:

@@ -39,8 +39,6 @@ TEXT_COLUMNS: dict[str, tuple[str, str]] = {
     "class name": ("predictions", "category_name"),
     "model name": ("model_versions", "name"),
     "job id": ("jobs", "id"),
-    "metric name": ("promotion_decisions", "metric"),
-    "token name": ("jobs", "submitted_by"),
 }
 
 
@@ -63,7 +61,8 @@ def check_text(field: str, value: str, kind: str) -> str:
     key of `TEXT_COLUMNS`."""
     limit = text_limits()[kind]
     if len(value) > limit.max_chars:
-        raise LimitExceeded(f"{field}: the {limit.name} {_preview(value)} is {len(value)} characters; "
+        prefix = f"{field}: " if field else ""  # pydantic validators: the error's location names the field
+        raise LimitExceeded(f"{prefix}the {limit.name} {_preview(value)} is {len(value)} characters; "
                             f"at most {limit.max_chars} fit ({limit.column})")
     return value
 

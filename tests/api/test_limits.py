@@ -55,7 +55,7 @@ def test_class_name_over_the_column_is_422_at_submit(sqlite_client: TestClient, 
     train = {"task": "semantic", "model": {"name": "unet"},
              "data": {"train": {"images": "ok", "masks": "ok"}, "classes": ["background", "c" * 300]}}
     error = _error(sqlite_client.post("/jobs", json={"kind": "train", "config": train}, headers=ENGINEER), 422)
-    assert "data.classes[1]: the class name 'cccc" in error and "is 300 characters; at most 255 fit" in error
+    assert "data.classes: [1]: the class name 'cccc" in error and "is 300 characters; at most 255 fit" in error
 
 
 def test_image_key_over_the_column_is_422_at_submit(sqlite_client: TestClient, settings: Settings) -> None:
