@@ -163,8 +163,10 @@ def release_inbox(stores: Stores, job: Any) -> None:
     if job.kind != "predict" or job.parent_id is not None:
         return
     try:
-        images = Path(str(load_spec(job.kind, job.config).images))
+        images = Path(str(getattr(load_spec(job.kind, job.config), "images", "")))
     except Exception:  # noqa: BLE001 - a spec that does not load has no inbox folder to release
+        return
+    if not str(images) or str(images) == ".":
         return
     inbox = stores.artifacts.inbox.resolve()
     folder = images.resolve()

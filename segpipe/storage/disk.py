@@ -115,7 +115,10 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None], *, needed
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    return write_atomic(path, lambda fh: fh.write(data), needed=len(data))
+    def write(fh: IO[bytes]) -> None:
+        fh.write(data)
+
+    return write_atomic(path, write, needed=len(data))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
