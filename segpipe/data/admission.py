@@ -101,7 +101,7 @@ def _check_bytes(size: int, limits: ImageLimits, shown: str) -> None:
 
 
 def _admit_header(fh: IO[bytes], size: int, limits: ImageLimits, shown: str, what: str = "image") -> AdmittedImage:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     # Pillow's own bomb check (a warning above MAX_IMAGE_PIXELS, an error above twice that) uses the same
     # limit; ours below is the one that decides, and it says which limit and which setting.
@@ -117,7 +117,10 @@ def _admit_header(fh: IO[bytes], size: int, limits: ImageLimits, shown: str, wha
         raise ImageRefused(f"{shown}: image is {pixels} megapixels, over the {limits.max_pixels / MEGAPIXEL:g}-megapixel "
                            "limit (SEGPIPE_MAX_IMAGE_MEGAPIXELS)", "image-too-large") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types on hostile headers; all mean "not admitted"
-        raise ImageRefused(f"{shown}: cannot decode {what} ({type(e).__name__}: {e})", "image-unreadable") from None
+        # Pillow's "cannot identify image file <_io.BufferedReader name='/abs/path'>" repeats the path
+        why = ("empty file" if size == 0 else "not an image format segpipe reads" if isinstance(e, UnidentifiedImageError)
+               else f"{type(e).__name__}: {e}")
+        raise ImageRefused(f"{shown}: cannot decode {what} ({why})", "image-unreadable") from None
     if width * height > limits.max_pixels:
         raise ImageRefused(
             f"{shown}: image is {width}×{height} = {width * height / MEGAPIXEL:.1f} megapixels, over the "
