@@ -86,6 +86,18 @@ class DataConfig(Section):
     classes: list[str] | None = Field(
         None, description="class names of mask folders, index = pixel value (0 = background)"
     )
+
+    @field_validator("classes")
+    @classmethod
+    def _class_names_fit(cls, v: list[str] | None) -> list[str] | None:
+        from segpipe.limits import LimitExceeded, check_text
+
+        for i, name in enumerate(v or []):
+            try:
+                check_text(f"[{i}]", name, "class name")
+            except LimitExceeded as e:
+                raise ValueError(str(e)) from None
+        return v
     foreground_value: int | None = Field(
         None, description="binary mask PNGs: pixel value that is foreground; None = any non-zero"
     )
@@ -249,6 +261,16 @@ class JobConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
     predict: PredictConfig = Field(default_factory=PredictConfig, description="prediction and its exports")
     output_dir: Path = Field(Path("runs/exp"), description="the run directory (local runs; queued jobs use the artifact root)")
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits(cls, v: str | None) -> str | None:
+        from segpipe.limits import LimitExceeded, check_text
+
+        try:
+            return None if v is None else check_text("", v, "model name")
+        except LimitExceeded as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _task_fits_layout(self) -> JobConfig:

@@ -5,7 +5,8 @@ A config that arrives over HTTP is untrusted, and so is every name *inside* the 
 
 - `confine(path, roots)` — THE check. ``path`` is resolved with every symlink followed (folders *and* the
   file itself) and must lie inside one of ``roots``. ``..``, absolute paths elsewhere and symlinks that
-  lead out are refused with `PathNotAllowed` naming the path and the roots.
+  lead out are refused with `PathNotAllowed` naming the path and the roots; a path over the filesystem's
+  length limits with `segpipe.limits.LimitExceeded` naming the field.
 - `confine_name(name, folder, roots)` — a *relative name* that data gives (COCO ``file_name``, an output
   file named after an image): absolute names and ``..`` parts are refused outright (as dataset validation
   does), then ``folder / name`` goes through `confine`. Outputs use ``roots=[the job's folder]``, so a
@@ -33,6 +34,7 @@ from contextvars import ContextVar
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from segpipe.errors import ConfigError
+from segpipe.limits import check_path
 
 Roots = Sequence[Path]
 
@@ -62,6 +64,7 @@ def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | 
     text = os.fspath(path)
     if "\x00" in text:
         raise PathNotAllowed(f"{what} {text!r}: contains a NUL character")
+    check_path(what, text)  # over the filesystem's name or path length: the OS would fail later, unnamed
     if not roots:
         raise PathNotAllowed(f"{what} {text}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
     raw = Path(text).expanduser()
@@ -83,6 +86,7 @@ def safe_name(name: str, *, what: str = "file name") -> PurePosixPath:
     """A relative name given by data, as a POSIX path; refuses empty, absolute, drive-letter, NUL and ``..`` names."""
     if not isinstance(name, str) or not name.strip() or "\x00" in name:
         raise PathNotAllowed(f"{what} {name!r}: empty, not a string or contains a NUL character")
+    check_path(what, name)
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or PureWindowsPath(name).drive or PureWindowsPath(name).root:
         raise PathNotAllowed(f"{what} {name!r}: absolute paths are not allowed; names are relative to their folder")
@@ -129,6 +133,7 @@ def active_roots() -> tuple[Path, ...] | None:
 def check_read(path: str | Path, *, what: str = "file", roots: Roots | None = None) -> Path:
     """`path` confined to `roots` (default: the active roots) before it is read; unchanged when none apply."""
     roots = roots if roots is not None else _ACTIVE.get()
+    check_path(what, os.fspath(path))
     # a relative path is read from the working directory, so that is where it is checked
     return confine(Path(path).absolute(), roots, what=what) if roots is not None else Path(path)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import shutil
 import threading
 import time
 import traceback as tb
@@ -33,6 +34,7 @@ from segpipe.logs import job_context
 from segpipe.metrics.definitions import CLAIMS, IMAGES_PREDICTED, JOB_DURATION, JOBS_RUN
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
+from segpipe.storage.disk import disk_errors, ensure_free, write_text_atomic
 from segpipe.stores import Job, ModelVersion, Stores
 
 log = logging.getLogger("segpipe.pipeline")
@@ -158,6 +160,7 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
             raise LeaseLost(f"job {job_id}: lease lost to another worker")
         state = "cancelled" if run.cancelled else "succeeded"
         stores.jobs.finish(job_id, owner, state, artifacts=artifacts)
+        release_inbox(stores, job)
         return state
     except HandedOff as e:
         log.info("job %s: %s", job_id, e)
@@ -166,9 +169,10 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
         log.warning("job %s: another worker owns it now; leaving it", job_id)
         return "lease-lost"
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job, the worker goes on
-        reason = str(e) if isinstance(e, SegpipeError) else f"{type(e).__name__}: {e}"
+        reason = str(e) if isinstance(e, SegpipeError) else _reason(e)
         log.error("job %s failed: %s", job_id, reason.splitlines()[0] if reason else type(e).__name__)
         stores.jobs.finish(job_id, owner, "failed", error=reason, traceback=tb.format_exc())
+        release_inbox(stores, job)
         return "failed"
     finally:
         heartbeat.stopped.set()
@@ -177,6 +181,39 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
 
             child_ended(stores, job.parent_id, publish)
         _release_memory()
+
+
+def release_inbox(stores: Stores, job: Any) -> None:
+    """An ended interactive predict job's images leave the Label Studio inbox (its predictions stay in
+    the store). Shards leave them to their parent, which ends last."""
+    if job.kind != "predict" or job.parent_id is not None:
+        return
+    try:
+        images = Path(str(getattr(load_spec(job.kind, job.config), "images", "")))
+    except Exception:  # noqa: BLE001 - a spec that does not load has no inbox folder to release
+        return
+    if not str(images) or str(images) == ".":
+        return
+    inbox = stores.artifacts.inbox.resolve()
+    folder = images.resolve()
+    if folder != inbox and folder.is_relative_to(inbox):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an unexpected failure: a database error says which value did not fit."""
+    import sqlalchemy.exc
+
+    from segpipe.storage.disk import disk_full_error, is_disk_full
+
+    if isinstance(exc, sqlalchemy.exc.StatementError):
+        from segpipe.stores.db_errors import explain
+
+        return explain(exc)
+    if is_disk_full(exc):
+        where = getattr(exc, "filename", None)
+        return str(disk_full_error(where, None, exc)) if where else f"disk full ({type(exc).__name__}: {exc})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _release_memory() -> None:
@@ -314,6 +351,9 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         counts["done"] += 1
         run.progress({"images_done": counts["done"], "images_total": counts["total"]})
 
+    def on_failed(item: Any, reason: str) -> None:
+        record_failed_image(run, run.job_id, str(item.image_id), reason)
+
     version = resolve_version(spec.model, stores)
     if version is not None:  # which version NAME@production meant when this job ran
         stores.jobs.record_model(run.job_id, version.name, version.version)
@@ -326,7 +366,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     try:
         predict_to_files(model, spec.images, out, spec.predict,
                          annotations=spec.annotations, device=spec.device, skip=frozenset(done),
-                         on_image=on_image, on_start=on_start, write_files=False)
+                         on_image=on_image, on_start=on_start, on_failed=on_failed, write_files=False)
     except _Stop:
         return {}
     artifacts = export_predictions(run, spec)
@@ -334,19 +374,46 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     return artifacts
 
 
+SHOWN_FAILURES = 100  # failed images listed in a job's progress; summary.json lists them all
+
+
+def record_failed_image(run: JobRun, job_id: str, image_key: str, reason: str) -> None:
+    """An image ``job_id`` (this run, or the parent of this shard) skipped: stored with its reason, and
+    counted and listed in this run's progress."""
+    stores = run.stores
+    stores.predictions.record_failure(job_id, image_key, reason)
+    log.warning("job %s: image %s skipped: %s", run.job_id, image_key, reason)
+    run.progress({"images_failed": stores.predictions.count_failures(job_id),
+                  "failed_images": failed_images(stores, job_id, SHOWN_FAILURES)}, force=True)
+
+
+def failed_images(stores: Stores, job_id: str, limit: int | None = None) -> list[dict[str, str]]:
+    return [{"image": key, "reason": reason} for key, reason in stores.predictions.failures(job_id, limit)]
+
+
 def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     """Export every format a predict job asked for from its stored predictions (each image exactly once,
-    whichever attempts or shards stored them) and register the files; returns the artifacts."""
+    whichever attempts or shards stored them) and register the files; returns the artifacts, with
+    ``summary.json``: images predicted, and every image skipped with its reason (``failed_images``)."""
     from segpipe.job_exports import export_job, job_source
     from segpipe.masks.formats import default_formats
 
     stores, out = run.stores, run.folder / "predictions"
+    failed = failed_images(stores, run.job_id)
+    run.progress({"images_failed": len(failed), "failed_images": failed[:SHOWN_FAILURES]}, force=True)
     source = job_source(stores, run.job_id)
     run.progress({"phase": "export"}, force=True)
     # every predict job keeps its COCO results (the record GET /jobs/{id}/results and COCOeval read)
     formats = list(dict.fromkeys(["coco-results", *(spec.predict.formats or default_formats(source.task))]))
-    files = export_job(stores, run.job_id, out, formats, source=source, score_threshold=spec.predict.score_threshold,
-                       segmentation=spec.predict.segmentation, image_url_prefix=spec.predict.image_url_prefix)
+    ensure_free(run.folder, 0)  # at least SEGPIPE_MIN_FREE_MB before writing every format
+    try:
+        with disk_errors(out):
+            files = export_job(stores, run.job_id, out, formats, source=source,
+                               score_threshold=spec.predict.score_threshold, segmentation=spec.predict.segmentation,
+                               image_url_prefix=spec.predict.image_url_prefix)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written export stays behind; a rerun writes them all
+        raise
     artifacts: dict[str, str] = {}
     for written in files.values():
         for path in written:
@@ -354,6 +421,12 @@ def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
             if top.name not in artifacts:
                 artifacts[top.name] = (run.register(top.name, top) if top.is_file()
                                        else stores.artifacts.register_folder(run.job_id, top))
+    summary = {"job_id": run.job_id, "images_predicted": stores.predictions.count_images(run.job_id),
+               "images_failed": len(failed), "failed_images": failed, "formats": formats}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "summary.json"
+    write_text_atomic(path, json.dumps(summary, indent=1))
+    artifacts["summary.json"] = run.register("summary.json", path)
     return artifacts
 
 

@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(50.0, gt=0, description="size limit per uploaded file (and per Label Studio image)")
     max_config_kb: float = Field(256.0, gt=0, description="size limit for a submitted config")
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
+    # -- limits on what comes in (docs/operations.md has the whole table) --
+    max_image_megapixels: float = Field(
+        40.0, gt=0, description="pixels (width × height, in millions) any image may have, at every door; read from the header before decoding")
+    max_image_mb: float = Field(50.0, gt=0, description="bytes (MB) any image file may have, at every door")
+    max_annotations_per_dataset: int = Field(
+        500_000, ge=1, description="annotations one COCO file may hold; checked before the annotations are loaded")
+    max_annotations_per_image: int = Field(10_000, ge=1, description="annotations one image may carry")
+    # -- disk --
+    min_free_mb: float = Field(
+        256.0, ge=0, description="free space kept on a disk besides what a heavy write (checkpoint, export, inbox) needs")
+    ls_inbox_max_mb: float = Field(
+        1024.0, gt=0, description="the Label Studio inbox (task images waiting for a worker) is refused past this size")
+    run_retention_days: float | None = Field(
+        None, gt=0, description="`segpipe gc` removes files of jobs finished more than this many days ago, "
+                                "except what a model version needs (None: keep everything)")
     schedule: Path = Field(
         Path("configs/schedule.yaml"), description="the retraining schedule file (SEGPIPE_SCHEDULE)"
     )

@@ -121,9 +121,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(sqlalchemy.exc.DataError)
     async def _database_value(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
         # The database refused a value from the request (PostgreSQL: NUL in text, integer out of range).
+        from segpipe.stores.db_errors import explain
+
         log.info("%s %s: database refused a value: %s", request.method, request.url.path, exc.orig)
-        return error_response(422, "a value in the request cannot be stored or looked up: "
-                              f"{_first_line(exc.orig)}", {"type": "DataError"})
+        return error_response(422, f"a value in the request cannot be stored or looked up: {explain(exc)}",
+                              {"type": "DataError"})
 
     @app.exception_handler(OverflowError)
     async def _overflow(_request: Request, exc: OverflowError) -> JSONResponse:

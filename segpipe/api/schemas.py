@@ -82,6 +82,11 @@ class Progress(BaseModel):
     metrics: dict[str, Any] | None = None
     shards: int | None = Field(None, description="a sharded predict job: how many shards it was split into")
     shards_done: int | None = Field(None, description="a sharded predict job: shards ended (set when all have)")
+    images_failed: int | None = Field(None, description="predict: images skipped because they could not be read "
+                                                        "or were over the image limits")
+    failed_images: list[dict[str, str]] | None = Field(
+        None, description="predict: the skipped images, {image, reason} (the first 100; the job's summary.json "
+                          "artifact lists all)")
 
 
 class JobOut(BaseModel):

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from PIL import Image, UnidentifiedImageError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from segpipe.api.errors import ApiError
+from segpipe.data.admission import ImageLimits, ImageRefused, admit_file
 
 MAX_HEADER_BYTES = 16 * 1024
 # Pillow format name → the suffix the stored file gets (all of them readable by segpipe.data.images).
@@ -75,18 +75,18 @@ def safe_stem(filename: str) -> str:
     return cleaned or "image"
 
 
-def identify_image(path: Path, filename: str) -> tuple[str, int, int]:
-    """(Pillow format, width, height) read from the file's header; `ApiError` 415/413 naming ``filename``."""
+def identify_image(path: Path, filename: str, limits: ImageLimits | None = None) -> tuple[str, int, int]:
+    """(Pillow format, width, height) read from the file's header by the one image admission every door
+    uses (`segpipe.data.admission`); `ApiError` 415/413 naming ``filename`` and the limit."""
     try:
-        with Image.open(path) as image:
-            fmt, (width, height) = image.format, image.size
-    except Image.DecompressionBombError as exc:
-        raise ApiError(413, f"file {filename!r}: too many pixels ({exc})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(415, f"file {filename!r} is not an image (accepted: {_ACCEPTED})") from None
-    if fmt not in IMAGE_FORMATS:
-        raise ApiError(415, f"file {filename!r} is a {fmt} image; accepted: {_ACCEPTED}")
-    return fmt, width, height
+        admitted = admit_file(path, limits, name=f"file {filename!r}")
+    except ImageRefused as exc:
+        if exc.code == "image-unreadable":
+            raise ApiError(415, f"file {filename!r} is not an image (accepted: {_ACCEPTED})") from None
+        raise ApiError(413, str(exc)) from None
+    if admitted.format not in IMAGE_FORMATS:
+        raise ApiError(415, f"file {filename!r} is a {admitted.format} image; accepted: {_ACCEPTED}")
+    return admitted.format, admitted.width, admitted.height
 
 
 class _Part:
@@ -104,8 +104,10 @@ class MultipartImageWriter:
     one request's chunks in order (from any thread).
     """
 
-    def __init__(self, folder: Path, boundary: bytes, max_file_bytes: int, max_files: int) -> None:
+    def __init__(self, folder: Path, boundary: bytes, max_file_bytes: int, max_files: int,
+                 limits: ImageLimits | None = None) -> None:
         self.folder = folder
+        self.limits = limits
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
         self.stored: list[StoredImage] = []
@@ -201,7 +203,7 @@ class MultipartImageWriter:
             return
         part.file.close()
         self._part = None
-        fmt, width, height = identify_image(part.path, part.filename)
+        fmt, width, height = identify_image(part.path, part.filename, self.limits)
         stem = self._unique(safe_stem(part.filename))
         target = self.folder / (stem + IMAGE_FORMATS[fmt])
         part.path.rename(target)

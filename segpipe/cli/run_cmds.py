@@ -134,7 +134,10 @@ def predict(
         bar.update(done[0])
 
     try:
-        summary = predict_to_files(model, images, out, cfg, annotations=annotations, device=device, on_image=advance)
+        summary = predict_to_files(model, images, out, cfg, annotations=annotations, device=device, on_image=advance,
+                                   on_failed=advance)
     finally:
         bar.close()
     console.print(f"{summary['images']} images → {escape(str(out))} ({', '.join(summary['formats'])})")
+    for failed in summary["failed_images"]:
+        console.print(f"[yellow]skipped[/] image {escape(failed['image'])}: {escape(failed['reason'])}")

@@ -60,10 +60,18 @@ def load_coco(path: str | Path) -> COCO:
     Raises DataError naming the file when it is unreadable, not JSON, or an entry lacks a key.
     The file is confined to the active roots (`segpipe.paths.check_read`).
     """
+    from segpipe.data.annotation_caps import AnnotationCaps, dataset_problem, precount
+
     path = check_read(path, what="annotations")
+    caps = AnnotationCaps.current()
     try:
-        with open(path, encoding="utf-8") as f:
-            dataset = json.load(f)
+        text = path.read_text(encoding="utf-8")
+        too_many = dataset_problem(precount(text), caps, counted_raw=True)
+        if too_many is not None:
+            raise DataError(f"{path}: {too_many}")
+        dataset = json.loads(text)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: cannot read annotations (not UTF-8: {e})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read annotations ({e.strerror or e})") from None
     except json.JSONDecodeError as e:
@@ -78,6 +86,9 @@ def load_coco(path: str | Path) -> COCO:
             missing = [key for key in keys if not isinstance(entry, dict) or key not in entry]
             if missing:
                 raise DataError(f"{path}: {section}[{k}] lacks {', '.join(missing)}")
+    too_many = dataset_problem(len(dataset.get("annotations") or []), caps)
+    if too_many is not None:
+        raise DataError(f"{path}: {too_many}")
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines

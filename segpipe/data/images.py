@@ -1,5 +1,8 @@
 """Decoding image files into the Sample contract's H×W×3 uint8 RGB.
 
+Every file is admitted first (`segpipe.data.admission`: bytes and pixels from the header, before any
+decoder allocates), so no door can make a worker decode an image over the configured limits.
+
 OpenCV decodes (fast, applies EXIF orientation); Pillow is the fallback for what OpenCV cannot read
 (GIF, palette and some TIFF variants). Grayscale is replicated to 3 channels, alpha is dropped and
 16-bit images are scaled to 8-bit.
@@ -12,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segpipe.data.admission import ImageLimits, admit_file
 from segpipe.errors import DataError
 from segpipe.paths import Roots, check_read
 
@@ -20,13 +24,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 cv2.setNumThreads(1)  # loader workers parallelise across images; nested OpenCV threads only contend
 
 
-def read_image(path: str | Path, roots: Roots | None = None) -> np.ndarray:
-    """Read an image file as H×W×3 uint8 RGB, EXIF orientation applied. Raises DataError naming the file.
-    The file is confined to `roots` (default: the active roots, `segpipe.paths`) after resolving symlinks."""
+def read_image(path: str | Path, roots: Roots | None = None, limits: ImageLimits | None = None) -> np.ndarray:
+    """Read an image file as H×W×3 uint8 RGB, EXIF orientation applied. Raises DataError naming the file
+    (`ImageRefused` when it is over ``limits``, default the settings'). The file is confined to `roots`
+    (default: the active roots, `segpipe.paths`) after resolving symlinks."""
     path = check_read(path, what="image", roots=roots)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise DataError(f"{path}: image file not found")
+    admit_file(path, limits)
+    data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is not None:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -57,6 +63,7 @@ def read_mask(path: str | Path, roots: Roots | None = None) -> np.ndarray:
     path = check_read(path, what="mask", roots=roots)
     if not path.is_file():
         raise DataError(f"{path}: mask file not found")
+    admit_file(path, what="mask")
     mask = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if mask is None or mask.ndim == 3:
         mask = _read_mask_with_pillow(path)
@@ -83,9 +90,11 @@ def _read_mask_with_pillow(path: Path) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) as stored in the file header, after EXIF orientation; no full decode."""
+    """(height, width) as stored in the file header, after EXIF orientation; no full decode.
+    `ImageRefused` for a file over the limits."""
     from PIL import Image
 
+    admit_file(path)
     with Image.open(path) as im:
         w, h = im.size
         # Pillow's PNG getexif() decodes the whole image; orientation tags live in JPEG/TIFF/WebP

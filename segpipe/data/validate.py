@@ -24,13 +24,15 @@ COCO file and structure
   duplicate-category-name W, empty-dataset E (no images), no-annotations E, unused-category W,
   crowd-annotations W (aggregated), images-without-annotations W (aggregated)
 COCO annotations
+  too-many-annotations E (SEGPIPE_MAX_ANNOTATIONS_PER_DATASET), image-too-many-annotations E (…_PER_IMAGE),
+  name-too-long E (a category name over the class-name column),
   unknown-image E, unknown-category E, bad-bbox E, bbox-outside-image E, bad-segmentation E,
   bad-polygon E (fewer than 6 or an odd number of coordinates, non-numbers, flat list),
   polygon-outside-image W, bad-rle E (malformed size or counts), rle-size-mismatch E,
   no-segmentation (E for instance/semantic/binary, aggregated W when the task is unknown),
   empty-segmentation (W when a bbox remains, E for mask tasks or without a bbox), no-geometry E
 Image files (all layouts)
-  image-missing E, image-unreadable E, image-truncated E, image-corrupt E, image-size-mismatch E
+  image-missing E, image-unreadable E, image-too-large E (pixels), image-too-big E (bytes), image-truncated E, image-corrupt E, image-size-mismatch E
   (COCO width/height vs the file, EXIF orientation applied), duplicate-stem (E mask folders, W class folders)
 Mask folders
   folder-missing E, empty-dataset E, mask-missing E, mask-without-image W, mask-unreadable E,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segpipe.data.annotation_caps import AnnotationCaps, dataset_problem, image_problem, precount
 from segpipe.data.validate_common import (
     Report,
     examples,
@@ -34,6 +35,7 @@ from segpipe.data.validate_common import (
     stays_inside,
 )
 from segpipe.data.validate_geometry import bbox_problem, segmentation_problems
+from segpipe.limits import text_limits
 
 MASK_TASKS = ("instance", "semantic", "binary")
 BOX_TASKS = ("detection", "classification")
@@ -50,18 +52,23 @@ def validate_coco(
     """
     images_dir, path = Path(images_dir), Path(annotations_path)
     report = Report(source=f"COCO {path}")
-    raw = _read_json(path, report)
+    caps = AnnotationCaps.current()
+    raw = _read_json(path, report, caps)
     if raw is not None:
-        _CocoChecker(images_dir, path, report, task).run(raw, decode)
+        _CocoChecker(images_dir, path, report, task, caps).run(raw, decode)
     return report
 
 
-def _read_json(path: Path, report: Report) -> Any:
+def _read_json(path: Path, report: Report, caps: AnnotationCaps) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         report.error("annotations-unreadable", f"cannot read the annotations file ({why})", file=path)
+        return None
+    too_many = dataset_problem(precount(text), caps, counted_raw=True)
+    if too_many is not None:  # before a million dicts are parsed
+        report.error("too-many-annotations", too_many, file=path)
         return None
     try:
         return json.loads(text)
@@ -85,8 +92,9 @@ class _Image:
 class _CocoChecker:
     """One pass over the JSON; state shared between the sections (known ids, counts per id)."""
 
-    def __init__(self, images_dir: Path, path: Path, report: Report, task: str | None) -> None:
+    def __init__(self, images_dir: Path, path: Path, report: Report, task: str | None, caps: AnnotationCaps) -> None:
         self.images_dir, self.path, self.report, self.task = images_dir, path, report, task
+        self.caps = caps
         self.images: dict[int, _Image] = {}
         self.category_ids: set[int] = set()
         self.category_names: dict[int, str] = {}
@@ -109,6 +117,10 @@ class _CocoChecker:
             return
         sections = {key: self._section(raw, key) for key in ("images", "annotations", "categories")}
         self.report.checked = {key: len(items) for key, items in sections.items()}
+        too_many = dataset_problem(len(sections["annotations"]), self.caps)
+        if too_many is not None:
+            self.error("too-many-annotations", too_many)
+            return
         for index, entry in enumerate(sections["images"]):
             self._image(index, entry)
         for index, entry in enumerate(sections["categories"]):
@@ -199,6 +211,9 @@ class _CocoChecker:
             return
         self.category_ids.add(cat_id)
         name = self._field(entry, "name", where, None, str)
+        if name is not None and len(name) > (limit := text_limits()["class name"]).max_chars:
+            self.error("name-too-long", f"{where}: name {name[:40]!r}… is {len(name)} characters; at most "
+                                        f"{limit.max_chars} fit ({limit.column})")
         if name is not None:
             same = [other for other, known in self.category_names.items() if known == name]
             if same:
@@ -283,6 +298,10 @@ class _CocoChecker:
     # ---------------------------------------------------------------------------------- whole dataset
 
     def _dataset_level(self, sections: dict[str, list[Any]]) -> None:
+        for image_id, count in self.anns_per_image.items():
+            too_many = image_problem(count, self.caps)
+            if too_many is not None:
+                self.error("image-too-many-annotations", f"image {image_id}: {too_many}", image_id=image_id)
         if not sections["images"]:
             self.error("empty-dataset", "no images: 'images' is empty")
         elif not sections["annotations"]:

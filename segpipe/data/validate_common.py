@@ -159,7 +159,7 @@ def inspect_image(path: Path, decode: bool = True, roots: Sequence[Path] | None 
     """Check one image file: it exists, its header parses, and (`decode`) all its pixel data decodes.
 
     Codes: ``image-outside-roots`` (it, or the symlink it is, resolves outside `roots`: never opened),
-    ``image-missing``, ``image-unreadable`` (header), ``image-truncated`` / ``image-corrupt``
+    ``image-missing``, ``image-too-large`` / ``image-too-big`` (over the admission limits, pixels / bytes), ``image-unreadable`` (header), ``image-truncated`` / ``image-corrupt``
     (pixel data). Call inside `strict_decoding()` so that Pillow does not pad truncated files.
     """
     from PIL import Image
@@ -172,6 +172,13 @@ def inspect_image(path: Path, decode: bool = True, roots: Sequence[Path] | None 
         return ImageCheck(None, None, ("image-outside-roots", str(e)))
     if not path.is_file():
         return ImageCheck(None, None, ("image-missing", "file not found"))
+    from segpipe.data.admission import ImageRefused, admit_file
+
+    try:  # the limits every door applies, from the header, before Pillow decodes a pixel
+        admit_file(path)
+    except ImageRefused as e:
+        if e.code != "image-unreadable":  # an unreadable header is reported below, with Pillow's words
+            return ImageCheck(None, None, (e.code, str(e).removeprefix(f"{path}: ")))
     # A validator must report, not crash: Pillow raises many types (OSError, SyntaxError,
     # DecompressionBombError, struct.error, ...) on hostile files, so any exception is a finding.
     try:

@@ -125,6 +125,13 @@ class _MaskCheck:
 
 
 def _inspect_mask(path: Path, decode: bool) -> _MaskCheck:
+    from segpipe.data.admission import ImageRefused, admit_file
+
+    try:
+        admit_file(path)
+    except ImageRefused as e:
+        if e.code != "image-unreadable":  # an unreadable header is reported below, as before
+            return _MaskCheck(problem=str(e).removeprefix(f"{path}: "))
     if not decode:
         from PIL import Image
 

@@ -1,16 +1,16 @@
 """Checkpoints: written atomically, read back with ``torch.load(weights_only=True)``.
 
-A checkpoint holds everything needed to continue exactly where training stopped: model, optimizer,
+`last.pt` holds everything needed to continue exactly where training stopped: model, optimizer,
 scheduler and grad-scaler states, epoch / step counters, RNG states (torch, CUDA, numpy, python), the
-best monitored metric, the resolved config (YAML text) and the category map. Only tensors and plain
+best monitored metric, the resolved config (YAML text) and the category map. `best.pt` keeps the same
+minus the optimizer, scheduler, scaler and RNG states (`weights_only_state`): it is for prediction,
+evaluation and model versions, never for resuming. Only tensors and plain
 containers go in, so the safe ``weights_only`` loader can read it.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,35 @@ from segpipe.errors import WeightsError
 
 LAST = "last.pt"
 BEST = "best.pt"
+RESUME_ONLY = frozenset({"optimizer", "scheduler", "scaler", "rng"})
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` to `path` atomically: a crash mid-write leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `state` to `path` atomically: a crash or a full disk mid-write leaves the previous file intact
+    and no partial file. The disk must first have room for the tensors plus ``SEGPIPE_MIN_FREE_MB``;
+    a full disk is `DiskFull` naming the path and the size."""
+    from segpipe.storage.disk import write_atomic
+
+    return write_atomic(path, lambda f: torch.save(state, f), needed=state_bytes(state))
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes of every tensor in a (nested) checkpoint state: what ``torch.save`` will write, give or take
+    its small zip overhead."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 0
+
+
+def weights_only_state(state: dict[str, Any]) -> dict[str, Any]:
+    """What `best.pt` keeps: the model, its config and category map and the counters; not the optimizer,
+    scheduler, scaler or RNG states, which only resuming needs (resume reads `last.pt`). For Adam-like
+    optimizers that is two thirds of the file."""
+    return {k: v for k, v in state.items() if k not in RESUME_ONLY}
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

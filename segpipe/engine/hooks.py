@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segpipe.engine.checkpoint import BEST, LAST, save_checkpoint
+from segpipe.engine.checkpoint import BEST, LAST, save_checkpoint, weights_only_state
 
 if TYPE_CHECKING:
     from segpipe.engine.progress_hooks import Throughput
@@ -29,8 +29,9 @@ class Hook:
 
 
 class CheckpointHook(Hook):
-    """``last.pt`` after every epoch (and when training stops early), ``best.pt`` when the monitored
-    metric improves, plus ``last.pt`` every ``every_steps`` optimizer steps for long epochs."""
+    """``last.pt`` after every epoch (and when training stops early), ``best.pt`` (weights, no optimizer
+    state) when the monitored metric improves, plus ``last.pt`` every ``every_steps`` optimizer steps
+    for long epochs."""
 
     def __init__(self, out_dir: Path, every_steps: int | None = None) -> None:
         self.out_dir = Path(out_dir)
@@ -39,7 +40,8 @@ class CheckpointHook(Hook):
 
     def _save(self, ctx: TrainContext, name: str) -> None:
         if ctx.is_main:
-            save_checkpoint(self.out_dir / name, ctx.checkpoint_state())
+            state = ctx.checkpoint_state()
+            save_checkpoint(self.out_dir / name, weights_only_state(state) if name == BEST else state)
         self._saved_at = (ctx.state.epoch, ctx.state.batch_in_epoch)
 
     def after_step(self, ctx: TrainContext) -> None:

@@ -12,7 +12,7 @@ The task's adapter does the task-specific part (``TaskAdapter.predict_images``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,7 +31,8 @@ from segpipe.data.sample import ImageId
 from segpipe.engine.checkpoint import BEST, LAST, load_checkpoint
 from segpipe.engine.distributed import DistInfo, device_for
 from segpipe.engine.train import autocast
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, DataError
+from segpipe.limits import check_text
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
 from segpipe.prediction import Prediction
@@ -85,6 +86,8 @@ def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
         raise ConfigError(f"{path}: checkpoint has no config/category map (not written by segpipe train)")
     config = config_mod.from_dict(config_mod.parse_yaml(ckpt["config"], source=f"{path}:config", aliases=True))
     cmap = CategoryMap.from_dict(ckpt["category_map"])
+    for name in cmap.names:  # stored with every prediction: a model trained before the limit existed
+        check_text(f"{path}: class", str(name), "class name")
     # the checkpoint holds every weight: do not load the pretrained files named in the config again
     model_cfg = config.model.model_copy(update={"weights": None, "backbone_weights": None})
     model = build_model(model_cfg, config.task, cmap.num_labels)
@@ -107,17 +110,42 @@ def load_trained_state(model: nn.Module, state: dict[str, torch.Tensor], source:
                           f"unexpected {result.unexpected_keys[:5]})")
 
 
+FailedImage = Callable[["ImageItem", str], None]
+
+
 def predict_items(
-    loaded: LoadedModel, items: Sequence[ImageItem], cfg: PredictConfig
+    loaded: LoadedModel, items: Sequence[ImageItem], cfg: PredictConfig, on_failed: FailedImage | None = None
 ) -> Iterator[tuple[ImageItem, np.ndarray, Prediction]]:
     """Yield (item, original RGB image, prediction) per image, in order, batched by ``cfg.batch_size``.
-    Image decoding runs one batch ahead in a thread so the model rarely waits for the disk."""
+    Image decoding runs one batch ahead in a thread so the model rarely waits for the disk.
+
+    An image that cannot be read or is refused by the admission limits (a `DataError`) is skipped and
+    passed to ``on_failed(item, reason)``; without ``on_failed`` the error is raised."""
     batches = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = pool.map(lambda b: [read_image(it.path) for it in b], batches)
-        for batch_items, images in zip(batches, pending, strict=True):
-            preds = predict_arrays(loaded, images, [it.image_id for it in batch_items], cfg)
-            yield from zip(batch_items, images, preds, strict=True)
+        pending = pool.map(lambda b: [_read_or_reason(it) for it in b], batches)
+        for batch_items, read in zip(batches, pending, strict=True):
+            ok = []
+            for item, image in zip(batch_items, read, strict=True):
+                if isinstance(image, DataError):
+                    if on_failed is None:
+                        raise image
+                    on_failed(item, str(image).removeprefix(f"{item.path}: "))
+                else:
+                    ok.append((item, image))
+            if not ok:
+                continue
+            images = [image for _, image in ok]
+            preds = predict_arrays(loaded, images, [it.image_id for it, _ in ok], cfg)
+            for (item, image), pred in zip(ok, preds, strict=True):
+                yield item, image, pred
+
+
+def _read_or_reason(item: ImageItem) -> np.ndarray | DataError:
+    try:
+        return read_image(item.path)
+    except DataError as e:
+        return e
 
 
 def predict_arrays(
@@ -146,6 +174,7 @@ def image_items(images_dir: str | Path, annotations: str | Path | None = None) -
         items = []
         for path in list_images(root, recursive=True):
             name = path.relative_to(root).with_suffix("").as_posix()
+            check_text(f"image {name[:80]}…", name, "image key")  # the key predictions are stored under
             items.append(ImageItem(check_read(path, what=f"image {name}"), name, name))
         if not items:
             raise ConfigError(f"{root}: no images found (looked for .jpg, .png, .tif, .bmp, .webp)")

@@ -319,6 +319,7 @@ def predict_to_files(
     skip: frozenset[str] = frozenset(),
     on_image: Callable[[Any, Any, CategoryMap], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    on_failed: Callable[[Any, str], None] | None = None,
     write_files: bool = True,
     model_version: str | None = None,
 ) -> dict[str, Any]:
@@ -326,7 +327,9 @@ def predict_to_files(
     task's defaults) to `out_dir` through the export registry; ``model_ref`` is a run folder / checkpoint, or a `LoadedModel`
     already in memory. ``skip`` holds image ids (as str) already
     done by a resumed job; ``on_start(todo, total)`` is called once the images are listed and
-    ``on_image(item, prediction, category_map)`` after each image (progress, stores). ``write_files``
+    ``on_image(item, prediction, category_map)`` after each image (progress, stores);
+    ``on_failed(item, reason)`` for an image that cannot be read or is over the admission limits (it is
+    skipped; the summary's ``failed_images`` lists them all either way). ``write_files``
     False only predicts (a predict job exports from its store afterwards). Returns a summary."""
     from segpipe.engine.predict import LoadedModel, image_items, load_model, predict_items
     from segpipe.masks.formats import ExportContext, MultiExport, check_formats, default_formats
@@ -347,8 +350,15 @@ def predict_to_files(
                             image_url_prefix=cfg.image_url_prefix,
                             model_version=model_version or loaded.config.name or Path(loaded.checkpoint).parent.name)
         writer = MultiExport(names, ctx, Path(out_dir))
+    failed: list[dict[str, str]] = []
+
+    def skipped(item: Any, reason: str) -> None:
+        failed.append({"image": str(item.image_id), "reason": reason})
+        if on_failed is not None:
+            on_failed(item, reason)
+
     try:
-        for item, image, pred in predict_items(loaded, items, cfg):
+        for item, image, pred in predict_items(loaded, items, cfg, on_failed=skipped):
             if writer is not None:
                 writer.add(export_image(pred, loaded.category_map, _file_name(item.path, root), topk=cfg.topk,
                                         image=image, path=item.path))
@@ -359,8 +369,8 @@ def predict_to_files(
             writer.abort()
         raise
     files = writer.close() if writer is not None else {}
-    return {"images": len(items), "out_dir": str(out_dir), "formats": names, "files": files,
-            "task": loaded.task, "checkpoint": str(loaded.checkpoint)}
+    return {"images": len(items) - len(failed), "out_dir": str(out_dir), "formats": names, "files": files,
+            "task": loaded.task, "checkpoint": str(loaded.checkpoint), "failed_images": failed}
 
 
 def _file_name(path: Path, root: Path) -> str:

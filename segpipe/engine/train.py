@@ -19,6 +19,7 @@ from torch import nn
 from segpipe.config import TrainConfig
 from segpipe.engine.checkpoint import rng_state, set_rng_state
 from segpipe.engine.hooks import Hook
+from segpipe.errors import ConfigError
 
 
 class Adapter(Protocol):
@@ -104,6 +105,9 @@ class TrainContext:
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         model = self.model.module if hasattr(self.model, "module") else self.model
+        if "optimizer" not in checkpoint:
+            raise ConfigError("this checkpoint holds weights only (a best.pt): resume from the run's last.pt, "
+                              "or start a new training with it as model.weights")
         model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scheduler and checkpoint.get("scheduler"):

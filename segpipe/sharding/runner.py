@@ -26,7 +26,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     from segpipe.engine.model_cache import cached_model
     from segpipe.engine.predict import predict_items
     from segpipe.masks.rows import prediction_rows
-    from segpipe.pipeline import resolve_model_ref, resolve_version
+    from segpipe.pipeline import record_failed_image, resolve_model_ref, resolve_version
 
     stores, spec, parent = run.stores, shard.spec, shard.parent
     done = stores.predictions.done_images(parent)
@@ -46,8 +46,13 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
                           capacity=run.settings.model_cache_models)
     cfg = spec.predict
     parent_progress = _ParentProgress(run, parent)
+
+    def on_failed(item: Any, reason: str) -> None:  # recorded under the parent, like the predictions
+        record_failed_image(run, parent, str(item.image_id), reason)
+        counts["done"] += 1
+
     try:
-        for item, image, pred in predict_items(loaded, todo, cfg):
+        for item, image, pred in predict_items(loaded, todo, cfg, on_failed=on_failed):
             if run.should_stop():
                 raise _Stop()
             stores.predictions.write_image(parent, str(item.image_id),
@@ -76,5 +81,6 @@ class _ParentProgress:
             return
         self.last = now
         stores = self.run.stores
-        progress: dict[str, Any] = {"images_done": stores.predictions.count_images(self.parent)}
-        stores.shards.advance(self.parent, progress, monotone=("images_done",))
+        progress: dict[str, Any] = {"images_done": stores.predictions.count_images(self.parent),
+                                    "images_failed": stores.predictions.count_failures(self.parent)}
+        stores.shards.advance(self.parent, progress, monotone=("images_done", "images_failed"))

@@ -21,6 +21,7 @@ from typing import Any
 
 from segpipe.errors import ConfigError
 from segpipe.storage import remote
+from segpipe.storage.disk import disk_errors, ensure_free
 from segpipe.storage.uri import Uri
 
 log = logging.getLogger("segpipe.cache")
@@ -68,10 +69,17 @@ class DownloadCache:
             if target.is_file() and tags.get(rel) == tag:
                 os.utime(target)  # recently used: evicted last
                 return target
-            self._make_room(int(info.get("size") or 0))
+            size = int(info.get("size") or 0)
+            self._make_room(size)
             target.parent.mkdir(parents=True, exist_ok=True)
+            ensure_free(target.parent, size)  # "disk full at PATH, needed N MB" before the download
             partial = target.with_name(target.name + f".part-{os.getpid()}")
-            remote.filesystem(uri).get_file(uri.key, str(partial))
+            try:
+                with disk_errors(target, size):
+                    remote.filesystem(uri).get_file(uri.key, str(partial))
+            except BaseException:
+                partial.unlink(missing_ok=True)  # no half-downloaded object stays in the cache
+                raise
             partial.replace(target)
             self.downloads += 1
             tags = _read_tags(slot)

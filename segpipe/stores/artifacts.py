@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from segpipe.errors import NotFoundError, SegpipeError
+from segpipe.limits import check_path
 from segpipe.storage.uri import Uri, is_uri, parse_uri
 from segpipe.stores.jobs import JobStore
 
@@ -77,6 +78,7 @@ class ArtifactStore:
         where = f"artifact path {text!r} of job {job_id}"
         if not text.strip() or "\x00" in text:
             raise ArtifactPathError(f"{where}: empty or contains a NUL character")
+        check_path(where, text)  # LimitExceeded (422): the OS would say only "File name too long"
         # Backslashes are separators to Windows clients; treat them as such rather than as name characters.
         posix = PurePosixPath(text.replace("\\", "/"))
         if posix.is_absolute() or PureWindowsPath(text).drive:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -244,6 +244,15 @@ class JobStore:
             if current is None:
                 raise NotFoundError(f"job {job_id} does not exist")
             session.execute(_by_id(job_id).values(artifacts={**current, **artifacts}, updated_at=self.now()))
+
+    def clear_artifacts(self, job_id: str, names: Sequence[str] | None = None) -> None:
+        """Forget the job's artifacts ``names`` (all when None): their files were removed (`segpipe gc`)."""
+        with self.store.write() as session:
+            current = session.scalar(select(Job.artifacts).where(Job.id == job_id).with_for_update())
+            if current is None:
+                return
+            kept = {} if names is None else {k: v for k, v in current.items() if k not in names}
+            session.execute(_by_id(job_id).values(artifacts=kept, updated_at=self.now()))
 
     # -- cancellation ------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""ORM tables of the SQL store: jobs, predictions (+ the images each predict job has done), model versions,
+"""ORM tables of the SQL store: jobs, predictions (+ the images each predict job has done or could not
+read), model versions,
 promotion decisions and the per-model retraining slots.
 
 The schema itself is created and changed only by the Alembic migrations in ``migrations/versions``;
@@ -196,6 +197,21 @@ class PredictionImage(Base):
     instances: Mapped[int]
     height: Mapped[int | None]
     width: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+
+class PredictionFailure(Base):
+    """An image a predict job could not read or refused (over the admission limits), with the reason.
+
+    A separate table, so that every reader of `PredictionImage` keeps meaning "predicted"; a resumed
+    job tries the image again and the first reason stays (insert or ignore).
+    """
+
+    __tablename__ = "prediction_failures"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    image_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 

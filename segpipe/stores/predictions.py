@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from segpipe.masks.rows import PredictionRow  # the one row type of every export (re-exported here)
 from segpipe.stores.db import Store
-from segpipe.stores.models import Job, Prediction, PredictionImage, utcnow
+from segpipe.stores.models import Job, Prediction, PredictionFailure, PredictionImage, utcnow
 
 ROW_FIELDS = ("instance", "category_id", "category_name", "score", "bbox", "rle", "height", "width")
 _COLUMNS = (
@@ -85,6 +85,30 @@ class PredictionStore:
                 # The unique key backs up the marker: even a write that bypassed it cannot duplicate rows.
                 session.execute(self._insert(Prediction).on_conflict_do_nothing(), values)
             return True
+
+    def record_failure(self, job_id: str, image_key: str, reason: str) -> bool:
+        """Record that ``job_id`` could not read ``image_key`` and why; False if it was recorded before
+        (the first reason stays)."""
+        values = dict(job_id=job_id, image_key=image_key, reason=reason, created_at=self.now())
+        with self.store.write() as session:
+            insert = self._insert(PredictionFailure).values(**values).on_conflict_do_nothing()
+            return session.scalar(insert.returning(PredictionFailure.job_id)) is not None
+
+    def failures(self, job_id: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """(image key, reason) of the images ``job_id`` (all its shards) could not read, by key; an image
+        predicted after all (a later attempt read it) is not listed."""
+        done = select(PredictionImage.image_key).where(PredictionImage.job_id == job_id)
+        query = (select(PredictionFailure.image_key, PredictionFailure.reason)
+                 .where(PredictionFailure.job_id == job_id, PredictionFailure.image_key.not_in(done))
+                 .order_by(PredictionFailure.image_key).limit(limit))
+        with self.store.read() as session:
+            return [(key, reason) for key, reason in session.execute(query)]
+
+    def count_failures(self, job_id: str) -> int:
+        done = select(PredictionImage.image_key).where(PredictionImage.job_id == job_id)
+        query = select(func.count()).where(PredictionFailure.job_id == job_id, PredictionFailure.image_key.not_in(done))
+        with self.store.read() as session:
+            return session.scalar(query) or 0
 
     def done_images(self, job_id: str) -> set[str]:
         """Keys of the images ``job_id`` has written (with or without instances): a resumed job skips them."""

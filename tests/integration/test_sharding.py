@@ -115,14 +115,30 @@ def test_cancelling_a_sharded_job_cancels_its_shards(svc: Service, tiny_model) -
 
 @pytest.mark.integration
 @PG_ONLY
-def test_a_failed_shard_fails_the_parent_with_its_reason_after_the_others_ran(svc: Service, tiny_model) -> None:
+def test_failed_shards_fail_the_parent_with_their_reason(svc: Service) -> None:
+    """A shard fails on what the parent's split cannot see: here the model, a file that exists (submit checks
+    that) but is no checkpoint. (An unreadable image no longer fails a shard: it is skipped and reported,
+    tests/integration/test_failed_images.py.)"""
     images = make_shapes_coco(svc.data_dir("bad-shard"), n_images=30, size=(32, 32), seed=10, crowd=False).images
+    model = svc.data_dir("bad-model") / "best.pt"
+    model.write_bytes(b"not a checkpoint")
+    job_id = svc.submit("predict", predict_spec(model, images, batch_size=2, formats=["png"], shard_size=10))
+    job = svc.wait_done(job_id, expect="failed")
+    assert job["error"].startswith("3 of 3 shards failed; shard 0 ") and "not a loadable checkpoint" in job["error"], \
+        job["error"]
+    children = svc.stores.shards.children(job_id)
+    assert [c.state for c in children] == ["failed", "failed", "failed"]
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_an_unreadable_image_in_a_shard_is_reported_by_the_parent(svc: Service, tiny_model) -> None:
+    images = make_shapes_coco(svc.data_dir("bad-image-shard"), n_images=30, size=(32, 32), seed=10, crowd=False).images
     broken = sorted(images.glob("*.png"))[25]
     broken.write_bytes(b"not a png")
     job_id = svc.submit("predict", predict_spec(tiny_model, images, batch_size=2, formats=["png"], shard_size=10))
-    job = svc.wait_done(job_id, expect="failed")
-    assert job["error"].startswith("1 of 3 shards failed; shard 2 ") and broken.stem in job["error"], job["error"]
-    children = svc.stores.shards.children(job_id)
-    assert [c.state for c in children] == ["succeeded", "succeeded", "failed"]
-    # the images of the shards that succeeded are stored, and the API serves them
-    assert svc.stores.predictions.count_images(job_id) >= 20
+    job = svc.wait_done(job_id)
+    assert [c.state for c in svc.stores.shards.children(job_id)] == ["succeeded"] * 3
+    assert job["progress"]["images_failed"] == 1 and svc.stores.predictions.count_images(job_id) == 29
+    (failed,) = job["progress"]["failed_images"]
+    assert failed["image"] == broken.stem and failed["reason"].startswith("cannot decode image")

@@ -21,7 +21,7 @@ from segpipe.stores.db import (
 )
 from segpipe.stores.models import VERSION_TABLE, Base
 
-TABLES = {"jobs", "predictions", "prediction_images", "model_versions", "promotion_decisions", "retrain_slots",
+TABLES = {"jobs", "predictions", "prediction_images", "prediction_failures", "model_versions", "promotion_decisions", "retrain_slots",
           VERSION_TABLE}
 
 

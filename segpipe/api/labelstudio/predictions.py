@@ -5,8 +5,9 @@
    roots, its path relative to each parent folder without suffix (what folder jobs key by) plus a
    ``segpipe_image_id`` the task may carry (exports write it); a path-derived hit counts only if that
    job's own image for the key is the very same file.
-2. Otherwise the images go, named by content hash, into a fresh folder under the artifact root
-   (``ls-inbox/``), and ONE predict job for all of them is queued on the ``interactive`` queue (a
+2. Otherwise the images (admitted already: `segpipe.data.admission`) go, named by content hash, into a
+   fresh folder under the artifact root (``ls-inbox/``; refused with 503 past ``SEGPIPE_LS_INBOX_MAX_MB``
+   or without disk space; the worker removes the folder when the job ends), and ONE predict job for all of them is queued on the ``interactive`` queue (a
    `segpipe worker -Q interactive` serves it: the API never builds a model). The request waits for it
    up to ``SEGPIPE_LS_PREDICT_TIMEOUT`` seconds; past that it answers 503 with the job id, and a retry
    then finds the stored predictions.
@@ -15,6 +16,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,6 +33,7 @@ from segpipe.api.errors import ApiError
 from segpipe.api.labelstudio.model_info import ModelInfo
 from segpipe.api.labelstudio.task_images import TaskImage
 from segpipe.errors import SegpipeError
+from segpipe.storage.disk import MB, DiskFull, ensure_free, write_bytes_atomic
 from segpipe.stores.models import TERMINAL_STATES, Job, PredictionImage
 
 POLL_SECONDS = 0.1
@@ -97,24 +101,66 @@ def find_stored(ctx: ApiContext, model: ModelInfo, image: TaskImage, image_id: o
     return None
 
 
+def write_inbox(ctx: ApiContext, images: Sequence[tuple[str, TaskImage]]) -> Path:
+    """A fresh inbox folder holding ``images`` (already admitted), each written under a temporary name and
+    renamed. 503 when the inbox is over ``SEGPIPE_LS_INBOX_MAX_MB`` with them (the worker empties it as
+    jobs end) or the disk lacks room; the answer never shows a path of this server."""
+    inbox = ctx.stores.artifacts.inbox
+    incoming = sum(len(image.content) for _key, image in images)
+    quota = int(ctx.settings.ls_inbox_max_mb * MB)
+    used = folder_bytes(inbox)
+    if used + incoming > quota:
+        raise ApiError(503, f"the Label Studio inbox is full: {used / MB:.2f} MB waiting for workers plus "
+                            f"{incoming / MB:.2f} MB in this request is over {ctx.settings.ls_inbox_max_mb:g} MB (SEGPIPE_LS_INBOX_MAX_MB); "
+                            "try again when the queued predictions have run", headers={"Retry-After": "30"})
+    folder = inbox / uuid.uuid4().hex
+    try:
+        ensure_free(inbox, incoming)
+        folder.mkdir(parents=True)
+        for key, image in images:
+            write_bytes_atomic(folder / f"{key}{image.suffix}", image.content)
+    except DiskFull:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ApiError(503, f"no disk space for {incoming / MB:.1f} MB of task images on this server; "
+                            "an operator must free space (see docs/operations.md)", headers={"Retry-After": "60"}) from None
+    return folder
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it does not exist)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:  # removed meanwhile by a worker ending its job
+                pass
+    return total
+
+
+def _public(text: str, folder: Path, ctx: ApiContext) -> str:
+    """A job's reason without this server's paths: inbox file names become their content keys."""
+    return (text.replace(f"{folder}/", "").replace(str(folder), "(inbox folder)")
+            .replace(str(ctx.stores.artifacts.root), "(artifact root)"))
+
+
 def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], submitted_by: str) -> dict[str, Found]:
     """Queue one interactive predict job for ``images`` and wait for it: content key → `Found`.
 
     503 (naming the job and the timeout) when it has not finished within ``ls_predict_timeout``; 503
     with the job's error when it failed.
     """
-    folder = ctx.stores.artifacts.inbox / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    keys = {}
-    for image in images:
-        key = content_key(image)
-        keys[key] = image
-        (folder / f"{key}{image.suffix}").write_bytes(image.content)
+    keys = {content_key(image): image for image in images}
+    folder = write_inbox(ctx, list(keys.items()))
     spec = {"model": model.label, "images": str(folder), "device": "cpu", "predict": {"formats": ["coco-results"]}}
     settings = ctx.settings
     roots_settings = settings.model_copy(update={"data_roots": [*settings.roots, ctx.stores.artifacts.inbox]})
-    job = service.submit(ctx.stores, ctx.celery, roots_settings, "predict", spec, submitted_by=submitted_by,
-                         queue="interactive", model_name=model.name)
+    try:
+        job = service.submit(ctx.stores, ctx.celery, roots_settings, "predict", spec, submitted_by=submitted_by,
+                             queue="interactive", model_name=model.name)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no job will ever read it
+        raise
     deadline = time.monotonic() + settings.ls_predict_timeout
     while True:
         state = ctx.stores.jobs.get(job.id)
@@ -131,10 +177,14 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
             )
         time.sleep(POLL_SECONDS)
     if state.state != "succeeded":
-        raise ApiError(503, f"interactive predict job {job.id} {state.state}: {state.error or 'no reason recorded'}",
-                       detail={"job_id": job.id})
+        reason = _public(state.error or "no reason recorded", folder, ctx)
+        raise ApiError(503, f"interactive predict job {job.id} {state.state}: {reason}", detail={"job_id": job.id})
+    failed = dict(ctx.stores.predictions.failures(job.id))
     found = {}
     for key in keys:
+        if key in failed:
+            raise ApiError(422, f"image {key} (content hash) could not be read: {_public(failed[key], folder, ctx)}",
+                           detail={"job_id": job.id, "image_key": key})
         read = ctx.masks.read(key, job.id)
         if read is None or read.height is None or read.width is None:
             raise ApiError(503, f"interactive predict job {job.id} stored nothing for image {key}")

@@ -8,7 +8,8 @@ A task's image value may be:
   is scheme, host and port: an ``http://`` URL for an ``https://`` server is refused, so the token never
   travels in clear;
 - a plain path: inside the data roots.
-Every error is an `ApiError` 4xx naming the task and the image.
+Every image is admitted (`segpipe.data.admission`) while still in memory; every error is an `ApiError`
+4xx naming the task and the image.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 from segpipe.api.errors import ApiError
+from segpipe.data.admission import MB, ImageLimits, ImageRefused, admit_bytes
 from segpipe.errors import ConfigError
+from segpipe.limits import LimitExceeded
 from segpipe.paths import confine
 from segpipe.settings import Settings
 
@@ -51,6 +54,8 @@ def _suffix(name: str, content: bytes) -> str:
 def _read_local(path: Path, settings: Settings, task_id: object, source: str, limit: int) -> TaskImage:
     try:
         resolved = confine(path, settings.roots, what=f"task {task_id} image")
+    except LimitExceeded as e:  # a name over the filesystem's limits: the request is at fault, not a refusal
+        raise ApiError(422, str(e)) from None
     except ConfigError as e:
         raise ApiError(403, str(e)) from None
     if not resolved.is_file():
@@ -104,8 +109,18 @@ def _fetch(url: str, settings: Settings, task_id: object, source: str, limit: in
 
 
 def read_task_image(source: object, settings: Settings, task_id: object) -> TaskImage:
-    """The task's image bytes; `ApiError` (403/413/422) naming the task when it cannot be had."""
-    limit = int(settings.max_upload_mb * 1024 * 1024)
+    """The task's image bytes, admitted (`segpipe.data.admission`: bytes and header pixels) before anything
+    writes or decodes them; `ApiError` (403/413/422) naming the task when it cannot be had."""
+    image = _task_image_bytes(source, settings, task_id)
+    try:
+        admit_bytes(image.content, f"task {task_id}: image {source!r}", ImageLimits.of(settings))
+    except ImageRefused as e:
+        raise ApiError(422 if e.code == "image-unreadable" else 413, str(e)) from None
+    return image
+
+
+def _task_image_bytes(source: object, settings: Settings, task_id: object) -> TaskImage:
+    limit = int(min(settings.max_upload_mb, settings.max_image_mb) * MB)
     if not isinstance(source, str) or not source.strip():
         raise ApiError(422, f"task {task_id}: its image value must be a non-empty string, got {source!r}")
     parts = urlsplit(source)

@@ -17,6 +17,7 @@ from segpipe.api.auth import Principal, engineer
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.schemas import ErrorOut, UploadedFile, UploadOut
 from segpipe.api.uploads import MultipartImageWriter, multipart_boundary
+from segpipe.data.admission import ImageLimits
 
 router = APIRouter(tags=["uploads"])
 UPLOADS_DIR = "uploads"
@@ -67,7 +68,8 @@ async def upload_images(
     folder = ctx.settings.roots[0] / UPLOADS_DIR / upload_id
     max_bytes = int(ctx.settings.max_upload_mb * 2**20)
     await run_in_threadpool(folder.mkdir, parents=True)
-    writer = MultipartImageWriter(folder, boundary, max_file_bytes=max_bytes, max_files=ctx.settings.max_upload_files)
+    writer = MultipartImageWriter(folder, boundary, max_file_bytes=max_bytes, max_files=ctx.settings.max_upload_files,
+                                  limits=ImageLimits.of(ctx.settings))
     try:
         # The body is parsed as it arrives: file writes happen in the thread pool, off the event loop.
         async for chunk in request.stream():
