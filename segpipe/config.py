@@ -189,6 +189,13 @@ class TrainConfig(Section):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads; None: OMP_NUM_THREADS if set, else the cores available"
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="with several ranks (resources): lr × world size (linear) or × its square root (sqrt); "
+        "batch_size is per rank, so the effective batch is batch_size × accumulate × gpus_per_node × nodes"
+    )
+    sync_batchnorm: bool = Field(
+        False, description="with several ranks: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)"
+    )
 
 
 class PredictConfig(Section):
@@ -229,6 +236,24 @@ class PredictConfig(Section):
             raise ValueError(str(exc)) from None
 
 
+class ResourcesConfig(Section):
+    """What a queued training asks of the cluster (`segpipe.elastic`): ``gpus_per_node`` ranks on each of
+    ``nodes`` hosts, launched by PyTorch's elastic agent (torch.distributed.run)."""
+
+    gpus_per_node: int = Field(1, ge=1, le=64, description="ranks per host (one per GPU; CPU processes on gloo without one)")
+    nodes: int = Field(1, ge=1, le=64, description="hosts; each is one `segpipe worker` that claims one node of the job")
+    join_timeout: float = Field(
+        300.0, gt=0, le=86400, description="seconds every node has to be claimed and to join the rendezvous; "
+        "else the job fails and releases the nodes it holds"
+    )
+    max_restarts: int = Field(3, ge=0, le=100, description="times the elastic agent restarts the ranks (from the last "
+                              "checkpoint) after a rank or a node died, before the job fails")
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+
 class JobConfig(Section):
     name: str | None = None
     task: TaskKind
@@ -237,6 +262,7 @@ class JobConfig(Section):
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     output_dir: Path = Path("runs/exp")
 
     @model_validator(mode="after")

@@ -179,8 +179,14 @@ def staged(run: JobRun, spec: Any) -> Any:
 
 
 def run_train(run: JobRun, spec: Any) -> dict[str, str]:
+    """A training job: in this worker's process, or — when ``resources`` asks for more than one rank —
+    under PyTorch's elastic agent, across the job's nodes (`segpipe.elastic`)."""
     from segpipe.engine.runner import train
 
+    if spec.resources.world_size > 1:
+        from segpipe.elastic.jobs import run_distributed_train
+
+        return run_distributed_train(run, spec)
     spec = staged(run, spec)
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
@@ -197,6 +203,11 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     result = train(spec, resume=True, show_progress=True, should_stop=run.should_stop,
                    report=lambda p: run.progress({"phase": "train", **p}, force=True),
                    tracking_tags={"segpipe.job_id": run.job_id}, extra_hooks=hooks)
+    return finish_train(run, spec, result, run_dir)
+
+
+def finish_train(run: JobRun, spec: Any, result: Any, run_dir: Path) -> dict[str, str]:
+    """A training's end: its final progress, its model version (a named config, once per job), its artifacts."""
     progress: dict[str, Any] = {"phase": "done", "metrics": _scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}

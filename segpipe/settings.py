@@ -41,6 +41,13 @@ class Settings(BaseSettings):
         30.0, gt=0, description="the reconciler checks a job queued this long for a lost broker message"
     )
     visibility_timeout: int = Field(4 * 3600, description="Redis: seconds before an unacked message is redelivered")
+    advertise_host: str | None = Field(
+        None, description="the address other hosts reach this worker at: a multi-node training's rendezvous (c10d "
+        "store) and its rank-0 process group listen here (SEGPIPE_ADVERTISE_HOST; None: this host's FQDN)"
+    )
+    rendezvous_port: int = Field(
+        0, ge=0, le=65535, description="the TCP port of the c10d rendezvous a training's first node hosts (0: a free one)"
+    )
     model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
     max_upload_mb: float = Field(50.0, gt=0)
     max_config_kb: float = Field(256.0, gt=0)
