@@ -87,7 +87,9 @@ def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
     result = read_result(run_dir)
     if result.state.stop_reason == "cancelled":
         run.cancelled = True
-    return finish_train(run, spec, result, run_dir)
+    artifacts = finish_train(run, spec, result, run_dir)
+    artifacts["elastic.log"] = run.register("elastic.log", run.folder / "elastic.log")  # the agent's and ranks' log
+    return artifacts
 
 
 def run_node(run: Any, spec: NodeSpec) -> dict[str, str]:
@@ -114,6 +116,7 @@ def run_node(run: Any, spec: NodeSpec) -> dict[str, str]:
     if outcome.killed is not None:
         log.info("job %s: node stopped: %s", run.job_id, outcome.killed)
         run.cancelled = True
+    run.should_stop()  # a node of a cancelled job ends cancelled too
     run.progress({"phase": "done", "node": spec.node}, force=True)
     return {}
 
