@@ -237,4 +237,7 @@ def _node_number(job_id: str) -> str:
 def _rank_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default with several ranks, said aloud
+    # Every rendezvous round publishes rank 0's address afresh. With the agents' shared TCP store (torch's
+    # default) only a node's first round does, so a node that replaces a dead one waits forever for it.
+    env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     return env
