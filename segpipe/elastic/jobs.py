@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.config import JobConfig, dump
-from segpipe.elastic.launch import NodeLaunch, Outcome, advertised_host, failure_reason, free_port, supervise
+from segpipe.elastic.launch import (
+    NodeLaunch,
+    advertised_host,
+    failure_reason,
+    free_port,
+    supervise,
+)
 from segpipe.elastic.rank import RESULT, RankContext
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import NodeSpec, dump_spec
