@@ -279,6 +279,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     store through the export registry, so a resumed job's files hold every image exactly once."""
     from segpipe.engine.runner import predict_to_files
     from segpipe.masks.rows import prediction_rows
+    from segpipe.stores.predictions import PredictionBuffer
 
     stores = run.stores
     done = stores.predictions.done_images(run.job_id)
@@ -290,14 +291,17 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         run.progress({"phase": "predict", "images_done": total - todo, "images_total": total,
                       "images_resumed": total - todo}, force=True)
 
+    def flushed(images: int) -> None:
+        counts["done"] += images
+        run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+
+    # one store transaction per batch of images, not per image
+    buffer = PredictionBuffer(stores.predictions, run.job_id, size=max(spec.predict.batch_size, 16), on_flush=flushed)
+
     def on_image(item: Any, pred: Any, category_map: Any) -> None:
         if run.should_stop():
             raise _Stop()
-        stores.predictions.write_image(run.job_id, str(item.image_id),
-                                       prediction_rows(pred, category_map, spec.predict.topk),
-                                       height=pred.height, width=pred.width)
-        counts["done"] += 1
-        run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+        buffer.add(str(item.image_id), prediction_rows(pred, category_map, spec.predict.topk), pred.height, pred.width)
 
     version = resolve_version(spec.model, stores)
     if version is not None:  # which version NAME@production meant when this job ran
@@ -313,7 +317,9 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
                          annotations=spec.annotations, device=spec.device, skip=frozenset(done),
                          on_image=on_image, on_start=on_start, write_files=False)
     except _Stop:
+        buffer.flush()
         return {}
+    buffer.flush()
     artifacts = export_predictions(run, spec)
     run.progress({"phase": "done", "images_done": counts["done"], "images_total": counts["total"]}, force=True)
     return artifacts
