@@ -74,7 +74,7 @@ def run_config(name: str, config: Path, work: Path, images: int, epochs: int) ->
     """One training under the agent(s); returns images/s over the epochs after the first."""
     out = work / f"{name}-{time.monotonic_ns()}.json"
     endpoint = f"127.0.0.1:{_free_port()}"
-    run_id = out.stem
+    run_id = f"bench-{time.monotonic_ns()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     args = [str(config), str(out)]
