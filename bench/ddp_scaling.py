@@ -137,7 +137,7 @@ def main() -> None:
     info = machine()
     print_table(f"data-parallel training, cnn_small {args.size} px, batch 4 per rank, {images} images, "
                 f"{args.rounds} round(s); load {info['load_avg_1m']}", ["ranks", "images/s", "scaling"], rows)
-    emit({"machine": info, "images_per_s": {n: statistics.median(v) for n, v in rates.items()},
+    emit({"bench": "ddp_scaling", "machine": info, "images_per_s": {n: statistics.median(v) for n, v in rates.items()},
           "scaling": {n: statistics.median(v) for n, v in ratios.items()}, "rounds": args.rounds,
           "images": images, "size": args.size})
 
