@@ -140,15 +140,15 @@ def check_devices(config: JobConfig) -> None:
 
 def queue_nodes(run: Any, config: JobConfig, launch: NodeLaunch, ids: list[str]) -> None:
     """The node rows of this attempt (the claims the other workers take), each published once."""
+    if run.publish is None:
+        raise SegpipeError(f"job {run.job_id}: resources.nodes is {launch.nodes}, but this worker cannot queue "
+                           "the other nodes (no broker)")
     stores = run.stores
     parent = stores.jobs.get(run.job_id)
     rows = [(job_id, dump_spec(NodeSpec(parent=run.job_id, node=n, endpoint=launch.endpoint, run_id=launch.run_id,
                                         leader_owner=run.owner, config=config)))
             for n, job_id in enumerate(ids, start=1)]
     stores.shards.create_children(parent, NODE_KIND, rows)
-    if run.publish is None:
-        raise SegpipeError(f"job {run.job_id}: resources.nodes is {launch.nodes}, but this worker cannot queue "
-                           "the other nodes (no broker)")
     for job_id in ids:
         run.publish(job_id, parent.queue)
 
