@@ -1,10 +1,14 @@
 """Sharded prediction across workers, and the worker's model cache.
 
-    python bench/scale_out.py [--quick] [--images N] [--shard-size N] [--rounds N]
+    python bench/scale_out.py [--quick] [--images N] [--shard-size N] [--rounds N] [--size PX]
+                              [--store sqlite|postgresql] [--max-workers 2|3]
 
-One predict job over ``--images`` 64-px images (a tiny binary U-Net, trained once in this process)
-is drained by 1, 2 and 3 real ``segpipe worker`` processes (Redis broker, one SQLite store, one torch
-thread each). images/s = images / (the parent's ``finished_at`` − ``created_at``), both stamped by
+One predict job over ``--images`` images of ``--size`` px (64 by default; 256 makes the model do real
+work; a tiny binary U-Net, trained once in this process) is drained by 1, 2 and 3 real ``segpipe
+worker`` processes (Redis broker, one SQLite store — or a fresh PostgreSQL database with ``--store
+postgresql`` — one torch thread each). "Where the time goes" splits each run from the store's own
+timestamps: the parent's split, the shards' work, the workers' waits between shards, the parent's
+finish (`phases`). images/s = images / (the parent's ``finished_at`` − ``created_at``), both stamped by
 the store. The scaling ratio is against one worker *in the same round*: the configurations run
 interleaved (1 2 3, then 3 2 1, …) after a warm-up job per worker set, and the medians are quoted.
 
@@ -47,15 +51,15 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 class Cluster:
     """A store, a broker and the worker processes currently running against them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, database_url: str | None = None) -> None:
         from segpipe.settings import Settings
         from segpipe.stores import Stores
         from workers.celery_app import create_app
 
         self.root = root
         home = root / "home"
-        self.settings = Settings(home=home, database_url=f"sqlite:///{home / 'segpipe.db'}", broker_url=REDIS_URL,
-                                 data_roots=[root], artifact_root=home / "artifacts")
+        self.settings = Settings(home=home, database_url=database_url or f"sqlite:///{home / 'segpipe.db'}",
+                                 broker_url=REDIS_URL, data_roots=[root], artifact_root=home / "artifacts")
         _flush_redis()
         self.stores = Stores.from_settings(self.settings)
         self.celery = create_app(self.settings)
@@ -110,6 +114,35 @@ def seconds(job: Any) -> float:
     return (job.finished_at - job.created_at).total_seconds()
 
 
+def phases(stores: Any, job: Any, workers: int) -> dict[str, float]:
+    """Where one sharded job's wall time went, from the store's own timestamps: the parent's split
+    (submit → first shard starts), the shards' work (summed over shards, then per worker), the time
+    workers sat between shards (message round trip, claim, model-cache lookup: wall × workers − work,
+    within the shards' span) and the parent's finish (last shard ends → parent ends: re-queue, export)."""
+    shards = [c for c in stores.shards.children(job.id) if c.started_at and c.finished_at]
+    if not shards:
+        return {}
+    first = min(c.started_at for c in shards)
+    last = max(c.finished_at for c in shards)
+    busy = sum((c.finished_at - c.started_at).total_seconds() for c in shards)
+    span = (last - first).total_seconds()
+    return {"split_s": (first - job.created_at).total_seconds(), "shard_work_s": busy / workers,
+            "between_shards_s": max(span * workers - busy, 0.0) / workers,
+            "finish_s": (job.finished_at - last).total_seconds(), "wall_s": seconds(job),
+            "per_shard_s": busy / len(shards)}
+
+
+def database(kind: str) -> tuple[str | None, Any]:
+    """``sqlite``: None (the cluster's own file). ``postgresql``: a fresh database on the test server
+    (``SEGPIPE_TEST_PG_URL``) and the function that drops it."""
+    if kind == "sqlite":
+        return None, lambda: None
+    from tests.stores.conftest import create_pg_database, drop_pg_database
+
+    url = create_pg_database()
+    return url.render_as_string(hide_password=False), lambda: drop_pg_database(url)
+
+
 def model_cache_figures(root: Path, tiny: Path, rounds: int) -> list[list[Any]]:
     import torch
 
@@ -152,6 +185,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--shard-size", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--size", type=int, default=64, help="image side in px (256: the model does real work)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--max-workers", type=int, default=3, choices=(2, 3))
     args = parser.parse_args()
     if args.quick:
         args.images, args.rounds = 240, 1
@@ -160,19 +196,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segpipe-scale-") as tmp:
         root = Path(tmp)
         tiny = train_tiny_model(root / "tiny")
-        images = make_shapes_coco(root / "images", n_images=args.images, size=(64, 64), seed=3, crowd=False).images
+        size = (args.size, args.size)
+        images = make_shapes_coco(root / "images", n_images=args.images, size=size, seed=3, crowd=False).images
         warm = make_shapes_coco(root / "warm", n_images=12, size=(32, 32), seed=4, crowd=False).images
-        cluster = Cluster(root)
-        rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+        db_url, drop_db = database(args.store)
+        cluster = Cluster(root, db_url)
+        counts = tuple(range(1, args.max_workers + 1))
+        rates: dict[int, list[float]] = {n: [] for n in counts}
+        breakdown: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
         whole: list[float] = []
         sharded_one: list[float] = []
         try:
             for r in range(args.rounds):
-                for n in ((1, 2, 3) if r % 2 == 0 else (3, 2, 1)):
+                for n in (counts if r % 2 == 0 else counts[::-1]):
                     cluster.start(n)
                     cluster.run(tiny, warm, shard_size=2)  # every worker imports torch, loads the model
                     job = cluster.run(tiny, images, args.shard_size)
                     rates[n].append(args.images / seconds(job))
+                    breakdown[n].append(phases(cluster.stores, job, n))
                     if n == 1:  # the same job as one piece, on the same warm worker
                         sharded_one.append(seconds(job))
                         whole.append(seconds(cluster.run(tiny, images, args.images)))
@@ -182,6 +223,7 @@ def main() -> None:
             cluster.celery.close()
             cluster.stores.close()
             _flush_redis()
+            drop_db()
         cache_rows = model_cache_figures(root, tiny, rounds=5 if args.quick else 10)
 
     shards = -(-args.images // args.shard_size)
@@ -190,12 +232,17 @@ def main() -> None:
     overhead = (statistics.median(sharded_one) - statistics.median(whole)) / shards
     info = machine()
     print(f"machine: {info}")
-    print_table(f"one predict job, {args.images} images of 64 px, shards of {args.shard_size}", ["workers", "images/s",
-                "× one worker"], rows)
+    print_table(f"one predict job, {args.images} images of {args.size} px, shards of {args.shard_size}, "
+                f"{args.store} store, Redis broker", ["workers", "images/s", "× one worker"], rows)
+    keys = ("wall_s", "split_s", "shard_work_s", "between_shards_s", "finish_s", "per_shard_s")
+    spent = {n: {k: statistics.median(b[k] for b in v if b) for k in keys} for n, v in breakdown.items() if any(v)}
+    print_table("where the time goes (medians, seconds; work and waits per worker)", ["workers", *keys],
+                [[n, *(f"{d[k]:.2f}" for k in keys)] for n, d in spent.items()])
     print_table("one worker: sharded vs one piece", ["shards", "sharded s", "whole s", "overhead/shard s"],
                 [[shards, f"{statistics.median(sharded_one):.2f}", f"{statistics.median(whole):.2f}", f"{overhead:.3f}"]])
     print_table("model cache (in process, 1 torch thread)", ["model", "MB", "load ms", "hit ms", "load/hit"], cache_rows)
-    print(json.dumps({"bench": "scale_out", "images": args.images, "shard_size": args.shard_size,
+    print(json.dumps({"bench": "scale_out", "images": args.images, "size": args.size, "store": args.store,
+                      "shard_size": args.shard_size, "phases": spent,
                       "images_per_s": {n: round(statistics.median(v), 2) for n, v in rates.items()},
                       "scaling_vs_1": {n: round(statistics.median(v) / base, 3) for n, v in rates.items()},
                       "overhead_per_shard_s": round(overhead, 4),

@@ -211,6 +211,13 @@ class TrainConfig(Section):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads; None: OMP_NUM_THREADS if set, else the cores available"
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="with several ranks (resources): lr × world size (linear) or × its square root (sqrt); "
+        "batch_size is per rank, so the effective batch is batch_size × accumulate × gpus_per_node × nodes"
+    )
+    sync_batchnorm: bool = Field(
+        False, description="with several ranks: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)"
+    )
 
 
 class PredictConfig(Section):
@@ -252,6 +259,24 @@ class PredictConfig(Section):
             raise ValueError(str(exc)) from None
 
 
+class ResourcesConfig(Section):
+    """What a queued training asks of the cluster (`segpipe.elastic`): ``gpus_per_node`` ranks on each of
+    ``nodes`` hosts, launched by PyTorch's elastic agent (torch.distributed.run)."""
+
+    gpus_per_node: int = Field(1, ge=1, le=64, description="ranks per host (one per GPU; CPU processes on gloo without one)")
+    nodes: int = Field(1, ge=1, le=64, description="hosts; each is one `segpipe worker` that claims one node of the job")
+    join_timeout: float = Field(
+        300.0, gt=0, le=86400, description="seconds every node has to be claimed and to join the rendezvous; "
+        "else the job fails and releases the nodes it holds"
+    )
+    max_restarts: int = Field(3, ge=0, le=100, description="times the elastic agent restarts the ranks (from the last "
+                              "checkpoint) after a rank or a node died, before the job fails")
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+
 class JobConfig(Section):
     name: str | None = Field(None, description="model name: a successful job registers version NAME@N")
     task: TaskKind = Field(description="the ML problem")
@@ -260,6 +285,8 @@ class JobConfig(Section):
     model: ModelConfig = Field(description="the model and its starting weights")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
     predict: PredictConfig = Field(default_factory=PredictConfig, description="prediction and its exports")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig,
+                                       description="ranks per host and hosts for a queued training")
     output_dir: Path = Field(Path("runs/exp"), description="the run directory (local runs; queued jobs use the artifact root)")
 
     @field_validator("name")

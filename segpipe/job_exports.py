@@ -50,7 +50,9 @@ def job_source(stores: Any, job_id: str) -> JobExportSource:
         raise ConfigError(f"job {job_id} is a {job.kind} job; exports come from predict jobs")
     spec = load_spec(job.kind, job.config)
     try:
-        checkpoint = load_checkpoint(resolve_checkpoint(resolve_model_ref(spec.model, stores)))
+        # only the task and the category map are read: the weights stay on disk (a parent finishing
+        # its shards spent a third of a second loading them, bench/scale_out.py)
+        checkpoint = load_checkpoint(resolve_checkpoint(resolve_model_ref(spec.model, stores)), mmap=True)
     except Exception as exc:  # noqa: BLE001 - say which job and model, whatever went wrong
         raise ConfigError(f"job {job_id}: cannot read its model {spec.model!r} to export: {exc}") from exc
     cmap = CategoryMap.from_dict(checkpoint["category_map"])

@@ -106,7 +106,7 @@ def _preflight_predict(spec: PredictSpec, stores: Stores) -> None:
 
 
 def _register_builtin() -> None:
-    from segpipe.jobspec import EvaluateSpec, PredictSpec, RetrainSpec, ShardSpec
+    from segpipe.jobspec import EvaluateSpec, NodeSpec, PredictSpec, RetrainSpec, ShardSpec
 
     register(JobKind("train", None, ("segpipe.pipeline", "run_train"), preflight=_preflight_train,
                      description="train a model from a job config; a named config also registers a version"))
@@ -118,6 +118,8 @@ def _register_builtin() -> None:
                      description="scheduled retraining: train, evaluate against production, gate the promotion"))
     register(JobKind("predict-shard", ShardSpec, ("segpipe.sharding.runner", "run_shard"), submittable=False,
                      description="one slice of a sharded predict job (queued by its parent)"))
+    register(JobKind("train-node", NodeSpec, ("segpipe.elastic.jobs", "run_node"), submittable=False,
+                     description="one host of a multi-node training (queued by the training's first node)"))
 
 
 _register_builtin()

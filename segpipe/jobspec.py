@@ -9,6 +9,8 @@
                 ``segpipe retrain`` (`segpipe.retrain.trigger`), never through ``POST /jobs``.
 - ``predict-shard``: ``{parent, index, count, spec: PredictSpec, items: [[path, image_id, name]…]}`` —
                 one slice of a large predict job, queued by the parent (`segpipe.sharding`).
+- ``train-node``: ``{parent, node, endpoint, run_id, leader_owner, config: JobConfig}`` — one host of a
+                multi-node training, queued by the training job's first node (`segpipe.elastic`).
 
 Which kinds exist, their queue and runner: `segpipe.jobkinds` (the one registry).
 
@@ -75,7 +77,22 @@ class ShardSpec(Section):
     items: list[tuple[str, int | str, str]] = Field(min_length=1)
 
 
-Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec
+class NodeSpec(Section):
+    """One node (host) of a multi-node training (`segpipe.elastic`): the training job, which node this
+    is, the rendezvous its first node hosts, and the training's (already confined) config.
+
+    ``leader_owner`` is the lease owner of the training job: the node's rank 0 (wherever it runs)
+    writes the job's progress under it, and a node whose leader changed stops."""
+
+    parent: str
+    node: int = Field(ge=1)
+    endpoint: str = Field(max_length=300)
+    run_id: str = Field(max_length=200)
+    leader_owner: str = Field(max_length=255)
+    config: JobConfig
+
+
+Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec | NodeSpec
 
 
 def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:

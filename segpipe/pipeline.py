@@ -242,8 +242,14 @@ def staged(run: JobRun, spec: Any) -> Any:
 
 
 def run_train(run: JobRun, spec: Any) -> dict[str, str]:
+    """A training job: in this worker's process, or — when ``resources`` asks for more than one rank —
+    under PyTorch's elastic agent, across the job's nodes (`segpipe.elastic`)."""
     from segpipe.engine.runner import train
 
+    if spec.resources.world_size > 1:
+        from segpipe.elastic.jobs import run_distributed_train
+
+        return run_distributed_train(run, spec)
     spec = staged(run, spec)
     run_dir = run.folder / "run"
     spec.output_dir = run_dir
@@ -260,6 +266,11 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     result = train(spec, resume=True, show_progress=True, should_stop=run.should_stop,
                    report=lambda p: run.progress({"phase": "train", **p}, force=True),
                    tracking_tags={"segpipe.job_id": run.job_id}, extra_hooks=hooks)
+    return finish_train(run, spec, result, run_dir)
+
+
+def finish_train(run: JobRun, spec: Any, result: Any, run_dir: Path) -> dict[str, str]:
+    """A training's end: its final progress, its model version (a named config, once per job), its artifacts."""
     progress: dict[str, Any] = {"phase": "done", "metrics": _scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}
@@ -331,6 +342,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     store through the export registry, so a resumed job's files hold every image exactly once."""
     from segpipe.engine.runner import predict_to_files
     from segpipe.masks.rows import prediction_rows
+    from segpipe.stores.predictions import PredictionBuffer
 
     stores = run.stores
     done = stores.predictions.done_images(run.job_id)
@@ -342,14 +354,17 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         run.progress({"phase": "predict", "images_done": total - todo, "images_total": total,
                       "images_resumed": total - todo}, force=True)
 
+    def flushed(images: int) -> None:
+        counts["done"] += images
+        run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+
+    # one store transaction per batch of images, not per image
+    buffer = PredictionBuffer(stores.predictions, run.job_id, size=max(spec.predict.batch_size, 16), on_flush=flushed)
+
     def on_image(item: Any, pred: Any, category_map: Any) -> None:
         if run.should_stop():
             raise _Stop()
-        stores.predictions.write_image(run.job_id, str(item.image_id),
-                                       prediction_rows(pred, category_map, spec.predict.topk),
-                                       height=pred.height, width=pred.width)
-        counts["done"] += 1
-        run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+        buffer.add(str(item.image_id), prediction_rows(pred, category_map, spec.predict.topk), pred.height, pred.width)
 
     def on_failed(item: Any, reason: str) -> None:
         record_failed_image(run, run.job_id, str(item.image_id), reason)
@@ -368,7 +383,9 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
                          annotations=spec.annotations, device=spec.device, skip=frozenset(done),
                          on_image=on_image, on_start=on_start, on_failed=on_failed, write_files=False)
     except _Stop:
+        buffer.flush()
         return {}
+    buffer.flush()
     artifacts = export_predictions(run, spec)
     run.progress({"phase": "done", "images_done": counts["done"], "images_total": counts["total"]}, force=True)
     return artifacts

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         description="a URL prefix standing in for the hosts of named pretrained weights (torchvision:…, smp:…): "
         "the file's URL path is appended to it; unset: the libraries' own URLs",
     )
+    advertise_host: str | None = Field(
+        None, description="the address other hosts reach this worker at: a multi-node training's rendezvous (c10d "
+        "store) and its rank-0 process group listen here (SEGPIPE_ADVERTISE_HOST; None: this host's FQDN)"
+    )
+    rendezvous_port: int = Field(
+        0, ge=0, le=65535, description="the TCP port of the c10d rendezvous a training's first node hosts (0: a free one)"
+    )
     model_cache_models: int = Field(2, ge=0, description="models a worker keeps loaded between jobs and shards")
     max_upload_mb: float = Field(50.0, gt=0, description="size limit per uploaded file (and per Label Studio image)")
     max_config_kb: float = Field(256.0, gt=0, description="size limit for a submitted config")

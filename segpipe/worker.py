@@ -48,6 +48,15 @@ def _serve_metrics(settings: Settings) -> None:
                          [BuildInfo("worker"), ProcessMemory()])
 
 
+def _log_devices() -> None:
+    """Which GPUs this worker runs on (``segpipe worker --gpus`` gives each child one)."""
+    import torch
+
+    # device_count() does not create a CUDA context here (the ranks of a distributed job need the memory)
+    log.info("CUDA_VISIBLE_DEVICES=%s, torch sees %d GPU(s)", os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
+             torch.cuda.device_count())
+
+
 def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float = 30.0, name: str | None = None) -> None:
     from workers.celery_app import QUEUES, app
 
@@ -69,6 +78,7 @@ def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float
 
     # a job's train.threads may change it for that job; this is the worker's default for the rest
     log.info("torch uses %d CPU threads", configure_threads())
+    _log_devices()
     stop = threading.Event()
     if reconcile_every > 0:
         threading.Thread(target=_reconcile_loop, args=(reconcile_every, stop), daemon=True, name="reconcile").start()

@@ -52,12 +52,14 @@ def weights_only_state(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in RESUME_ONLY}
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> dict[str, Any]:
+    """A segpipe checkpoint, unpickled with ``weights_only=True``. ``mmap``: tensors stay in the file
+    until touched (a reader of its metadata — task, category map — skips reading the weights)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is reported the same way
         raise WeightsError(f"{path}: not a loadable checkpoint with weights_only=True ({e})") from None
     if not isinstance(state, dict) or "model" not in state:

@@ -65,6 +65,34 @@ def wrap(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
 
 
+def scaled_lr(lr: float, rule: str, world_size: int) -> float:
+    """``train.lr_scaling``: the learning rate for ``world_size`` ranks, each with ``batch_size`` images
+    (the effective batch grows with the world). ``none`` keeps ``lr``; ``linear`` multiplies it by the
+    world size (Goyal et al., "Accurate, Large Minibatch SGD"); ``sqrt`` by its square root (Adam-style)."""
+    if world_size <= 1 or rule == "none":
+        return lr
+    if rule == "linear":
+        return lr * world_size
+    if rule == "sqrt":
+        return lr * world_size**0.5
+    raise ValueError(f"unknown lr_scaling {rule!r}; known: none, linear, sqrt")
+
+
+def sync_batchnorm(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
+    """BatchNorm over the global batch (``train.sync_batchnorm``). torch's SyncBatchNorm runs on CUDA
+    only: on CPU ranks each keeps its own statistics, and the log says so."""
+    if not info.enabled:
+        return model
+    if device.type != "cuda":
+        import logging
+
+        logging.getLogger("segpipe.train").warning(
+            "train.sync_batchnorm: SyncBatchNorm needs CUDA; on %s each rank keeps its own BatchNorm statistics",
+            device.type)
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()

@@ -112,6 +112,7 @@ def train(
         cmap.save(run_dir / "categories.json")
 
     model, load_report = build_model_reported(config.model, config.task, cmap.num_labels, cmap)
+    model = dist_mod.sync_batchnorm(model, device, info) if cfg.sync_batchnorm else model
     model = model.to(device)
     if load_report is not None and info.is_main:
         load_report.save(run_dir)
@@ -124,6 +125,7 @@ def train(
     batches = len(data.train_loader)
     if cfg.max_steps_per_epoch:
         batches = min(batches, cfg.max_steps_per_epoch * cfg.accumulate)
+    cfg = cfg.model_copy(update={"lr": dist_mod.scaled_lr(cfg.lr, cfg.lr_scaling, info.world_size)})
     optimizer = build_optimizer(model, cfg, backbone=backbone_parameters(model, model_spec(config.model.name).backbone))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=-(-batches // cfg.accumulate))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.amp == "fp16" else None
@@ -141,9 +143,9 @@ def train(
         scaler=scaler,
         extra_state={"config": config_mod.dump(config), "category_map": cmap.to_dict(), "task": config.task},
     )
-    checkpoint = _resume_point(run_dir, resume)
-    if checkpoint is not None:
-        ctx.restore(load_checkpoint(checkpoint, map_location=device))
+    restored = _load_resume_point(run_dir, resume, device, info)
+    if restored is not None:
+        ctx.restore(restored)
 
     evaluator = make_evaluator(config.task, cmap, coco_gt=data.coco_gt, ignore_index=data.ignore_index)
 
@@ -226,6 +228,23 @@ def _agreed(should_stop: Callable[[], bool], info: dist_mod.DistInfo) -> Callabl
 
 def _bare(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
+
+
+def _load_resume_point(run_dir: Path, resume: bool | str | Path, device: torch.device,
+                       info: dist_mod.DistInfo) -> dict[str, Any] | None:
+    """The checkpoint to resume from. Under DDP rank 0 reads it and sends it to every rank: the other
+    ranks may run on hosts whose run folder is empty or older (only rank 0 writes checkpoints)."""
+    if not info.enabled:
+        checkpoint = _resume_point(run_dir, resume)
+        return None if checkpoint is None else load_checkpoint(checkpoint, map_location=device)
+    box: list[Any] = [None]
+    if info.is_main:
+        checkpoint = _resume_point(run_dir, resume)
+        box[0] = None if checkpoint is None else load_checkpoint(checkpoint, map_location="cpu")
+    torch.distributed.broadcast_object_list(box, src=0)  # between this job's own ranks only
+    if box[0] is not None:
+        log.info("rank %d resumes from epoch %s", info.rank, box[0].get("train_state", {}).get("epoch"))
+    return box[0]
 
 
 def _resume_point(run_dir: Path, resume: bool | str | Path) -> Path | None:

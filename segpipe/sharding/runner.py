@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from segpipe.jobspec import ShardSpec
+from segpipe.stores.predictions import PredictionBuffer
 
 if TYPE_CHECKING:
     from segpipe.pipeline import JobRun
-
 
 
 class _Stop(Exception):
@@ -51,18 +51,22 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
         record_failed_image(run, parent, str(item.image_id), reason)
         counts["done"] += 1
 
+    def flushed(images: int) -> None:
+        counts["done"] += images
+        run.progress({"images_done": counts["done"], "images_total": counts["total"]})
+        parent_progress.maybe_report()
+
+    # one store transaction per batch of images, not per image (`bench/scale_out.py`)
+    buffer = PredictionBuffer(stores.predictions, parent, size=max(cfg.batch_size, 16), on_flush=flushed)
     try:
         for item, image, pred in predict_items(loaded, todo, cfg, on_failed=on_failed):
             if run.should_stop():
                 raise _Stop()
-            stores.predictions.write_image(parent, str(item.image_id),
-                                           prediction_rows(pred, loaded.category_map, cfg.topk),
-                                           height=pred.height, width=pred.width)
-            counts["done"] += 1
-            run.progress({"images_done": counts["done"], "images_total": counts["total"]})
-            parent_progress.maybe_report()
+            buffer.add(str(item.image_id), prediction_rows(pred, loaded.category_map, cfg.topk), pred.height, pred.width)
     except _Stop:
+        buffer.flush()
         return {}
+    buffer.flush()
     parent_progress.maybe_report(force=True)
     return {}
 

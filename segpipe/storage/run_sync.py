@@ -59,3 +59,58 @@ def restore_run(artifacts: ArtifactStore, job_id: str, run_dir: Path) -> bool:
             shutil.copy2(path, target)
     log.info("job %s: run folder restored from %s", job_id, artifacts.remote)
     return True
+
+
+def upload_run(artifacts: ArtifactStore, job_id: str, run_dir: Path) -> None:
+    """Upload every file of ``run_dir`` (checkpoints, metrics, plots, result) to the remote root."""
+    if artifacts.remote is None:
+        return
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file():
+            artifacts.upload(job_id, artifacts.relative(job_id, path))
+
+
+def pull_run(artifacts: ArtifactStore, job_id: str, run_dir: Path) -> int:
+    """Download every file of the job's remote run folder into ``run_dir``, replacing what is there
+    (another host's rank 0 wrote them); returns how many."""
+    if artifacts.remote is None:
+        return 0
+    from segpipe.storage import remote
+
+    base = artifacts.uri(job_id, "run")
+    files = remote.files_under(base)
+    fs = remote.filesystem(base)
+    for relative in files:
+        target = run_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file((base / relative).key, str(target))
+    return len(files)
+
+
+def pull_newer_checkpoint(artifacts: ArtifactStore, job_id: str, run_dir: Path) -> bool:
+    """Replace ``run_dir/last.pt`` (and best.pt) with the remote ones when those are further on: rank 0
+    of a distributed training may run on another host than the rank 0 that wrote the last checkpoint."""
+    if artifacts.remote is None or not artifacts.exists(job_id, "run/last.pt"):
+        return False
+    from segpipe.engine.checkpoint import load_checkpoint
+    from segpipe.storage import remote
+
+    base = artifacts.uri(job_id, "run")
+    fs = remote.filesystem(base)
+    incoming = run_dir / ".last.pt.remote"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fs.get_file((base / "last.pt").key, str(incoming))
+
+    def progress(path: Path) -> tuple[int, int]:
+        state = load_checkpoint(path, map_location="cpu").get("train_state", {})
+        return int(state.get("step", 0)), int(state.get("epoch", 0))
+
+    local = run_dir / "last.pt"
+    if local.is_file() and progress(local) >= progress(incoming):
+        incoming.unlink()
+        return False
+    incoming.replace(local)
+    if artifacts.exists(job_id, "run/best.pt"):
+        fs.get_file((base / "best.pt").key, str(run_dir / "best.pt"))
+    log.info("job %s: newer checkpoint taken from %s", job_id, artifacts.remote)
+    return True

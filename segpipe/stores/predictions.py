@@ -67,24 +67,38 @@ class PredictionStore:
         ``height``/``width`` default to the arguments). Numpy scalars and RLE ``counts`` given as
         bytes (as pycocotools returns them) are converted. An image with no rows is still marked done.
         """
-        values = [_row_values(job_id, image_key, i, row, height, width) for i, row in enumerate(rows)]
-        instances = [v["instance"] for v in values]
-        if len(set(instances)) != len(instances):
-            raise ValueError(f"job {job_id}, image {image_key!r}: instance numbers repeat: {instances}")
-        if values:
-            height, width = values[0]["height"], values[0]["width"]
-        marker = dict(
-            job_id=job_id, image_key=image_key, instances=len(values), height=height, width=width, created_at=self.now()
-        )
+        return self.write_images(job_id, [(image_key, rows, height, width)]) == 1
+
+    def write_images(
+        self, job_id: str, images: Sequence[tuple[str, Sequence[Mapping[str, Any]], int | None, int | None]]
+    ) -> int:
+        """`write_image` for several images ``(key, rows, height, width)`` in one transaction (a predict
+        job's batch: one commit and one lock instead of one per image); returns how many were new.
+        Each image stays all-or-nothing, and one stored before is skipped whole."""
+        if not images:
+            return 0
+        now = self.now()
+        markers: list[dict[str, Any]] = []
+        rows_of: dict[str, list[dict[str, Any]]] = {}
+        for image_key, rows, height, width in images:
+            values = [_row_values(job_id, image_key, i, row, height, width) for i, row in enumerate(rows)]
+            instances = [v["instance"] for v in values]
+            if len(set(instances)) != len(instances):
+                raise ValueError(f"job {job_id}, image {image_key!r}: instance numbers repeat: {instances}")
+            if values:
+                height, width = values[0]["height"], values[0]["width"]
+            markers.append(dict(job_id=job_id, image_key=image_key, instances=len(values), height=height,
+                                width=width, created_at=now))
+            rows_of[image_key] = values
         with self.store.write() as session:
-            mark = self._insert(PredictionImage).values(**marker).on_conflict_do_nothing()
-            if session.scalar(mark.returning(PredictionImage.job_id)) is None:
-                # ON CONFLICT DO NOTHING returns no row: the image was done before.
-                return False
+            mark = self._insert(PredictionImage).values(markers).on_conflict_do_nothing()
+            # ON CONFLICT DO NOTHING returns no row for an image done before: only the new ones get rows
+            new = set(session.scalars(mark.returning(PredictionImage.image_key)))
+            values = [v for key in new for v in rows_of[key]]
             if values:
                 # The unique key backs up the marker: even a write that bypassed it cannot duplicate rows.
                 session.execute(self._insert(Prediction).on_conflict_do_nothing(), values)
-            return True
+            return len(new)
 
     def record_failure(self, job_id: str, image_key: str, reason: str) -> bool:
         """Record that ``job_id`` could not read ``image_key`` and why; False if it was recorded before
@@ -236,3 +250,34 @@ def _row_values(
         height=int(h),
         width=int(w),
     )
+
+
+class PredictionBuffer:
+    """Collects one job's predicted images and writes them `PredictionStore.write_images` at a time:
+    every ``size`` images, or when ``max_wait`` seconds passed since the first one waiting. A crash
+    loses only what waits here, and a resumed job predicts those images again."""
+
+    def __init__(self, store: PredictionStore, job_id: str, size: int = 16, max_wait: float = 1.0,
+                 on_flush: Callable[[int], None] | None = None) -> None:
+        self.store, self.job_id, self.size, self.max_wait, self.on_flush = store, job_id, size, max_wait, on_flush
+        self._waiting: list[tuple[str, Sequence[Mapping[str, Any]], int | None, int | None]] = []
+        self._since = 0.0
+
+    def add(self, image_key: str, rows: Sequence[Mapping[str, Any]], height: int | None, width: int | None) -> None:
+        import time
+
+        if not self._waiting:
+            self._since = time.monotonic()
+        self._waiting.append((image_key, rows, height, width))
+        if len(self._waiting) >= self.size or time.monotonic() - self._since >= self.max_wait:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what waits; returns how many images were new."""
+        if not self._waiting:
+            return 0
+        waiting, self._waiting = self._waiting, []
+        written = self.store.write_images(self.job_id, waiting)
+        if self.on_flush is not None:
+            self.on_flush(len(waiting))
+        return written

@@ -39,17 +39,22 @@ class ShardStore:
 
     def create(self, parent: Job, configs: Sequence[str]) -> list[Job]:
         """Queued shard rows for ``configs`` (one resolved YAML each), skipping those that exist; all shards."""
+        self.create_children(parent, SHARD_KIND, [(shard_id(parent.id, i), text) for i, text in enumerate(configs)])
+        return self.children(parent.id)
+
+    def create_children(self, parent: Job, kind: str, rows: Sequence[tuple[str, str]]) -> None:
+        """Queued child rows of ``kind`` (``(id, resolved YAML)`` each) under ``parent``; ids that exist are
+        skipped. Shards use it, and so do the nodes of a multi-node training (`segpipe.elastic`)."""
         insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[self.store.dialect]
         now = self.now()
-        rows = []
-        for index, text in enumerate(configs):
-            job = queued_job(SHARD_KIND, text, parent.queue, now, job_id=shard_id(parent.id, index),
+        values = []
+        for child_id, text in rows:
+            job = queued_job(kind, text, parent.queue, now, job_id=child_id,
                              submitted_by=parent.submitted_by, parent_id=parent.id)
-            rows.append({c.key: getattr(job, c.key) for c in Job.__table__.columns})
+            values.append({c.key: getattr(job, c.key) for c in Job.__table__.columns})
         with self.store.write() as session:
-            if rows:
-                session.execute(insert(Job).on_conflict_do_nothing(index_elements=["id"]), rows)
-        return self.children(parent.id)
+            if values:
+                session.execute(insert(Job).on_conflict_do_nothing(index_elements=["id"]), values)
 
     def children(self, parent_id: str) -> list[Job]:
         """The parent's shards in index order (detached snapshots)."""

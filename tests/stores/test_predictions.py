@@ -209,3 +209,29 @@ def test_deleting_a_job_deletes_its_predictions(jobs, predictions, store):
     with store.write() as session:
         session.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": job_id})
     assert predictions.count(job_id) == 0 and predictions.done_images(job_id) == set()
+
+
+def test_a_batch_of_images_is_one_write_and_skips_the_images_stored_before(jobs, predictions, clock):
+    job_id = _finished_job(jobs, "running")
+    assert predictions.write_image(job_id, "a", _rows(2))
+    new = predictions.write_images(job_id, [("a", _rows(3, score=0.5), None, None), ("b", _rows(1), None, None),
+                                            ("c", [], H, W)])
+    assert new == 2  # b and c; a was stored before and keeps its first rows
+    assert predictions.done_images(job_id) == {"a", "b", "c"}
+    assert predictions.count(job_id) == 3
+    assert [r.score for r in predictions.for_image("a", job_id=job_id)] == pytest.approx([0.9, 0.8])
+
+
+def test_the_buffer_writes_every_size_images_and_on_flush(jobs, predictions, clock):
+    from segpipe.stores.predictions import PredictionBuffer
+
+    job_id = _finished_job(jobs, "running")
+    flushed: list[int] = []
+    buffer = PredictionBuffer(predictions, job_id, size=2, max_wait=3600, on_flush=flushed.append)
+    buffer.add("1", _rows(1), None, None)
+    assert predictions.done_images(job_id) == set() and flushed == []
+    buffer.add("2", _rows(1), None, None)
+    assert predictions.done_images(job_id) == {"1", "2"} and flushed == [2]
+    buffer.add("3", _rows(1), None, None)
+    assert buffer.flush() == 1 and flushed == [2, 1] and predictions.count(job_id) == 3
+    assert buffer.flush() == 0
