@@ -93,11 +93,11 @@ def test_symlinked_files_in_a_data_root_are_refused(client: TestClient, settings
 # -- 4. augment.pipeline is stored without the default preset ----------------------------------------
 
 
-def test_readme_pipeline_example_is_stored_so_the_worker_can_read_it(
+def test_documented_pipeline_example_is_stored_so_the_worker_can_read_it(
     client: TestClient, settings: Settings, stores: Stores
 ) -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    line = next(s for s in readme.splitlines() if s.strip().startswith("pipeline: {transform:"))
+    guide = (Path(__file__).parents[2] / "docs" / "getting-started" / "your-data.md").read_text()
+    line = next(s for s in guide.splitlines() if s.strip().startswith("pipeline: {transform:"))
     augment = yaml.safe_load(line)
     from segpipe.data.synthetic import make_shapes_coco
 
