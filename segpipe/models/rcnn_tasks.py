@@ -29,9 +29,12 @@ from segpipe.models.adapter import (
     require_prepared,
     train_mode,
 )
+from segpipe.models.uncertainty import score_entropy
 from segpipe.prediction import Instance, Prediction
 
 _MASK_THRESHOLD = 0.5  # Mask R-CNN mask probabilities → binary masks
+# Instances scored below this say nothing about the image's uncertainty (torchvision's own box floor).
+UNCERTAINTY_FLOOR = 0.05
 
 
 def encode_masks(masks: np.ndarray) -> list[dict]:
@@ -147,6 +150,7 @@ class _RcnnAdapter(TaskAdapter):
                     height=int(h),
                     width=int(w),
                     instances=instances,
+                    uncertainty=score_entropy(out["scores"][out["scores"] >= UNCERTAINTY_FLOOR].tolist()),
                     meta=meta_of(batch, i),
                 )
             )
