@@ -1,0 +1,66 @@
+"""``segpipe data pull | snapshots``: annotations that come back from the annotation tools, as snapshots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from segpipe.cli import app
+from segpipe.snapshots.formats import SNAPSHOT_FORMATS
+
+if TYPE_CHECKING:
+    from segpipe.snapshots.store import SnapshotStore
+
+console = Console(highlight=False, soft_wrap=True)
+data_app = typer.Typer(no_args_is_help=True, help="Dataset snapshots pulled from the annotation tools.")
+app.add_typer(data_app, name="data")
+
+
+def _store() -> SnapshotStore:
+    from segpipe.errors import ConfigError
+    from segpipe.settings import get_settings
+    from segpipe.snapshots.store import SnapshotStore
+    from segpipe.storage.uri import is_uri
+
+    artifacts = get_settings().artifacts
+    if is_uri(artifacts):
+        raise ConfigError("snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
+    return SnapshotStore(Path(artifacts))
+
+
+@data_app.command("pull")
+def pull(
+    format: str = typer.Argument(..., help=f"Source format: {', '.join(SNAPSHOT_FORMATS.names())}."),
+    archive: Path = typer.Argument(..., help="The export archive (zip) as the tool wrote it.", exists=True,
+                                   dir_okay=False),
+) -> None:
+    """Read an annotation tool's export into an immutable, content-hashed snapshot in the artifact root."""
+    from segpipe.snapshots.pull import pull_archive
+
+    snapshot, new = pull_archive(_store(), format, archive)
+    what = "new snapshot" if new else "unchanged: same content as snapshot"
+    console.print(f"{what} {snapshot.id}: {snapshot.images} images, {snapshot.annotations} annotations, "
+                  f"labels {', '.join(snapshot.categories)}")
+    console.print(f"  COCO for a train config: images {escape(snapshot.path)}/images, annotations "
+                  f"{escape(snapshot.path)}/annotations.json")
+
+
+@data_app.command("snapshots")
+def snapshots(as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
+    """List the snapshots, newest first: id, source, counts, hash and time."""
+    found = _store().list()
+    if as_json:
+        for snapshot in found:
+            print(json.dumps(asdict(snapshot)))
+        return
+    table = Table("id", "created", "images", "annotations", "source")
+    for s in found:
+        table.add_row(s.id, s.created_at, str(s.images), str(s.annotations), escape(s.source))
+    console.print(table if found else "no snapshots yet: segpipe data pull FORMAT ARCHIVE")
