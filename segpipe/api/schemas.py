@@ -262,6 +262,14 @@ class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: VersionNumber = Field(ge=1, le=MAX_INT32)
+    reason: str | None = Field(None, max_length=1000, description="why, in a few words: kept with the decision")
+
+
+class VersionConfigOut(BaseModel):
+    name: str
+    version: int
+    task: str
+    config: str = Field(description="the resolved training config, YAML")
 
 
 class Rollback(BaseModel):
@@ -269,6 +277,7 @@ class Rollback(BaseModel):
 
     to: Annotated[int | None, BeforeValidator(_json_integer)] = Field(None, ge=1, le=MAX_INT32,
                            description="default: the newest earlier version that was production")
+    reason: str | None = Field(None, max_length=1000, description="why, in a few words: kept with the decision")
 
 
 class RetrainOut(BaseModel):

@@ -32,6 +32,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from segpipe import config as config_mod
 from segpipe.config import JobConfig, Section, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
+from segpipe.evaluation.metric_names import is_metric, known_metrics
 from segpipe.jobspec import NAME_PATTERN, RetrainSpec
 from segpipe.retrain.gate import GateConfig
 
@@ -222,6 +223,7 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
     data = config.data
     if data is None:
         raise ConfigError(f"{where}: its config has no data section to train on")
+    _check_gate_metrics(entry.gate, config.task, where)
     validation = entry.validation or data.val
     if validation is None:
         raise ConfigError(f"{where}: needs a fixed validation set: give 'validation:' or data.val in its config")
@@ -243,6 +245,14 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
         gate=entry.gate,
         queue=entry.queue,
     )
+
+
+def _check_gate_metrics(gate: GateConfig, task: str, where: str) -> None:
+    """A misspelt gate metric is caught when the schedule loads, not after a whole training."""
+    for field, name in [("metric", gate.metric), *((f"guards.{g}", g) for g in gate.guards)]:
+        if not is_metric(task, name):
+            raise ConfigError(f"{where}.gate.{field}: {name!r} is not a metric of task {task}; its evaluation "
+                              f"reports {', '.join(known_metrics(task))}")
 
 
 def _absolute(source: SourceConfig, base: Path) -> SourceConfig:
