@@ -111,7 +111,7 @@ def read_cvat_images(archive: Archive) -> Draft:
                 draft.annotations.append(DraftAnnotation(file_name, label, [x1, y1, x2 - x1, y2 - y1]))
             elif shape.tag == "polygon":
                 points = [float(v) for pair in shape.get("points", "").split(";") for v in pair.split(",")]
-                draft.annotations.append(_polygon_annotation(file_name, label, points, height, width, where))
+                draft.add_polygon(file_name, label, points, height, width, where)
             elif shape.tag == "mask":
                 draft.add_mask(file_name, label, _cvat_mask(shape, height, width, where))
     return draft
@@ -200,15 +200,6 @@ def _coco_annotation(ann: dict[str, Any], file_name: str, category: str, where: 
     if len(bbox) != 4:
         raise DataError(f"{where}: neither a segmentation nor a bbox [x, y, w, h]")
     return DraftAnnotation(file_name, category, bbox)
-
-
-def _polygon_annotation(file_name: str, label: str, points: list[float], height: int, width: int,
-                        where: str) -> DraftAnnotation:
-    if len(points) < 6:
-        raise DataError(f"{where}: a polygon needs at least 3 points, has {len(points) // 2}")
-    rle = mask_utils.merge(mask_utils.frPyObjects([points], height, width))
-    x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
-    return DraftAnnotation(file_name, label, [x, y, w, h], [points], float(mask_utils.area(rle)))
 
 
 def _cvat_mask(shape: ElementTree.Element, height: int, width: int, where: str) -> np.ndarray:

@@ -50,6 +50,16 @@ class Draft:
         self.annotations.append(DraftAnnotation(file_name, category, [x, y, w, h], segmentation,
                                                 float(mask_utils.area(rle))))
 
+    def add_polygon(self, file_name: str, category: str, points: list[float], height: int, width: int,
+                    where: str) -> None:
+        """One object from a polygon ``[x1, y1, x2, y2, …]`` in pixels (kept as a polygon)."""
+        if len(points) < 6:
+            raise DataError(f"{where}: a polygon needs at least 3 points, has {len(points) // 2}")
+        rle = mask_utils.merge(mask_utils.frPyObjects([points], height, width))
+        x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+        self.annotations.append(DraftAnnotation(file_name, category, [x, y, w, h], [list(points)],
+                                                float(mask_utils.area(rle))))
+
     def to_coco(self) -> dict[str, Any]:
         """The normalised COCO dictionary (see the module docstring)."""
         unknown = sorted({a.category for a in self.annotations} - set(self.categories))
