@@ -36,7 +36,7 @@ from segpipe.api.job_images import JobImageFiles
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.api.openapi import install_openapi
-from segpipe.api.routes import datasets, health, images, job_files, job_images, jobs, models, uploads
+from segpipe.api.routes import datasets, health, images, job_files, job_images, jobs, models, snapshots, uploads
 from segpipe.settings import Settings, get_settings
 from segpipe.stores import Stores
 
@@ -102,7 +102,7 @@ def create_app(
         prefix_limits={"/ls/": (LS_BODY_LIMIT, "Label Studio request")},
     )
     app.add_middleware(NulRefusingMiddleware)
-    for module in (health, jobs, job_files, images, models, datasets, uploads):
+    for module in (health, jobs, job_files, images, models, datasets, uploads, snapshots):
         app.include_router(module.router)
     app.include_router(job_images.router)
     app.include_router(labelstudio.router)  # the Label Studio ML backend under /ls/NAME@production/

@@ -265,6 +265,25 @@ class Promote(BaseModel):
     reason: str | None = Field(None, max_length=1000, description="why, in a few words: kept with the decision")
 
 
+class SnapshotOut(BaseModel):
+    id: str
+    sha256: str
+    source: str
+    format: str
+    images: int
+    annotations: int
+    categories: list[str]
+    created_at: str
+    path: str = Field(description="its folder, relative to the artifact root")
+
+
+class SnapshotPull(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = Field(max_length=64, description="a snapshot source format: cvat-coco, cvat-mask, cvat-images")
+    archive: str = Field(max_length=4096, description="the export archive, in a data root")
+
+
 class VersionConfigOut(BaseModel):
     name: str
     version: int

@@ -77,6 +77,8 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/models/{name}/retrain",
         "/datasets/{name}/changed",
         "/uploads",
+        "/snapshots",
+        "/snapshots/{snapshot_id}",
         "/jobs/{job_id}/export",
         # review pages' data (issue 10)
         "/jobs/{job_id}/images",
