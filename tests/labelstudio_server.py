@@ -60,8 +60,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioServer:
-    """Start ``label-studio start`` on 127.0.0.1 with a fresh data dir under ``base``; wait for /health."""
+# The two switches docker-compose's `labelstudio` profile sets (docs/label-studio.md): Label Studio refuses
+# ML backends and webhooks on loopback and private addresses by default, which is where segpipe runs.
+PRIVATE_ADDRESSES = {"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"}
+
+
+def start_label_studio(base: Path, timeout: float | None = None, env: dict[str, str] | None = None) -> LabelStudioServer:
+    """Start ``label-studio start`` on 127.0.0.1 with a fresh data dir under ``base``; wait for /health.
+
+    ``env`` adds variables to Label Studio's environment (e.g. `PRIVATE_ADDRESSES`)."""
     python = tool_python("label-studio")
     executable = python.parent / "label-studio"
     port = _free_port()
@@ -76,6 +83,7 @@ def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioS
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        **(env or {}),
     }
     log = base / "label-studio.log"
     command = [str(executable), "start", "--no-browser", "--data-dir", str(data_dir), "--internal-host", "127.0.0.1",
@@ -105,6 +113,17 @@ def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioS
 @pytest.fixture(scope="session")
 def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
     server = start_label_studio(tmp_path_factory.mktemp("label-studio"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio_private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """One Label Studio per test session that allows ML backends and webhooks on private addresses
+    (`PRIVATE_ADDRESSES`, the compose profile's two switches), otherwise at its default settings."""
+    server = start_label_studio(tmp_path_factory.mktemp("label-studio-private"), env=PRIVATE_ADDRESSES)
     try:
         yield server
     finally:

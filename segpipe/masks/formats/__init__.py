@@ -26,8 +26,9 @@ from segpipe.masks.formats.base import (
     export,
     formats_for,
     kept_rows,
+    prelabel_rows,
     parse_category_ids,
 )
 
 __all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
-           "formats_for", "kept_rows", "parse_category_ids"]
+           "formats_for", "kept_rows", "parse_category_ids", "prelabel_rows"]
