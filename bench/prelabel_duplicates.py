@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +32,6 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-
-import sys
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -126,33 +125,38 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs on 40 images, 20 test images")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--images", type=int, default=None, help="held-out test images")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="a trained demo run (skip training)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a trained demo checkpoint (skip training)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the data and trained run here (reuse with "
+                        "--checkpoint WORK/run/best.pt)")
+    parser.add_argument("--ious", default="0.5,0.6,0.7,0.8", help="suppression IoU thresholds to compare")
     args = parser.parse_args()
+    ious = [float(x) for x in args.ious.split(",")]
     epochs = args.epochs or (3 if args.quick else 5)
     n_test = args.images or (20 if args.quick else 60)
     from segpipe.data.synthetic import make_shapes_coco
 
     with tempfile.TemporaryDirectory(prefix="segpipe-bench-prelabels-") as tmp:
-        root = Path(tmp)
+        root = args.work or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
         checkpoint = args.checkpoint or _train(root, epochs, 40 if args.quick else 80)
         trained_s = time.perf_counter() - began
         test = make_shapes_coco(root / "test", n_images=n_test, size=(96, 96), seed=77)
         rows, gt = _predict(checkpoint, test.annotations, test.images)
+        sides = {"raw": lambda v: v, **{f"iou {iou:g}": (lambda v, iou=iou: suppress_duplicates(v, iou)) for iou in ious}}
         table: dict[str, Any] = {}
         for threshold in THRESHOLDS:
             view = {k: [r for r in v if (r.score or 0) >= threshold] for k, v in rows.items()}
-            table[str(threshold)] = {"raw": _counts(view, gt),
-                                     "suppressed": _counts({k: suppress_duplicates(v) for k, v in view.items()}, gt)}
-        ap = {"raw": _mask_ap(rows, gt), "suppressed": _mask_ap({k: suppress_duplicates(v) for k, v in rows.items()}, gt)}
+            table[str(threshold)] = {side: _counts({k: f(v) for k, v in view.items()}, gt) for side, f in sides.items()}
+        ap = {side: _mask_ap({k: f(v) for k, v in rows.items()}, gt) for side, f in sides.items()}
     print(f"\n{'threshold':<10}{'rows':<12}{'preds':>7}{'dup/obj':>9}{'fp/img':>8}{'recall':>8}")
-    for threshold, sides in table.items():
-        for side, c in sides.items():
+    for threshold, by_side in table.items():
+        for side, c in by_side.items():
             print(f"{threshold:<10}{side:<12}{c['predictions']:>7}{c['dup_per_object']:>9.3f}{c['fp_per_image']:>8.2f}"
                   f"{c['recall']:>8.3f}")
-    print(f"mask AP over every row ≥ {DEFAULT_SCORE_FLOOR}: raw {ap['raw']['segm_AP']:.4f} (AP50 "
-          f"{ap['raw']['segm_AP50']:.4f}), suppressed {ap['suppressed']['segm_AP']:.4f} "
-          f"(AP50 {ap['suppressed']['segm_AP50']:.4f})")
+    print(f"mask AP over every row ≥ {DEFAULT_SCORE_FLOOR}:")
+    for side, values in ap.items():
+        print(f"  {side:<10} segm_AP {values['segm_AP']:.4f}  AP50 {values['segm_AP50']:.4f}")
     print(json.dumps({"bench": "prelabel_duplicates", "epochs": epochs, "test_images": n_test,
                       "objects": table["0.5"]["raw"]["objects"], "train_seconds": round(trained_s, 1),
                       "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": len(os.sched_getaffinity(0)),

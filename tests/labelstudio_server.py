@@ -1,7 +1,7 @@
 """A real Label Studio server for tests: its own venv, its own SQLite data dir, loopback, a free port.
 
 Reusable: ``from tests.labelstudio_server import label_studio_server`` in a test module (or conftest)
-makes the session fixture available; it yields a `LabelStudioServer` with ``url`` and ``token`` (a
+makes the session fixture (one server for the whole test session) available; it yields a `LabelStudioServer` with ``url`` and ``token`` (a
 legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's ``LabelStudio(api_key=)``).
 The admin user and token are created non-interactively by ``label-studio start --username/--password/
 --user-token``. Local-files serving is on, rooted at ``files_root`` (``/data/local-files/?d=…`` URLs).
@@ -112,18 +112,10 @@ def start_label_studio(base: Path, timeout: float | None = None, env: dict[str, 
 
 @pytest.fixture(scope="session")
 def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    server = start_label_studio(tmp_path_factory.mktemp("label-studio"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def label_studio_private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    """One Label Studio per test session that allows ML backends and webhooks on private addresses
-    (`PRIVATE_ADDRESSES`, the compose profile's two switches), otherwise at its default settings."""
-    server = start_label_studio(tmp_path_factory.mktemp("label-studio-private"), env=PRIVATE_ADDRESSES)
+    """The test session's one Label Studio: at its default settings apart from the two private-address
+    switches of docker-compose's `labelstudio` profile (`PRIVATE_ADDRESSES`), so segpipe on loopback can
+    be its ML backend and webhook target. Starting it takes minutes on a busy machine: every module shares it."""
+    server = start_label_studio(tmp_path_factory.mktemp("label-studio"), env=PRIVATE_ADDRESSES)
     try:
         yield server
     finally:

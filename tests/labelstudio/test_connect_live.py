@@ -73,14 +73,14 @@ def _personal_access_token(ls: LabelStudioServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployment(label_studio_private: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     import redis
 
     try:
         redis.Redis.from_url(REDIS_URL).flushdb()
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
-    ls = label_studio_private
+    ls = label_studio_server
     root = tmp_path_factory.mktemp("ls-connect")
     artifacts = root / "artifacts"
     data = ls.files_root / "connect"  # under Label Studio's document root: local files resolve for both
@@ -145,7 +145,7 @@ def deployment(label_studio_private: LabelStudioServer, tmp_path_factory: pytest
 def _connect(d: Deployment, model: str, project: str, token: str) -> dict[str, Any]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **d.env, "PYTHONPATH": str(REPO)}
     env.pop("SEGPIPE_LABEL_STUDIO_TOKEN")  # given on the command line instead
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: PLW1510 - the return code is asserted below
         [sys.executable, "-m", "segpipe", "labelstudio", "connect", model, "--project", project, "--token", token,
          "--segpipe-url", d.api, "--segpipe-token", "ann-token", "--local-files", str(d.data / "batch"), "--json"],
         env=env, capture_output=True, text=True, timeout=600, cwd=d.root,

@@ -8,7 +8,12 @@ import json
 import pytest
 
 from segpipe.errors import ConfigError
-from segpipe.labelstudio.tokens import LabelStudioAuth, bare_token, is_personal_access_token, jwt_expiry
+from segpipe.labelstudio.tokens import (
+    LabelStudioAuth,
+    bare_token,
+    is_personal_access_token,
+    jwt_expiry,
+)
 
 
 def _jwt(claims: dict[str, object]) -> str:

@@ -27,10 +27,21 @@ from segpipe.api.errors import ApiError
 from segpipe.api.labelstudio.auth import ls_caller
 from segpipe.api.labelstudio.label_config import Control, choose_control
 from segpipe.api.labelstudio.model_info import ModelInfo, resolve_model
-from segpipe.api.labelstudio.predictions import Found, content_key, find_stored, interactive_trouble, predict_now
+from segpipe.api.labelstudio.predictions import (
+    Found,
+    content_key,
+    find_stored,
+    interactive_trouble,
+    predict_now,
+)
 from segpipe.api.labelstudio.task_images import TaskImage, read_task_image
 from segpipe.masks.formats import prelabel_rows
-from segpipe.masks.formats.label_studio import FROM_NAMES, TO_NAME, region_kinds, regions
+from segpipe.masks.formats.label_studio import (
+    FROM_NAMES,
+    TO_NAME,
+    region_kinds,
+    regions,
+)
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 
 router = APIRouter(prefix="/ls/{model_ref}", tags=["label studio ml backend"])

@@ -26,8 +26,8 @@ from segpipe.masks.formats.base import (
     export,
     formats_for,
     kept_rows,
-    prelabel_rows,
     parse_category_ids,
+    prelabel_rows,
 )
 
 __all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
