@@ -106,5 +106,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(job_images.router)
     app.include_router(labelstudio.router)  # the Label Studio ML backend under /ls/NAME@production/
+    app.include_router(labelstudio.connect_router)  # POST /labelstudio/connect
     pages.install(app)  # the review pages under /ui
     return app

@@ -63,4 +63,4 @@ def main(
 
 # Each module registers its commands on `app` when imported.
 from segpipe.cli import data_cmds, inspect_cmd, model_cmds, run_cmds, service_cmds, validate_cmd  # noqa: E402,F401
-from segpipe.cli import export_cmd, snapshot_cmds  # noqa: E402,F401
+from segpipe.cli import export_cmd, labelstudio_cmds, snapshot_cmds  # noqa: E402,F401

@@ -113,13 +113,15 @@ class _RcnnAdapter(TaskAdapter):
     def predict_images(self, model: nn.Module, images: list[np.ndarray], image_ids: list[Any], cfg: Any, *,
                        transform: Any, device: torch.device | str,
                        autocast: Callable[[], AbstractContextManager[Any]]) -> list[Prediction]:
-        """The original images go in; the detector resizes them and answers in their pixels."""
+        """The original images go in; the detector resizes them and answers in their pixels. Everything at
+        or above ``cfg.score_floor`` is kept (the job stores it; exports apply ``score_threshold``)."""
         batch = {"images": [torch.from_numpy(im).permute(2, 0, 1) for im in images], "image_ids": list(image_ids),
                  "meta": [{} for _ in images]}
+        floor = min(getattr(cfg, "score_floor", cfg.score_threshold), cfg.score_threshold)
         with autocast():
-            preds = self.predict(model, self.prepare(batch, device), cfg.score_threshold)
+            preds = self.predict(model, self.prepare(batch, device), floor)
         for p in preds:
-            p.instances = [inst for inst in p.instances if inst.score >= cfg.score_threshold]
+            p.instances = [inst for inst in p.instances if inst.score >= floor]
         return preds
 
     def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:

@@ -32,7 +32,7 @@ from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_config
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
-from tests.labelstudio_server import LabelStudioServer, start_label_studio
+from tests.labelstudio_server import LabelStudioServer
 from tests.live_server import REPO, live_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,6 +51,7 @@ class Backend:
     batch_job: str
     data: Path
     worker_log: Path
+    root: Path
 
 
 def _train_tiny(root: Path, artifacts: Path) -> Path:
@@ -91,7 +92,7 @@ def _wait_job(api: str, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     import redis
 
     try:
@@ -99,9 +100,9 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
     root = tmp_path_factory.mktemp("ls-backend")
-    ls_base = root / "ls"
-    # Label Studio serves local files from <base>/files: segpipe's data root is that same folder
-    data, artifacts = ls_base / "files", root / "artifacts"
+    ls = label_studio_server  # the session's server (allows private addresses, as the compose profile)
+    # Label Studio serves local files from its files root: segpipe's data root is a folder inside it
+    data, artifacts = ls.files_root / "ml-backend-live", root / "artifacts"
     (data / "batch").mkdir(parents=True)
     checkpoint = _train_tiny(root, artifacts)
     from segpipe.data.synthetic import make_shapes_coco
@@ -110,7 +111,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     images = sorted(fresh.images.glob("*.png"))
     for image in images[:2]:
         (data / "batch" / image.name).write_bytes(image.read_bytes())
-    (ls_base / "upload.png").write_bytes(images[2].read_bytes())  # not under the data root
+    (root / "upload.png").write_bytes(images[2].read_bytes())  # not under the data root
     db_url = f"sqlite:///{root / 'segpipe.db'}"
     stores = Stores.open(db_url, artifacts)
     version = stores.versions.register("tiny", "binary", "{}", checkpoint=checkpoint.relative_to(artifacts).as_posix())
@@ -122,45 +123,31 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
                             "dataset": {"name": "tiny-annotations", "paths": [str(data / "batch")]},
                             "gate": {"metric": "iou", "mode": "max"}}},
     }))  # fmt: skip
-    # segpipe's backend and webhook listen on loopback, which Label Studio refuses by default
-    saved = {k: os.environ.get(k) for k in ("ML_BLOCK_LOCAL_IP", "SSRF_PROTECTION_ENABLED")}
-    os.environ.update(ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false")
+    env = {
+        "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,
+        "SEGPIPE_DATA_ROOTS": str(data), "SEGPIPE_ARTIFACT_ROOT": str(artifacts),
+        "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()), "SEGPIPE_SCHEDULE": str(schedule),
+        "SEGPIPE_LABEL_STUDIO_URL": ls.url, "SEGPIPE_LABEL_STUDIO_TOKEN": ls.token,
+        "SEGPIPE_LABEL_STUDIO_FILES_ROOT": str(ls.files_root), "SEGPIPE_LS_PREDICT_TIMEOUT": "120",
+        "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",
+    }  # fmt: skip
+    worker_log = root / "worker.log"
+    worker_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **env,
+                  "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with worker_log.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "segpipe", "worker", "--queues", "gpu,interactive"],
+                                  env=worker_env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
     try:
-        ls = start_label_studio(ls_base)
+        with live_api(env, root / "uvicorn.log") as api:
+            submitted = httpx.post(f"{api}/jobs", headers=ENGINEER, json={"kind": "predict", "config": {
+                "model": "tiny@production", "images": str(data / "batch"), "device": "cpu",
+                "predict": {"formats": ["coco-results"]}}}, timeout=120)  # fmt: skip; submit checks the model
+            assert submitted.status_code == 201, submitted.text
+            _wait_job(api, submitted.json()["id"])
+            yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log, root)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    try:
-        env = {
-            "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,
-            "SEGPIPE_DATA_ROOTS": str(data), "SEGPIPE_ARTIFACT_ROOT": str(artifacts),
-            "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()), "SEGPIPE_SCHEDULE": str(schedule),
-            "SEGPIPE_LABEL_STUDIO_URL": ls.url, "SEGPIPE_LABEL_STUDIO_TOKEN": ls.token,
-            "SEGPIPE_LABEL_STUDIO_FILES_ROOT": str(ls.files_root), "SEGPIPE_LS_PREDICT_TIMEOUT": "120",
-            "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",
-        }  # fmt: skip
-        worker_log = root / "worker.log"
-        worker_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **env,
-                      "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        with worker_log.open("wb") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "segpipe", "worker", "--queues", "gpu,interactive"],
-                                      env=worker_env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
-        try:
-            with live_api(env, root / "uvicorn.log") as api:
-                submitted = httpx.post(f"{api}/jobs", headers=ENGINEER, json={"kind": "predict", "config": {
-                    "model": "tiny@production", "images": str(data / "batch"), "device": "cpu",
-                    "predict": {"formats": ["coco-results"]}}}, timeout=120)  # fmt: skip; submit checks the model
-                assert submitted.status_code == 201, submitted.text
-                _wait_job(api, submitted.json()["id"])
-                yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log)
-        finally:
-            stop_process(worker)
-            stores.close()
-    finally:
-        ls.stop()
+        stop_process(worker)
+        stores.close()
 
 
 def _ls(ls: LabelStudioServer, method: str, path: str, **kwargs: Any) -> Any:
@@ -194,8 +181,9 @@ def test_label_studio_gets_predictions_and_fires_the_webhook(backend: Backend) -
 
     # two tasks: a local file segpipe predicted before, and an upload only Label Studio has
     batch = sorted(p.name for p in (backend.data / "batch").glob("*.png"))
-    _ls(ls, "POST", f"/api/projects/{pid}/import", json=[{"image": f"/data/local-files/?d=batch/{batch[0]}"}])
-    upload = backend.data.parent / "upload.png"
+    _ls(ls, "POST", f"/api/projects/{pid}/import",
+        json=[{"image": f"/data/local-files/?d={backend.data.name}/batch/{batch[0]}"}])
+    upload = backend.root / "upload.png"
     with upload.open("rb") as f:
         _ls(ls, "POST", f"/api/projects/{pid}/import", files={"file": ("upload.png", f, "image/png")})
     tasks = _ls(ls, "GET", f"/api/tasks?project={pid}")
