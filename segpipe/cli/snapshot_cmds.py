@@ -38,18 +38,39 @@ def _store() -> SnapshotStore:
 @data_app.command("pull")
 def pull(
     format: str = typer.Argument(..., help=f"Source format: {', '.join(SNAPSHOT_FORMATS.names())}."),
-    archive: Path = typer.Argument(..., help="The export archive (zip) as the tool wrote it.", exists=True,
-                                   dir_okay=False),
+    source: str = typer.Argument(..., help="The export archive (zip) as the tool wrote it; for label-studio, "
+                                           "the project id."),
+    model: str | None = typer.Option(None, "--model", help="label-studio: the model (NAME@production, a run "
+                                                            "folder…) whose classes the project's labels map to."),
 ) -> None:
     """Read an annotation tool's export into an immutable, content-hashed snapshot in the artifact root."""
-    from segpipe.snapshots.pull import pull_archive
+    from segpipe.settings import get_settings
+    from segpipe.snapshots.formats import ARCHIVE_FORMATS, PullContext
+    from segpipe.snapshots.pull import pull as do_pull
 
-    snapshot, new = pull_archive(_store(), format, archive)
+    if format in ARCHIVE_FORMATS and not Path(source).is_file():
+        raise typer.BadParameter(f"{source} is not a file", param_hint="SOURCE")
+    categories = _model_classes(model) if model else None
+    snapshot, new = do_pull(_store(), format, source, PullContext(get_settings(), categories))
     what = "new snapshot" if new else "unchanged: same content as snapshot"
     console.print(f"{what} {snapshot.id}: {snapshot.images} images, {snapshot.annotations} annotations, "
                   f"labels {', '.join(snapshot.categories)}")
     console.print(f"  COCO for a train config: images {escape(snapshot.path)}/images, annotations "
                   f"{escape(snapshot.path)}/annotations.json")
+
+
+def _model_classes(model: str) -> list[str]:
+    """The class names of a model version (NAME@production, NAME@3…), from the categories.json its run
+    wrote — the same reading the Label Studio backend does, no torch."""
+    from segpipe.api.errors import ApiError
+    from segpipe.api.labelstudio.model_info import resolve_model
+    from segpipe.errors import ConfigError
+    from segpipe.stores import Stores
+
+    try:
+        return resolve_model(Stores.from_settings(), model).class_names
+    except ApiError as e:
+        raise ConfigError(f"--model {model}: {e.message}") from None
 
 
 @data_app.command("snapshots")

@@ -29,7 +29,7 @@ def _cvat_coco(path: Path) -> Path:
 
 def test_pull_list_and_read(sqlite_client: TestClient, tmp_path: Path) -> None:
     _cvat_coco(tmp_path / "data" / "task1.zip")
-    body = {"format": "cvat-coco", "archive": "task1.zip"}
+    body = {"format": "cvat-coco", "source": "task1.zip"}
     assert sqlite_client.post("/snapshots", json=body, headers=ANNOTATOR).status_code == 403
     first = sqlite_client.post("/snapshots", json=body, headers=ENGINEER)
     assert first.status_code == 201, first.json()
@@ -46,13 +46,13 @@ def test_pull_list_and_read(sqlite_client: TestClient, tmp_path: Path) -> None:
 
 def test_archives_outside_the_data_roots_and_bad_input_are_4xx(sqlite_client: TestClient, tmp_path: Path) -> None:
     _cvat_coco(tmp_path / "outside.zip")
-    r = sqlite_client.post("/snapshots", json={"format": "cvat-coco", "archive": str(tmp_path / "outside.zip")},
+    r = sqlite_client.post("/snapshots", json={"format": "cvat-coco", "source": str(tmp_path / "outside.zip")},
                            headers=ENGINEER)
     assert r.status_code == 403
-    r = sqlite_client.post("/snapshots", json={"format": "cvat-coco", "archive": "missing.zip"}, headers=ENGINEER)
+    r = sqlite_client.post("/snapshots", json={"format": "cvat-coco", "source": "missing.zip"}, headers=ENGINEER)
     assert r.status_code == 404
     (tmp_path / "data" / "junk.zip").write_bytes(b"not a zip")
-    r = sqlite_client.post("/snapshots", json={"format": "cvat-coco", "archive": "junk.zip"}, headers=ENGINEER)
+    r = sqlite_client.post("/snapshots", json={"format": "cvat-coco", "source": "junk.zip"}, headers=ENGINEER)
     assert r.status_code == 422 and "junk.zip: not a readable zip archive" in r.json()["error"]
-    r = sqlite_client.post("/snapshots", json={"format": "yolo", "archive": "junk.zip"}, headers=ENGINEER)
+    r = sqlite_client.post("/snapshots", json={"format": "yolo", "source": "junk.zip"}, headers=ENGINEER)
     assert r.status_code == 422 and "cvat-coco, cvat-images, cvat-mask" in r.json()["error"]

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from segpipe.snapshots.pull import pull_archive
+from segpipe.settings import Settings
+from segpipe.snapshots.formats import PullContext
+from segpipe.snapshots.pull import pull
 from segpipe.snapshots.store import SnapshotStore
 from tests.tools.venvs import run_tool
 
@@ -80,7 +82,7 @@ def test_datumaro_written_archive_becomes_a_pixel_equal_snapshot(tmp_path: Path,
     if fmt == "cvat-mask":  # the labels' own colours, as CVAT writes them, not VOC's default palette
         with zipfile.ZipFile(archive) as z:
             assert "square:250,50,83" in z.read("labelmap.txt").decode()
-    snapshot, new = pull_archive(SnapshotStore(tmp_path / "artifacts"), fmt, archive)
+    snapshot, new = pull(SnapshotStore(tmp_path / "artifacts"), fmt, str(archive), PullContext(Settings()))
     assert new and snapshot.images == 2 and snapshot.annotations == 4
     got = _masks_by_image(snapshot.path)
     for item_id, objects in _objects().items():

@@ -14,7 +14,9 @@ from PIL import Image
 from segpipe.errors import DataError, NotFoundError
 from segpipe.snapshots.archive import Archive
 from segpipe.snapshots.draft import Draft, DraftImage
-from segpipe.snapshots.pull import pull_archive
+from segpipe.settings import Settings
+from segpipe.snapshots.formats import PullContext
+from segpipe.snapshots.pull import pull
 from segpipe.snapshots.store import SnapshotStore
 
 
@@ -92,10 +94,10 @@ def test_an_export_without_images_says_how_to_export_it(tmp_path: Path) -> None:
     coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "categories": [], "annotations": []}
     archive = _zip(tmp_path / "noimages.zip", {"annotations/instances_default.json": json.dumps(coco).encode()})
     with pytest.raises(DataError, match="Save images"):
-        pull_archive(SnapshotStore(tmp_path), "cvat-coco", archive)
+        pull(SnapshotStore(tmp_path), "cvat-coco", str(archive), PullContext(Settings()))
 
 
 def test_a_zip_of_the_wrong_format_names_what_it_lacks(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "other.zip", {"readme.txt": b"hello"})
     with pytest.raises(DataError, match="labelmap.txt"):
-        pull_archive(SnapshotStore(tmp_path), "cvat-mask", archive)
+        pull(SnapshotStore(tmp_path), "cvat-mask", str(archive), PullContext(Settings()))

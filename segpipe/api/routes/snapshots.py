@@ -14,7 +14,8 @@ from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.schemas import ErrorOut, SnapshotOut, SnapshotPull
 from segpipe.paths import confine
-from segpipe.snapshots.pull import pull_archive
+from segpipe.snapshots.formats import ARCHIVE_FORMATS, PullContext
+from segpipe.snapshots.pull import pull
 from segpipe.snapshots.store import Snapshot, SnapshotStore
 from segpipe.storage.uri import is_uri
 
@@ -49,12 +50,24 @@ def get_snapshot(snapshot_id: str, ctx: ApiContext = Depends(context),
              responses={**_ERRORS, 422: {"model": ErrorOut, "description": "not an archive of that format"}})
 async def pull_snapshot(body: SnapshotPull, response: Response, ctx: ApiContext = Depends(context),
                         _who: Principal = Depends(engineer)) -> SnapshotOut:
-    """Read an export archive in a data root (``archive``, relative to the first root or absolute) as
-    ``format``. 201 with a new snapshot; 200 with the existing one when the content is unchanged."""
-    path = confine(body.archive, ctx.settings.roots, what="archive")
-    if is_uri(path) or not path.is_file():
-        raise ApiError(404, f"archive {body.archive!r} is not a file in the data roots")
-    snapshot, new = await run_in_threadpool(pull_archive, _store(ctx), body.format, path)
+    """Pull ``source`` as ``format``: an export archive in a data root (relative to the first root, or
+    absolute), or for ``label-studio`` a project id on the configured Label Studio with ``model`` naming
+    the model whose classes its labels map to. 201 with a new snapshot; 200 with the existing one when the
+    content is unchanged."""
+    source, categories = body.source, None
+    if body.format in ARCHIVE_FORMATS:
+        path = confine(body.source, ctx.settings.roots, what="archive")
+        if is_uri(path) or not path.is_file():
+            raise ApiError(404, f"archive {body.source!r} is not a file in the data roots")
+        source = str(path)
+    elif body.format == "label-studio":
+        if body.model is None:
+            raise ApiError(422, "a label-studio pull needs 'model': the model whose classes the labels map to")
+        from segpipe.api.labelstudio.model_info import resolve_model
+
+        categories = resolve_model(ctx.stores, body.model).class_names
+    snapshot, new = await run_in_threadpool(pull, _store(ctx), body.format, source,
+                                            PullContext(ctx.settings, categories))
     if not new:
         response.status_code = 200
     return _out(snapshot)
