@@ -9,6 +9,7 @@
   "model_version"}]}`` out, one per task, in task order (`predictions`: stored, else an interactive job);
 - ``POST webhook`` — annotation created / updated / deleted (and "start training") → the debounced
   "dataset changed" signal of the model's retraining schedule entry;
+- ``POST train`` — "start training" in Label Studio's older protocol: the same signal;
 - ``GET  versions`` — the version answered now.
 Regions come from the export layer's Label Studio converter (`segpipe.masks.formats.label_studio`).
 """
@@ -163,23 +164,33 @@ def predict(
 def webhook(
     model_ref: str, body: WebhookIn, ctx: ApiContext = Depends(context), who: Principal = Depends(ls_caller)
 ) -> dict[str, Any]:
-    """An annotation changed in the project: signal the model's dataset (debounced) for a retraining check."""
-    from segpipe.retrain.trigger import configured_schedule, signal_dataset
-
+    """An annotation changed in the project (or "Start training" was pressed, which Label Studio sends as
+    a START_TRAINING webhook): signal the model's dataset (debounced) for a retraining check."""
     model = resolve_model(ctx.stores, model_ref)
     if body.action not in ANNOTATION_ACTIONS:
         return {"status": "ignored", "action": body.action,
                 "detail": f"only {', '.join(sorted(ANNOTATION_ACTIONS))} signal the dataset"}
+    return _signal(ctx, model) | {"action": body.action, "project": (body.project or {}).get("id")}
+
+
+@router.post("/train")
+def train(model_ref: str, ctx: ApiContext = Depends(context), who: Principal = Depends(ls_caller)) -> dict[str, Any]:
+    """Label Studio's "Start training" where it still posts to ``/train`` (its older protocol, with the
+    annotations in the body, which segpipe does not need: the retraining pulls the project itself)."""
+    return _signal(ctx, resolve_model(ctx.stores, model_ref)) | {"action": "START_TRAINING"}
+
+
+def _signal(ctx: ApiContext, model: ModelInfo) -> dict[str, Any]:
+    from segpipe.retrain.trigger import configured_schedule, signal_dataset
+
     schedule = configured_schedule(ctx.settings)
     entry = schedule.get(model.name)  # 404 naming the scheduled models
     slots = signal_dataset(ctx.stores, schedule, entry.dataset_name)
     debounce: timedelta = schedule.debounce
     return {
         "status": "signalled",
-        "action": body.action,
         "dataset": entry.dataset_name,
         "debounce_seconds": debounce.total_seconds(),
         "models": [{"name": s.name, "signalled_at": s.signalled_at.isoformat(),
                     "check_after": (s.signalled_at + debounce).isoformat()} for s in slots if s.signalled_at],
-        "project": (body.project or {}).get("id"),
     }
