@@ -91,6 +91,7 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/ls/{model_ref}/predict",
         "/ls/{model_ref}/webhook",
         "/ls/{model_ref}/train",
+        "/labelstudio/connect",
     } == set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert sqlite_client.get("/docs").status_code == 200
