@@ -28,7 +28,7 @@ from pydantic import (
 
 from segpipe import safe_yaml
 from segpipe.errors import ConfigError
-from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
+from segpipe.masks.rows import DEFAULT_SCORE_FLOOR, DEFAULT_SCORE_THRESHOLD
 from segpipe.storage.uri import Location
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
@@ -222,8 +222,10 @@ class TrainConfig(Section):
 
 class PredictConfig(Section):
     images: Path | None = Field(None, description="images to predict (segpipe predict)")
-    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0, le=1,
-                                   description="instances scoring below it are left out of every export")
+    score_threshold: float = Field(DEFAULT_SCORE_THRESHOLD, ge=0, le=1, description="the default view: "
+                                   "instances below it are left out of exports and overlays (not out of the store)")
+    score_floor: float = Field(DEFAULT_SCORE_FLOOR, ge=0, le=1, description="instances and boxes scoring at least "
+                               "this much are stored, so a lower --score-threshold at export gives more")
     formats: list[str] | None = Field(None, description="export format names (segpipe.masks.formats); "
                                       "None: the task's defaults (coco-results, plus coco and png where they fit)")
     image_url_prefix: str = Field("/data/local-files/?d=", max_length=2000,

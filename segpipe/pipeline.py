@@ -346,7 +346,8 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
 
     stores = run.stores
     done = stores.predictions.done_images(run.job_id)
-    counts = {"done": len(done), "total": 0}
+    counts = {"done": len(done), "total": 0, "instances": 0, "shown": 0}
+    threshold = spec.predict.score_threshold
 
     def on_start(todo: int, total: int) -> None:
         counts["total"] = total
@@ -364,7 +365,10 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     def on_image(item: Any, pred: Any, category_map: Any) -> None:
         if run.should_stop():
             raise _Stop()
-        buffer.add(str(item.image_id), prediction_rows(pred, category_map, spec.predict.topk), pred.height, pred.width)
+        counts["instances"] += len(pred.instances)
+        counts["shown"] += sum(1 for inst in pred.instances if inst.score >= threshold)
+        buffer.add(str(item.image_id), prediction_rows(pred, category_map, spec.predict.topk), pred.height, pred.width,
+                   uncertainty=pred.uncertainty, fingerprint=pred.meta.get("fingerprint"))
 
     def on_failed(item: Any, reason: str) -> None:
         record_failed_image(run, run.job_id, str(item.image_id), reason)
@@ -387,7 +391,11 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         return {}
     buffer.flush()
     artifacts = export_predictions(run, spec)
-    run.progress({"phase": "done", "images_done": counts["done"], "images_total": counts["total"]}, force=True)
+    final: dict[str, Any] = {"phase": "done", "images_done": counts["done"], "images_total": counts["total"]}
+    warning = nothing_shown_warning(counts["instances"], counts["shown"], threshold, spec.predict.score_floor)
+    if warning is not None and not done:  # counted over every image only when this attempt predicted them all
+        final["warnings"] = [warning]
+    run.progress(final, force=True)
     return artifacts
 
 
@@ -406,6 +414,15 @@ def record_failed_image(run: JobRun, job_id: str, image_key: str, reason: str) -
 
 def failed_images(stores: Stores, job_id: str, limit: int | None = None) -> list[dict[str, str]]:
     return [{"image": key, "reason": reason} for key, reason in stores.predictions.failures(job_id, limit)]
+
+
+def nothing_shown_warning(found: int, shown: int, threshold: float, floor: float) -> str | None:
+    """The warning a predict job records when its model found instances but none reaches the threshold."""
+    if shown or not found:
+        return None
+    return (f"the model found {found} instance(s) scoring at least {floor:g}, none at or above the score threshold "
+            f"{threshold:g}: the exports hold none; export again with a lower --score-threshold "
+            "(segpipe masks JOB --score-threshold 0.1) to see them")
 
 
 def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:

@@ -7,6 +7,9 @@ One kind per task:
 - instance / detection: ``instances``, each a box (xyxy float pixels), contiguous label, score and,
   for instance, a mask as compressed COCO RLE (``{"size": [h, w], "counts": str}``).
 
+Every kind may carry ``uncertainty`` in [0, 1] (`segpipe.models.uncertainty`): how much labelling this
+image would teach the model, the number "what to label next" ranks by.
+
 Labels are contiguous; `segpipe.data.categories.CategoryMap` turns them back into dataset ids on
 export (done once, in `segpipe.masks.encode`).
 """
@@ -39,4 +42,5 @@ class Prediction:
     scores: np.ndarray | None = None  # classification: (K,) float32 probabilities
     label_map: np.ndarray | None = None  # semantic / binary: (H, W) uint8
     instances: list[Instance] = field(default_factory=list)
+    uncertainty: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)

@@ -57,7 +57,11 @@ def _log_devices() -> None:
              torch.cuda.device_count())
 
 
-def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float = 30.0, name: str | None = None) -> None:
+def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float = 30.0, name: str | None = None,
+               interactive_slot: bool = True) -> None:
+    """Consume ``queues`` one job at a time. With ``interactive_slot`` and ``interactive`` among other
+    queues, the interactive queue gets its own child process (`segpipe.interactive_slot`)."""
+    from segpipe.interactive_slot import InteractiveSlot, slot_command, split_queues
     from workers.celery_app import QUEUES, app
 
     unknown = [q for q in queues if q not in QUEUES]
@@ -83,8 +87,15 @@ def run_worker(queues: list[str], loglevel: str = "info", reconcile_every: float
     if reconcile_every > 0:
         threading.Thread(target=_reconcile_loop, args=(reconcile_every, stop), daemon=True, name="reconcile").start()
     node = name or f"segpipe-{os.getpid()}@{socket.gethostname()}"
+    own, reserve = split_queues(queues, interactive_slot)
+    slot = InteractiveSlot(slot_command(node, loglevel)) if reserve else None
+    if slot is not None:
+        slot.start()
+        log.info("queues %s here; 'interactive' in a reserved process", ",".join(own))
     try:
-        app.worker_main(["worker", "--pool=solo", "--concurrency=1", f"--queues={','.join(queues)}",
+        app.worker_main(["worker", "--pool=solo", "--concurrency=1", f"--queues={','.join(own)}",
                          f"--loglevel={loglevel}", f"--hostname={node}", "--without-gossip", "--without-mingle"])
     finally:
         stop.set()
+        if slot is not None:
+            slot.stop()

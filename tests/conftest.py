@@ -11,3 +11,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# One real Label Studio server per test session, shared by every module that asks for it (it takes
+# minutes to start on a busy machine); defined here so that pytest sees a single session fixture.
+from tests.labelstudio_server import label_studio_server  # noqa: E402,F401

@@ -1,8 +1,7 @@
 """A real Label Studio server for tests: its own venv, its own SQLite data dir, loopback, a free port.
 
 Reusable: ``from tests.labelstudio_server import label_studio_server`` in a test module (or conftest)
-makes the session fixture available — one server for the whole run, since its first start takes minutes
-(tests/masks/formats and tests/labelstudio share it, each with its own projects); it yields a `LabelStudioServer` with ``url`` and ``token`` (a
+makes the session fixture (one server for the whole test session) available; it yields a `LabelStudioServer` with ``url`` and ``token`` (a
 legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's ``LabelStudio(api_key=)``).
 The admin user and token are created non-interactively by ``label-studio start --username/--password/
 --user-token``. Local-files serving is on, rooted at ``files_root`` (``/data/local-files/?d=…`` URLs).
@@ -61,8 +60,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioServer:
-    """Start ``label-studio start`` on 127.0.0.1 with a fresh data dir under ``base``; wait for /health."""
+# The two switches docker-compose's `labelstudio` profile sets (docs/label-studio.md): Label Studio refuses
+# ML backends and webhooks on loopback and private addresses by default, which is where segpipe runs.
+PRIVATE_ADDRESSES = {"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"}
+
+
+def start_label_studio(base: Path, timeout: float | None = None, env: dict[str, str] | None = None) -> LabelStudioServer:
+    """Start ``label-studio start`` on 127.0.0.1 with a fresh data dir under ``base``; wait for /health.
+
+    ``env`` adds variables to Label Studio's environment (e.g. `PRIVATE_ADDRESSES`)."""
     python = tool_python("label-studio")
     executable = python.parent / "label-studio"
     port = _free_port()
@@ -77,9 +83,7 @@ def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioS
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-        # segpipe's ML backend and webhooks listen on loopback, which Label Studio refuses by default
-        "ML_BLOCK_LOCAL_IP": "false",
-        "SSRF_PROTECTION_ENABLED": "false",
+        **(env or {}),
     }
     log = base / "label-studio.log"
     command = [str(executable), "start", "--no-browser", "--data-dir", str(data_dir), "--internal-host", "127.0.0.1",
@@ -108,7 +112,10 @@ def start_label_studio(base: Path, timeout: float | None = None) -> LabelStudioS
 
 @pytest.fixture(scope="session")
 def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    server = start_label_studio(tmp_path_factory.mktemp("label-studio"))
+    """The test session's one Label Studio: at its default settings apart from the two private-address
+    switches of docker-compose's `labelstudio` profile (`PRIVATE_ADDRESSES`), so segpipe on loopback can
+    be its ML backend and webhook target. Starting it takes minutes on a busy machine: every module shares it."""
+    server = start_label_studio(tmp_path_factory.mktemp("label-studio"), env=PRIVATE_ADDRESSES)
     try:
         yield server
     finally:

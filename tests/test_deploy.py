@@ -29,7 +29,8 @@ def compose() -> dict:
 
 def test_compose_has_every_role(compose: dict) -> None:
     assert set(compose["services"]) == {"redis", "postgres", "minio", "minio-bucket", "api", "worker-gpu",
-                                        "worker-cpu", "gpu-host-worker", "beat", "flower", "prometheus", "grafana"}
+                                        "worker-cpu", "gpu-host-worker", "beat", "flower", "prometheus", "grafana",
+                                        "label-studio", "label-studio-connect"}
 
 
 def test_redis_keeps_messages(compose: dict) -> None:
@@ -113,3 +114,20 @@ def _volume(entry: object) -> str:
         return entry
     assert isinstance(entry, dict)
     return f"{entry.get('source')}:{entry['target']}" + (":ro" if entry.get("read_only") else "")
+
+
+def test_label_studio_profile_allows_private_addresses_and_is_wired_to_segpipe(compose: dict) -> None:
+    """The profile's Label Studio accepts segpipe (a private address) as ML backend and webhook target, serves
+    the shared data volume as local files, and its one-shot connect service runs `segpipe labelstudio connect`."""
+    ls, connect = compose["services"]["label-studio"], compose["services"]["label-studio-connect"]
+    assert ls["profiles"] == ["labelstudio"] and connect["profiles"] == ["labelstudio"]
+    env = ls["environment"]
+    assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
+    assert env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] == "/data"
+    assert any(v.endswith(":/data:rw") or v.endswith(":/data") for v in ls["volumes"])
+    api_env = compose["services"]["api"]["environment"]
+    assert api_env["SEGPIPE_LABEL_STUDIO_URL"] == "http://label-studio:8080"
+    assert api_env["SEGPIPE_LABEL_STUDIO_FILES_ROOT"] == "/data"
+    command = " ".join(connect["command"])
+    assert "segpipe labelstudio connect" in command and "--segpipe-url http://api:8000" in command
+    assert set(connect["depends_on"]) == {"api", "label-studio"}

@@ -37,7 +37,18 @@ from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.api.openapi import install_openapi
 from segpipe.api.request_metrics import RequestMetricsMiddleware
-from segpipe.api.routes import datasets, health, images, job_files, job_images, jobs, metrics, models, uploads
+from segpipe.api.routes import (
+    datasets,
+    health,
+    images,
+    job_files,
+    job_images,
+    jobs,
+    metrics,
+    models,
+    snapshots,
+    uploads,
+)
 from segpipe.settings import Settings, get_settings
 from segpipe.stores import Stores
 
@@ -104,9 +115,10 @@ def create_app(
     )
     app.add_middleware(NulRefusingMiddleware)
     app.add_middleware(RequestMetricsMiddleware)  # outermost: counts refusals by the others too
-    for module in (health, metrics, jobs, job_files, images, models, datasets, uploads):
+    for module in (health, metrics, jobs, job_files, images, models, datasets, uploads, snapshots):
         app.include_router(module.router)
     app.include_router(job_images.router)
     app.include_router(labelstudio.router)  # the Label Studio ML backend under /ls/NAME@production/
+    app.include_router(labelstudio.connect_router)  # POST /labelstudio/connect
     pages.install(app)  # the review pages under /ui
     return app

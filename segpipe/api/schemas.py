@@ -267,6 +267,36 @@ class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: VersionNumber = Field(ge=1, le=MAX_INT32)
+    reason: str | None = Field(None, max_length=1000, description="why, in a few words: kept with the decision")
+
+
+class SnapshotOut(BaseModel):
+    id: str
+    sha256: str
+    source: str
+    format: str
+    images: int
+    annotations: int
+    categories: list[str]
+    created_at: str
+    path: str = Field(description="its folder, relative to the artifact root")
+
+
+class SnapshotPull(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = Field(max_length=64, description="cvat-coco, cvat-mask, cvat-images or label-studio")
+    source: str = Field(max_length=4096, description="the export archive in a data root; for label-studio the "
+                                                     "project id")
+    model: str | None = Field(None, max_length=300, description="label-studio: NAME@production (or @N) whose "
+                                                                "classes the labels map to")
+
+
+class VersionConfigOut(BaseModel):
+    name: str
+    version: int
+    task: str
+    config: str = Field(description="the resolved training config, YAML")
 
 
 class Rollback(BaseModel):
@@ -274,6 +304,7 @@ class Rollback(BaseModel):
 
     to: Annotated[int | None, BeforeValidator(_json_integer)] = Field(None, ge=1, le=MAX_INT32,
                            description="default: the newest earlier version that was production")
+    reason: str | None = Field(None, max_length=1000, description="why, in a few words: kept with the decision")
 
 
 class RetrainOut(BaseModel):

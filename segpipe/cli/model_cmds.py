@@ -75,9 +75,19 @@ def models(
         False, "--architectures", "--list", help="List the architectures a config's model.name can use instead."
     ),
     task: str | None = typer.Option(None, "--task", help="With --architectures: only those serving this task kind."),
+    config_of: int | None = typer.Option(None, "--config", min=1, metavar="VERSION",
+                                         help="With a model name: print that version's resolved training config."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List trained models and their versions (or, with --architectures, the model architectures)."""
+    if config_of is not None:
+        from segpipe.errors import ConfigError
+
+        if name is None:
+            raise ConfigError("--config VERSION shows one version's config: give the model name too")
+        stores, _, _ = _open()
+        print(stores.versions.get(name, config_of).config, end="")
+        return
     if architectures:
         _architectures(task, as_json)
         return
@@ -179,12 +189,14 @@ def _one_model(stores: Any, name: str, as_json: bool) -> None:
 def promote(
     name: str = typer.Argument(..., help="Model name."),
     version: int = typer.Argument(..., min=1, help="The version to make production."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, in a few words: kept with the decision."),
 ) -> None:
-    """Make a version the production one (the previous production version is archived)."""
-    from segpipe.retrain.promotion import promote_by_hand
+    """Make a version the production one (the previous production version is archived). The decision
+    records your operating-system user and the reason."""
+    from segpipe.retrain.promotion import cli_actor, promote_by_hand
 
     stores, _, _ = _open()
-    decision = promote_by_hand(stores, name, version, by="cli")
+    decision = promote_by_hand(stores, name, version, by=cli_actor(), reason=reason)
     console.print(f"{name}: version {version} is {_stage('production')} ({escape(decision.reason)})")
 
 
@@ -192,12 +204,15 @@ def promote(
 def rollback(
     name: str = typer.Argument(..., help="Model name."),
     to: int | None = typer.Option(None, "--to", min=1, help="The version to go back to (default: the previous production one)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, in a few words: kept with the decision."),
 ) -> None:
-    """Put the previous production version (or --to VERSION) back into production."""
+    """Put the previous production version (or --to VERSION) back into production. The decision
+    records your operating-system user and the reason."""
+    from segpipe.retrain.promotion import cli_actor
     from segpipe.retrain.promotion import rollback as do_rollback
 
     stores, _, _ = _open()
-    decision = do_rollback(stores, name, to=to, by="cli")
+    decision = do_rollback(stores, name, to=to, by=cli_actor(), reason=reason)
     console.print(f"{name}: {escape(decision.reason)}; predict jobs using {name}@production now get v{decision.version}")
 
 
@@ -253,7 +268,10 @@ def schedule(
             "name": entry.name, "timing": f"every {_duration(entry.every)}" if entry.every else f"cron {entry.cron}",
             "dataset": entry.dataset_name, "last_check": checked,
             "next_check": entry.next_check(checked) if checked else None,
-            "signalled_at": slot.signalled_at if slot else None, "last_note": slot.note if slot else None,
+            "signalled_at": slot.signalled_at if slot else None,
+            # a pending signal is acted on by the first tick after the debounce window closes
+            "signal_checked_from": slot.signalled_at + plan.debounce if slot and slot.signalled_at else None,
+            "last_note": slot.note if slot else None,
             "active_job": active.id if active else None,
             "tick": asdict(results[entry.name]) if entry.name in results else None,
         })
@@ -261,12 +279,15 @@ def schedule(
         print(json.dumps(rows, indent=1, default=str))
         return
     table = Table(title=f"retraining schedule ({escape(plan.source)})")
-    for col in ("model", "timing", "dataset", "last check", "next check", "signalled", "retraining"):
+    for col in ("model", "timing", "dataset", "last check", "next check", "signalled", "signal checked from",
+                "retraining"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["timing"], r["dataset"], _when(r["last_check"]),
                       _when(r["next_check"]) if r["last_check"] else "next tick", _when(r["signalled_at"]),
-                      (r["active_job"] or "-")[:12])
+                      _when(r["signal_checked_from"]), (r["active_job"] or "-")[:12])
+    console.print(f"beat ticks every {settings.retrain_tick_seconds:g} s; a dataset signal waits "
+                  f"{plan.debounce.total_seconds():g} s (debounce_seconds) before its check")
     console.print(table)
     for r in rows:  # below the table: these lines are long (job ids, hashes)
         note = r["tick"]["detail"] if r["tick"] else r["last_note"]

@@ -127,6 +127,8 @@ def job(
         return
     console.print(f"[bold]{j.id}[/]  {j.kind}  {_state(j.state)}  attempts {j.attempts}  worker {j.worker or '-'}")
     console.print(f"progress: {_progress_text(j.progress or {})}")
+    for warning in (j.progress or {}).get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {escape(str(warning))}")
     if j.error:
         console.print(f"[red]error:[/] {escape(j.error)}")
     for name, rel in (j.artifacts or {}).items():
@@ -181,32 +183,46 @@ def masks(
     with_images: bool = typer.Option(False, "--with-images", help="coco: copy the images into images/."),
     categories: str | None = typer.Option(None, "--categories", help="Only these categories, by original id, "
                                           "comma-separated (e.g. 3,7); default: all."),
+    duplicates: str = typer.Option("auto", "--duplicates", help="Overlapping instances (any class): suppress, keep, "
+                                   "or auto (suppressed in label-studio and cvat-mask, kept elsewhere)."),
 ) -> None:
-    """Export a predict job's stored predictions, ready to import into CVAT / Label Studio as they are."""
+    """Export a predict job's stored predictions, ready to import into CVAT / Label Studio as they are.
+
+    The job stored every instance above a low floor: --score-threshold is a view, a lower one gives more."""
     from segpipe.job_exports import export_job
     from segpipe.masks.formats import parse_category_ids
 
     if segmentation not in ("rle", "polygons", "both"):
         raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
+    modes: dict[str, bool | None] = {"auto": None, "suppress": True, "keep": False}
+    if duplicates not in modes:
+        raise ConfigError(f"--duplicates {duplicates!r}: use suppress, keep or auto")
+    suppress = modes[duplicates]
     stores, _, _ = _open()
     files = export_job(stores, job_id, out, fmt.split(","), score_threshold=score_threshold,
                        image_url_prefix=image_url_prefix, segmentation=segmentation, with_images=with_images,
-                       only_categories=parse_category_ids(categories))
+                       only_categories=parse_category_ids(categories), suppress_duplicates=suppress)
     for name, written in files.items():
         console.print(f"{name}: {len(written)} files → {escape(str(out))}")
 
 
 @app.command()
 def worker(
-    queues: str = typer.Option("gpu,cpu", "--queues", "-Q", help="Queues to consume, comma-separated."),
+    queues: str = typer.Option("gpu,cpu,interactive", "--queues", "-Q", help="Queues to consume, comma-separated."),
     loglevel: str = typer.Option("info", "--loglevel"),
     reconcile_every: float = typer.Option(30.0, "--reconcile-every", help="Seconds between orphan checks (0: off)."),
     name: str | None = typer.Option(None, "--name", help="Worker node name (default: segpipe-<pid>@host)."),
     gpus: str | None = typer.Option(
         None, "--gpus", help="One worker process per GPU id (e.g. 0,1,2,3), each with its own CUDA_VISIBLE_DEVICES, "
         "supervised and restarted if it dies."),
+    interactive_slot: bool = typer.Option(
+        True, "--interactive-slot/--no-interactive-slot", help="With 'interactive' among other queues, serve it "
+        "in a reserved child process, so Label Studio's predictions never wait behind a training job."),
 ) -> None:
-    """Run a worker: one job at a time in this process (solo pool: CUDA does not survive fork)."""
+    """Run a worker: one job at a time in this process (solo pool: CUDA does not survive fork).
+
+    By default it consumes gpu, cpu and interactive; interactive (the Label Studio ML backend's short
+    predict jobs) runs in a reserved child process, so it is answered while a training job runs."""
     from segpipe.worker import run_worker
 
     if gpus is not None:
@@ -222,7 +238,7 @@ def worker(
         return
 
     run_worker(queues=[q.strip() for q in queues.split(",") if q.strip()], loglevel=loglevel,
-               reconcile_every=reconcile_every, name=name)
+               reconcile_every=reconcile_every, name=name, interactive_slot=interactive_slot)
 
 
 @app.command()

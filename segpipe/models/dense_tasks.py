@@ -33,6 +33,7 @@ from segpipe.models.adapter import (
     train_mode,
 )
 from segpipe.models.dense_inference import dihedral_average, tiled_logits, transformed_batch
+from segpipe.models.uncertainty import margin_uncertainty, sigmoid_entropy, softmax_entropy
 from segpipe.prediction import Prediction
 
 
@@ -132,7 +133,9 @@ class ClassificationAdapter(_TensorBatchAdapter):
         return preds
 
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
-        probs = logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
+        probs_t = logits.float().softmax(dim=1)
+        doubts = margin_uncertainty(probs_t).tolist()
+        probs = probs_t.cpu().numpy().astype(np.float32)
         h, w = batch["images"].shape[-2:]
         return [
             Prediction(
@@ -142,9 +145,10 @@ class ClassificationAdapter(_TensorBatchAdapter):
                 width=int(w),
                 class_id=int(p.argmax()),
                 scores=p,
+                uncertainty=float(doubt),
                 meta=meta_of(batch, i),
             )
-            for i, (image_id, p) in enumerate(zip(image_ids_of(batch), probs, strict=True))
+            for i, (image_id, p, doubt) in enumerate(zip(image_ids_of(batch), probs, doubts, strict=True))
         ]
 
 
@@ -239,7 +243,8 @@ class _SegmentationAdapter(_TensorBatchAdapter):
                 f"0..{self.num_labels - 1} and {self.ignore_index} (ignore)"
             )
 
-    def _label_maps(self, labels: torch.Tensor, batch: Batch) -> list[Prediction]:
+    def _label_maps(self, labels: torch.Tensor, doubts: torch.Tensor, batch: Batch) -> list[Prediction]:
+        """Predictions from ``(B, H, W)`` labels and ``(B,)`` uncertainties."""
         maps = labels.to(torch.uint8).cpu().numpy()
         h, w = maps.shape[-2:]
         return [
@@ -249,9 +254,10 @@ class _SegmentationAdapter(_TensorBatchAdapter):
                 height=int(h),
                 width=int(w),
                 label_map=m,
+                uncertainty=float(doubt),
                 meta=meta_of(batch, i),
             )
-            for i, (image_id, m) in enumerate(zip(image_ids_of(batch), maps, strict=True))
+            for i, (image_id, m, doubt) in enumerate(zip(image_ids_of(batch), maps, doubts.tolist(), strict=True))
         ]
 
 
@@ -272,7 +278,7 @@ class SemanticAdapter(_SegmentationAdapter):
         }
 
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
-        return self._label_maps(logits.argmax(dim=1), batch)
+        return self._label_maps(logits.argmax(dim=1), softmax_entropy(logits), batch)
 
 
 @ADAPTERS.register("binary", description="BCE + Dice on one sigmoid channel; 0/1 label map")
@@ -293,4 +299,5 @@ class BinaryAdapter(_SegmentationAdapter):
         }
 
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Prediction]:
-        return self._label_maps(logits[:, 0] > 0, batch)  # logit > 0 ⇔ probability > 0.5
+        # logit > 0 ⇔ probability > 0.5
+        return self._label_maps(logits[:, 0] > 0, sigmoid_entropy(logits[:, 0]), batch)

@@ -29,9 +29,12 @@ from segpipe.models.adapter import (
     require_prepared,
     train_mode,
 )
+from segpipe.models.uncertainty import score_entropy
 from segpipe.prediction import Instance, Prediction
 
 _MASK_THRESHOLD = 0.5  # Mask R-CNN mask probabilities → binary masks
+# Instances scored below this say nothing about the image's uncertainty (torchvision's own box floor).
+UNCERTAINTY_FLOOR = 0.05
 
 
 def encode_masks(masks: np.ndarray) -> list[dict]:
@@ -110,13 +113,15 @@ class _RcnnAdapter(TaskAdapter):
     def predict_images(self, model: nn.Module, images: list[np.ndarray], image_ids: list[Any], cfg: Any, *,
                        transform: Any, device: torch.device | str,
                        autocast: Callable[[], AbstractContextManager[Any]]) -> list[Prediction]:
-        """The original images go in; the detector resizes them and answers in their pixels."""
+        """The original images go in; the detector resizes them and answers in their pixels. Everything at
+        or above ``cfg.score_floor`` is kept (the job stores it; exports apply ``score_threshold``)."""
         batch = {"images": [torch.from_numpy(im).permute(2, 0, 1) for im in images], "image_ids": list(image_ids),
                  "meta": [{} for _ in images]}
+        floor = min(getattr(cfg, "score_floor", cfg.score_threshold), cfg.score_threshold)
         with autocast():
-            preds = self.predict(model, self.prepare(batch, device), cfg.score_threshold)
+            preds = self.predict(model, self.prepare(batch, device), floor)
         for p in preds:
-            p.instances = [inst for inst in p.instances if inst.score >= cfg.score_threshold]
+            p.instances = [inst for inst in p.instances if inst.score >= floor]
         return preds
 
     def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:
@@ -147,6 +152,7 @@ class _RcnnAdapter(TaskAdapter):
                     height=int(h),
                     width=int(w),
                     instances=instances,
+                    uncertainty=score_entropy(out["scores"][out["scores"] >= UNCERTAINTY_FLOOR].tolist()),
                     meta=meta_of(batch, i),
                 )
             )

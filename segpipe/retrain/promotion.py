@@ -9,20 +9,27 @@ from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores import PromotionDecision, Stores
 
 
-def promote_by_hand(stores: Stores, name: str, version: int, *, by: str | None = None) -> PromotionDecision:
-    """Make ``version`` production (the previous one is archived) and record who did it."""
+MAX_REASON = 1000  # characters of a person's reason kept with a decision
+
+
+def promote_by_hand(stores: Stores, name: str, version: int, *, by: str | None = None,
+                    reason: str | None = None) -> PromotionDecision:
+    """Make ``version`` production (the previous one is archived) and record who did it and why."""
     current = stores.versions.production(name)
     who = f" by {by}" if by else ""
     if current is not None and current.version == version:
-        reason = f"promoted by hand{who} (it was already production)"
+        text = f"promoted by hand{who} (it was already production)"
     else:
-        reason = f"promoted by hand{who}, replacing {_v(current.version if current else None)}"
-    return stores.decisions.record(name, version, "promoted", reason, source="manual", decided_by=by)
+        text = f"promoted by hand{who}, replacing {_v(current.version if current else None)}"
+    return stores.decisions.record(name, version, "promoted", text + _because(reason), source="manual",
+                                   decided_by=by)
 
 
-def rollback(stores: Stores, name: str, *, to: int | None = None, by: str | None = None) -> PromotionDecision:
+def rollback(stores: Stores, name: str, *, to: int | None = None, by: str | None = None,
+             reason: str | None = None) -> PromotionDecision:
     """Make an earlier version production again: ``to``, or else the newest older version that was
-    production before (`DecisionStore.rollback_target`). `ConfigError` says why when there is none."""
+    production before (`DecisionStore.rollback_target`). `ConfigError` says why when there is none.
+    ``reason``: a person's words, kept with the decision."""
     current = stores.versions.production(name)
     if current is None:
         if not stores.versions.list(name):
@@ -39,12 +46,31 @@ def rollback(stores: Stores, name: str, *, to: int | None = None, by: str | None
     stores.versions.get(name, target)  # NotFoundError names a version that does not exist
     who = f" by {by}" if by else ""
     decision = stores.decisions.record(
-        name, target, "promoted", f"rolled back{who} from version {current.version} to version {target}",
+        name, target, "promoted",
+        f"rolled back{who} from version {current.version} to version {target}" + _because(reason),
         source="rollback", decided_by=by, expect_production=current.version, check_production=True,
     )
     if decision.outcome != "promoted":
         raise ConfigError(f"model {name!r}: rollback not applied: {decision.reason}")
     return decision
+
+
+def _because(reason: str | None) -> str:
+    if reason is None or not reason.strip():
+        return ""
+    if len(reason) > MAX_REASON:
+        raise ConfigError(f"the reason is {len(reason)} characters; at most {MAX_REASON} are kept")
+    return f": {' '.join(reason.split())}"
+
+
+def cli_actor() -> str:
+    """Who acts from the command line: the operating-system user, marked as a CLI action."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli"
 
 
 def _v(version: int | None) -> str:

@@ -12,7 +12,18 @@
         validation: {images: ..., masks: ...}   # the fixed validation set (default: the config's data.val)
         fine_tune_from_production: true         # start from production's weights (default: from scratch)
         queue: gpu
+      cells:
+        every: 1d
+        config: retrain/cells.yaml   # no data section needed: the data is the project's latest snapshot
+        label_studio: {project: 3, val_fraction: 0.2}   # bound to a Label Studio project (see below)
+        gate: {metric: segm_AP}
         gate: {metric: iou, mode: max, min_delta: 0.01, guards: {dice: 0.02}}
+
+A model bound to a Label Studio project trains from snapshots of it: each check pulls the project
+through Label Studio's export API (`segpipe.snapshots`), splits it by image content (an image once in
+validation never moves to training) and hashes the result; the project's webhook and Label Studio's
+"Start training" signal the model. Bound models fine-tune from production unless
+``fine_tune_from_production: false`` says otherwise.
 
 Relative paths resolve against the schedule file's folder (those inside a referenced config against
 that config's folder). The file is read again on every tick, so edits apply without restarting beat.
@@ -32,6 +43,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from segpipe import config as config_mod
 from segpipe.config import JobConfig, Section, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
+from segpipe.evaluation.metric_names import is_metric, known_metrics
 from segpipe.jobspec import NAME_PATTERN, RetrainSpec
 from segpipe.retrain.gate import GateConfig
 
@@ -70,6 +82,13 @@ class DatasetWatch(Section):
     paths: list[Path] | None = Field(None, min_length=1, description="default: the config's data.train + data.val")
 
 
+class LabelStudioBinding(Section):
+    """``label_studio:`` of a schedule entry: the project whose annotations the model trains on."""
+
+    project: int = Field(ge=1, description="the project id on SEGPIPE_LABEL_STUDIO_URL")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="the share of images held out for the gate")
+
+
 class ScheduleEntry(Section):
     every: timedelta | None = None
     cron: str | None = None
@@ -77,9 +96,10 @@ class ScheduleEntry(Section):
     overrides: list[str] = Field(default_factory=list)
     dataset: DatasetWatch = Field(default_factory=DatasetWatch)
     validation: SourceConfig | None = None
-    fine_tune_from_production: bool = False
+    fine_tune_from_production: bool | None = Field(None, description="default: true for a Label Studio project")
     queue: Literal["gpu", "cpu"] = "gpu"
     gate: GateConfig
+    label_studio: LabelStudioBinding | None = None
 
     @field_validator("every", mode="before")
     @classmethod
@@ -120,10 +140,11 @@ class ModelSchedule:
     config: JobConfig
     dataset_name: str
     dataset_paths: tuple[Path, ...]
-    validation: SourceConfig
+    validation: SourceConfig | None  # None: a Label Studio project's, known once a snapshot is pulled
     fine_tune_from_production: bool
     gate: GateConfig
     queue: str
+    label_studio: LabelStudioBinding | None = None
 
     def next_check(self, after: datetime) -> datetime:
         """When the check after one made at ``after`` is due."""
@@ -144,8 +165,21 @@ class ModelSchedule:
             return "schedule"
         return None
 
+    def on_snapshot(self, images: Path, train: Path, val: Path) -> ModelSchedule:
+        """This entry training on a snapshot's split: COCO ``train``/``val`` files over ``images``."""
+        from dataclasses import replace
+
+        source = {"images": images, "annotations": train}
+        validation = SourceConfig(images=images, annotations=val)
+        data = self.config.data.model_copy(update={"train": SourceConfig(**source), "val": validation}) \
+            if self.config.data is not None else config_mod.DataConfig(train=SourceConfig(**source), val=validation)
+        return replace(self, config=self.config.model_copy(update={"data": data}),
+                       dataset_paths=(images, train, val), validation=validation)
+
     def retrain_spec(self, trigger: str) -> RetrainSpec:
         """The ``retrain`` job this entry queues."""
+        if self.validation is None:
+            raise ConfigError(f"model {self.name}: no snapshot of its Label Studio project was pulled yet")
         return RetrainSpec(
             name=self.name,
             config=self.config,
@@ -219,18 +253,26 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
     if config.name is not None and config.name != name:
         raise ConfigError(f"{where}: its config names model {config.name!r}; use the same name or leave config.name out")
     config.name = name
+    _check_gate_metrics(entry.gate, config.task, where)
+    bound = entry.label_studio is not None
     data = config.data
-    if data is None:
+    if data is None and not bound:
         raise ConfigError(f"{where}: its config has no data section to train on")
-    validation = entry.validation or data.val
-    if validation is None:
-        raise ConfigError(f"{where}: needs a fixed validation set: give 'validation:' or data.val in its config")
-    if entry.validation is not None:
-        validation = _absolute(validation, base)
-    if entry.dataset.paths is not None:
-        paths = tuple(p if p.is_absolute() else (base / p).resolve() for p in entry.dataset.paths)
+    validation = entry.validation or (data.val if data is not None else None)
+    if bound and (entry.validation is not None or entry.dataset.paths is not None):
+        raise ConfigError(f"{where}: a model bound to a Label Studio project takes its data and validation set "
+                          "from the project's snapshots: leave 'validation' and 'dataset.paths' out")
+    if bound:
+        validation, paths = None, ()
     else:
-        paths = tuple(dataset_paths(config))
+        if validation is None:
+            raise ConfigError(f"{where}: needs a fixed validation set: give 'validation:' or data.val in its config")
+        if entry.validation is not None:
+            validation = _absolute(validation, base)
+        if entry.dataset.paths is not None:
+            paths = tuple(p if p.is_absolute() else (base / p).resolve() for p in entry.dataset.paths)
+        else:
+            paths = tuple(dataset_paths(config))
     return ModelSchedule(
         name=name,
         every=entry.every,
@@ -239,10 +281,19 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
         dataset_name=entry.dataset.name or name,
         dataset_paths=paths,
         validation=validation,
-        fine_tune_from_production=entry.fine_tune_from_production,
+        fine_tune_from_production=bound if entry.fine_tune_from_production is None else entry.fine_tune_from_production,
         gate=entry.gate,
         queue=entry.queue,
+        label_studio=entry.label_studio,
     )
+
+
+def _check_gate_metrics(gate: GateConfig, task: str, where: str) -> None:
+    """A misspelt gate metric is caught when the schedule loads, not after a whole training."""
+    for field, name in [("metric", gate.metric), *((f"guards.{g}", g) for g in gate.guards)]:
+        if not is_metric(task, name):
+            raise ConfigError(f"{where}.gate.{field}: {name!r} is not a metric of task {task}; its evaluation "
+                              f"reports {', '.join(known_metrics(task))}")
 
 
 def _absolute(source: SourceConfig, base: Path) -> SourceConfig:

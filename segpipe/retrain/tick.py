@@ -96,10 +96,17 @@ def check_model(
         detail = f"retrain job {active.id} is {active.state}"
         _note(stores, name, slot.dataset_hash if slot else None, detail)
         return TickResult(name, "busy", detail, job_id=active.id)
+    snapshot_note = ""
+    if entry.label_studio is not None:  # its data is the project's latest snapshot
+        from segpipe.retrain.label_studio_data import entry_on_latest_snapshot
+
+        project = entry.label_studio.project
+        entry, snapshot = entry_on_latest_snapshot(stores, settings, entry)
+        snapshot_note = f" (snapshot {snapshot.id} of Label Studio project {project})"
     digest = hasher(entry.dataset_paths)
     seen = stores.versions.trained_on(name, digest)
     if seen is not None:
-        detail = f"unchanged: version {seen.version} ({seen.stage}) was trained on this data"
+        detail = f"unchanged: version {seen.version} ({seen.stage}) was trained on this data{snapshot_note}"
         _note(stores, name, digest, detail)
         return TickResult(name, "unchanged", detail, dataset_hash=digest)
     production = stores.versions.production(name)
@@ -107,6 +114,7 @@ def check_model(
         trigger = f"{why}: no production version yet"
     else:
         trigger = f"{why}: dataset {digest[:19]}… differs from production version {production.version}'s"
+    trigger += snapshot_note
     queued = queue_retrain(stores, celery_app, settings, entry, trigger=trigger, submitted_by="schedule")
     if not queued.created:  # another process queued one between our check and now
         detail = f"retrain job {queued.job.id} is {queued.job.state}"

@@ -62,7 +62,8 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
         for item, image, pred in predict_items(loaded, todo, cfg, on_failed=on_failed):
             if run.should_stop():
                 raise _Stop()
-            buffer.add(str(item.image_id), prediction_rows(pred, loaded.category_map, cfg.topk), pred.height, pred.width)
+            buffer.add(str(item.image_id), prediction_rows(pred, loaded.category_map, cfg.topk), pred.height, pred.width,
+                       uncertainty=pred.uncertainty, fingerprint=pred.meta.get("fingerprint"))
     except _Stop:
         buffer.flush()
         return {}

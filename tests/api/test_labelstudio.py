@@ -173,7 +173,7 @@ def test_webhook_signals_the_models_dataset(setup: dict[str, Any], tmp_path: Pat
     config = {"task": "instance", "data": {"train": source, "val": source}, "model": {"name": "maskrcnn"}}
     setup["schedule"].write_text(yaml.safe_dump({"debounce_seconds": 60, "models": {"cells": {
         "every": "24h", "config": config, "dataset": {"name": "cell-annotations", "paths": [str(setup["data"])]},
-        "gate": {"metric": "segm_mAP", "mode": "max"}}}}))
+        "gate": {"metric": "segm_AP", "mode": "max"}}}}))
     ignored = client.post("/ls/cells@production/webhook", headers=ANN_BASIC, json={"action": "PROJECT_UPDATED"})
     assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"
     assert stores.retrain.get("cells") is None
@@ -185,4 +185,7 @@ def test_webhook_signals_the_models_dataset(setup: dict[str, Any], tmp_path: Pat
     assert first is not None
     client.post("/ls/cells@production/webhook", headers=ANN_BASIC, json={**event, "action": "ANNOTATION_UPDATED"})
     assert stores.retrain.get("cells").signalled_at == first, "signals within the window fold into the first"
+    legacy = client.post("/ls/cells@production/train", headers=ANN_BASIC, json={"annotations": [], "project": "4.1"})
+    assert legacy.status_code == 200 and legacy.json()["status"] == "signalled"
+    assert client.post("/ls/cells@production/train", json={}).status_code == 401
     assert json.loads(json.dumps(body))["models"][0]["name"] == "cells"

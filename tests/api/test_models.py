@@ -21,8 +21,9 @@ def test_list_get_and_promote(client: TestClient, stores: Stores) -> None:
     assert client.post("/models/roads/promote", json={"version": 1}, headers=ANNOTATOR).status_code == 403
     r = client.post("/models/roads/promote", json={"version": 1}, headers=ENGINEER)
     assert r.status_code == 200 and r.json()["stage"] == "production"
-    r = client.post("/models/roads/promote", json={"version": 2}, headers=ENGINEER)
+    r = client.post("/models/roads/promote", json={"version": 2, "reason": "sharper edges"}, headers=ENGINEER)
     detail = client.get("/models/roads", headers=ANNOTATOR).json()
+    assert detail["decisions"][0]["reason"].endswith(": sharper edges")
     assert detail["production_version"] == 2
     assert [(v["version"], v["stage"], v["metrics"]) for v in detail["versions"]] == [
         (2, "production", {"miou": 0.7}),
@@ -34,6 +35,20 @@ def test_list_get_and_promote(client: TestClient, stores: Stores) -> None:
     assert r.status_code == 404 and r.json()["error"] == "model 'nothing' has no versions"
     r = client.post("/models/roads/promote", json={"version": 0}, headers=ENGINEER)
     assert r.status_code == 422 and "body.version" in r.json()["error"]
+    r = client.post("/models/roads/promote", json={"version": 1, "reason": "x" * 1001}, headers=ENGINEER)
+    assert r.status_code == 422 and "body.reason" in r.json()["error"]
+    r = client.post("/models/roads/rollback", json={"reason": "regressed on night images"}, headers=ENGINEER)
+    assert r.status_code == 200 and r.json()["reason"].endswith(": regressed on night images")
+
+
+def test_a_versions_resolved_config_is_readable(client: TestClient, stores: Stores) -> None:
+    stores.versions.register("roads", "semantic", "task: semantic\nmodel: {name: unet}\n")
+    r = client.get("/models/roads/versions/1/config", headers=ANNOTATOR)
+    assert r.status_code == 200
+    assert r.json() == {"name": "roads", "version": 1, "task": "semantic", "config": "task: semantic\nmodel: {name: unet}\n"}
+    assert client.get("/models/roads/versions/2/config", headers=ANNOTATOR).status_code == 404
+    assert client.get("/models/roads/versions/0/config", headers=ANNOTATOR).status_code == 422
+    assert client.get("/models/roads/versions/1/config").status_code == 401
 
 
 def test_api_literals_match_the_store() -> None:
@@ -57,10 +72,13 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/models/{name}",
         "/models/{name}/promote",
         "/models/{name}/decisions",
+        "/models/{name}/versions/{version}/config",
         "/models/{name}/rollback",
         "/models/{name}/retrain",
         "/datasets/{name}/changed",
         "/uploads",
+        "/snapshots",
+        "/snapshots/{snapshot_id}",
         "/jobs/{job_id}/export",
         # review pages' data (issue 10)
         "/jobs/{job_id}/images",
@@ -72,6 +90,8 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/ls/{model_ref}/setup",
         "/ls/{model_ref}/predict",
         "/ls/{model_ref}/webhook",
+        "/ls/{model_ref}/train",
+        "/labelstudio/connect",
     } == set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert sqlite_client.get("/docs").status_code == 200

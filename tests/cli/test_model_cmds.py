@@ -11,6 +11,8 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from segpipe.cli import app
+from segpipe.retrain.promotion import cli_actor
+from segpipe.retrain.schedule import load_schedule
 from segpipe.data.synthetic import make_mask_folders
 from segpipe.settings import get_settings
 from segpipe.stores import Stores
@@ -69,7 +71,7 @@ def test_models_promote_and_rollback(env, stores: Stores) -> None:
         metrics = {"miou": 0.9, "dice": 0.8, "pixel_accuracy": 0.95, "iou": iou}
         stores.versions.register("roads", "binary", "cfg", metrics=metrics, dataset_hash="sha256:" + "a" * 64)
     assert run("promote", "roads", "1").exit_code == 0
-    result = run("promote", "roads", "2")
+    result = run("promote", "roads", "2", "--reason", "better on the new\n  night images")
     assert result.exit_code == 0 and "roads: version 2 is production" in result.output
     stores.decisions.record("roads", 2, "rejected", "iou fell below the bar", source="gate")
     listing = run("models")
@@ -77,20 +79,25 @@ def test_models_promote_and_rollback(env, stores: Stores) -> None:
     detail = run("models", "roads")
     assert detail.exit_code == 0
     for text in ("v2", "production", "archived", "iou 0.700 miou 0.900 dice 0.800", "aaaaaaaaaaaa", "iou fell below the bar",
-                 "promoted by hand by cli, replacing version 1"):
+                 f"promoted by hand by {cli_actor()}, replacing version 1: better on the new night images"):
         assert text in detail.output, text
     as_json = json.loads(run("models", "roads", "--json").output)
     assert [v["stage"] for v in as_json["versions"]] == ["production", "archived"]
     assert [d["source"] for d in as_json["decisions"]] == ["gate", "manual", "manual"]
 
     back = run("rollback", "roads")
-    assert back.exit_code == 0 and "rolled back by cli from version 2 to version 1" in back.output
+    assert back.exit_code == 0 and f"rolled back by {cli_actor()} from version 2 to version 1" in back.output
     assert "roads@production now get v1" in back.output
     assert "v1 promoted (rollback)" in run("models").output
     assert run("models", "--task", "binary").exit_code == 2  # --task only filters --architectures
     again = run("rollback", "roads")
     assert again.exit_code == 2 and "no version before 1 was ever production" in again.output
-    assert run("rollback", "roads", "--to", "2").exit_code == 0
+    assert run("rollback", "roads", "--to", "2", "--reason", "v1 misses cars").exit_code == 0
+    assert stores.decisions.list("roads")[0].reason.endswith(": v1 misses cars")
+    assert stores.decisions.list("roads")[0].decided_by == cli_actor()
+    assert run("models", "roads", "--config", "1").output == "cfg"
+    assert run("models", "--config", "1").exit_code == 2
+    assert run("models", "roads", "--config", "7").exit_code == 2
     missing = run("models", "nothing")
     assert missing.exit_code == 2 and "model 'nothing' has no versions" in missing.output
     assert run("promote", "roads", "9").exit_code == 2
@@ -112,5 +119,10 @@ def test_retrain_and_schedule(env, stores: Stores) -> None:
     rows = json.loads(run("schedule", "--json").output)
     assert rows[0]["name"] == "roads" and rows[0]["active_job"] == job.id and rows[0]["last_check"]
     assert rows[0]["last_note"] == f"retrain job {job.id} is queued"
+    slot = stores.retrain.signal("roads")  # the dataset changed: checked once the debounce window closes
+    rows = json.loads(run("schedule", "--json").output)
+    debounce = load_schedule(Path(env["SEGPIPE_SCHEDULE"])).debounce
+    assert rows[0]["signal_checked_from"] == str(slot.signalled_at + debounce)
+    assert "a dataset signal waits" in run("schedule").output
     none = run("schedule", "--schedule", str(Path(env["SEGPIPE_HOME"]) / "none.yaml"))
     assert none.exit_code == 2 and "no retraining schedule file" in none.output

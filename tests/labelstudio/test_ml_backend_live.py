@@ -32,7 +32,7 @@ from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_config
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
-from tests.labelstudio_server import LabelStudioServer, label_studio_server  # noqa: F401  (session fixture)
+from tests.labelstudio_server import LabelStudioServer
 from tests.live_server import REPO, live_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,6 +51,7 @@ class Backend:
     batch_job: str
     data: Path
     worker_log: Path
+    root: Path
 
 
 def _train_tiny(root: Path, artifacts: Path) -> Path:
@@ -91,9 +92,7 @@ def _wait_job(api: str, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def backend(
-    tmp_path_factory: pytest.TempPathFactory, label_studio_server: LabelStudioServer  # noqa: F811
-) -> Iterator[Backend]:
+def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     import redis
 
     try:
@@ -101,9 +100,9 @@ def backend(
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
     root = tmp_path_factory.mktemp("ls-backend")
-    ls = label_studio_server
-    # Label Studio serves local files from its files root: segpipe's data root is that same folder
-    data, artifacts = ls.files_root, root / "artifacts"
+    ls = label_studio_server  # the session's server (allows private addresses, as the compose profile)
+    # Label Studio serves local files from its files root: segpipe's data root is a folder inside it
+    data, artifacts = ls.files_root / "ml-backend-live", root / "artifacts"
     (data / "batch").mkdir(parents=True)
     checkpoint = _train_tiny(root, artifacts)
     from segpipe.data.synthetic import make_shapes_coco
@@ -112,7 +111,7 @@ def backend(
     images = sorted(fresh.images.glob("*.png"))
     for image in images[:2]:
         (data / "batch" / image.name).write_bytes(image.read_bytes())
-    (data.parent / "upload.png").write_bytes(images[2].read_bytes())  # not under the data root
+    (root / "upload.png").write_bytes(images[2].read_bytes())  # not under the data root
     db_url = f"sqlite:///{root / 'segpipe.db'}"
     stores = Stores.open(db_url, artifacts)
     version = stores.versions.register("tiny", "binary", "{}", checkpoint=checkpoint.relative_to(artifacts).as_posix())
@@ -145,7 +144,7 @@ def backend(
                 "predict": {"formats": ["coco-results"]}}}, timeout=120)  # fmt: skip; submit checks the model
             assert submitted.status_code == 201, submitted.text
             _wait_job(api, submitted.json()["id"])
-            yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log)
+            yield Backend(api, ls, stores, submitted.json()["id"], data, worker_log, root)
     finally:
         stop_process(worker)
         stores.close()
@@ -182,8 +181,9 @@ def test_label_studio_gets_predictions_and_fires_the_webhook(backend: Backend) -
 
     # two tasks: a local file segpipe predicted before, and an upload only Label Studio has
     batch = sorted(p.name for p in (backend.data / "batch").glob("*.png"))
-    _ls(ls, "POST", f"/api/projects/{pid}/import", json=[{"image": f"/data/local-files/?d=batch/{batch[0]}"}])
-    upload = backend.data.parent / "upload.png"
+    _ls(ls, "POST", f"/api/projects/{pid}/import",
+        json=[{"image": f"/data/local-files/?d={backend.data.name}/batch/{batch[0]}"}])
+    upload = backend.root / "upload.png"
     with upload.open("rb") as f:
         _ls(ls, "POST", f"/api/projects/{pid}/import", files={"file": ("upload.png", f, "image/png")})
     tasks = _ls(ls, "GET", f"/api/tasks?project={pid}")

@@ -45,6 +45,7 @@ class Site:
     running_job_id: str
     stores: Stores
     data: Path
+    interactive_job_id: str = ""
 
 
 def disc(cy: int, cx: int, r: int) -> np.ndarray:
@@ -67,6 +68,12 @@ def row(mask: np.ndarray, category_id: int, name: str, score: float) -> dict[str
 
 # image "a": a confident cat (disc, left) and an unsure dog (box, right)
 A_ROWS = [row(disc(48, 32, 20), CAT, "cat", 0.9), row(box(30, 70, 80, 120), DOG, "dog", 0.3)]
+# image "d" (an interactive job's): a cat disc, and a dog box drawn after it over the disc's right half
+D_ROWS = [row(disc(48, 64, 20), CAT, "cat", 0.9), row(box(20, 76, 64, 110), DOG, "dog", 0.8)]
+# a COCO evaluation's metrics: -1 where the validation set has no object of that size
+COCO_METRICS = {f"{iou}_{name}": value for iou in ("segm", "bbox") for name, value in (
+    ("AP", 0.42), ("AP50", 0.61), ("AP75", 0.40), ("APs", -1.0), ("APm", 0.38), ("APl", 0.47), ("AR1", 0.31),
+    ("AR10", 0.5), ("AR100", 0.52), ("ARs", -1.0), ("ARm", 0.49), ("ARl", 0.55))}
 
 
 def _demo_model(stores: Stores) -> None:
@@ -84,7 +91,7 @@ def _demo_model(stores: Stores) -> None:
     torch.save({"model": {}, "task": "instance", "category_map": cmap.to_dict()}, run / "best.pt")
     cmap.save(run / "categories.json")
     stores.versions.register("demo", "instance", "task: instance\n", checkpoint="jobs/demo-train/run/best.pt",
-                             metrics={"segm_mAP": 0.42, "bbox_mAP": 0.5})
+                             metrics={"segm_mAP": 0.42, "bbox_mAP": 0.5, "val_loss": 0.8123, **COCO_METRICS})
     promote_by_hand(stores, "demo", 1, by="engineer:test")
 
 
@@ -108,6 +115,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     running = stores.jobs.create("predict", f"model: demo@production\nimages: {images}\n", "gpu")
     assert stores.jobs.claim(running.id, "w2", lease_seconds=3600).claimed
     stores.jobs.update_progress(running.id, "w2", {"phase": "predict", "images_done": 1, "images_total": 4})
+    inbox = data / "ls-inbox"  # what the Label Studio backend's interactive jobs predict
+    inbox.mkdir()
+    Image.fromarray(np.full((H, W, 3), GREY, np.uint8)).save(inbox / "d.png")
+    interactive = stores.jobs.create("predict", f"model: demo@production\nimages: {inbox}\n", "interactive")
+    assert stores.jobs.claim(interactive.id, "w3", lease_seconds=3600).claimed
+    stores.jobs.update_progress(interactive.id, "w3", {"phase": "done", "images_done": 1, "images_total": 1})
+    stores.predictions.write_image(interactive.id, "d", D_ROWS)
+    assert stores.jobs.finish(interactive.id, "w3", "succeeded")
     env = {
         "SEGPIPE_DATABASE_URL": f"sqlite:///{root / 'segpipe.db'}",
         "SEGPIPE_BROKER_URL": f"sqla+sqlite:///{root / 'broker.db'}",
@@ -117,7 +132,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()),
     }
     with live_api(env, root / "uvicorn.log") as base:
-        yield Site(base, job.id, running.id, stores, data)
+        yield Site(base, job.id, running.id, stores, data, interactive.id)
     stores.close()
 
 

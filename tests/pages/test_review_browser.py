@@ -6,6 +6,7 @@ filtered selection: classes toggled off and instances under the slider left out)
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,33 @@ def test_models_pages(page: Any, site: Site) -> None:
     assert "production" in versions and "0.42" in versions
     decisions = page.inner_text("#decisions")
     assert "promoted" in decisions and "manual" in decisions
+
+
+def test_the_hovered_instance_is_outlined_on_top_of_later_masks(page: Any, site: Site) -> None:
+    """Image d: the dog's box is drawn after the cat's disc and covers its right half. Hovering the cat
+    outlines it in white all round, also where the dog's mask lies over it."""
+    log_in(page, site.base, "ann-token", start=f"/ui/jobs/{site.interactive_job_id}/images/d")
+    page.wait_for_selector("#instances tbody tr >> nth=1")
+    page.wait_for_function("document.getElementById('canvas').dataset.drawn === '1'")
+    page.locator("#instances tbody tr").nth(0).hover()
+    page.wait_for_function("document.querySelector('#instances tbody tr').classList.contains('lit')")
+    lit = canvas_pixels(page, "#canvas")
+    assert (lit[48, 44] > 240).all(), "the disc's left rim (outside the dog) is white"
+    assert (lit[48, 84] > 240).all(), f"the disc's right rim, under the dog's mask, is white too: {lit[48, 84]}"
+
+
+def test_jobs_list_marks_interactive_jobs(page: Any, site: Site) -> None:
+    log_in(page, site.base, "ann-token")
+    interactive = page.locator(f"tr[data-job='{site.interactive_job_id}'] .badge.interactive")
+    assert interactive.count() == 1 and interactive.inner_text() == "interactive"
+    assert page.locator(f"tr[data-job='{site.job_id}'] .badge").count() == 0
+
+
+@pytest.mark.parametrize("path", ["/ui/models", "/ui/models/demo"])
+def test_models_pages_fit_the_window_and_show_coco_minus_one_as_not_applicable(page: Any, site: Site,
+                                                                                path: str) -> None:
+    log_in(page, site.base, "ann-token", start=path)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, f"{path} is {width} px wide in a 1280 px window"
+    text = page.inner_text("main")
+    assert "n/a" in text and not re.search(r"(^|[\s=])-1(\.0+)?(\s|$)", text), text

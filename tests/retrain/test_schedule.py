@@ -110,6 +110,9 @@ def test_due(tmp_path: Path):
         ({"shapes": entry(cron_job="x")}, "models.shapes.cron_job: unknown key; allowed: every, cron, config"),
         ({"shapes": entry(gate={"metric": "iou", "min_delta": -1})}, "models.shapes.gate.min_delta"),
         ({"shapes": entry(gate={"metric": "iou", "guard": {}})}, "models.shapes.gate.guard: unknown key; allowed: metric"),
+        ({"shapes": entry(gate={"metric": "iuo"})},
+         "models.shapes.gate.metric: 'iuo' is not a metric of task binary; its evaluation reports iou, dice"),
+        ({"shapes": entry(gate={"metric": "iou", "guards": {"dcie": 0.1}})}, "models.shapes.gate.guards.dcie: 'dcie'"),
         ({"bad name": entry()}, "models.bad name: a model name takes letters"),
         ({"shapes": entry(config="configs/missing.yaml")}, "models.shapes.config:"),
         ({"shapes": entry(config={**CONFIG, "name": "other"})}, "its config names model 'other'"),
@@ -138,3 +141,31 @@ def test_the_shipped_sample_schedule_is_valid():
     m = schedule.get("smoke_binary")
     assert m.dataset_name == "smoke-binary" and m.gate.metric == "iou" and m.fine_tune_from_production
     assert m.config.train.epochs == 8 and m.dataset_paths[0].parts[-4:] == ("smoke", "binary", "train", "images")
+
+
+def test_a_model_bound_to_a_label_studio_project_needs_no_data_section(tmp_path: Path):
+    config = {k: v for k, v in CONFIG.items() if k != "data"}
+    plan = load_schedule(write(tmp_path, {"cells": entry(config=config, label_studio={"project": 3})}))
+    m = plan.get("cells")
+    assert m.label_studio is not None and m.label_studio.project == 3 and m.label_studio.val_fraction == 0.2
+    assert m.fine_tune_from_production  # the default for a bound model
+    assert m.validation is None and m.dataset_paths == ()
+    with pytest.raises(ConfigError, match="no snapshot of its Label Studio project"):
+        m.retrain_spec("test")
+    images, train, val = tmp_path / "s/images", tmp_path / "s/train.json", tmp_path / "s/val.json"
+    on = m.on_snapshot(images, train, val)
+    assert on.dataset_paths == (images, train, val)
+    assert on.config.data.train.annotations == train and on.config.data.val.annotations == val
+    spec = on.retrain_spec("signalled")
+    assert spec.validation.annotations == val and spec.fine_tune_from_production
+    scratch = load_schedule(write(tmp_path, {"cells": entry(config=config, label_studio={"project": 3},
+                                                           fine_tune_from_production=False)}))
+    assert not scratch.get("cells").fine_tune_from_production
+
+
+def test_a_bound_model_takes_no_other_validation_set(tmp_path: Path):
+    with pytest.raises(ConfigError, match="takes its data and validation set from the project's snapshots"):
+        load_schedule(write(tmp_path, {"cells": entry(label_studio={"project": 3},
+                                                      validation={"images": "v", "masks": "m"})}))
+    with pytest.raises(ConfigError, match="label_studio.project"):
+        load_schedule(write(tmp_path, {"cells": entry(label_studio={"project": 0})}))

@@ -34,10 +34,11 @@ from segpipe.api.labelstudio.model_info import ModelInfo
 from segpipe.api.labelstudio.task_images import TaskImage
 from segpipe.errors import SegpipeError
 from segpipe.storage.disk import MB, DiskFull, ensure_free, write_bytes_atomic
-from segpipe.stores.models import TERMINAL_STATES, Job, PredictionImage
+from segpipe.stores.models import TERMINAL_STATES, Job, PredictionImage, utcnow
 
 POLL_SECONDS = 0.1
 MAX_PATH_DEPTH = 8
+FAILURE_MEMORY_SECONDS = 300.0  # how long a failed interactive job keeps the backend in error
 
 
 @dataclass(frozen=True)
@@ -190,3 +191,48 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
             raise ApiError(503, f"interactive predict job {job.id} stored nothing for image {key}")
         found[key] = Found(job.id, key, read.rows(), read.height, read.width, cached=False)
     return found
+
+
+@dataclass(frozen=True)
+class Trouble:
+    reason: str
+    stuck: bool  # a job waits unserved: a new one would only wait behind it
+
+
+def interactive_trouble(ctx: ApiContext, model: ModelInfo) -> Trouble | None:
+    """Why predictions for ``model`` cannot be answered now, or None.
+
+    Label Studio reports a failed ``predict`` call nowhere its users look (its "retrieve predictions"
+    action says "Retrieved N predictions" whatever happened), but it checks ``setup`` before every
+    prediction round and shows a failing backend as "Error" in Settings → Model. So ``setup`` answers
+    503 while this returns a reason: the model's newest interactive job has waited past the timeout
+    (no worker serves the ``interactive`` queue), or failed in the last few minutes.
+    """
+    query = (
+        select(Job)
+        .where(Job.kind == "predict", Job.queue == "interactive", Job.model_name == model.name,
+               Job.model_version == model.version)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(1)
+    )
+    with ctx.stores.db.read() as session:
+        job = session.execute(query).scalar_one_or_none()
+        if job is None:
+            return None
+        job_id, state, error, created, finished = job.id, job.state, job.error, job.created_at, job.finished_at
+    now = utcnow()
+    timeout = ctx.settings.ls_predict_timeout
+    if state not in TERMINAL_STATES:
+        waited = (now - created).total_seconds()
+        if waited > timeout:
+            return Trouble(f"interactive job {job_id} for {model.label} is still {state} after {waited:.0f} s (the "
+                           f"timeout is {timeout:g} s): no worker serves the 'interactive' queue; start `segpipe "
+                           "worker`", stuck=True)
+        return None
+    if state == "failed" and finished is not None:
+        ago = (now - finished).total_seconds()
+        if ago < FAILURE_MEMORY_SECONDS:
+            return Trouble(f"interactive job {job_id} for {model.label} failed {ago:.0f} s ago: "
+                           f"{error or 'no reason recorded'}", stuck=False)
+    return None
+

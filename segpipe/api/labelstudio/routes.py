@@ -3,11 +3,13 @@
 
 - ``GET  health``  — ``{"status": "UP", "model_version"}``;
 - ``POST setup``   — checks the project's labeling config against the model's classes (422 naming both
-  lists when they differ) and answers ``{"model_version": "NAME@N"}``;
+  lists when they differ) and answers ``{"model_version": "NAME@N"}``; 503 while predictions cannot be
+  answered (`interactive_trouble`), which Label Studio shows as the backend's "Error" state;
 - ``POST predict`` — ``{"tasks": [...], "label_config"}`` in, ``{"results": [{"result", "score",
   "model_version"}]}`` out, one per task, in task order (`predictions`: stored, else an interactive job);
 - ``POST webhook`` — annotation created / updated / deleted (and "start training") → the debounced
   "dataset changed" signal of the model's retraining schedule entry;
+- ``POST train`` — "start training" in Label Studio's older protocol: the same signal;
 - ``GET  versions`` — the version answered now.
 Regions come from the export layer's Label Studio converter (`segpipe.masks.formats.label_studio`).
 """
@@ -26,9 +28,22 @@ from segpipe.api.errors import ApiError
 from segpipe.api.labelstudio.auth import ls_caller
 from segpipe.api.labelstudio.label_config import Control, choose_control
 from segpipe.api.labelstudio.model_info import ModelInfo, resolve_model
-from segpipe.api.labelstudio.predictions import Found, content_key, find_stored, predict_now
+from segpipe.api.labelstudio.predictions import (
+    Found,
+    content_key,
+    find_stored,
+    interactive_trouble,
+    predict_now,
+)
 from segpipe.api.labelstudio.task_images import TaskImage, read_task_image
-from segpipe.masks.formats.label_studio import FROM_NAMES, TO_NAME, region_kinds, regions
+from segpipe.masks.formats import prelabel_rows
+from segpipe.masks.formats.label_studio import (
+    FROM_NAMES,
+    TO_NAME,
+    region_kinds,
+    regions,
+)
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 
 router = APIRouter(prefix="/ls/{model_ref}", tags=["label studio ml backend"])
 ANNOTATION_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
@@ -79,10 +94,14 @@ def setup(
 ) -> dict[str, Any]:
     """Check the labeling config against the model's classes; answer the model version."""
     model = resolve_model(ctx.stores, model_ref)
+    answer: dict[str, Any] = {"model_version": model.label}
     if body.label_config.strip():
         control = choose_control(body.label_config, model.task, model.class_names, model.label)
-        return {"model_version": model.label, "from_name": control.from_name, "to_name": control.to_name}
-    return {"model_version": model.label}
+        answer |= {"from_name": control.from_name, "to_name": control.to_name}
+    trouble = interactive_trouble(ctx, model)
+    if trouble is not None:  # Label Studio shows a failing setup as the backend's "Error" state
+        raise ApiError(503, trouble.reason, headers={"Retry-After": "10"})
+    return answer
 
 
 def _task_image(task: dict[str, Any], index: int, control: Control, ctx: ApiContext) -> tuple[object, TaskImage]:
@@ -99,10 +118,12 @@ def _task_image(task: dict[str, Any], index: int, control: Control, ctx: ApiCont
 def _result(found: Found, model: ModelInfo, control: Control) -> dict[str, Any]:
     task_kind = "detection" if control.kind == "rectangle" else model.task
     segmentation = "polygons" if control.kind == "polygon" else "rle"
-    result = regions(found.rows, found.height, found.width, task_kind, segmentation)
+    # stored rows reach down to the job's score floor: Label Studio gets the default view, without duplicates
+    rows = prelabel_rows(found.rows, model.task, DEFAULT_SCORE_THRESHOLD, suppress=True)
+    result = regions(rows, found.height, found.width, task_kind, segmentation)
     for region in result:
         region["from_name"], region["to_name"] = control.from_name, control.to_name
-    scores = [r.score for r in found.rows if r.score is not None]
+    scores = [r.score for r in rows if r.score is not None]
     return {"result": result, "score": float(sum(scores) / len(scores)) if scores else 0.0,
             "model_version": model.label, "segpipe": {"job_id": found.job_id, "image_key": found.image_key,
                                                       "stored": found.cached}}
@@ -129,6 +150,9 @@ def predict(
         else:
             missing.append((i, image))
     if missing:
+        trouble = interactive_trouble(ctx, model)
+        if trouble is not None and trouble.stuck:  # a new job would only wait behind the stuck one
+            raise ApiError(503, trouble.reason, headers={"Retry-After": "10"})
         unique = {content_key(image): image for _i, image in missing}
         computed = predict_now(ctx, model, list(unique.values()), submitted_by=f"label-studio ({who.name})")
         for i, image in missing:
@@ -140,23 +164,33 @@ def predict(
 def webhook(
     model_ref: str, body: WebhookIn, ctx: ApiContext = Depends(context), who: Principal = Depends(ls_caller)
 ) -> dict[str, Any]:
-    """An annotation changed in the project: signal the model's dataset (debounced) for a retraining check."""
-    from segpipe.retrain.trigger import configured_schedule, signal_dataset
-
+    """An annotation changed in the project (or "Start training" was pressed, which Label Studio sends as
+    a START_TRAINING webhook): signal the model's dataset (debounced) for a retraining check."""
     model = resolve_model(ctx.stores, model_ref)
     if body.action not in ANNOTATION_ACTIONS:
         return {"status": "ignored", "action": body.action,
                 "detail": f"only {', '.join(sorted(ANNOTATION_ACTIONS))} signal the dataset"}
+    return _signal(ctx, model) | {"action": body.action, "project": (body.project or {}).get("id")}
+
+
+@router.post("/train")
+def train(model_ref: str, ctx: ApiContext = Depends(context), who: Principal = Depends(ls_caller)) -> dict[str, Any]:
+    """Label Studio's "Start training" where it still posts to ``/train`` (its older protocol, with the
+    annotations in the body, which segpipe does not need: the retraining pulls the project itself)."""
+    return _signal(ctx, resolve_model(ctx.stores, model_ref)) | {"action": "START_TRAINING"}
+
+
+def _signal(ctx: ApiContext, model: ModelInfo) -> dict[str, Any]:
+    from segpipe.retrain.trigger import configured_schedule, signal_dataset
+
     schedule = configured_schedule(ctx.settings)
     entry = schedule.get(model.name)  # 404 naming the scheduled models
     slots = signal_dataset(ctx.stores, schedule, entry.dataset_name)
     debounce: timedelta = schedule.debounce
     return {
         "status": "signalled",
-        "action": body.action,
         "dataset": entry.dataset_name,
         "debounce_seconds": debounce.total_seconds(),
         "models": [{"name": s.name, "signalled_at": s.signalled_at.isoformat(),
                     "check_after": (s.signalled_at + debounce).isoformat()} for s in slots if s.signalled_at],
-        "project": (body.project or {}).get("id"),
     }

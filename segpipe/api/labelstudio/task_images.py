@@ -4,9 +4,9 @@ A task's image value may be:
 - ``/data/local-files/?d=REL`` (Label Studio serving local files): REL under ``SEGPIPE_LABEL_STUDIO_FILES_ROOT``
   (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``), and that path must lie inside segpipe's data roots;
 - ``/data/upload/…`` or any other URL on the configured Label Studio server (``SEGPIPE_LABEL_STUDIO_URL``):
-  fetched from it with ``SEGPIPE_LABEL_STUDIO_TOKEN``; no other origin is ever contacted (no SSRF). The origin
-  is scheme, host and port: an ``http://`` URL for an ``https://`` server is refused, so the token never
-  travels in clear;
+  fetched from it with ``SEGPIPE_LABEL_STUDIO_TOKEN`` (either kind, see `segpipe.labelstudio.tokens`); no
+  other origin is ever contacted (no SSRF). The origin is scheme, host and port: an ``http://`` URL for an
+  ``https://`` server is refused, so the token never travels in clear;
 - a plain path: inside the data roots.
 Every image is admitted (`segpipe.data.admission`) while still in memory; every error is an `ApiError`
 4xx naming the task and the image.
@@ -23,6 +23,7 @@ import httpx
 from segpipe.api.errors import ApiError
 from segpipe.data.admission import MB, ImageLimits, ImageRefused, admit_bytes
 from segpipe.errors import ConfigError
+from segpipe.labelstudio.tokens import LabelStudioAuth, shared_auth
 from segpipe.limits import LimitExceeded
 from segpipe.paths import confine
 from segpipe.settings import Settings
@@ -84,14 +85,37 @@ def on_label_studio(url: str, base: str | None) -> bool:
 
 
 def _fetch(url: str, settings: Settings, task_id: object, source: str, limit: int) -> TaskImage:
-    headers = {}
-    if settings.label_studio_token:
-        token = settings.label_studio_token
-        # Label Studio's legacy tokens go as "Token …", its personal access tokens (JWTs) as "Bearer …"
-        headers["Authorization"] = f"Bearer {token}" if token.count(".") == 2 else f"Token {token}"
+    auth = None
+    if settings.label_studio_token and settings.label_studio_url:
+        auth = shared_auth(settings.label_studio_url, settings.label_studio_token)
+    try:
+        return _fetch_once(url, auth, task_id, source, limit)
+    except _Unauthorized:
+        if auth is None or auth.access is None:
+            raise ApiError(422, f"task {task_id}: Label Studio answered 401 for image {source!r}: set "
+                                "SEGPIPE_LABEL_STUDIO_TOKEN to a token of that Label Studio") from None
+        auth.invalidate()  # a revoked or early-expired access token: one more try with a fresh one
+    try:
+        return _fetch_once(url, auth, task_id, source, limit)
+    except _Unauthorized:
+        raise ApiError(422, f"task {task_id}: Label Studio answered 401 for image {source!r} with a fresh "
+                            "access token of SEGPIPE_LABEL_STUDIO_TOKEN") from None
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _fetch_once(url: str, auth: LabelStudioAuth | None, task_id: object, source: str, limit: int) -> TaskImage:
     chunks, received = [], 0
     try:
+        headers = auth.header() if auth is not None else {}
+    except ConfigError as e:
+        raise ApiError(422, f"task {task_id}: image {source!r}: {e}") from None
+    try:
         with httpx.stream("GET", url, headers=headers, timeout=FETCH_TIMEOUT, follow_redirects=False) as response:
+            if response.status_code == 401:
+                raise _Unauthorized
             if response.status_code != 200:
                 raise ApiError(422, f"task {task_id}: Label Studio answered {response.status_code} for image {source!r}")
             declared = response.headers.get("content-length")

@@ -50,6 +50,16 @@ PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
+def metric_text(value: object) -> str:
+    """A metric as a page shows it: 4 significant digits; COCO's -1 ("no object of that size") as n/a."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "n/a" if value == -1 else f"{value:.4g}"
+    return ""
+
+
+TEMPLATES.env.filters["metric"] = metric_text
+
+
 def render(request: Request, template: str, who: Principal | None, status_code: int = 200, **values: Any) -> Response:
     """A page with the security headers every page carries."""
     response = TEMPLATES.TemplateResponse(request, template, {"who": who, **values}, status_code=status_code)

@@ -241,6 +241,9 @@ def job_export(
         None, max_length=2000, pattern=r"^([0-9]{1,10}(,[0-9]{1,10})*)?$",
         description="only these categories, by original category id, comma-separated (e.g. 3,7); absent: "
         "every category; empty: none (the images without rows). Every format honours it."),
+    duplicates: Literal["auto", "suppress", "keep"] = Query(
+        "auto", description="overlapping instances across classes: suppress, keep, or auto (suppressed in "
+        "label-studio and cvat-mask, the pre-label formats; kept elsewhere)"),
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> FileResponse:
@@ -259,7 +262,8 @@ def job_export(
     try:
         files = export_job(ctx.stores, job_id, scratch / "out", names, score_threshold=score_threshold,
                            image_url_prefix=image_url_prefix, segmentation=segmentation,
-                           only_categories=only_categories)
+                           only_categories=only_categories,
+                           suppress_duplicates={"auto": None, "suppress": True, "keep": False}[duplicates])
         headers = {"X-Segpipe-Job-State": job.state, "X-Content-Type-Options": "nosniff"}
         single = FORMATS.get(names[0]).single_file if len(files) == 1 else None
         if single is not None:

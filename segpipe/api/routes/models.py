@@ -6,10 +6,12 @@ from __future__ import annotations
 from itertools import groupby
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Path as PathParam
 
 from segpipe.api.auth import Principal, annotator, engineer
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.schemas import (
+    MAX_INT32,
     DecisionOut,
     ErrorOut,
     ModelDetail,
@@ -18,6 +20,7 @@ from segpipe.api.schemas import (
     Promote,
     RetrainOut,
     Rollback,
+    VersionConfigOut,
     decision_out,
     version_out,
 )
@@ -62,6 +65,16 @@ def get_model(name: str, ctx: ApiContext = Depends(context), _who: Principal = D
     return ModelDetail(name=name, production_version=production, versions=outs, decisions=decisions)
 
 
+@router.get("/{name}/versions/{version}/config", response_model=VersionConfigOut, responses=_ERRORS)
+def version_config(
+    name: str, version: int = PathParam(ge=1, le=MAX_INT32), ctx: ApiContext = Depends(context),
+    _who: Principal = Depends(annotator),
+) -> VersionConfigOut:
+    """The resolved training config of one version (YAML text, as saved beside its checkpoint)."""
+    row = ctx.stores.versions.get(name, version)
+    return VersionConfigOut(name=name, version=version, task=row.task, config=row.config)
+
+
 @router.get("/{name}/decisions", response_model=list[DecisionOut], responses=_ERRORS)
 def list_decisions(
     name: str,
@@ -82,7 +95,7 @@ def promote(
     """Make ``version`` the production version of ``name``; the previous production version is archived."""
     from segpipe.retrain.promotion import promote_by_hand
 
-    promote_by_hand(ctx.stores, name, body.version, by=who.name)
+    promote_by_hand(ctx.stores, name, body.version, by=who.name, reason=body.reason)
     return version_out(ctx.stores.versions.get(name, body.version))
 
 
@@ -94,7 +107,8 @@ def rollback(
     Predict jobs naming ``NAME@production`` use it from their start on."""
     from segpipe.retrain.promotion import rollback as do_rollback
 
-    return decision_out(do_rollback(ctx.stores, name, to=body.to if body else None, by=who.name))
+    return decision_out(do_rollback(ctx.stores, name, to=body.to if body else None, by=who.name,
+                                    reason=body.reason if body else None))
 
 
 @router.post(

@@ -27,7 +27,8 @@ from segpipe.masks.formats.base import (
     formats_for,
     kept_rows,
     parse_category_ids,
+    prelabel_rows,
 )
 
 __all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
-           "formats_for", "kept_rows", "parse_category_ids"]
+           "formats_for", "kept_rows", "parse_category_ids", "prelabel_rows"]

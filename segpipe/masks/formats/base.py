@@ -18,6 +18,7 @@ from typing import Literal
 
 from segpipe.errors import ConfigError, DataError
 from segpipe.paths import PathNotAllowed, output_path
+from segpipe.masks.duplicates import DEFAULT_DUPLICATE_IOU, suppress_duplicates
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
 from segpipe.registry import Registry
 
@@ -38,6 +39,9 @@ class ExportContext:
     - ``only_categories``: original ids of the categories to export (None: all); rows of any other
       category are left out by every format. Each id must be one of ``categories`` (`ConfigError` naming
       them otherwise); an empty set exports the images with no rows.
+    - ``suppress_duplicates``: drop the lower-scoring of overlapping instances across classes
+      (`segpipe.masks.duplicates`, at ``duplicate_iou``); None: each format's default, on for the
+      formats annotators import as pre-labels (``label-studio``, ``cvat-mask``), off for the others.
     """
 
     task: str
@@ -49,6 +53,8 @@ class ExportContext:
     with_images: bool = False
     polygon_tolerance: float = 0.25
     only_categories: frozenset[int] | None = None
+    suppress_duplicates: bool | None = None
+    duplicate_iou: float = DEFAULT_DUPLICATE_IOU
 
     def __post_init__(self) -> None:
         if self.only_categories is None:
@@ -72,6 +78,8 @@ class FormatWriter:
 
     #: True when the format writes a single file that can be served as it is (not zipped)
     single_file: str | None = None
+    #: True for pre-labels an annotator corrects: duplicates are suppressed unless the context says not
+    annotator_facing: bool = False
 
     def __init__(self, out: Path, ctx: ExportContext) -> None:
         self.out = Path(out)
@@ -128,16 +136,27 @@ def formats_for(task: str) -> list[str]:
     return FORMATS.names(tag=task)
 
 
-def kept_rows(image: ExportImage, ctx: ExportContext) -> list[PredictionRow]:
+def kept_rows(image: ExportImage, ctx: ExportContext, annotator_facing: bool = False) -> list[PredictionRow]:
     """The rows a writer exports — the one place an export filters, so every format agrees: rows of a
     category outside ``ctx.only_categories`` left out (every task kind), and instances and boxes below the
-    score threshold (a classification keeps its ranked classes, label-map regions score 1.0)."""
+    score threshold (a classification keeps its ranked classes, label-map regions score 1.0); then, when
+    ``ctx.suppress_duplicates`` (or, when that is None, ``annotator_facing``), overlapping duplicates."""
     rows = image.rows
     if ctx.only_categories is not None:
         rows = [r for r in rows if r.category_id in ctx.only_categories]
-    if ctx.task not in ("instance", "detection"):
-        return rows
-    return [r for r in rows if r.score is None or r.score >= ctx.score_threshold]
+    return prelabel_rows(rows, ctx.task, ctx.score_threshold,
+                         annotator_facing if ctx.suppress_duplicates is None else ctx.suppress_duplicates,
+                         ctx.duplicate_iou)
+
+
+def prelabel_rows(rows: Sequence[PredictionRow], task: str, score_threshold: float, suppress: bool,
+                  duplicate_iou: float = DEFAULT_DUPLICATE_IOU) -> list[PredictionRow]:
+    """Stored rows as a view: instances and boxes at or above ``score_threshold`` (predict jobs store
+    everything above a lower floor), without overlapping duplicates when ``suppress``."""
+    if task not in ("instance", "detection"):
+        return list(rows)
+    kept = [r for r in rows if r.score is None or r.score >= score_threshold]
+    return suppress_duplicates(kept, duplicate_iou) if suppress else kept
 
 
 def parse_category_ids(text: str | None) -> frozenset[int] | None:

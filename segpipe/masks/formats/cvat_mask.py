@@ -57,6 +57,7 @@ def _png_rgb(rgb: np.ndarray) -> bytes:
                   tags=("instance", "semantic", "binary"))
 class CvatMaskWriter(FormatWriter):
     single_file = "cvat-mask.zip"
+    annotator_facing = True  # pre-labels: duplicates suppressed by default
 
     def __init__(self, out: Path, ctx: ExportContext) -> None:
         super().__init__(out, ctx)
@@ -70,7 +71,7 @@ class CvatMaskWriter(FormatWriter):
     def add(self, image: ExportImage) -> None:
         if image.stem.startswith("/") or ".." in Path(image.stem).parts:
             raise DataError(f"image {image.key}: file name {image.file_name!r} leaves the archive")
-        rows = painting_order(kept_rows(image, self.ctx))
+        rows = painting_order(kept_rows(image, self.ctx, self.annotator_facing))
         if len(rows) > MAX_OBJECTS:
             raise DataError(f"image {image.key}: {len(rows)} objects do not fit a CVAT mask (at most {MAX_OBJECTS})")
         classes = np.zeros((image.height, image.width, 3), np.uint8)

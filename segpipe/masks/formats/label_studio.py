@@ -190,6 +190,8 @@ def task_for(image: ExportImage, rows: Sequence[PredictionRow], ctx: ExportConte
 @FORMATS.register("label-studio", description="Label Studio tasks JSON with predictions + label_config.xml",
                   tags=("instance", "detection", "semantic", "binary", "classification"))
 class LabelStudioWriter(FormatWriter):
+    annotator_facing = True  # pre-labels: duplicates suppressed by default
+
     def __init__(self, out: Path, ctx: ExportContext) -> None:
         super().__init__(out, ctx)
         self.target = self.path("tasks.json")
@@ -199,7 +201,7 @@ class LabelStudioWriter(FormatWriter):
         self.count = 0
 
     def add(self, image: ExportImage) -> None:
-        task = task_for(image, kept_rows(image, self.ctx), self.ctx)
+        task = task_for(image, kept_rows(image, self.ctx, self.annotator_facing), self.ctx)
         self._file.write(",\n" if self.count else "\n")
         self._file.write(json.dumps(task, separators=(",", ":")))
         self.count += 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from segpipe.masks.formats import export
-from tests.labelstudio_server import LabelStudioServer, label_studio_server  # noqa: F401  (fixture)
+from tests.labelstudio_server import LabelStudioServer
 from tests.masks.formats.samples import case
 from tests.masks.formats.test_tool_imports import check_label_studio_read
 from tests.tools.venvs import run_tool
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("task", ["instance", "semantic", "binary", "detection", "classification"])
 def test_label_studio_server_imports_segpipe_tasks(
-    task: str, label_studio_server: LabelStudioServer, tmp_path: Path  # noqa: F811
+    task: str, label_studio_server: LabelStudioServer, tmp_path: Path
 ) -> None:
     prefix = "/data/local-files/?d=batch1/"
     images, ctx = case(task, image_url_prefix=prefix, model_version="dogs@3")

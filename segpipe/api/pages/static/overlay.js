@@ -49,7 +49,10 @@ function drawOverlay(canvas, img, instances, opts) {
   const frame = ctx.getImageData(0, 0, cw, ch);
   const px = frame.data;
   let shown = 0;
-  for (const inst of instances) {
+  // the highlighted instance last, so its outline is not painted over by the masks drawn after it
+  const ordered = instances.filter((inst) => inst.instance !== opts.highlight)
+    .concat(instances.filter((inst) => inst.instance === opts.highlight));
+  for (const inst of ordered) {
     const d = inst.decoded;
     if (!d || !isShown(inst, opts)) continue;
     shown++;

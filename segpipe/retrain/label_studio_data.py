@@ -1,0 +1,74 @@
+"""A scheduled model's data when it is bound to a Label Studio project: the project's latest snapshot.
+
+Each check pulls the project (`segpipe.snapshots`), splits it by image content and points the entry's
+training config, dataset paths and validation set at that split; from there the tick goes on as for
+any model (hash, compare with the versions' data, queue). Labels map to the production version's
+classes (the categories.json beside its checkpoint, in label order); before there is one, to the labels
+of the project's labeling config, in the order they are written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from segpipe.errors import ConfigError
+from segpipe.retrain.schedule import ModelSchedule
+from segpipe.settings import Settings
+from segpipe.snapshots.formats import PullContext
+from segpipe.snapshots.pull import pull
+from segpipe.snapshots.split import split_snapshot
+from segpipe.snapshots.store import Snapshot, SnapshotStore
+from segpipe.storage.uri import is_uri
+from segpipe.stores import Stores
+
+_LABEL = re.compile(r"<(?:Label|Choice)\b[^>]*\bvalue=\"([^\"]+)\"", re.IGNORECASE)
+
+
+def entry_on_latest_snapshot(stores: Stores, settings: Settings, entry: ModelSchedule) -> tuple[ModelSchedule, Snapshot]:
+    """Pull the bound project now; the entry as it trains on that snapshot's split, and the snapshot."""
+    binding = entry.label_studio
+    if binding is None:
+        raise ValueError(f"model {entry.name} is not bound to a Label Studio project")
+    if is_uri(settings.artifacts):
+        raise ConfigError("snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
+    categories = production_classes(stores, entry.name) or project_labels(settings, binding.project)
+    snapshot, _new = pull(SnapshotStore(Path(settings.artifacts)), "label-studio", str(binding.project),
+                          PullContext(settings, categories))
+    if snapshot.images == 0:
+        raise ConfigError(f"Label Studio project {binding.project} has no annotated task yet")
+    split = split_snapshot(snapshot, binding.val_fraction)
+    if not split.counts["train"] or not split.counts["val"]:
+        raise ConfigError(f"snapshot {snapshot.id} of project {binding.project}: {split.counts['train']} training and "
+                          f"{split.counts['val']} validation images; both sides need at least one")
+    return entry.on_snapshot(split.images, split.train, split.val), snapshot
+
+
+def production_classes(stores: Stores, name: str) -> list[str]:
+    """The production version's class names, in label order ([] without a production version)."""
+    version = stores.versions.production(name)
+    if version is None or not version.checkpoint:
+        return []
+    checkpoint = Path(version.checkpoint)
+    if not checkpoint.is_absolute():
+        checkpoint = stores.artifacts.root / checkpoint
+    categories = checkpoint.parent / "categories.json"
+    if not categories.is_file():
+        raise ConfigError(f"model {name}@{version.version}: {categories} is missing; it names the classes")
+    return list(json.loads(categories.read_text())["names"])
+
+
+def project_labels(settings: Settings, project: int) -> list[str]:
+    """The labels a project's labeling config offers, in the order they are written, each once."""
+    from segpipe.labelstudio.client import LabelStudioClient
+
+    if not settings.label_studio_url or not settings.label_studio_token:
+        raise ConfigError("a model bound to a Label Studio project needs SEGPIPE_LABEL_STUDIO_URL and "
+                          "SEGPIPE_LABEL_STUDIO_TOKEN")
+    with LabelStudioClient(settings.label_studio_url, settings.label_studio_token) as ls:
+        config = str(ls.get(f"/api/projects/{project}").get("label_config") or "")
+    labels = list(dict.fromkeys(_LABEL.findall(config)))
+    if not labels:
+        raise ConfigError(f"Label Studio project {project}: its labeling config names no labels")
+    return labels
