@@ -36,6 +36,7 @@ from segpipe.limits import check_text
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
 from segpipe.prediction import Prediction
+from segpipe.ranking.fingerprints import dhash
 
 
 @dataclass
@@ -138,6 +139,8 @@ def predict_items(
             images = [image for _, image in ok]
             preds = predict_arrays(loaded, images, [it.image_id for it, _ in ok], cfg)
             for (item, image), pred in zip(ok, preds, strict=True):
+                # what near-duplicate suppression in "what to label next" compares (segpipe.ranking)
+                pred.meta.setdefault("fingerprint", f"{dhash(image):016x}")
                 yield item, image, pred
 
 

@@ -198,6 +198,9 @@ class PredictionImage(Base):
     height: Mapped[int | None]
     width: Mapped[int | None]
     created_at: Mapped[datetime]
+    # "what to label next" (segpipe.ranking): the model's uncertainty in [0, 1] and the image's 64-bit dHash
+    uncertainty: Mapped[float | None] = mapped_column(Float)
+    fingerprint: Mapped[str | None] = mapped_column(String(16))
 
 
 class PredictionFailure(Base):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +41,24 @@ _COLUMNS = (
 )
 
 
+class PredictedImage(NamedTuple):
+    """One image of a predict job on its way into the store: its instance rows and what ranks it for
+    "what to label next" (`segpipe.ranking`): the model's uncertainty and the image's dHash (hex)."""
+
+    key: str
+    rows: Sequence[Mapping[str, Any]]
+    height: int | None = None
+    width: int | None = None
+    uncertainty: float | None = None
+    fingerprint: str | None = None
+
+
+class RankedImage(NamedTuple):
+    key: str
+    uncertainty: float
+    fingerprint: str | None
+
+
 class PredictionStore:
     def __init__(self, store: Store, now: Callable[[], datetime] = utcnow) -> None:
         self.store = store
@@ -60,6 +78,8 @@ class PredictionStore:
         rows: Sequence[Mapping[str, Any]],
         height: int | None = None,
         width: int | None = None,
+        uncertainty: float | None = None,
+        fingerprint: str | None = None,
     ) -> bool:
         """Store all instances of one image for ``job_id`` in one transaction; False if it was stored before.
 
@@ -67,28 +87,30 @@ class PredictionStore:
         ``height``/``width`` default to the arguments). Numpy scalars and RLE ``counts`` given as
         bytes (as pycocotools returns them) are converted. An image with no rows is still marked done.
         """
-        return self.write_images(job_id, [(image_key, rows, height, width)]) == 1
+        image = PredictedImage(image_key, rows, height, width, uncertainty, fingerprint)
+        return self.write_images(job_id, [image]) == 1
 
-    def write_images(
-        self, job_id: str, images: Sequence[tuple[str, Sequence[Mapping[str, Any]], int | None, int | None]]
-    ) -> int:
-        """`write_image` for several images ``(key, rows, height, width)`` in one transaction (a predict
-        job's batch: one commit and one lock instead of one per image); returns how many were new.
-        Each image stays all-or-nothing, and one stored before is skipped whole."""
+    def write_images(self, job_id: str, images: Sequence[PredictedImage | tuple[Any, ...]]) -> int:
+        """`write_image` for several images (`PredictedImage`, or plain ``(key, rows, height, width)``
+        tuples) in one transaction (a predict job's batch: one commit and one lock instead of one per
+        image); returns how many were new. Each image stays all-or-nothing, and one stored before is
+        skipped whole."""
         if not images:
             return 0
         now = self.now()
         markers: list[dict[str, Any]] = []
         rows_of: dict[str, list[dict[str, Any]]] = {}
-        for image_key, rows, height, width in images:
+        for image in map(lambda item: PredictedImage(*item), images):
+            image_key, rows, height, width = image.key, image.rows, image.height, image.width
             values = [_row_values(job_id, image_key, i, row, height, width) for i, row in enumerate(rows)]
             instances = [v["instance"] for v in values]
             if len(set(instances)) != len(instances):
                 raise ValueError(f"job {job_id}, image {image_key!r}: instance numbers repeat: {instances}")
             if values:
                 height, width = values[0]["height"], values[0]["width"]
+            uncertainty = None if image.uncertainty is None else float(image.uncertainty)
             markers.append(dict(job_id=job_id, image_key=image_key, instances=len(values), height=height,
-                                width=width, created_at=now))
+                                width=width, created_at=now, uncertainty=uncertainty, fingerprint=image.fingerprint))
             rows_of[image_key] = values
         with self.store.write() as session:
             mark = self._insert(PredictionImage).values(markers).on_conflict_do_nothing()
@@ -123,6 +145,16 @@ class PredictionStore:
         query = select(func.count()).where(PredictionFailure.job_id == job_id, PredictionFailure.image_key.not_in(done))
         with self.store.read() as session:
             return session.scalar(query) or 0
+
+    def ranked(self, job_id: str) -> list[RankedImage]:
+        """The job's images that carry an uncertainty, most uncertain first (ties by key)."""
+        query = (
+            select(PredictionImage.image_key, PredictionImage.uncertainty, PredictionImage.fingerprint)
+            .where(PredictionImage.job_id == job_id, PredictionImage.uncertainty.is_not(None))
+            .order_by(PredictionImage.uncertainty.desc(), PredictionImage.image_key)
+        )
+        with self.store.read() as session:
+            return [RankedImage(key, float(u), f) for key, u, f in session.execute(query)]
 
     def done_images(self, job_id: str) -> set[str]:
         """Keys of the images ``job_id`` has written (with or without instances): a resumed job skips them."""
@@ -260,15 +292,16 @@ class PredictionBuffer:
     def __init__(self, store: PredictionStore, job_id: str, size: int = 16, max_wait: float = 1.0,
                  on_flush: Callable[[int], None] | None = None) -> None:
         self.store, self.job_id, self.size, self.max_wait, self.on_flush = store, job_id, size, max_wait, on_flush
-        self._waiting: list[tuple[str, Sequence[Mapping[str, Any]], int | None, int | None]] = []
+        self._waiting: list[PredictedImage] = []
         self._since = 0.0
 
-    def add(self, image_key: str, rows: Sequence[Mapping[str, Any]], height: int | None, width: int | None) -> None:
+    def add(self, image_key: str, rows: Sequence[Mapping[str, Any]], height: int | None, width: int | None, *,
+            uncertainty: float | None = None, fingerprint: str | None = None) -> None:
         import time
 
         if not self._waiting:
             self._since = time.monotonic()
-        self._waiting.append((image_key, rows, height, width))
+        self._waiting.append(PredictedImage(image_key, rows, height, width, uncertainty, fingerprint))
         if len(self._waiting) >= self.size or time.monotonic() - self._since >= self.max_wait:
             self.flush()
 

@@ -83,6 +83,7 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         # review pages' data (issue 10)
         "/jobs/{job_id}/images",
         "/jobs/{job_id}/categories",
+        "/jobs/{job_id}/label-next",
         "/jobs/{job_id}/images/{image_key}/file",
         # the Label Studio ML backend (issue 10)
         "/ls/{model_ref}/health",

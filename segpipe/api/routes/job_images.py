@@ -1,6 +1,7 @@
 """A predict job's images, for browsing: ``GET /jobs/{id}/images`` (one page of keys with instance counts),
-``GET /jobs/{id}/categories`` (what it found) and ``GET /jobs/{id}/images/{key}/file`` (the source image,
-from inside the data roots). All annotator+. The review pages draw masks over these files in the browser.
+``GET /jobs/{id}/categories`` (what it found), ``GET /jobs/{id}/label-next`` (the images to label next)
+and ``GET /jobs/{id}/images/{key}/file`` (the source image, from inside the data roots). All annotator+.
+The review pages draw masks over these files in the browser.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from segpipe.api.auth import Principal, annotator
 from segpipe.api.deps import context, ApiContext
 from segpipe.api.job_images import BROWSER_TYPES
 from segpipe.api.schemas import MAX_INT64, ErrorOut
+from segpipe.ranking.select import DEFAULT_MIN_DISTANCE, Candidate, rank
 from segpipe.stores.prediction_pages import image_page, job_categories
 
 router = APIRouter(prefix="/jobs", tags=["job images"])
@@ -45,6 +47,30 @@ def list_job_categories(
          "max_score": c.max_score}
         for c in job_categories(ctx.stores.db, job_id)
     ]
+
+
+@router.get("/{job_id}/label-next", responses=_ERRORS)
+def label_next(
+    job_id: str,
+    top: int = Query(50, ge=1, le=10_000, description="how many images to list"),
+    min_distance: int = Query(DEFAULT_MIN_DISTANCE, ge=0, le=64,
+                              description="fingerprint bits two listed images differ in at least (0: no diversity rule)"),
+    ctx: ApiContext = Depends(context),
+    _who: Principal = Depends(annotator),
+) -> dict[str, object]:
+    """What to label next from this predict job: its ``top`` most uncertain images, near-duplicates kept out
+    (``near_duplicates`` names each skipped image and the listed one it duplicates)."""
+    ctx.stores.jobs.get(job_id)
+    candidates = [Candidate(r.key, r.uncertainty, int(r.fingerprint, 16) if r.fingerprint else None)
+                  for r in ctx.stores.predictions.ranked(job_id)]
+    ranking = rank(candidates, top, min_distance)
+    return {
+        "job_id": job_id,
+        "images": [{"rank": i + 1, "image_key": c.key, "uncertainty": c.uncertainty}
+                   for i, c in enumerate(ranking.chosen)],
+        "near_duplicates": [{"image_key": k, "duplicate_of": v} for k, v in ranking.duplicates.items()],
+        "scored": len(candidates),
+    }
 
 
 @router.get(
