@@ -166,7 +166,9 @@ def config_reference(job_config: type[BaseModel] | None = None) -> str:
 def settings_reference(settings: type[BaseModel] | None = None) -> str:
     """Every field of `segpipe.settings.Settings` (unless given) as its ``SEGPIPE_*`` variable."""
     if settings is None:
-        from segpipe.settings import Settings as settings
+        from segpipe.settings import Settings
+
+        settings = Settings
     prefix = str(settings.model_config.get("env_prefix", ""))
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, field in settings.model_fields.items():
