@@ -166,7 +166,9 @@ def config_reference(job_config: type[BaseModel] | None = None) -> str:
 def settings_reference(settings: type[BaseModel] | None = None) -> str:
     """Every field of `segpipe.settings.Settings` (unless given) as its ``SEGPIPE_*`` variable."""
     if settings is None:
-        from segpipe.settings import Settings as settings
+        from segpipe.settings import Settings
+
+        settings = Settings
     prefix = str(settings.model_config.get("env_prefix", ""))
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, field in settings.model_fields.items():
@@ -313,33 +315,35 @@ def registries_reference() -> str:
     out += ["## Export formats (predictions)\n",
             "`predict.formats`, `segpipe predict --format`, `segpipe masks --format`, `GET /jobs/{id}/export?format=`.\n",
             "| name | tasks | description |", "|---|---|---|"]
-    for e in FORMATS:
-        out.append(f"| `{e.name}` | {', '.join(t for t in ('classification', 'semantic', 'binary', 'instance', 'detection') if t in e.tags)} | {_cell(e.description)} |")
+    tasks = ("classification", "semantic", "binary", "instance", "detection")
+    for fmt in FORMATS:
+        fits = ", ".join(t for t in tasks if t in fmt.tags)
+        out.append(f"| `{fmt.name}` | {fits} | {_cell(fmt.description)} |")
     from segpipe.export.formats import EXPORT_FORMATS
 
     out += ["", "## Model export formats\n", "`segpipe export --format`.\n", "| name | file |", "|---|---|"]
-    for e in EXPORT_FORMATS:
-        out.append(f"| `{e.name}` | `{e.obj.file_name}` |")
+    for graph in EXPORT_FORMATS:
+        out.append(f"| `{graph.name}` | `{graph.obj.file_name}` |")
     out += ["", "## Job kinds\n", "`segpipe submit --kind`, `POST /jobs` `kind`.\n",
             "| kind | queue | submittable | description |", "|---|---|---|---|"]
-    for e in KINDS:
-        kind = e.obj
+    for entry in KINDS:
+        kind = entry.obj
         out.append(f"| `{kind.name}` | `{kind.queue}` | {'yes' if kind.submittable else 'no (segpipe queues it)'} | "
-                   f"{_cell(kind.description or e.description)} |")
+                   f"{_cell(kind.description or entry.description)} |")
     out += ["", "## Task kinds\n", "`task` of a job config: one adapter each.\n", "| task | adapter |", "|---|---|"]
-    for e in ADAPTERS:
-        out.append(f"| `{e.name}` | `{e.obj.__name__}` |")
+    for adapter in ADAPTERS:
+        out.append(f"| `{adapter.name}` | `{adapter.obj.__name__}` |")
     out += ["", "## Augmentation presets\n", "`augment.preset`.\n", "| name | description |", "|---|---|"]
-    for e in PRESETS:
-        out.append(f"| `{e.name}` | {_cell(e.description)} |")
+    for preset in PRESETS:
+        out.append(f"| `{preset.name}` | {_cell(preset.description)} |")
     out += ["", "## Trackers\n", "| name | description |", "|---|---|"]
-    for e in TRACKERS:
-        out.append(f"| `{e.name}` | {_cell(e.description)} |")
+    for tracker in TRACKERS:
+        out.append(f"| `{tracker.name}` | {_cell(tracker.description)} |")
     out += ["", "## Pretrained weight sources\n",
             "`model.weights` / `model.backbone_weights` as `SOURCE:NAME` ([fine-tuning](../how-to/fine-tune.md)).\n",
             "| source | example | description |", "|---|---|---|"]
-    for e in WEIGHT_SOURCES:
-        out.append(f"| `{e.name}` | `{e.obj.example}` | {_cell(e.description)} |")
+    for source in WEIGHT_SOURCES:
+        out.append(f"| `{source.name}` | `{source.obj.example}` | {_cell(source.description)} |")
     return "\n".join(out) + "\n"
 
 

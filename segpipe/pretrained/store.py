@@ -252,10 +252,16 @@ def _offline_message(entry: RemoteWeights, url: str, local: Path, error: BaseExc
     why = getattr(error, "reason", None) or error
     if isinstance(error, WeightsError):
         return str(error)
+    if entry.checksum_header:  # the name carries no checksum: the file comes in with the hub's sha256
+        hand_over = (f"then run `segpipe weights pull {entry.ref} --file FILE --sha256 HEX` with the sha256 the "
+                     f"hub shows for the file (it is checked and stored at {local})")
+    else:
+        hand_over = (f"put the file at {local} (or run `segpipe weights pull {entry.ref} --file FILE`; its "
+                     f"name's checksum is checked either way)")
     return (
-        f"{entry.ref}: cannot download {url} ({why}). If this machine is offline, download that URL "
-        f"where the internet is reachable and put the file at {local} (or run `segpipe weights pull "
-        f"{entry.ref} --file FILE{' --sha256 HEX' if entry.checksum_header else ''}`); or set SEGPIPE_WEIGHTS_MIRROR to a server that serves the same path."
+        f"{entry.ref}: cannot download {url} ({why}). If this machine is offline, download that URL where "
+        f"the internet is reachable and {hand_over}; or set SEGPIPE_WEIGHTS_MIRROR to a server that serves "
+        f"the same path."
     )
 
 

@@ -229,6 +229,28 @@ def test_smp_weights_whose_bytes_differ_from_the_published_sha256_are_refused(
         build_model(ModelConfig(name="unet", encoder="resnet18", backbone_weights="smp:resnet18/imagenet"), "binary", 2)
 
 
+def test_smp_weights_offline_come_in_by_hand_with_the_hub_sha256(
+    host: WeightsHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = _smp_encoder_file(host)
+    ((_, (body, sha)),) = host.files.items()
+    host.stop()
+    _use_home(monkeypatch, tmp_path / "home", tmp_path / "artifacts", host.url)
+    cfg = ModelConfig(name="unet", encoder="resnet18", backbone_weights="smp:resnet18/imagenet")
+    with pytest.raises(WeightsError, match=r"--file FILE --sha256 HEX` with the sha256 the hub shows"):
+        build_model(cfg, "binary", 2)
+    fetched = tmp_path / "model.safetensors"
+    fetched.write_bytes(body)
+    wrong = CliRunner().invoke(_cli(), ["weights", "pull", "smp:resnet18/imagenet", "--file", str(fetched),
+                                        "--sha256", "1" * 64])
+    assert wrong.exit_code == 2 and "refused" in wrong.output
+    right = CliRunner().invoke(_cli(), ["weights", "pull", "smp:resnet18/imagenet", "--file", str(fetched),
+                                        "--sha256", str(sha)])
+    assert right.exit_code == 0, right.output
+    encoder = build_model(cfg, "binary", 2).encoder.state_dict()
+    assert all(torch.equal(encoder[k], v) for k, v in state.items() if not k.endswith("num_batches_tracked"))
+
+
 def test_names_resolve_through_the_catalogues_and_unknown_ones_list_the_options() -> None:
     assert lookup("torchvision:DEFAULT", model="maskrcnn_resnet50_fpn").url == lookup(
         "torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1").url
