@@ -64,7 +64,6 @@ class JobRun:
     cancelled: bool = False
     _checked_at: float = 0.0
     _last_progress: float = 0.0
-    _images_seen: int | None = None
 
     @property
     def folder(self) -> Path:
@@ -83,7 +82,6 @@ class JobRun:
         return self.cancelled
 
     def progress(self, values: dict[str, Any], *, force: bool = False) -> None:
-        self._count_images(values.get("images_done"))
         now = time.monotonic()
         if force or now - self._last_progress >= 1.0:
             self._last_progress = now
@@ -92,14 +90,9 @@ class JobRun:
     def register(self, name: str, path: Path) -> str:
         return self.stores.artifacts.register(self.job_id, name, path)
 
-    def _count_images(self, images_done: object) -> None:
-        """Images predicted here since the last report (the first report only sets the baseline: a resumed
-        job's images were done elsewhere)."""
-        if not isinstance(images_done, int):
-            return
-        if self._images_seen is not None and images_done > self._images_seen:
-            IMAGES_PREDICTED.labels(self.kind).inc(images_done - self._images_seen)
-        self._images_seen = images_done
+    def image_predicted(self) -> None:
+        """One image predicted and stored by this worker (the images/s metric; resumed images are not)."""
+        IMAGES_PREDICTED.labels(self.kind).inc()
 
 
 class Heartbeat(threading.Thread):
@@ -311,6 +304,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         stores.predictions.write_image(run.job_id, str(item.image_id),
                                        prediction_rows(pred, category_map, spec.predict.topk),
                                        height=pred.height, width=pred.width)
+        run.image_predicted()
         counts["done"] += 1
         run.progress({"images_done": counts["done"], "images_total": counts["total"]})
 

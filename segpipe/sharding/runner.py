@@ -53,6 +53,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
             stores.predictions.write_image(parent, str(item.image_id),
                                            prediction_rows(pred, loaded.category_map, cfg.topk),
                                            height=pred.height, width=pred.width)
+            run.image_predicted()
             counts["done"] += 1
             run.progress({"images_done": counts["done"], "images_total": counts["total"]})
             parent_progress.maybe_report()
