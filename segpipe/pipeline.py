@@ -66,7 +66,6 @@ class JobRun:
     cancelled: bool = False
     _checked_at: float = 0.0
     _last_progress: float = 0.0
-    _images_seen: int | None = None
 
     @property
     def folder(self) -> Path:
@@ -85,7 +84,6 @@ class JobRun:
         return self.cancelled
 
     def progress(self, values: dict[str, Any], *, force: bool = False) -> None:
-        self._count_images(values.get("images_done"))
         now = time.monotonic()
         if force or now - self._last_progress >= 1.0:
             self._last_progress = now
@@ -94,14 +92,9 @@ class JobRun:
     def register(self, name: str, path: Path) -> str:
         return self.stores.artifacts.register(self.job_id, name, path)
 
-    def _count_images(self, images_done: object) -> None:
-        """Images predicted here since the last report (the first report only sets the baseline: a resumed
-        job's images were done elsewhere)."""
-        if not isinstance(images_done, int):
-            return
-        if self._images_seen is not None and images_done > self._images_seen:
-            IMAGES_PREDICTED.labels(self.kind).inc(images_done - self._images_seen)
-        self._images_seen = images_done
+    def image_predicted(self, count: int = 1) -> None:
+        """Images predicted and stored by this worker (the images/s metric; resumed images are not)."""
+        IMAGES_PREDICTED.labels(self.kind).inc(count)
 
 
 class Heartbeat(threading.Thread):
@@ -357,6 +350,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
 
     def flushed(images: int) -> None:
         counts["done"] += images
+        run.image_predicted(images)
         run.progress({"images_done": counts["done"], "images_total": counts["total"]})
 
     # one store transaction per batch of images, not per image

@@ -53,6 +53,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
 
     def flushed(images: int) -> None:
         counts["done"] += images
+        run.image_predicted(images)
         run.progress({"images_done": counts["done"], "images_total": counts["total"]})
         parent_progress.maybe_report()
 

@@ -118,19 +118,18 @@ def test_a_workers_metrics_server_needs_its_token() -> None:
         server.server_close()
 
 
-def test_images_are_counted_from_progress_not_from_a_resumed_start(tmp_path: Path, sqlite_stores: Stores) -> None:
+def test_images_predicted_are_counted_per_kind(tmp_path: Path, sqlite_stores: Stores) -> None:
     from segpipe.pipeline import JobRun
 
-    def counted() -> float:
-        return REGISTRY.get_sample_value("segpipe_worker_images_predicted_total", {"kind": "predict"}) or 0.0
+    def counted(kind: str) -> float:
+        return REGISTRY.get_sample_value("segpipe_worker_images_predicted_total", {"kind": kind}) or 0.0
 
-    before = counted()
-    run = JobRun("job-1", "predict", "w", sqlite_stores, make_settings(tmp_path))
-    run._count_images(40)  # resumed: 40 images were done by a worker that died
-    run._count_images(41)
-    run._count_images(45)
-    run._count_images(None)
-    assert counted() - before == 5
+    before = counted("predict-shard"), counted("predict")
+    run = JobRun("job-1", "predict-shard", "w", sqlite_stores, make_settings(tmp_path))
+    for _ in range(5):
+        run.image_predicted()
+    run.progress({"images_done": 40, "images_total": 50}, force=True)  # progress alone counts nothing
+    assert (counted("predict-shard"), counted("predict")) == (before[0] + 5, before[1])
 
 
 def test_json_logs_carry_the_job_id() -> None:

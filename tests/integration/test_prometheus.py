@@ -1,7 +1,7 @@
 """A real Prometheus (Debian's ``prometheus`` package) scrapes a running API (``segpipe api --workers 2``: its
 metrics shared across both processes) and a running ``segpipe worker``, each with the metrics token; after a
-train and a predict job ran, PromQL answers the job counters, the images predicted, the store's job states
-and the API's request counts. Every PromQL expression of the Grafana dashboard (deploy/grafana/segpipe.json)
+train job and a sharded predict job ran, PromQL answers the job counters, the images predicted (each once),
+the store's job states and the API's request counts. Every PromQL expression of the Grafana dashboard (deploy/grafana/segpipe.json)
 is run against the same server, so a panel whose query does not parse fails here. The worker logs JSON
 lines carrying the job id (SEGPIPE_LOG_FORMAT=json)."""
 
@@ -170,13 +170,13 @@ def _value_when(prometheus: str, promql: str, wanted: float, timeout: float = 60
 
 @pytest.fixture(scope="module")
 def ran(deployment: Deployment) -> dict[str, str]:
-    """A train job and a predict job of its model over 4 images, both run by the worker."""
+    """A train job, and a predict job of its model over 4 images split into 2 shards, all run by the worker."""
     root = deployment.worker_log.parent / "data"  # the data root
     coco = make_shapes_coco(root / "shapes", n_images=4, size=(32, 32), seed=3, crowd=False)
     train = _submit_and_wait(deployment.api, "train", binary_train_spec(coco.images, coco.annotations, epochs=1),
                              deployment.worker_log)
     predict = _submit_and_wait(deployment.api, "predict", {"model": f"job:{train['id']}", "images": str(coco.images),
-                                                           "device": "cpu", "predict": {"formats": ["png"]}},
+                                                           "device": "cpu", "predict": {"formats": ["png"], "shard_size": 2}},
                                deployment.worker_log)
     return {"train": train["id"], "predict": predict["id"]}
 
@@ -185,9 +185,13 @@ def test_prometheus_answers_the_job_counters_after_jobs_ran(deployment: Deployme
     prom = deployment.prometheus
     _value_when(prom, 'segpipe_worker_jobs_total{job="segpipe-worker",kind="train",outcome="succeeded"}', 1)
     _value_when(prom, 'segpipe_worker_jobs_total{job="segpipe-worker",kind="predict",outcome="succeeded"}', 1)
-    _value_when(prom, 'sum(segpipe_worker_job_duration_seconds_count{job="segpipe-worker"})', 2)
-    _value_when(prom, 'sum(segpipe_worker_claims_total{outcome="claimed"})', 2)
+    _value_when(prom, 'segpipe_worker_jobs_total{kind="predict-shard",outcome="succeeded"}', 2)
+    _value_when(prom, 'segpipe_worker_jobs_total{kind="predict",outcome="handed-off"}', 1)  # to its shards
+    _value_when(prom, 'sum(segpipe_worker_job_duration_seconds_count{kind="train"})', 1)
+    _value_when(prom, 'sum(segpipe_worker_claims_total{outcome="claimed"})', 5)  # train, predict twice, 2 shards
+    # each image once: by its shard, never again by the parent that reports the shards' progress
     _value_when(prom, "sum(segpipe_worker_images_predicted_total)", 4)
+    _value_when(prom, 'segpipe_worker_images_predicted_total{kind="predict-shard"}', 4)
     # from the API: the store's jobs and the broker's queues
     _value_when(prom, 'segpipe_jobs{job="segpipe-api",kind="train",state="succeeded"}', 1)
     _value_when(prom, 'sum(segpipe_queue_depth{job="segpipe-api"})', 0)
