@@ -19,6 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segpipe.errors import DataError
+from segpipe.masks.encode import voc_palette
 from segpipe.snapshots.archive import Archive, decode_png, image_size
 from segpipe.snapshots.draft import Draft, DraftAnnotation, DraftImage
 
@@ -120,27 +121,12 @@ def read_cvat_images(archive: Archive) -> Draft:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def voc_colormap(n: int = 256) -> list[tuple[int, int, int]]:
-    """Pascal VOC's palette (index → colour), the default colours of datumaro and CVAT's mask export."""
-    colours = []
-    for index in range(n):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours.append((r, g, b))
-    return colours
-
-
 VOC_VOID = (224, 224, 192)  # VOC's "void" border colour: no object
 
 
 def _labelmap(text: str, where: str) -> dict[str, tuple[int, int, int]]:
     """``name:r,g,b:parts:actions`` lines → name → colour (an empty colour takes VOC's for its position)."""
-    palette = voc_colormap()
+    palette = voc_palette()
     colours: dict[str, tuple[int, int, int]] = {}
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
@@ -154,7 +140,8 @@ def _labelmap(text: str, where: str) -> dict[str, tuple[int, int, int]]:
                 raise DataError(f"{where}: labelmap.txt line {line!r}: colour is not r,g,b") from None
             colours[name] = (r, g, b)
         else:
-            colours[name] = palette[len(colours)]
+            r, g, b = (int(v) for v in palette[len(colours)])
+            colours[name] = (r, g, b)
     return colours
 
 
