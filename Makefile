@@ -49,6 +49,8 @@ lock: $(UV)
 	  $(LOCK_FLAGS) -o $(LOCKS)/deploy.lock
 	for env in label-studio datumaro mlflow locker; do \
 	  $(UV) pip compile $(LOCKS)/$$env.in $(LOCK_FLAGS) $(UPGRADE) -o $(LOCKS)/$$env.lock || exit 1; done
+	# the npm environment: package.json pins exact versions; the lock adds what they pull in, with integrity hashes
+	npm install --prefix $(LOCKS)/grafana-schema --package-lock-only --no-audit --no-fund --silent
 
 # Every built venv against its lock: names each package missing, extra or at another version.
 check-locks: install
@@ -93,9 +95,11 @@ GRAFANA_SCHEMA ?= $(TOOLS)/grafana-schema
 .PHONY: grafana-schema
 grafana-schema: $(GRAFANA_SCHEMA)/.installed
 
-$(GRAFANA_SCHEMA)/.installed:
+$(GRAFANA_SCHEMA)/.installed: requirements/grafana-schema/package.json requirements/grafana-schema/package-lock.json
 	mkdir -p $(GRAFANA_SCHEMA)
-	npm install --prefix $(GRAFANA_SCHEMA) --no-audit --no-fund --silent --save-exact typescript@5.9.3 @grafana/schema@13.2.3
+	cp requirements/grafana-schema/package.json requirements/grafana-schema/package-lock.json $(GRAFANA_SCHEMA)/
+	# npm ci: exactly the lock, every tarball checked against its integrity hash
+	npm ci --prefix $(GRAFANA_SCHEMA) --no-audit --no-fund --silent
 	touch $@
 
 .PHONY: browser-deps

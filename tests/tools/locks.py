@@ -61,11 +61,44 @@ def drift(locked: Mapping[str, str], present: Mapping[str, str]) -> list[str]:
     return lines
 
 
+def npm_drift(lock: Path, folder: Path) -> list[str]:
+    """Every difference between an npm ``package-lock.json`` and what ``folder/node_modules`` holds:
+    each locked package at its path (``node_modules/@scope/name``, nested ones too) with its version,
+    and no top-level package the lock does not name."""
+    packages = {key: entry for key, entry in json.loads(lock.read_text()).get("packages", {}).items() if key}
+    lines = []
+    for key, entry in sorted(packages.items()):
+        manifest = folder / key / "package.json"
+        name = key.rsplit("node_modules/", 1)[1]
+        if not manifest.is_file():
+            lines.append(f"{name}@{entry.get('version')} is locked but not installed")
+        elif (version := json.loads(manifest.read_text()).get("version")) != entry.get("version"):
+            lines.append(f"{name} is {version}, the lock says {entry.get('version')}")
+    modules = folder / "node_modules"
+    top = [p for p in modules.iterdir() if not p.name.startswith(".")] if modules.is_dir() else []
+    present = [f"{p.name}/{q.name}" for p in top if p.name.startswith("@") for q in p.iterdir()]
+    present += [p.name for p in top if not p.name.startswith("@")]
+    for name in sorted(present):
+        if f"node_modules/{name}" not in packages:
+            lines.append(f"{name} is installed but not in the lock")
+    return lines
+
+
 @dataclass(frozen=True)
 class Environment:
     name: str
     lock: Path
-    python: Path
+    python: Path  # for an npm environment: its folder (node_modules inside)
+    npm: bool = False
+
+    @property
+    def built(self) -> bool:
+        return (self.python / "node_modules").is_dir() if self.npm else self.python.is_file()
+
+    def drift(self) -> list[str]:
+        if self.npm:
+            return npm_drift(self.lock, self.python)
+        return drift(read_lock(self.lock), installed(self.python))
 
 
 def environments() -> Iterator[Environment]:
@@ -76,15 +109,17 @@ def environments() -> Iterator[Environment]:
     yield Environment("locker", LOCKS / "locker.lock", REPO / ".tools" / "bin" / "python")
     for tool in VENVS:
         yield Environment(tool, LOCKS / f"{tool}.lock", venv(tool) / "bin" / "python")
+    yield Environment("grafana-schema", LOCKS / "grafana-schema" / "package-lock.json",
+                      REPO / ".tools" / "grafana-schema", npm=True)
 
 
 def main() -> int:
     failed = False
     for env in environments():
-        if not env.python.is_file():
-            print(f"{env.name}: not built ({env.python.parent.parent}), skipped")
+        if not env.built:
+            print(f"{env.name}: not built, skipped")
             continue
-        problems = drift(read_lock(env.lock), installed(env.python))
+        problems = env.drift()
         print(f"{env.name}: {'drifted from ' if problems else 'matches '}{env.lock.relative_to(REPO)}")
         for line in problems:
             print(f"  {line}")
