@@ -156,6 +156,14 @@ class PredictionStore:
         with self.store.read() as session:
             return [RankedImage(key, float(u), f) for key, u, f in session.execute(query)]
 
+    def uncertainty(self, job_id: str, image_key: str) -> float | None:
+        """The model's uncertainty about one image of a job (None: not stored, or stored before it existed)."""
+        query = select(PredictionImage.uncertainty).where(PredictionImage.job_id == job_id,
+                                                           PredictionImage.image_key == image_key)
+        with self.store.read() as session:
+            value = session.scalar(query)
+        return None if value is None else float(value)
+
     def done_images(self, job_id: str) -> set[str]:
         """Keys of the images ``job_id`` has written (with or without instances): a resumed job skips them."""
         with self.store.read() as session:

@@ -53,7 +53,7 @@ def setup(tmp_path: Path, stores: Stores) -> dict[str, Any]:
     rows = rows_for([disc_mask(20, 20, 9), disc_mask(30, 45, 6)], category_id=5)
     for row in rows:
         row["category_name"] = "nucleus"
-    stores.predictions.write_image(job.id, "a", rows)
+    stores.predictions.write_image(job.id, "a", rows, uncertainty=0.25)
     assert stores.jobs.finish(job.id, "w", "succeeded")
     with TestClient(create_app(settings, stores, create_celery(settings))) as client:
         yield {"client": client, "stores": stores, "job": job.id, "rows": rows, "schedule": schedule, "data": data}
@@ -118,6 +118,8 @@ def test_predict_answers_stored_masks_as_brush_regions(setup: dict[str, Any]) ->
     regions = result["result"]
     assert [r["value"]["brushlabels"] for r in regions] == [["nucleus"], ["nucleus"]]
     assert [r["score"] for r in regions] == pytest.approx([0.9, 0.8])
+    # the prediction's score, which Label Studio's data manager sorts by: 1 - the image's uncertainty
+    assert result["score"] == pytest.approx(0.75)
     for region, row in zip(regions, setup["rows"], strict=True):
         np.testing.assert_array_equal(brush_rle_to_mask(region["value"]["rle"], H, W), rle_to_mask(row["rle"]))
         assert region["from_name"] == "label" and region["to_name"] == "image"

@@ -41,6 +41,12 @@ def test_predict_job_masks_over_http_match_each_other_and_the_files(svc: Service
     job_id = svc.submit("predict", predict_spec(tiny_model, coco.images))
     job = svc.wait_done(job_id)
     assert job["progress"]["images_done"] == job["progress"]["images_total"] == 4
+    # what to label next: every image stored with the model's uncertainty and its fingerprint
+    ranked = svc.client.get(f"/jobs/{job_id}/label-next", params={"min_distance": 0}, headers=ANNOTATOR).json()
+    assert ranked["scored"] == 4 and len(ranked["images"]) == 4
+    assert all(0.0 <= i["uncertainty"] <= 1.0 for i in ranked["images"])
+    uncertainties = [i["uncertainty"] for i in ranked["images"]]
+    assert uncertainties == sorted(uncertainties, reverse=True)
 
     out = svc.job_dir(job_id) / "predictions"
     results = defaultdict(list)

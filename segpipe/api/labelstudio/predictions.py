@@ -49,6 +49,7 @@ class Found:
     height: int
     width: int
     cached: bool
+    uncertainty: float | None = None  # the model's, about the whole image (segpipe.models.uncertainty)
 
 
 def content_key(image: TaskImage) -> str:
@@ -98,7 +99,8 @@ def find_stored(ctx: ApiContext, model: ModelInfo, image: TaskImage, image_id: o
                 continue
         read = ctx.masks.read(key, job_id)
         if read is not None and read.height is not None and read.width is not None:
-            return Found(job_id, key, read.rows(), read.height, read.width, cached=True)
+            return Found(job_id, key, read.rows(), read.height, read.width, cached=True,
+                         uncertainty=ctx.stores.predictions.uncertainty(job_id, key))
     return None
 
 
@@ -189,7 +191,8 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
         read = ctx.masks.read(key, job.id)
         if read is None or read.height is None or read.width is None:
             raise ApiError(503, f"interactive predict job {job.id} stored nothing for image {key}")
-        found[key] = Found(job.id, key, read.rows(), read.height, read.width, cached=False)
+        found[key] = Found(job.id, key, read.rows(), read.height, read.width, cached=False,
+                           uncertainty=ctx.stores.predictions.uncertainty(job.id, key))
     return found
 
 

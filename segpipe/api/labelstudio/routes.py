@@ -123,10 +123,19 @@ def _result(found: Found, model: ModelInfo, control: Control) -> dict[str, Any]:
     result = regions(rows, found.height, found.width, task_kind, segmentation)
     for region in result:
         region["from_name"], region["to_name"] = control.from_name, control.to_name
-    scores = [r.score for r in rows if r.score is not None]
-    return {"result": result, "score": float(sum(scores) / len(scores)) if scores else 0.0,
+    return {"result": result, "score": prediction_score(found, rows),
             "model_version": model.label, "segpipe": {"job_id": found.job_id, "image_key": found.image_key,
                                                       "stored": found.cached}}
+
+
+def prediction_score(found: Found, rows: list[Any]) -> float:
+    """The prediction's ``score``, which Label Studio's data manager sorts by: segpipe's confidence in the
+    whole image, 1 − its uncertainty, so sorting ascending puts what to label next first; the mean instance
+    score for predictions stored before uncertainty was."""
+    if found.uncertainty is not None:
+        return round(1.0 - found.uncertainty, 6)
+    scores = [r.score for r in rows if r.score is not None]
+    return float(sum(scores) / len(scores)) if scores else 0.0
 
 
 @router.post("/predict")
