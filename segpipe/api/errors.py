@@ -242,11 +242,6 @@ class NulRefusingMiddleware:
         await self.app(scope, receive, send)
 
 
-def _first_line(exc: BaseException | None) -> str:
-    text = str(exc or "").strip()
-    return text.splitlines()[0] if text else "invalid value"
-
-
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":

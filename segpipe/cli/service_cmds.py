@@ -103,7 +103,8 @@ def _job_dict(job: Any) -> dict[str, Any]:
 
 def _progress_text(p: dict[str, Any]) -> str:
     if p.get("images_total"):
-        return f"{p.get('images_done', 0)}/{p['images_total']} images"
+        failed = f", {p['images_failed']} unreadable" if p.get("images_failed") else ""
+        return f"{p.get('images_done', 0)}/{p['images_total']} images{failed}"
     if p.get("epochs"):
         metrics = p.get("metrics") or {}
         shown = " ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2] if isinstance(v, (int, float)))
@@ -129,6 +130,8 @@ def job(
     console.print(f"progress: {_progress_text(j.progress or {})}")
     for warning in (j.progress or {}).get("warnings") or []:
         console.print(f"[yellow]warning:[/] {escape(str(warning))}")
+    for failed in (j.progress or {}).get("failed_images") or []:
+        console.print(f"[yellow]skipped[/] image {escape(str(failed.get('image')))}: {escape(str(failed.get('reason')))}")
     if j.error:
         console.print(f"[red]error:[/] {escape(j.error)}")
     for name, rel in (j.artifacts or {}).items():

@@ -61,7 +61,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is reported the same way
-        raise WeightsError(f"{path}: not a loadable checkpoint with weights_only=True ({e})") from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]  # torch's advice runs over many lines
+        raise WeightsError(f"{path}: not a loadable checkpoint with weights_only=True ({why})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise WeightsError(f"{path}: not a segpipe checkpoint (no 'model' entry)")
     return state

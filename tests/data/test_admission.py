@@ -32,14 +32,17 @@ def test_read_image_refuses_a_pixel_bomb_with_little_memory(bomb: Path) -> None:
     """In a fresh process (so its peak RSS is the read's): refused naming the file and the limit, and the
     process never comes near the 1.2 GB a decode needs. Before admission, cv2 decoded it."""
     code = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
+        # VmHWM: this process's own peak RSS (ru_maxrss can carry the forking parent's peak across exec)
+        "def peak_kb():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
         "from segpipe.data.images import read_image\n"
         "from segpipe.errors import DataError\n"
         "try:\n"
         "    read_image(sys.argv[1]); message = None\n"
         "except DataError as e:\n"
         "    message = str(e)\n"
-        "print(json.dumps({'message': message, 'peak_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+        "print(json.dumps({'message': message, 'peak_kb': peak_kb()}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}
     out = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, cwd=REPO,
