@@ -1,9 +1,9 @@
 """A real Label Studio server for tests: its own venv, its own SQLite data dir, loopback, a free port.
 
 Reusable: ``from tests.labelstudio_server import label_studio_server`` in a test module (or conftest)
-makes the session fixture (one server per test session) available; it yields a `LabelStudioServer` with ``url``
-and ``token`` (a
-legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's ``LabelStudio(api_key=)``).
+makes the session fixture (one server per test session) available; it yields a `LabelStudioServer` with
+``url`` and ``token`` (a legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's
+``LabelStudio(api_key=)``).
 The admin user and token are created non-interactively by ``label-studio start --username/--password/
 --user-token``. Local-files serving is on, rooted at ``files_root`` (``/data/local-files/?d=…`` URLs).
 
