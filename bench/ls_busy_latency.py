@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.masks_api import machine  # noqa: E402
-from bench.review_latency import stats, train_tiny  # noqa: E402
+from bench.review_latency import stats  # noqa: E402
 from segpipe.processes import stop_process  # noqa: E402
 from segpipe.stores import Stores  # noqa: E402
 from tests.live_server import live_api  # noqa: E402
@@ -43,6 +43,27 @@ from tests.live_server import live_api  # noqa: E402
 REDIS_URL = os.environ.get("SEGPIPE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _train_tiny(root: Path, artifacts: Path) -> Path:
+    """A tiny binary U-Net; its run folder is where a training job leaves it (jobs/<id>/run)."""
+    import torch
+
+    from segpipe.config import from_dict
+    from segpipe.data.synthetic import make_shapes_coco
+    from segpipe.engine.runner import train
+
+    coco = make_shapes_coco(root / "shapes", n_images=4, size=(64, 64), seed=2)
+    source = {"images": str(coco.images), "annotations": str(coco.annotations)}
+    torch.set_num_threads(1)
+    result = train(from_dict({
+        "task": "binary", "data": {"train": source, "val": source, "num_workers": 0}, "augment": {"preset": "none"},
+        "model": {"name": "unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 16, 16]},
+        "output_dir": str(artifacts / "jobs" / "tiny-train" / "run"),
+        "train": {"device": "cpu", "epochs": 1, "batch_size": 2, "image_size": 64, "scheduler": "none"}}),
+        show_progress=False)  # fmt: skip
+    assert result.best_checkpoint is not None
+    return Path(result.best_checkpoint)
 
 
 def _train_spec(root: Path) -> dict[str, Any]:
@@ -73,9 +94,24 @@ def _requests(client: httpx.Client, data: Path, start: int, n: int, timeout: flo
     return times, failed
 
 
+def _warm_up(client: httpx.Client, data: Path, index: int, log: Path, limit: float = 600) -> None:
+    """Ask for one image until it is answered: the worker imports torch and loads the model first, which
+    may take longer than the phase's timeout (then the retry finds the stored result)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        _, failed = _requests(client, data, index, 1, timeout=limit)
+        if not failed:
+            return
+        time.sleep(2)
+    raise RuntimeError(f"the warm-up request was never answered: see {log}")
+
+
 def _phase(root: Path, env: dict[str, str], data: Path, worker_args: list[str], busy: bool, n: int, start: int,
            timeout: float, label: str) -> dict[str, Any]:
-    worker_env = {**os.environ, **env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+    import redis
+
+    redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()  # nothing left from the last phase
+    worker_env = {**os.environ, **env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
                   "SEGPIPE_LS_PREDICT_TIMEOUT": str(timeout)}
     with (root / f"worker-{label}.log").open("wb") as out:
         worker = subprocess.Popen([sys.executable, "-m", "segpipe", "worker", *worker_args], env=worker_env,
@@ -84,7 +120,7 @@ def _phase(root: Path, env: dict[str, str], data: Path, worker_args: list[str], 
     try:
         with live_api({**env, "SEGPIPE_LS_PREDICT_TIMEOUT": str(timeout)}, root / f"uvicorn-{label}.log") as base, \
                 httpx.Client(base_url=base, timeout=timeout + 30) as client:
-            _requests(client, data, start + 10_000, 1, timeout=300)  # warm-up: the worker imports torch
+            _warm_up(client, data, start + 10_000, root / f"worker-{label}.log")
             if busy:
                 made = client.post("/jobs", headers=AUTH, json={"kind": "train", "config": _train_spec(root)})
                 made.raise_for_status()
@@ -94,8 +130,12 @@ def _phase(root: Path, env: dict[str, str], data: Path, worker_args: list[str], 
                 time.sleep(3)  # into its steps
             times, failed = _requests(client, data, start, n, timeout)
             still = client.get(f"/jobs/{train_id}", headers=AUTH).json()["state"] if train_id else None
-            if train_id:
+            if train_id:  # cancel it and let it stop, so the next phase's worker does not inherit it
                 client.post(f"/jobs/{train_id}/cancel", headers=AUTH)
+                deadline = time.monotonic() + 120
+                while (client.get(f"/jobs/{train_id}", headers=AUTH).json()["state"] in ("queued", "running")
+                       and time.monotonic() < deadline):
+                    time.sleep(1)
     finally:
         stop_process(worker, grace=60)
     out: dict[str, Any] = {**(stats(times) if times else {"n": 0}), "not_answered": failed,
@@ -118,7 +158,7 @@ def main() -> None:
         data.mkdir()
         db_url = f"sqlite:///{root / 'segpipe.db'}"
         stores = Stores.open(db_url, artifacts)
-        checkpoint = train_tiny(root, artifacts)
+        checkpoint = _train_tiny(root, artifacts)
         stores.versions.register("tiny", "binary", "{}", checkpoint=checkpoint.relative_to(artifacts).as_posix())
         stores.versions.promote("tiny", 1)
         env = {"SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,

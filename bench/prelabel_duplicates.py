@@ -128,7 +128,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="a trained demo checkpoint (skip training)")
     parser.add_argument("--work", type=Path, default=None, help="keep the data and trained run here (reuse with "
                         "--checkpoint WORK/run/best.pt)")
-    parser.add_argument("--ious", default="0.5,0.6,0.7,0.8", help="suppression IoU thresholds to compare")
+    parser.add_argument("--ious", default="0.5,0.6,0.7,0.8", help="same-class suppression IoU thresholds to compare "
+                        "(across classes: min(0.5, it)); 0.7 is the default of the exports")
     args = parser.parse_args()
     ious = [float(x) for x in args.ious.split(",")]
     epochs = args.epochs or (3 if args.quick else 5)

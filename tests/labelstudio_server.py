@@ -1,8 +1,9 @@
 """A real Label Studio server for tests: its own venv, its own SQLite data dir, loopback, a free port.
 
 Reusable: ``from tests.labelstudio_server import label_studio_server`` in a test module (or conftest)
-makes the session fixture (one server for the whole test session) available; it yields a `LabelStudioServer` with ``url`` and ``token`` (a
-legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's ``LabelStudio(api_key=)``).
+makes the session fixture (one server per test session) available; it yields a `LabelStudioServer` with
+``url`` and ``token`` (a legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's
+``LabelStudio(api_key=)``).
 The admin user and token are created non-interactively by ``label-studio start --username/--password/
 --user-token``. Local-files serving is on, rooted at ``files_root`` (``/data/local-files/?d=…`` URLs).
 
@@ -87,7 +88,7 @@ def start_label_studio(base: Path, timeout: float | None = None, env: dict[str, 
     }
     log = base / "label-studio.log"
     command = [str(executable), "start", "--no-browser", "--data-dir", str(data_dir), "--internal-host", "127.0.0.1",
-               "--port", str(port), "--username", username, "--password", password, "--user-token", token,
+               "--port", str(port), "--username", username, f"--password={password}", "--user-token", token,
                "--enable-legacy-api-token", "--skip-long-migrations", "--log-level", "WARNING"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=base,

@@ -204,7 +204,10 @@ def test_instance_score_threshold_filters_exports(instance_run: Run, tmp_path: P
     loaded = load_model(instance_run.dir, "cpu")
     items = image_items(instance_run.data / "images", instance_run.data / "annotations.json")
     low = [p for _, _, p in predict_items(loaded, items, PredictConfig(score_threshold=0.05))]
-    high = [p for _, _, p in predict_items(loaded, items, PredictConfig(score_threshold=0.5))]
+    high = [p for _, _, p in predict_items(loaded, items, PredictConfig(score_threshold=0.5, score_floor=0.5))]
+    # the default floor (0.05) keeps what a 0.5 threshold hides: the threshold is applied when exporting
+    stored = [p for _, _, p in predict_items(loaded, items, PredictConfig(score_threshold=0.5))]
+    assert [[i.score for i in p.instances] for p in stored] == [[i.score for i in p.instances] for p in low]
     for lo, hi in zip(low, high, strict=True):
         assert (lo.height, lo.width) == (64, 64) and all(i.rle["size"] == [64, 64] for i in lo.instances)  # type: ignore[index]
         assert [i.score for i in hi.instances] == [i.score for i in lo.instances if i.score >= 0.5]

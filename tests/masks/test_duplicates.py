@@ -24,8 +24,17 @@ def test_one_object_found_three_times_in_two_classes_is_kept_once() -> None:
         _row(2, (10, 11, 20, 20), 0.7, category=2),  # the same square as another class
         _row(3, (40, 40, 10, 10), 0.3, category=2),  # another object
     ]
-    kept = suppress_duplicates(rows, iou=0.5)
+    kept = suppress_duplicates(rows)
     assert [r.instance for r in kept] == [0, 3]
+
+
+def test_the_same_class_needs_more_overlap_than_another_class() -> None:
+    # IoU of a 20×20 square and the same square shifted 5 px: 300 / 500 = 0.6
+    same = [_row(0, (10, 10, 20, 20), 0.9, category=1), _row(1, (15, 10, 20, 20), 0.8, category=1)]
+    other = [_row(0, (10, 10, 20, 20), 0.9, category=1), _row(1, (15, 10, 20, 20), 0.8, category=2)]
+    assert [r.instance for r in suppress_duplicates(same)] == [0, 1]  # 0.6 < 0.7: two objects side by side
+    assert [r.instance for r in suppress_duplicates(other)] == [0]  # 0.6 ≥ 0.5: one object, two names
+    assert [r.instance for r in suppress_duplicates(same, iou=0.5)] == [0]
 
 
 def test_touching_objects_are_not_duplicates() -> None:
@@ -40,7 +49,7 @@ def test_rows_without_scores_pass_unchanged() -> None:
 
 
 def test_exports_filter_by_threshold_and_suppress_only_where_asked() -> None:
-    rows = [_row(0, (10, 10, 20, 20), 0.9), _row(1, (11, 10, 20, 20), 0.6), _row(2, (40, 40, 10, 10), 0.2)]
+    rows = [_row(0, (10, 10, 20, 20), 0.9), _row(1, (11, 10, 20, 20), 0.6, category=2), _row(2, (40, 40, 10, 10), 0.2)]
     image = ExportImage("img", "img.png", 64, 64, rows)
     categories = [(1, "c1"), (2, "c2")]
     default = ExportContext(task="instance", categories=categories)

@@ -9,19 +9,33 @@ off, ``categories`` to the original ids of the classes still on — the export l
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 from segpipe.masks.formats import FORMATS, formats_for
 
 
-def export_links(job_id: str, task: str | None) -> list[dict[str, str]]:
-    """``[{name, description, url}]``; all formats when the task is not known yet (no image stored)."""
+def export_links(job_id: str, task: str | None, image_url_prefix: str | None = None) -> list[dict[str, str]]:
+    """``[{name, description, url}]``; all formats when the task is not known yet (no image stored).
+    ``image_url_prefix`` goes on the label-studio link, so its tasks point where Label Studio serves the
+    images (`label_studio_prefix`)."""
     names = formats_for(task) if task else FORMATS.names()
-    return [
-        {
-            "name": name,
-            "description": FORMATS.entry(name).description,
-            "url": f"/jobs/{quote(job_id, safe='')}/export?format={quote(name, safe='')}&score_threshold=0",
-        }
-        for name in names
-    ]
+    links = []
+    for name in names:
+        url = f"/jobs/{quote(job_id, safe='')}/export?format={quote(name, safe='')}&score_threshold=0"
+        if name == "label-studio" and image_url_prefix:
+            url += f"&image_url_prefix={quote(image_url_prefix, safe='')}"
+        links.append({"name": name, "description": FORMATS.entry(name).description, "url": url})
+    return links
+
+
+def label_studio_prefix(images: str | Path | None, files_root: Path | None) -> str | None:
+    """``/data/local-files/?d=REL/`` when a job's image folder lies under Label Studio's document root
+    (``SEGPIPE_LABEL_STUDIO_FILES_ROOT``), so the exported tasks' image URLs resolve there; else None."""
+    if images is None or files_root is None:
+        return None
+    try:
+        relative = Path(images).resolve().relative_to(Path(files_root).resolve()).as_posix()
+    except (ValueError, OSError):
+        return None
+    return "/data/local-files/?d=" + ("" if relative == "." else relative + "/")

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from segpipe.api.auth import Principal
 from segpipe.api.deps import ApiContext, context
-from segpipe.api.pages.downloads import export_links
+from segpipe.api.pages.downloads import export_links, label_studio_prefix
 from segpipe.api.pages.session import page_user
 from segpipe.api.schemas import decision_out, job_out, version_out
 from segpipe.errors import NotFoundError
@@ -152,8 +152,23 @@ def gallery_page(
     ]
     pages = max(1, math.ceil(total / per))
     task = ctx.tasks.task_of(job_id) if job.kind == "predict" and total else None
+    prefix = label_studio_prefix(_job_images(ctx, job_id), ctx.settings.label_studio_files_root)
     return render(request, "gallery.html", who, job=job, entries=entries, total=total, page=page, pages=pages,
-                  per=per, categories=categories, downloads=export_links(job_id, task))
+                  per=per, categories=categories, downloads=export_links(job_id, task, prefix))
+
+
+def _job_images(ctx: ApiContext, job_id: str) -> str | None:
+    """A predict job's image folder, as its spec names it (None when it cannot be read)."""
+    from segpipe.jobspec import load_spec
+
+    stored = ctx.stores.jobs.get(job_id)
+    if stored.kind != "predict":
+        return None
+    try:
+        images = getattr(load_spec(stored.kind, stored.config), "images", None)
+        return str(images) if images else None
+    except Exception:  # noqa: BLE001 - an old or odd spec only loses the prefix, never the page
+        return None
 
 
 @router.get("/jobs/{job_id}/images/{image_key:path}", response_class=HTMLResponse)
