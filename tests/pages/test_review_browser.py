@@ -23,6 +23,8 @@ CAT_CENTRE = (48, 32)  # (y, x)
 DOG_CENTRE = (50, 100)
 BACKGROUND = (85, 60)
 
+DOWNLOAD_TIMEOUT_MS = 120_000
+
 
 def coloured(pixels: np.ndarray, yx: tuple[int, int]) -> bool:
     """True where the browser drew a mask colour over the grey image."""
@@ -70,7 +72,8 @@ def test_login_then_overlays_slider_outline_and_download(page: Any, site: Site, 
 
     # download the whole job's COCO results, then only what scores >= 0.5 (the dog drops out)
     def download(selector: str) -> list[tuple[str, int]]:
-        with page.expect_download() as info:
+        # the first export of a fresh server loads its code (~30 s on two busy cores): past the 30 s default
+        with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as info:
             page.click(selector)
         saved = tmp_path / info.value.suggested_filename
         info.value.save_as(saved)
@@ -89,7 +92,7 @@ def test_login_then_overlays_slider_outline_and_download(page: Any, site: Site, 
     href = page.get_attribute("a.download[data-format='coco-results']", "href")
     assert f"categories={DOG}" in href and "score_threshold=0" in href, href
     assert download("a.download[data-format='coco-results']") == [("a", DOG)]
-    with page.expect_download() as info:
+    with page.expect_download(timeout=DOWNLOAD_TIMEOUT_MS) as info:
         page.click("a.download[data-format='coco']")
     zipped = tmp_path / info.value.suggested_filename
     info.value.save_as(zipped)
