@@ -286,7 +286,7 @@ class SnapshotPull(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: str = Field(max_length=64, description="cvat-coco, cvat-mask, cvat-images or label-studio")
-    source: str = Field(max_length=4096, description="the export archive in a data root; for label-studio the "
+    source: str = Field(max_length=1024, description="the export archive in a data root; for label-studio the "
                                                      "project id")
     model: str | None = Field(None, max_length=300, description="label-studio: NAME@production (or @N) whose "
                                                                 "classes the labels map to")
