@@ -51,7 +51,22 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# The NUL guard refuses any URL holding %00 (422): the document says so on every string parameter, so a
+# client (or a fuzzer) that follows the document never sends one expecting an answer.
+NO_NUL = r"^[^\x00]*$"
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+        schema["pattern"] = NO_NUL
+    for branch in schema.get("anyOf", []):
+        _no_nul(branch)
+
+
 def _patch_operation(path: str, method: str, operation: dict[str, Any]) -> None:
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") in ("path", "query"):
+            _no_nul(parameter.get("schema", {}))
     responses = operation.setdefault("responses", {})
     wanted: dict[int, str] = {}
     if path not in _PUBLIC_PATHS:
