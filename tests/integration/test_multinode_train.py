@@ -37,13 +37,14 @@ from tests.integration.conftest import (
     WorkerProcess,
     _service_env,
 )
-from tests.integration.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
+from tests.integration.s3_server import S3Server
 from tests.integration.test_distributed_train import CNN
 from tests.integration.test_object_storage import _start_worker
 from tests.stores.conftest import create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REDIS_URL = os.environ.get("SEGPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# its own Redis database: no worker another module started may take its jobs, nor it theirs
+REDIS_URL = os.environ.get("SEGPIPE_TEST_MULTINODE_REDIS_URL", "redis://127.0.0.1:6379/12")
 BUCKET = "segpipe-multinode"
 
 
@@ -113,7 +114,7 @@ def cluster(s3_server: S3Server, tmp_path: Path) -> Iterator[Cluster]:  # noqa: 
         broker.ping()
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); set SEGPIPE_TEST_REDIS_URL")
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)  # a fresh listing cache: other modules share the server
     if not fs.exists(BUCKET):
         fs.mkdir(BUCKET)
     local = make_class_folders(tmp_path / "upload", per_class=8, size=(32, 32))  # 24 images

@@ -33,7 +33,7 @@ from tests.integration.conftest import (
     _service_env,
     binary_train_spec,
 )
-from tests.integration.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
+from tests.integration.s3_server import S3Server
 from tests.stores.conftest import create_pg_database, drop_pg_database
 
 # A broker of its own: the session's `service` workers listen on the integration Redis database.
@@ -77,7 +77,7 @@ def test_train_on_one_worker_predict_on_two_others_through_s3(s3_server: S3Serve
         broker.ping()
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); set SEGPIPE_TEST_REDIS_URL")
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)  # a fresh listing cache: other modules share the server
     if not fs.exists(BUCKET):
         fs.mkdir(BUCKET)
     local = make_shapes_coco(tmp_path / "upload", n_images=N_IMAGES, size=(32, 32), seed=4, crowd=False)
@@ -184,7 +184,7 @@ def test_a_training_killed_on_one_host_resumes_on_another_from_the_object_store(
         broker.ping()
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); set SEGPIPE_TEST_REDIS_URL")
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)  # a fresh listing cache: other modules share the server
     if not fs.exists(BUCKET):
         fs.mkdir(BUCKET)
     local = make_shapes_coco(tmp_path / "upload", n_images=8, size=(32, 32), seed=5)
