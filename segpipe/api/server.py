@@ -74,58 +74,45 @@ class _HeaderTimeout:
         self.transport.close()
 
 
-class H11HeaderTimeout(_HeaderTimeout, H11Protocol):
-    """uvicorn's h11 protocol with a request-header timeout."""
+class _HeaderTimeoutProtocol(_HeaderTimeout):
+    """The hooks both uvicorn protocols share; mixed in before the protocol class, so ``super()`` is it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._init_header_timeout()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
         self._arm_header_timer()
+        super().data_received(data)  # type: ignore[misc]
+
+    def on_response_complete(self) -> None:
+        self._next_request()
+        super().on_response_complete()  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_complete()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class H11HeaderTimeout(_HeaderTimeoutProtocol, H11Protocol):
+    """uvicorn's h11 protocol with a request-header timeout."""
+
+    def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # h11 has parsed a whole request head
             self._headers_complete()
 
-    def on_response_complete(self) -> None:
-        self._next_request()
-        super().on_response_complete()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._headers_complete()
-        super().connection_lost(exc)
-
-
-class HttpToolsHeaderTimeout(_HeaderTimeout, HttpToolsProtocol):
+class HttpToolsHeaderTimeout(_HeaderTimeoutProtocol, HttpToolsProtocol):
     """uvicorn's httptools protocol with a request-header timeout."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_header_timeout()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_timer()
-
-    def data_received(self, data: bytes) -> None:
-        self._arm_header_timer()
-        super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self._headers_complete()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        self._next_request()
-        super().on_response_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._headers_complete()
-        super().connection_lost(exc)
 
 
 def protocol_class() -> str:
