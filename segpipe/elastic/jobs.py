@@ -41,6 +41,7 @@ from segpipe.jobspec import NodeSpec, dump_spec
 log = logging.getLogger("segpipe.elastic")
 NODE_KIND = "train-node"
 CANCEL_GRACE = 30.0  # seconds ranks have to stop by themselves after a cancel before they are killed
+NODE_END_GRACE = 60.0  # seconds the leader waits, after its ranks are done, for the other nodes' agents to exit
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -91,6 +92,7 @@ def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
 
         pull_run(run.stores.artifacts, run.job_id, run_dir)  # rank 0 may have run on another host
     result = read_result(run_dir)
+    await_nodes_end(run, nodes, NODE_END_GRACE)
     if result.state.stop_reason == "cancelled":
         run.cancelled = True
     artifacts = finish_train(run, spec, result, run_dir)
@@ -170,6 +172,21 @@ def wait_for_nodes(run: Any, ids: list[str], timeout: float) -> None:
             raise SegpipeError(
                 f"node(s) {missing} of {len(ids) + 1} not claimed by any worker within {timeout:g} s "
                 "(resources.join_timeout); the nodes that were claimed are released")
+        time.sleep(0.5)
+
+
+def await_nodes_end(run: Any, ids: list[str], grace: float) -> None:
+    """The job ends after its nodes: a finished job leaves no host still holding a node row.
+
+    The other agents exit a moment after rank 0 (the rendezvous closes); one that has not within
+    ``grace`` seconds is asked to stop, so a stuck host never keeps a succeeded job's node open.
+    """
+    deadline = time.monotonic() + grace
+    while any(run.stores.jobs.get(job_id).state not in TERMINAL for job_id in ids):
+        if time.monotonic() > deadline:
+            log.warning("job %s: node(s) still running %g s after the ranks ended; stopping them", run.job_id, grace)
+            release_nodes(run.stores, run.job_id, keep=())
+            return
         time.sleep(0.5)
 
 
