@@ -51,7 +51,8 @@ def _rank_entry(config_path: Path, out: Path) -> None:
             ends.append(time.perf_counter())
 
     config = from_dict(json.loads(config_path.read_text()))
-    train(config, show_progress=False, extra_hooks=(EpochClock(),))
+    # as a queued job: rank 0 polls a cancel flag and every rank follows its decision (segpipe.elastic.rank)
+    train(config, show_progress=False, extra_hooks=(EpochClock(),), should_stop=(lambda: False))
     if int(os.environ.get("RANK", "0")) == 0:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         out.write_text(json.dumps({"epoch_ends": ends, "world_size": world}))

@@ -105,7 +105,9 @@ class StopRequestHook(Hook):
         self.reason = reason
 
     def after_step(self, ctx: TrainContext) -> None:
-        if ctx.state.batch_in_epoch % self.every_steps == 0 and self.should_stop():
+        batch = ctx.state.batch_in_epoch
+        due = batch % self.every_steps == 0 or batch == ctx.batches_per_epoch  # and always at an epoch's end
+        if due and self.should_stop():
             ctx.request_stop(self.reason)
 
 

@@ -61,6 +61,10 @@ from segpipe.models.finetune import backbone_parameters
 from segpipe.models.registry import build_model_reported
 
 log = logging.getLogger("segpipe.train")
+# Under DDP the stop decision is a collective every rank joins (rank 0 decides, `_agreed`): asked every
+# 8 steps and at each epoch's end, not every step, so a cancel waits a few steps instead of every step
+# paying a broadcast (measured by bench/ddp_scaling.py).
+AGREED_STOP_EVERY = 8
 
 
 @dataclass
@@ -166,7 +170,8 @@ def train(
     if cfg.early_stop_patience:
         hooks.append(EarlyStopHook(cfg.early_stop_patience))
     if should_stop is not None:
-        hooks.append(StopRequestHook(_agreed(should_stop, info)))
+        hooks.append(StopRequestHook(_agreed(should_stop, info),
+                                     every_steps=AGREED_STOP_EVERY if info.enabled else 1))
     if report is not None:
         hooks.append(ProgressCallbackHook(report, throughput=throughput))
     if show_progress:
