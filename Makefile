@@ -59,8 +59,12 @@ check-locks: install
 demo: install
 	$(BIN)/segpipe demo
 
+# Two test processes (pytest-xdist) on CI's two cores: most of the suite's wall time is waiting on the
+# servers and worker processes tests start. Tests that share a session server (Label Studio) are one
+# xdist group; each process has Redis databases of its own (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not integration"

@@ -12,6 +12,21 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# `make test` runs the suite in two pytest-xdist processes (gw0, gw1). Each gets Redis databases of its
+# own, three below the previous worker's (11, 12, 13 → 8, 9, 10), because the integration fixtures flush
+# theirs between tests. Only in a worker: the controlling process leaves the environment alone, or the
+# workers it starts would inherit its values.
+_REDIS_DEFAULTS = {"SEGPIPE_TEST_INTEGRATION_REDIS_URL": 11, "SEGPIPE_TEST_MULTINODE_REDIS_URL": 12,
+                   "SEGPIPE_TEST_REDIS_URL": 13}
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _XDIST_WORKER:
+    _shift = 3 * int(_XDIST_WORKER.removeprefix("gw"))
+    for _name, _database in _REDIS_DEFAULTS.items():
+        _base, _, _number = os.environ.get(_name, f"redis://127.0.0.1:6379/{_database}").rpartition("/")
+        if int(_number) < _shift:
+            raise RuntimeError(f"{_name}: no Redis database left for xdist worker {_XDIST_WORKER}; run fewer workers")
+        os.environ[_name] = f"{_base}/{int(_number) - _shift}"
+
 # One real Label Studio server per test session, shared by every module that asks for it (it takes
 # minutes to start on a busy machine); defined here so that pytest sees a single session fixture.
 from tests.labelstudio_server import label_studio_server  # noqa: E402,F401

@@ -38,7 +38,8 @@ from tests.labelstudio.test_ml_backend_live import UNET_TINY, _train_tiny
 from tests.labelstudio_server import LabelStudioServer
 from tests.live_server import REPO, live_api
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# one Label Studio server per test process: every test that needs it runs in the same xdist worker
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
 
 REDIS_URL = os.environ.get("SEGPIPE_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/11")
 TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}

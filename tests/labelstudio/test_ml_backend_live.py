@@ -35,7 +35,8 @@ from segpipe.stores import Stores
 from tests.labelstudio_server import LabelStudioServer
 from tests.live_server import REPO, live_api
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# one Label Studio server per test process: every test that needs it runs in the same xdist worker
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
 
 REDIS_URL = os.environ.get("SEGPIPE_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/11")
 TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}

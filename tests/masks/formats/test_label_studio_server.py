@@ -14,7 +14,8 @@ from tests.masks.formats.samples import case
 from tests.masks.formats.test_tool_imports import check_label_studio_read
 from tests.tools.venvs import run_tool
 
-pytestmark = pytest.mark.integration
+# one Label Studio server per test process: every test that needs it runs in the same xdist worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("label-studio")]
 
 
 @pytest.mark.parametrize("task", ["instance", "semantic", "binary", "detection", "classification"])
