@@ -49,12 +49,14 @@ def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] |
     ``files``: image key → (file name, path) when the caller already resolved the images it exports
     (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
     (no torch; the API's routes): a model without ``categories.json`` is then a `ConfigError`."""
-    from segpipe.jobspec import load_spec
+    from segpipe.jobspec import PredictSpec, load_spec
 
     job = stores.jobs.get(job_id)
     if job.kind != "predict":
         raise ConfigError(f"job {job_id} is a {job.kind} job; exports come from predict jobs")
     spec = load_spec(job.kind, job.config)
+    if not isinstance(spec, PredictSpec):
+        raise ConfigError(f"job {job_id}: its config is not a predict job document")
     version = str((job.progress or {}).get("model") or spec.model)
     found = run_categories(stores, job, spec.model)
     if found is None and not checkpoint_fallback:
@@ -74,14 +76,15 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
     from segpipe.pipeline import resolve_version
 
     task: str | None = None
+    parsed = version_ref(ref)
     try:
         if ref.startswith("job:"):
             train_id = ref.removeprefix("job:")
             categories, config = (stores.artifacts.fetch(train_id, f"run/{name}")
                                   for name in ("categories.json", "config.yaml"))
-        elif version_ref(ref) is not None:
-            name, _ = version_ref(ref) or ("", "")
-            row = stores.versions.get(name, job.model_version) if job.model_version else resolve_version(ref, stores)
+        elif parsed is not None:
+            row = (stores.versions.get(parsed[0], job.model_version) if job.model_version
+                   else resolve_version(ref, stores))
             if row is None or not row.checkpoint:
                 return None
             task, config = row.task, None

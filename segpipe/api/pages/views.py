@@ -23,7 +23,11 @@ from fastapi.templating import Jinja2Templates
 from segpipe.api.auth import Principal
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.label_next import ranked_job
-from segpipe.api.pages.downloads import export_links, label_next_links, label_studio_prefix
+from segpipe.api.pages.downloads import (
+    export_links,
+    label_next_links,
+    label_studio_prefix,
+)
 from segpipe.api.pages.session import page_user
 from segpipe.api.schemas import decision_out, job_out, version_out
 from segpipe.errors import NotFoundError
