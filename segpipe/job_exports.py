@@ -13,7 +13,7 @@ a model from before those files existed is read from its checkpoint (torch), unl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -135,9 +135,11 @@ def _image_files(spec: Any) -> dict[str, tuple[str, Path]]:
     return files
 
 
-def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None = None) -> Iterator[ExportImage]:
+def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None = None,
+               task_data: Mapping[str, dict[str, Any]] | None = None) -> Iterator[ExportImage]:
     """The job's images, in key order, each with its rows (possibly none); with ``keys``, those images in
-    that order (keys the job has not stored are left out)."""
+    that order (keys the job has not stored are left out); ``task_data``: image key → its
+    `ExportImage.task_data`."""
     from segpipe.data.images import read_image
 
     stored = (stores.predictions.iter_job_images(source.job_id) if keys is None
@@ -147,18 +149,20 @@ def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None 
         if height is None or width is None:  # markers written before sizes were recorded
             height, width = (rows[0].height, rows[0].width) if rows else (0, 0)
         load = (lambda p=path: read_image(p)) if path is not None and path.is_file() else None
-        yield ExportImage(key, file_name, int(height), int(width), rows, load, path)
+        yield ExportImage(key, file_name, int(height), int(width), rows, load, path,
+                          dict((task_data or {}).get(key, {})))
 
 
 def export_job(stores: Any, job_id: str, out_dir: str | Path, formats: Sequence[str], *,
                source: JobExportSource | None = None, keys: Sequence[str] | None = None,
-               **options: Any) -> dict[str, list[Path]]:
+               task_data: Mapping[str, dict[str, Any]] | None = None, **options: Any) -> dict[str, list[Path]]:
     """Export a predict job's stored predictions in ``formats`` under ``out_dir``; returns files per format.
     ``source``: the job's `job_source`, when the caller already read it; ``keys``: only these images, in
-    this order (what to label next), instead of every image in key order."""
+    this order (what to label next), instead of every image in key order; ``task_data``: per image key,
+    fields the formats that keep per-image data add (`ExportImage.task_data`)."""
     source = source or job_source(stores, job_id)
     check_formats(formats, source.task)
-    images = job_images(stores, source, keys)
+    images = job_images(stores, source, keys, task_data)
     try:
         return export(images, formats, source.context(**options), Path(out_dir))
     finally:

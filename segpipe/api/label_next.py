@@ -6,7 +6,8 @@ both come here.
 The files go through the one export layer (`segpipe.job_exports.export_job` with the ranking's keys):
 
 - ``label-studio``: the ``label-studio`` writer's ``tasks.json``, one task per image in rank order (Label
-  Studio numbers imported tasks in file order, and its Data Manager lists them by that number);
+  Studio numbers imported tasks in file order, and its Data Manager lists them by that number), each
+  task's data carrying ``segpipe_rank`` (1 first) and ``segpipe_uncertainty``, columns to sort by;
 - ``cvat``: a zip in CVAT's "COCO 1.0" layout from the ``coco`` writer — ``annotations/instances_default.json``
   listing the images in rank order with their pre-labels, ``images/`` with the image files, and
   ``label_next.txt``, the file names one a line in rank order.
@@ -86,7 +87,10 @@ def write_file(ctx: ApiContext, ranked: RankedJob, fmt: str, scratch: Path, **op
         options = {"with_images": True, **options}
         # pre-labels an annotator corrects: overlapping duplicates go, as in the cvat-mask export
         options.setdefault("suppress_duplicates", True)
-    export_job(ctx.stores, ranked.job_id, out, [_WRITERS[fmt]], source=source, keys=ranked.keys, **options)
+    task_data = {c.key: {"segpipe_rank": i + 1, "segpipe_uncertainty": round(c.uncertainty, 6)}
+                 for i, c in enumerate(ranked.ranking.chosen)}
+    export_job(ctx.stores, ranked.job_id, out, [_WRITERS[fmt]], source=source, keys=ranked.keys,
+               task_data=task_data, **options)
     if fmt == "label-studio":
         return out / "tasks.json"
     names = [files.get(key, (key, None))[0] for key in ranked.keys]

@@ -100,6 +100,8 @@ def test_label_studio_tasks_file_in_rank_order(sqlite_client: TestClient, sqlite
     assert f'filename="{job_id}-label-next-3.json"' in r.headers["content-disposition"]
     tasks = r.json()
     assert [t["data"]["segpipe_image_id"] for t in tasks] == RANK_ORDER
+    assert [t["data"]["segpipe_rank"] for t in tasks] == [1, 2, 3]
+    assert [t["data"]["segpipe_uncertainty"] for t in tasks] == [UNCERTAIN[key] for key in RANK_ORDER]
     assert [t["data"]["image"] for t in tasks] == [f"{prefix}{key}.png" for key in RANK_ORDER]
     for task, key in zip(tasks, RANK_ORDER, strict=True):
         (prediction,) = task["predictions"]

@@ -1,6 +1,6 @@
 """``GET /jobs/{id}/label-next?format=label-studio`` imported into a REAL Label Studio server: the tasks come in
-rank order (Label Studio numbers them in file order and lists them by that number), each with segpipe's
-prediction, its brush masks decoding to the stored ones pixel for pixel."""
+rank order (Label Studio numbers them in file order and lists them by that number), each with its rank and
+uncertainty in its data and segpipe's prediction, its brush masks decoding to the stored ones pixel for pixel."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import labeling_config
 from segpipe.stores import Stores
 from tests.api.conftest import ANNOTATOR
-from tests.api.test_label_next import RANK_ORDER, ROWS, ranked_job
+from tests.api.test_label_next import RANK_ORDER, ROWS, UNCERTAIN, ranked_job
 from tests.labelstudio_server import LabelStudioServer
 from tests.masks.formats.test_tool_imports import _bits
 from tests.tools.venvs import run_tool
@@ -39,6 +39,8 @@ def test_label_next_tasks_import_in_rank_order(label_studio_server: LabelStudioS
     assert [t["key"] for t in tasks] == RANK_ORDER, "Label Studio lists the tasks in rank order"
     assert [t["id"] for t in tasks] == sorted(t["id"] for t in tasks)
     assert [t["image"] for t in tasks] == [f"{prefix}{key}.png" for key in RANK_ORDER]
+    assert [(t["data"]["segpipe_rank"], t["data"]["segpipe_uncertainty"]) for t in tasks] == [
+        (i + 1, UNCERTAIN[key]) for i, key in enumerate(RANK_ORDER)], "rank and uncertainty: columns to sort by"
     for task, key in zip(tasks, RANK_ORDER, strict=True):
         assert task["model_version"] == str(predict_inputs / "model")  # the model the job names
         brushes = [region for region in task["regions"] if region["type"] == "brushlabels"]

@@ -49,7 +49,8 @@ def test_label_next_view_ranks_draws_and_downloads(page: Any, site: Site, tmp_pa
         assert href.startswith(f"/jobs/{site.job_id}/label-next?format={fmt}&top=24"), href
 
     tasks = json.loads(download(page, "a.label-next-download[data-format='label-studio']", tmp_path).read_text())
-    assert [t["data"]["segpipe_image_id"] for t in tasks] == RANKED
+    assert [(t["data"]["segpipe_image_id"], t["data"]["segpipe_rank"]) for t in tasks] == [
+        (key, i + 1) for i, key in enumerate(RANKED)]
     assert [len(t["predictions"]) for t in tasks] == [1, 1, 1]
     with zipfile.ZipFile(download(page, "a.label-next-download[data-format='cvat']", tmp_path)) as archive:
         coco = json.loads(archive.read("annotations/instances_default.json"))

@@ -53,7 +53,8 @@ def _report(config, tasks):
                 errors.append({"task": index, "errors": problems})
         first = task["predictions"][0] if task["predictions"] else {"result": []}
         read.append({"id": task.get("id"), "image": task["data"]["image"],
-                     "key": task["data"].get("segpipe_image_id"), "model_version": first.get("model_version"),
+                     "key": task["data"].get("segpipe_image_id"), "data": task["data"],
+                     "model_version": first.get("model_version"),
                      "regions": _regions(first["result"])})
     return {"errors": errors, "tasks": read}
 
