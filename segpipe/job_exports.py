@@ -60,8 +60,9 @@ def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] |
     version = str((job.progress or {}).get("model") or spec.model)
     found = run_categories(stores, job, spec.model)
     if found is None and not checkpoint_fallback:
-        raise ConfigError(f"job {job_id}: its model {spec.model!r} has no categories.json beside its checkpoint "
-                          "(trained before segpipe wrote one): export it with `segpipe masks`")
+        raise ConfigError(f"job {job_id}: the task and classes of its model {spec.model!r} cannot be read without "
+                          "loading it (no categories.json beside its checkpoint, or nothing naming its task: "
+                          "a model trained before segpipe wrote them); export it with `segpipe masks`")
     task, categories = found if found is not None else _checkpoint_categories(stores, job_id, spec.model)
     return JobExportSource(job_id, task, categories, version, _image_files(spec) if files is None else files)
 
@@ -71,7 +72,7 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
     small files; None when one is missing. A version reference means the version the job ran with."""
     from segpipe.config import parse_yaml
     from segpipe.data.categories import CategoryMap
-    from segpipe.errors import NotFoundError
+    from segpipe.errors import SegpipeError
     from segpipe.jobspec import version_ref
     from segpipe.pipeline import resolve_version
 
@@ -88,9 +89,10 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
             if row is None or not row.checkpoint:
                 return None
             task, config = row.task, None
-            checkpoint = PurePosixPath(row.checkpoint)
-            categories = (Path(checkpoint).parent / "categories.json" if checkpoint.is_absolute()
-                          else stores.artifacts.fetch_from_root(str(checkpoint.parent / "categories.json")))
+            beside = PurePosixPath(row.checkpoint).parent / "categories.json"
+            categories = Path(beside) if beside.is_absolute() else stores.artifacts.root / beside
+            if not categories.is_file() and not beside.is_absolute():  # an object-store root: download it
+                categories = stores.artifacts.fetch_from_root(str(beside))
         else:
             path = Path(ref)
             folder = path if path.is_dir() else path.parent
@@ -100,7 +102,7 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
         if not isinstance(task, str) or not categories.is_file():
             return None
         return task, categories_of(CategoryMap.load(categories))
-    except (NotFoundError, OSError, ValueError):
+    except (SegpipeError, OSError, ValueError):  # not there, not readable, or a version no longer known
         return None
 
 
