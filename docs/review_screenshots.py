@@ -2,7 +2,7 @@
 
 Builds a throwaway store with a finished predict job over generated shapes (their true masks stored as
 the "predictions", with made-up scores), serves the API with uvicorn on loopback, logs in with Debian's
-chromium and saves docs/review-*.png. Needs `make browser-deps` and the test extra (playwright).
+chromium and saves docs/review-*.png (jobs, gallery, label next, one image, model). Needs `make browser-deps` and the test extra (playwright).
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ def build(root: Path) -> tuple[dict[str, str], str]:
     run.mkdir(parents=True)
     cmap = CategoryMap(ids=(3, 7, 12), names=("circle", "square", "triangle"))
     torch.save({"model": {}, "task": "instance", "category_map": cmap.to_dict()}, run / "best.pt")
+    cmap.save(run / "categories.json")  # what the API reads for the downloads (it never loads the model)
     for version, metrics in ((1, {"segm_mAP": 0.61, "bbox_mAP": 0.66}), (2, {"segm_mAP": 0.68, "bbox_mAP": 0.71})):
         stores.versions.register("shapes", "instance", "task: instance\n", checkpoint="models/shapes/run/best.pt",
                                  metrics=metrics, parent_version=version - 1 or None)
         promote_by_hand(stores, "shapes", version, by="engineer:docs")
     coco = json.loads(shapes.annotations.read_text())
     rng = np.random.default_rng(0)
+    doubt = np.random.default_rng(1)  # made-up uncertainties, for "what to label next" (the scores stay as they were)
     job = stores.jobs.create("predict", f"model: shapes@production\nimages: {shapes.images}\n", "gpu")
     stores.jobs.claim(job.id, "docs", lease_seconds=600)
     stores.jobs.record_model(job.id, "shapes", 2)
@@ -61,8 +63,8 @@ def build(root: Path) -> tuple[dict[str, str], str]:
             rows.append({"category_id": ann["category_id"], "category_name": names[ann["category_id"]],
                          "score": float(rng.uniform(0.2, 0.99)), "bbox": ann["bbox"], "rle": mask_to_rle(mask),
                          "height": h, "width": w})
-        stores.predictions.write_image(job.id, Path(info["file_name"]).stem, rows,
-                                       height=info["height"], width=info["width"])
+        stores.predictions.write_image(job.id, Path(info["file_name"]).stem, rows, height=info["height"],
+                                       width=info["width"], uncertainty=float(doubt.uniform(0.0, 1.0)))
     stores.jobs.update_progress(job.id, "docs", {"phase": "done", "images_done": 60, "images_total": 60,
                                                  "model": "shapes@2"})
     stores.jobs.finish(job.id, "docs", "succeeded")
@@ -99,6 +101,9 @@ def main(out: Path) -> None:
             page.select_option("#mode", "outline")
             page.hover("#instances tbody tr >> nth=0")
             page.screenshot(path=str(out / "review-image.png"))
+            page.goto(f"{base}/ui/jobs/{job_id}/label-next?top=12")
+            page.wait_for_selector(".tile[data-state='drawn'] >> nth=7")
+            page.screenshot(path=str(out / "review-label-next.png"))
             page.goto(f"{base}/ui/models/shapes")
             page.screenshot(path=str(out / "review-models.png"))
             browser.close()

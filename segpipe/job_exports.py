@@ -3,14 +3,19 @@
 The bridge between the store and the (store-free) writers: it reads the job's images from the store
 (`PredictionStore.iter_job_images`, empty images included), names each one after its file in the
 job's image folder, and builds the `ExportContext` from the job's model (task, every category,
-model version). Used by predict jobs at their end, ``segpipe masks JOB`` and ``GET /jobs/{id}/export``.
+model version). Used by predict jobs at their end, ``segpipe masks JOB``, ``GET /jobs/{id}/export`` and
+``GET /jobs/{id}/label-next?format=…`` (``keys``: a ranking's images, in its order).
+
+The task and categories come from the small files the model's training run wrote beside its checkpoint
+(``categories.json``; the task from the version row or ``config.yaml``), so an export needs no torch;
+a model from before those files existed is read from its checkpoint (torch), unless the caller forbids it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from segpipe.errors import ConfigError
@@ -37,25 +42,91 @@ class JobExportSource:
             raise ConfigError(f"job {self.job_id}: {exc}") from None
 
 
-def job_source(stores: Any, job_id: str) -> JobExportSource:
-    """`ConfigError` when the job is not a predict job or its model's checkpoint cannot be read."""
-    from segpipe.data.categories import CategoryMap
-    from segpipe.engine.checkpoint import load_checkpoint
-    from segpipe.engine.predict import image_items, resolve_checkpoint
-    from segpipe.jobspec import load_spec
-    from segpipe.pipeline import resolve_model_ref
+def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] | None = None,
+               checkpoint_fallback: bool = True) -> JobExportSource:
+    """`ConfigError` when the job is not a predict job or its model's categories cannot be read.
+
+    ``files``: image key → (file name, path) when the caller already resolved the images it exports
+    (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
+    (no torch; the API's routes): a model without ``categories.json`` is then a `ConfigError`."""
+    from segpipe.jobspec import PredictSpec, load_spec
 
     job = stores.jobs.get(job_id)
     if job.kind != "predict":
         raise ConfigError(f"job {job_id} is a {job.kind} job; exports come from predict jobs")
     spec = load_spec(job.kind, job.config)
+    if not isinstance(spec, PredictSpec):
+        raise ConfigError(f"job {job_id}: its config is not a predict job document")
+    version = str((job.progress or {}).get("model") or spec.model)
+    found = run_categories(stores, job, spec.model)
+    if found is None and not checkpoint_fallback:
+        raise ConfigError(f"job {job_id}: the task and classes of its model {spec.model!r} cannot be read without "
+                          "loading it (no categories.json beside its checkpoint, or nothing naming its task: "
+                          "a model trained before segpipe wrote them); export it with `segpipe masks`")
+    task, categories = found if found is not None else _checkpoint_categories(stores, job_id, spec.model)
+    return JobExportSource(job_id, task, categories, version, _image_files(spec) if files is None else files)
+
+
+def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int, str]]] | None:
+    """The task and (id, name) categories of the model ``ref`` that predict ``job`` names, from its run's
+    small files; None when one is missing. A version reference means the version the job ran with."""
+    from segpipe.config import parse_yaml
+    from segpipe.data.categories import CategoryMap
+    from segpipe.errors import SegpipeError
+    from segpipe.jobspec import version_ref
+    from segpipe.pipeline import resolve_version
+
+    task: str | None = None
+    parsed = version_ref(ref)
+    try:
+        if ref.startswith("job:"):
+            train_id = ref.removeprefix("job:")
+            categories, config = (stores.artifacts.fetch(train_id, f"run/{name}")
+                                  for name in ("categories.json", "config.yaml"))
+        elif parsed is not None:
+            row = (stores.versions.get(parsed[0], job.model_version) if job.model_version
+                   else resolve_version(ref, stores))
+            if row is None or not row.checkpoint:
+                return None
+            task, config = row.task, None
+            beside = PurePosixPath(row.checkpoint).parent / "categories.json"
+            categories = Path(beside) if beside.is_absolute() else stores.artifacts.root / beside
+            if not categories.is_file() and not beside.is_absolute():  # an object-store root: download it
+                categories = stores.artifacts.fetch_from_root(str(beside))
+        else:
+            path = Path(ref)
+            folder = path if path.is_dir() else path.parent
+            categories, config = folder / "categories.json", folder / "config.yaml"
+        if task is None and config is not None and config.is_file():
+            task = parse_yaml(config.read_text(encoding="utf-8"), aliases=True).get("task")
+        if not isinstance(task, str) or not categories.is_file():
+            return None
+        return task, categories_of(CategoryMap.load(categories))
+    except (SegpipeError, OSError, ValueError):  # not there, not readable, or a version no longer known
+        return None
+
+
+def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, list[tuple[int, str]]]:
+    from segpipe.data.categories import CategoryMap
+    from segpipe.engine.checkpoint import load_checkpoint
+    from segpipe.engine.predict import resolve_checkpoint
+    from segpipe.pipeline import resolve_model_ref
+
     try:
         # only the task and the category map are read: the weights stay on disk (a parent finishing
         # its shards spent a third of a second loading them, bench/scale_out.py)
-        checkpoint = load_checkpoint(resolve_checkpoint(resolve_model_ref(spec.model, stores)), mmap=True)
+        checkpoint = load_checkpoint(resolve_checkpoint(resolve_model_ref(ref, stores)), mmap=True)
     except Exception as exc:  # noqa: BLE001 - say which job and model, whatever went wrong
-        raise ConfigError(f"job {job_id}: cannot read its model {spec.model!r} to export: {exc}") from exc
-    cmap = CategoryMap.from_dict(checkpoint["category_map"])
+        raise ConfigError(f"job {job_id}: cannot read its model {ref!r} to export: {exc}") from exc
+    task = checkpoint.get("task")
+    if task is None:
+        raise ConfigError(f"job {job_id}: its model {ref!r} does not record its task (not written by segpipe train)")
+    return str(task), categories_of(CategoryMap.from_dict(checkpoint["category_map"]))
+
+
+def _image_files(spec: Any) -> dict[str, tuple[str, Path]]:
+    from segpipe.engine.predict import image_items
+
     files: dict[str, tuple[str, Path]] = {}
     try:
         root = Path(spec.images)
@@ -63,32 +134,37 @@ def job_source(stores: Any, job_id: str) -> JobExportSource:
             files[str(item.image_id)] = (item.path.relative_to(root).as_posix(), item.path)
     except (ConfigError, ValueError, OSError):
         pass  # the image folder is gone: files are then named after the image keys
-    version = (job.progress or {}).get("model") or spec.model
-    task = checkpoint.get("task")
-    if task is None:
-        raise ConfigError(f"job {job_id}: its model {spec.model!r} does not record its task (not written by segpipe train)")
-    return JobExportSource(job_id, str(task), categories_of(cmap), str(version), files)
+    return files
 
 
-def job_images(stores: Any, source: JobExportSource) -> Iterator[ExportImage]:
-    """The job's images, in key order, each with its rows (possibly none)."""
+def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None = None,
+               task_data: Mapping[str, dict[str, Any]] | None = None) -> Iterator[ExportImage]:
+    """The job's images, in key order, each with its rows (possibly none); with ``keys``, those images in
+    that order (keys the job has not stored are left out); ``task_data``: image key → its
+    `ExportImage.task_data`."""
     from segpipe.data.images import read_image
 
-    for key, height, width, rows in stores.predictions.iter_job_images(source.job_id):
+    stored = (stores.predictions.iter_job_images(source.job_id) if keys is None
+              else stores.predictions.images_in_order(source.job_id, keys))
+    for key, height, width, rows in stored:
         file_name, path = source.files.get(key, (key, None))
         if height is None or width is None:  # markers written before sizes were recorded
             height, width = (rows[0].height, rows[0].width) if rows else (0, 0)
         load = (lambda p=path: read_image(p)) if path is not None and path.is_file() else None
-        yield ExportImage(key, file_name, int(height), int(width), rows, load, path)
+        yield ExportImage(key, file_name, int(height), int(width), rows, load, path,
+                          dict((task_data or {}).get(key, {})))
 
 
 def export_job(stores: Any, job_id: str, out_dir: str | Path, formats: Sequence[str], *,
-               source: JobExportSource | None = None, **options: Any) -> dict[str, list[Path]]:
+               source: JobExportSource | None = None, keys: Sequence[str] | None = None,
+               task_data: Mapping[str, dict[str, Any]] | None = None, **options: Any) -> dict[str, list[Path]]:
     """Export a predict job's stored predictions in ``formats`` under ``out_dir``; returns files per format.
-    ``source``: the job's `job_source`, when the caller already read it."""
+    ``source``: the job's `job_source`, when the caller already read it; ``keys``: only these images, in
+    this order (what to label next), instead of every image in key order; ``task_data``: per image key,
+    fields the formats that keep per-image data add (`ExportImage.task_data`)."""
     source = source or job_source(stores, job_id)
     check_formats(formats, source.task)
-    images = job_images(stores, source)
+    images = job_images(stores, source, keys, task_data)
     try:
         return export(images, formats, source.context(**options), Path(out_dir))
     finally:

@@ -58,24 +58,28 @@ class JobImageFiles:
 
     def path(self, job_id: str, image_key: str) -> Path:
         """The image file; NotFoundError (404) naming the key, PathNotAllowed (403) for a key leaving the folder."""
+        return self.named(job_id, image_key)[1]
+
+    def named(self, job_id: str, image_key: str) -> tuple[str, Path]:
+        """`path`, with the file's name relative to the job's image folder (what an export names it by)."""
         folder, names = self._job_source(job_id)
         if names is not None:
             name = names.get(image_key)
             if name is None:
                 raise NotFoundError(f"job {job_id}: image id {image_key!r} is not in its COCO file")
-            candidates = [folder / name]
+            candidates = [name]
         else:
             if "\\" in image_key or "\x00" in image_key:
                 raise NotFoundError(f"job {job_id}: no image {image_key!r}")
-            candidates = [folder / f"{image_key}{suffix}" for suffix in IMAGE_SUFFIXES]
-            candidates += [folder / f"{image_key}{suffix.upper()}" for suffix in IMAGE_SUFFIXES]
+            candidates = [f"{image_key}{suffix}" for suffix in IMAGE_SUFFIXES]
+            candidates += [f"{image_key}{suffix.upper()}" for suffix in IMAGE_SUFFIXES]
         for candidate in candidates:
-            resolved = candidate.resolve(strict=False)
+            resolved = (folder / candidate).resolve(strict=False)
             if not resolved.is_relative_to(folder):
                 raise PathNotAllowed(f"job {job_id}: image {image_key!r} leaves the job's image folder {folder}")
             confine(resolved, self.roots, what=f"job {job_id} image {image_key!r}")
             if resolved.is_file():
-                return resolved
+                return candidate, resolved
         raise NotFoundError(f"job {job_id}: image {image_key!r} is no longer in {folder}")
 
 

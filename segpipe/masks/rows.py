@@ -63,7 +63,8 @@ class ExportImage:
     """One image as the exports see it: its key (str image id), the file name a tool will match it by
     (relative to the image folder, with suffix), its size, and its rows ordered by instance — possibly
     none: an image with nothing found is still exported. ``load`` reads the RGB image when a format
-    needs the pixels (overlays, ``coco`` with images)."""
+    needs the pixels (overlays, ``coco`` with images). ``task_data``: more fields for formats that keep
+    data beside each image (Label Studio's ``data``), e.g. its rank in "what to label next"."""
 
     key: str
     file_name: str
@@ -72,6 +73,7 @@ class ExportImage:
     rows: list[PredictionRow] = field(default_factory=list)
     load: Callable[[], np.ndarray] | None = None
     path: Path | None = None
+    task_data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stem(self) -> str:

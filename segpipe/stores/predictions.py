@@ -241,6 +241,27 @@ class PredictionStore:
             if current is not None:
                 yield (*current, rows)
 
+    def images_in_order(self, job_id: str, keys: Sequence[str], chunk: int = 500
+                        ) -> Iterator[tuple[str, int | None, int | None, list[PredictionRow]]]:
+        """`iter_job_images` for the images ``keys`` names, in that order (a ranking's); a key the job has
+        not stored is left out. Two queries per ``chunk`` keys (markers, then rows), so a long list stays
+        under the database's parameter limit and in bounded memory."""
+        for start in range(0, len(keys), chunk):
+            part = list(dict.fromkeys(keys[start:start + chunk]))
+            markers = select(PredictionImage.image_key, PredictionImage.height, PredictionImage.width).where(
+                PredictionImage.job_id == job_id, PredictionImage.image_key.in_(part))
+            rows_query = (select(*_COLUMNS).where(Prediction.job_id == job_id, Prediction.image_key.in_(part))
+                          .order_by(Prediction.image_key, Prediction.instance))
+            rows: dict[str, list[PredictionRow]] = {}
+            with self.store.read() as session:
+                sizes = {key: (height, width) for key, height, width in session.execute(markers)}
+                for row in session.execute(rows_query):
+                    found = PredictionRow(*row)
+                    rows.setdefault(found.image_key, []).append(found)
+            for key in part:
+                if key in sizes:
+                    yield (key, *sizes[key], rows.get(key, []))
+
     def count(self, job_id: str) -> int:
         """Number of stored instance rows of ``job_id``."""
         with self.store.read() as session:

@@ -10,7 +10,8 @@ carry (paths that must exist inside the data roots, registered model names), so 
 submission may still be refused with 403/413/422; and ``POST /uploads`` checks that each file is an
 image by its bytes (415), which "format: binary" cannot say; and ``GET /jobs/{id}/export`` takes format
 names that must fit the job's task and category ids that must be its model's (422 naming the options),
-and answers 409 for a job that is not a predict job; ``POST /snapshots`` reads an archive that must lie
+and answers 409 for a job that is not a predict job; so does ``GET /jobs/{id}/label-next`` as a file (409 too
+for a job with no ranked image, 422 for a model whose classes cannot be read); ``POST /snapshots`` reads an archive that must lie
 in the data roots, in a registered format (403/404/409/422); and ``POST /labelstudio/connect`` talks to
 the configured Label Studio (403/422/502); for both, a schema-violating string long enough to pass the
 body limit is refused with 413 before it is parsed. The other checks still apply to all of them.
@@ -52,6 +53,10 @@ CONFIG = schemathesis.Config.from_dict(
             },
             {  # formats must fit the job's task, categories must be its model's: the job decides, not the schema
                 "include-name": "GET /jobs/{job_id}/export",
+                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}},
+            },
+            {  # a file needs a predict job with ranked images and a model whose classes can be read: the job decides
+                "include-name": "GET /jobs/{job_id}/label-next",
                 "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}},
             },
             {  # the source must be an archive inside the data roots and the format a registered one

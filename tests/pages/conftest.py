@@ -36,6 +36,7 @@ TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}
 H, W = 96, 128
 GREY = 128
 CAT, DOG = 1, 2
+UNCERTAINTY = {"a": 0.4, "b": 0.9, "c": 0.1}  # the finished job's images, as its predict run stored them
 
 
 @dataclass
@@ -108,9 +109,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     job = stores.jobs.create("predict", f"model: demo@production\nimages: {images}\n", "gpu")
     assert stores.jobs.claim(job.id, "w", lease_seconds=3600).claimed
     stores.jobs.update_progress(job.id, "w", {"phase": "done", "images_done": 3, "images_total": 3, "model": "demo@2"})
-    stores.predictions.write_image(job.id, "a", A_ROWS)
-    stores.predictions.write_image(job.id, "b", [row(disc(20, 20, 8), CAT, "cat", 0.6)])
-    stores.predictions.write_image(job.id, "c", [], height=H, width=W)
+    # what to label next: b (the model's least sure), then a, then c; fingerprints far apart (no near-duplicates)
+    stores.predictions.write_image(job.id, "a", A_ROWS, uncertainty=UNCERTAINTY["a"], fingerprint="00000000ffffffff")
+    stores.predictions.write_image(job.id, "b", [row(disc(20, 20, 8), CAT, "cat", 0.6)],
+                                   uncertainty=UNCERTAINTY["b"], fingerprint="ffffffff00000000")
+    stores.predictions.write_image(job.id, "c", [], height=H, width=W, uncertainty=UNCERTAINTY["c"],
+                                   fingerprint="0f0f0f0f0f0f0f0f")
     assert stores.jobs.finish(job.id, "w", "succeeded")
     running = stores.jobs.create("predict", f"model: demo@production\nimages: {images}\n", "gpu")
     assert stores.jobs.claim(running.id, "w2", lease_seconds=3600).claimed

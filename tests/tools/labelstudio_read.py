@@ -6,7 +6,8 @@
           {"errors": [...], "tasks": [{"image", "regions": [{"type", "label", "score", "mask_bits", ...}]}]}
     python labelstudio_read.py server URL TOKEN CONFIG.xml TASKS.json
         → creates a project with CONFIG, imports TASKS through the server's API, reads the tasks and their
-          predictions back through the API, and prints the same JSON as ``check``.
+          predictions back through the API in the order the server lists them (the Data Manager's
+          default), and prints the same JSON as ``check`` with each task's ``id``.
 
 Masks go back as base64 of ``numpy.packbits(mask.ravel())`` with the region's height and width.
 """
@@ -51,7 +52,9 @@ def _report(config, tasks):
             if problems is not True and problems:
                 errors.append({"task": index, "errors": problems})
         first = task["predictions"][0] if task["predictions"] else {"result": []}
-        read.append({"image": task["data"]["image"], "model_version": first.get("model_version"),
+        read.append({"id": task.get("id"), "image": task["data"]["image"],
+                     "key": task["data"].get("segpipe_image_id"), "data": task["data"],
+                     "model_version": first.get("model_version"),
                      "regions": _regions(first["result"])})
     return {"errors": errors, "tasks": read}
 
@@ -75,11 +78,10 @@ def server(url, token, config_path, tasks_path):
     project = client.projects.create(title="segpipe import", label_config=config)
     client.projects.import_tasks(id=project.id, request=tasks)
     back = []
-    for task in client.tasks.list(project=project.id):
+    for task in client.tasks.list(project=project.id):  # the Data Manager's default order
         predictions = [{"model_version": p.model_version, "score": p.score, "result": p.result}
                        for p in client.predictions.list(task=task.id)]
-        back.append({"data": task.data, "predictions": predictions})
-    back.sort(key=lambda t: str(t["data"]["image"]))
+        back.append({"id": task.id, "data": task.data, "predictions": predictions})
     report = _report(config, back)
     report["project"] = project.id
     report["task_count"] = len(back)

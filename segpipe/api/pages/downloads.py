@@ -1,5 +1,6 @@
 """The download buttons of a job's gallery: one per export format (of the export registry) that fits the
-job's task, each a link to ``GET /jobs/{id}/export?format=…``.
+job's task, each a link to ``GET /jobs/{id}/export?format=…``; and of its "label next" view, one per
+file of ``GET /jobs/{id}/label-next?format=…`` (`label_next_links`).
 
 "Whole job" links ask for every instance (``score_threshold=0``); with "only the filtered selection"
 ticked, the page's script sets ``score_threshold`` to the slider's value and, when a class is toggled
@@ -39,3 +40,22 @@ def label_studio_prefix(images: str | Path | None, files_root: Path | None) -> s
     except (ValueError, OSError):
         return None
     return "/data/local-files/?d=" + ("" if relative == "." else relative + "/")
+
+
+LABEL_NEXT_FILES = (
+    ("label-studio", "Label Studio tasks", "tasks JSON in rank order with segpipe's predictions: Import in the project"),
+    ("cvat", "CVAT subset", "COCO 1.0 zip of these images in rank order with pre-labels, and label_next.txt"),
+    ("json", "ranking (JSON)", "the ranking: rank, image key, uncertainty, near-duplicates left out"),
+)
+
+
+def label_next_links(job_id: str, top: int, image_url_prefix: str | None = None) -> list[dict[str, str]]:
+    """``[{name, title, description, url}]``: the label-next files of the page's ``top`` images; the
+    label-studio one with ``image_url_prefix`` (`label_studio_prefix`) as the gallery's has it."""
+    links = []
+    for name, title, description in LABEL_NEXT_FILES:
+        url = f"/jobs/{quote(job_id, safe='')}/label-next?format={name}&top={top}"
+        if name == "label-studio" and image_url_prefix:
+            url += f"&image_url_prefix={quote(image_url_prefix, safe='')}"
+        links.append({"name": name, "title": title, "description": description, "url": url})
+    return links

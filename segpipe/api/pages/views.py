@@ -1,4 +1,5 @@
-"""The review pages: predict jobs, a job's gallery, one image at full size, model versions.
+"""The review pages: predict jobs, a job's gallery, what to label next in it, one image at full size,
+model versions.
 
 Server-rendered with Jinja2; a little plain JavaScript (``static/``) fetches each visible image's masks
 from ``GET /images/{key}/masks?job=…`` and draws them in the browser. Every page reads a bounded amount:
@@ -21,10 +22,16 @@ from fastapi.templating import Jinja2Templates
 
 from segpipe.api.auth import Principal
 from segpipe.api.deps import ApiContext, context
-from segpipe.api.pages.downloads import export_links, label_studio_prefix
+from segpipe.api.label_next import ranked_job
+from segpipe.api.pages.downloads import (
+    export_links,
+    label_next_links,
+    label_studio_prefix,
+)
 from segpipe.api.pages.session import page_user
 from segpipe.api.schemas import decision_out, job_out, version_out
 from segpipe.errors import NotFoundError
+from segpipe.ranking.select import DEFAULT_MIN_DISTANCE
 from segpipe.stores.prediction_pages import (
     CategoryCount,
     image_entry,
@@ -38,6 +45,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 JOBS_PER_PAGE = 25
 IMAGES_PER_PAGE = 48
 MAX_IMAGES_PER_PAGE = 200
+LABEL_NEXT_SHOWN = 24
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 _CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
@@ -155,6 +163,31 @@ def gallery_page(
     prefix = label_studio_prefix(_job_images(ctx, job_id), ctx.settings.label_studio_files_root)
     return render(request, "gallery.html", who, job=job, entries=entries, total=total, page=page, pages=pages,
                   per=per, categories=categories, downloads=export_links(job_id, task, prefix))
+
+
+@router.get("/jobs/{job_id}/label-next", response_class=HTMLResponse)
+def label_next_page(
+    request: Request,
+    job_id: str,
+    top: int = Query(LABEL_NEXT_SHOWN, ge=1, le=MAX_IMAGES_PER_PAGE),
+    ctx: ApiContext = Depends(context),
+) -> Response:
+    """A predict job's ``top`` images to label next, most uncertain first, drawn like the gallery's tiles, with
+    the links to the same images as a Label Studio tasks file and a CVAT subset."""
+    who = page_user(request)
+    ranked = ranked_job(ctx, job_id, top, DEFAULT_MIN_DISTANCE)
+    job = job_out(ctx.stores.jobs.get(job_id))
+    categories = [
+        {"id": c.category_id, "name": c.category_name or str(c.category_id), "instances": c.instances,
+         "colour": colour_of(i)}
+        for i, c in enumerate(categories_of(ctx, job_id, job.state))
+    ]
+    entries = [{"rank": i + 1, "image_key": c.key, "uncertainty": c.uncertainty}
+               for i, c in enumerate(ranked.ranking.chosen)]
+    prefix = label_studio_prefix(_job_images(ctx, job_id), ctx.settings.label_studio_files_root)
+    return render(request, "label_next.html", who, job=job, entries=entries, top=top, scored=ranked.scored,
+                  duplicates=len(ranked.ranking.duplicates), categories=categories,
+                  downloads=label_next_links(job_id, top, prefix) if entries else [])
 
 
 def _job_images(ctx: ApiContext, job_id: str) -> str | None:

@@ -3,7 +3,7 @@
 Writes ``tasks.json`` (a JSON list, imported as is through Label Studio's Import button or its API)
 and ``label_config.xml`` (paste it into the project's Labeling Interface → Code). One task per image::
 
-    {"data": {"image": "<image_url_prefix><file_name>", "segpipe_image_id": "7"},
+    {"data": {"image": "<image_url_prefix><file_name>", "segpipe_image_id": "7", ...ExportImage.task_data},
      "predictions": [{"model_version": "dogs@3", "score": 0.91, "result": [REGION, ...]}]}
 
 Regions (``from_name`` / ``to_name`` match `labeling_config`; coordinates in Label Studio's percent of
@@ -183,8 +183,8 @@ def task_for(image: ExportImage, rows: Sequence[PredictionRow], ctx: ExportConte
     scores = [r.score for r in rows if r.score is not None]
     prediction = {"model_version": ctx.model_version, "score": float(np.mean(scores)) if scores else 0.0,
                   "result": result}
-    return {"data": {"image": ctx.image_url_prefix + image.file_name, "segpipe_image_id": image.key},
-            "predictions": [prediction]}
+    data = {**image.task_data, "image": ctx.image_url_prefix + image.file_name, "segpipe_image_id": image.key}
+    return {"data": data, "predictions": [prediction]}
 
 
 @FORMATS.register("label-studio", description="Label Studio tasks JSON with predictions + label_config.xml",
