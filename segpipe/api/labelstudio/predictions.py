@@ -141,7 +141,7 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def _public(text: str, folder: Path, ctx: ApiContext) -> str:
+def public_reason(text: str, folder: Path, ctx: ApiContext) -> str:
     """A job's reason without this server's paths: inbox file names become their content keys."""
     return (text.replace(f"{folder}/", "").replace(str(folder), "(inbox folder)")
             .replace(str(ctx.stores.artifacts.root), "(artifact root)"))
@@ -180,13 +180,13 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
             )
         time.sleep(POLL_SECONDS)
     if state.state != "succeeded":
-        reason = _public(state.error or "no reason recorded", folder, ctx)
+        reason = public_reason(state.error or "no reason recorded", folder, ctx)
         raise ApiError(503, f"interactive predict job {job.id} {state.state}: {reason}", detail={"job_id": job.id})
     failed = dict(ctx.stores.predictions.failures(job.id))
     found = {}
     for key in keys:
         if key in failed:
-            raise ApiError(422, f"image {key} (content hash) could not be read: {_public(failed[key], folder, ctx)}",
+            raise ApiError(422, f"image {key} (content hash) could not be read: {public_reason(failed[key], folder, ctx)}",
                            detail={"job_id": job.id, "image_key": key})
         read = ctx.masks.read(key, job.id)
         if read is None or read.height is None or read.width is None:
