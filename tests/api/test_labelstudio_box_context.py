@@ -55,6 +55,8 @@ def test_a_rotated_rectangle_becomes_the_upright_box_around_it() -> None:
         ({"result": [_rect() | {"value": [1, 2]}]}, "context.result[0].value"),
         ({"result": [_rect(x=float("nan"))]}, "context.result[0].value.x"),
         ({"result": [_rect(y=True)]}, "context.result[0].value.y"),
+        ({"result": [_rect(h=10**400)]}, "context.result[0].value.height"),
+        ({"result": [_rect(w=1.7e308, x=1.7e308 - 1e300)]}, "context.result[0].value"),
         ({"result": [_rect(w=-3)]}, "context.result[0].value"),
         ({"result": [_rect(x=-50, w=40)]}, "context.result[0].value"),
         ({"result": [_rect() | {"to_name": 3}]}, "context.result[0].to_name"),

@@ -49,9 +49,15 @@ def _refuse(where: str, problem: str) -> ApiError:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _refuse(where, f"must be a finite number, got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _refuse(where, f"must be a finite number, got {value!r:.80}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past a float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise _refuse(where, f"must be a finite number, got {value!r:.80}")
+    return number
 
 
 def _text(value: Any, where: str) -> str | None:
@@ -96,6 +102,8 @@ def _prompt(region: dict[str, Any], where: str) -> BoxPrompt:
     rotation = _number(value.get("rotation", 0) or 0, f"{where}.value.rotation")
     if rotation % 360:
         x, y, w, h = _upright(x, y, w, h, rotation, region, where)
+    if not all(math.isfinite(v) for v in (x, y, x + w, y + h)):
+        raise _refuse(f"{where}.value", "x, y, width and height are too large to place on the image")
     if x >= 100 or y >= 100 or x + w <= 0 or y + h <= 0:
         raise _refuse(f"{where}.value", f"box x={x:g}, y={y:g}, width={w:g}, height={h:g} (percent) lies outside the image")
     labels = value.get("rectanglelabels", value.get("labels"))

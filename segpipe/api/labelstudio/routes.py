@@ -156,7 +156,7 @@ def predict(
                             "(SEGPIPE_LS_MAX_TASKS)")
     control = (choose_control(body.label_config, model.task, model.class_names, model.label)
                if body.label_config and body.label_config.strip() else _default_control(model))
-    context = interactive_context(body.model_dump())
+    context = interactive_context({"params": body.params, "context": body.context})
     if context is not None:  # the annotator drew a box with the smart tool: answer its object's mask
         prompt = parse_box_prompt(context)
         if len(body.tasks) != 1:
