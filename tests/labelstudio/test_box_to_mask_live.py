@@ -177,6 +177,8 @@ def test_a_box_drawn_in_label_studio_comes_back_as_the_objects_brush_mask(setup:
     assert statistics.median(ious) >= MEDIAN_IOU, ious
     assert sum(right) / len(right) >= 0.75, right
     assert len({a["segpipe"]["job_id"] for a in answers}) == len(answers), "one box-mask job per drawn box"
+    inbox = setup.stores.artifacts.inbox
+    assert not any(inbox.iterdir()), "each job's image left the inbox when it ended"
 
     # a context segpipe cannot read: Label Studio passes segpipe's 422 on as the request's error
     bad = _smart_rectangle([1, 1, 10, 10], "circle", 64, 64)
