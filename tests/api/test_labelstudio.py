@@ -262,3 +262,10 @@ def test_a_drawn_box_queues_one_box_mask_job_on_the_interactive_queue(setup: dic
     # the last rectangle is the prompt; its label is one of the model's classes, so the worker uses it
     assert spec["model"] == "cells@1" and spec["box"] == [10.0, 20.0, 30.0, 40.0] and spec["label"] == "nucleus"
     assert Path(spec["image"]).is_file() and Path(spec["image"]).is_relative_to(setup["stores"].artifacts.inbox)
+    # that job waits unserved past the timeout: the next box is answered at once, and Label Studio's setup
+    # check shows the backend in error, naming the job
+    again = _interactive(setup["client"], {"result": [_rectangle()]})
+    assert again.status_code == 503 and f"interactive job {job.id} for cells@1 is still queued" in again.json()["error"]
+    assert len(setup["stores"].jobs.list(kind="box-mask")[0]) == 1
+    check = setup["client"].post("/ls/cells@production/setup", headers=ANN_BASIC, json={"schema": ""})
+    assert check.status_code == 503 and "no worker serves the 'interactive' queue" in check.json()["error"]

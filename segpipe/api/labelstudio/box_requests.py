@@ -81,6 +81,7 @@ def box_result(ctx: ApiContext, model: ModelInfo, control: Control, prompt: BoxP
     label = prompt.label if prompt.label in model.class_names else None
     spec = BoxMaskSpec(model=model.label, image=folder / f"{key}{image.suffix}", box=prompt.box, label=label)
     job = service.enqueue(ctx.stores, ctx.celery, "box-mask", spec, submitted_by=submitted_by, model_name=model.name)
+    ctx.stores.jobs.record_model(job.id, model.name, model.version)  # found by `interactive_trouble` if unserved
     found = _wait(ctx, job.id, folder)
     row = found["row"]
     height, width = int(found["height"]), int(found["width"])
