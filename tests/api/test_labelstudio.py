@@ -219,7 +219,8 @@ def _interactive(client: TestClient, context: Any, model: str = "cells@productio
         ("a box", "context must be an object"),
         ({"result": []}, "context.result must be a non-empty list"),
         ({"result": [7]}, "context.result[0] must be an object"),
-        ({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]}, "has no positive rectangle (region types: keypointlabels)"),
+        ({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]},
+         "has no positive rectangle (region types: keypointlabels)"),
         ({"result": [_rectangle() | {"is_positive": False}]}, "has no positive rectangle"),
         ({"result": [_rectangle(width="wide")]}, "context.result[0].value.width must be a finite number"),
         ({"result": [_rectangle(height=0)]}, "width and height must be positive"),
@@ -241,7 +242,8 @@ def test_box_to_mask_refuses_a_model_that_is_not_an_instance_model(setup: dict[s
     run = stores.artifacts.root / "models" / "fg" / "run"
     run.mkdir(parents=True)
     CategoryMap(ids=(3, 5), names=("cell", "nucleus")).save(run / "categories.json")
-    stores.versions.promote("fg", stores.versions.register("fg", "semantic", "{}", checkpoint="models/fg/run/best.pt").version)
+    version = stores.versions.register("fg", "semantic", "{}", checkpoint="models/fg/run/best.pt")
+    stores.versions.promote("fg", version.version)
     answer = _interactive(setup["client"], {"result": [_rectangle()]}, model="fg@production")
     assert answer.status_code == 422
     assert answer.json()["error"] == ("box-to-mask needs an instance-segmentation model (Mask R-CNN); fg@1 is a "
