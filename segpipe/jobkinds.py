@@ -106,7 +106,7 @@ def _preflight_predict(spec: PredictSpec, stores: Stores) -> None:
 
 
 def _register_builtin() -> None:
-    from segpipe.jobspec import EvaluateSpec, NodeSpec, PredictSpec, RetrainSpec, ShardSpec
+    from segpipe.jobspec import BoxMaskSpec, EvaluateSpec, NodeSpec, PredictSpec, RetrainSpec, ShardSpec
 
     register(JobKind("train", None, ("segpipe.pipeline", "run_train"), preflight=_preflight_train,
                      description="train a model from a job config; a named config also registers a version"))
@@ -120,6 +120,9 @@ def _register_builtin() -> None:
                      description="one slice of a sharded predict job (queued by its parent)"))
     register(JobKind("train-node", NodeSpec, ("segpipe.elastic.jobs", "run_node"), submittable=False,
                      description="one host of a multi-node training (queued by the training's first node)"))
+    register(JobKind("box-mask", BoxMaskSpec, ("segpipe.box_masks", "run_box_mask"), queue="interactive",
+                     submittable=False, description="the mask of the object inside a drawn box (queued by the "
+                                                    "Label Studio backend for its smart rectangle tool)"))
 
 
 _register_builtin()

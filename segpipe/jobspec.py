@@ -11,6 +11,8 @@
                 one slice of a large predict job, queued by the parent (`segpipe.sharding`).
 - ``train-node``: ``{parent, node, endpoint, run_id, leader_owner, config: JobConfig}`` — one host of a
                 multi-node training, queued by the training job's first node (`segpipe.elastic`).
+- ``box-mask``: ``{model: REF, image: FILE, box: [x, y, width, height] (percent), label: NAME?}`` — the
+                mask of the object inside a box an annotator drew, queued by the Label Studio backend.
 
 Which kinds exist, their queue and runner: `segpipe.jobkinds` (the one registry).
 
@@ -92,7 +94,21 @@ class NodeSpec(Section):
     config: JobConfig
 
 
-Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec | NodeSpec
+class BoxMaskSpec(Section):
+    """One drawn box → the mask of the object inside it (`segpipe.box_masks`), for Label Studio's smart tool.
+
+    ``box`` is Label Studio's own rectangle: top-left ``x, y`` and ``width, height`` in percent of the
+    image as displayed, so the worker scales it by the size it decodes (EXIF orientation applied).
+    ``label`` is a class name of the model, or None to let the model's box head choose."""
+
+    model: str
+    image: Location
+    box: tuple[float, float, float, float]
+    label: str | None = Field(None, max_length=500)
+    device: str = "cpu"
+
+
+Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec | NodeSpec | BoxMaskSpec
 
 
 def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:
@@ -128,6 +144,8 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
         return spec
     if isinstance(spec, EvaluateSpec):
         _confine_data(spec.data, roots)
+    elif isinstance(spec, BoxMaskSpec):
+        spec.image = confine(spec.image, roots, what="image")
     else:
         spec.images = confine(spec.images, roots, what="images")
         if spec.annotations is not None:

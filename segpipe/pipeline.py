@@ -178,13 +178,14 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
 
 def release_inbox(stores: Stores, job: Any) -> None:
     """An ended interactive predict job's images leave the Label Studio inbox (its predictions stay in
-    the store). Shards leave them to their parent, which ends last."""
-    if job.kind != "predict" or job.parent_id is not None:
+    the store), and so does a box-mask job's image. Shards leave them to their parent, which ends last."""
+    if job.kind not in ("predict", "box-mask") or job.parent_id is not None:
         return
     try:
-        images = Path(str(getattr(load_spec(job.kind, job.config), "images", "")))
+        spec = load_spec(job.kind, job.config)
     except Exception:  # noqa: BLE001 - a spec that does not load has no inbox folder to release
         return
+    images = Path(str(getattr(spec, "images", ""))) if job.kind == "predict" else Path(str(getattr(spec, "image", ""))).parent
     if not str(images) or str(images) == ".":
         return
     inbox = stores.artifacts.inbox.resolve()

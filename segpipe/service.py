@@ -14,7 +14,7 @@ from celery import Celery
 from segpipe import jobkinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
-from segpipe.jobspec import confine_spec, dump_spec, parse_spec
+from segpipe.jobspec import Spec, confine_spec, dump_spec, parse_spec
 from segpipe.metrics.definitions import LEASE_EXPIRIES, REPUBLISHED
 from segpipe.preflight import preflight
 from segpipe.safe_yaml import DocumentTooLarge, check_structure
@@ -59,7 +59,23 @@ def submit(
     stored = dump_spec(parsed)
     if len(stored.encode()) > limit:  # the limit holds for what is stored, not only for what came in
         raise DocumentTooLarge(f"job config is larger than {settings.max_config_kb:g} KB once resolved")
-    job = stores.jobs.create(kind, stored, queue, submitted_by=submitted_by, model_name=name)
+    return _create_and_publish(stores, celery_app, kind, stored, queue, submitted_by=submitted_by, model_name=name)
+
+
+def enqueue(stores: Stores, celery_app: Celery, kind: str, spec: Spec, *, submitted_by: str | None = None,
+            model_name: str | None = None) -> Job:
+    """Store and publish a job that segpipe itself queues (a kind people may not submit), on its kind's
+    queue. ``spec`` is built by segpipe, not taken from a request, so it skips `submit`'s checks."""
+    entry = jobkinds.get(kind)
+    if entry.spec is None or not isinstance(spec, entry.spec):
+        raise TypeError(f"a {kind} job needs a {entry.spec} spec, got {type(spec).__name__}")
+    return _create_and_publish(stores, celery_app, kind, dump_spec(spec), entry.queue, submitted_by=submitted_by,
+                               model_name=model_name)
+
+
+def _create_and_publish(stores: Stores, celery_app: Celery, kind: str, stored: str, queue: str, *,
+                        submitted_by: str | None, model_name: str | None) -> Job:
+    job = stores.jobs.create(kind, stored, queue, submitted_by=submitted_by, model_name=model_name)
     try:
         publish(celery_app, job.id, queue)
     except Exception as e:  # the row must not wait for a message that was never sent

@@ -162,12 +162,14 @@ def _backend(ls: LabelStudioClient, pid: int, url: str, token: str, steps: list[
         if not _same_url(backend.get("url"), url):
             continue
         connected = backend.get("state") == "CO" and backend.get("auth_method") == "BASIC_AUTH"
-        if connected:
+        if connected and backend.get("is_interactive"):
             steps.append(Step("ML backend", "unchanged", f"#{backend['id']} {url} connected"))
             return
-        updated = ls.patch(f"/api/ml/{backend['id']}", json=auth)
+        # interactive: Label Studio sends boxes drawn with the smart tool to segpipe (box-to-mask)
+        updated = ls.patch(f"/api/ml/{backend['id']}", json={**auth, "is_interactive": True})
         _check_connected(updated, url)
-        steps.append(Step("ML backend", "updated", f"#{backend['id']} {url}: Basic auth set, connected"))
+        steps.append(Step("ML backend", "updated", f"#{backend['id']} {url}: Basic auth and interactive "
+                                                   "pre-annotations set, connected"))
         return
     created = ls.post("/api/ml", json={"project": pid, "title": "segpipe", "url": url, "is_interactive": True,
                                        **auth})

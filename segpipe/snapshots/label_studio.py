@@ -7,7 +7,8 @@ Rules, in the order they apply:
   then highest id) — what a reviewer would take;
 - regions: ``brushlabels`` (Label Studio's brush RLE) and ``polygonlabels`` become masks,
   ``rectanglelabels`` boxes, ``choices`` an image-level label (a box over the whole image); other
-  result types (text areas, ratings) carry no geometry and are passed over;
+  result types (text areas, ratings) carry no geometry and are passed over, and so are the boxes
+  drawn with segpipe's smart box-prompt tool (``from_name`` `BOX_PROMPT`): they asked for a mask;
 - label names map to the model's categories by name; a label the model does not know is refused,
   naming the task, the annotation and both lists.
 
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from segpipe.errors import DataError
-from segpipe.masks.formats.label_studio import brush_rle_to_mask
+from segpipe.masks.formats.label_studio import BOX_PROMPT, brush_rle_to_mask
 from segpipe.snapshots.archive import image_size
 from segpipe.snapshots.draft import Draft, DraftAnnotation, DraftImage
 
@@ -58,7 +59,7 @@ def draft_from_export(tasks: Sequence[dict[str, Any]], categories: Sequence[str]
 
 def _add_region(draft: Draft, file_name: str, region: dict[str, Any], width: int, height: int, where: str) -> None:
     kind = region.get("type")
-    if kind not in LABEL_KEYS:
+    if kind not in LABEL_KEYS or region.get("from_name") == BOX_PROMPT:
         return
     value = region.get("value") or {}
     labels = value.get(LABEL_KEYS[kind]) or []

@@ -191,3 +191,83 @@ def test_webhook_signals_the_models_dataset(setup: dict[str, Any], tmp_path: Pat
     assert legacy.status_code == 200 and legacy.json()["status"] == "signalled"
     assert client.post("/ls/cells@production/train", json={}).status_code == 401
     assert json.loads(json.dumps(body))["models"][0]["name"] == "cells"
+
+
+# ------------------------------------------------------------------------------------------------
+# box-to-mask: Label Studio's interactive request (a rectangle drawn with the smart tool)
+
+
+def _rectangle(**value: Any) -> dict[str, Any]:
+    return {"id": "r1", "type": "rectanglelabels", "from_name": "box_prompt", "to_name": "image",
+            "original_width": W, "original_height": H, "image_rotation": 0, "origin": "manual",
+            "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0, "rotation": 0,
+                      "rectanglelabels": ["nucleus"]} | value}
+
+
+def _interactive(client: TestClient, context: Any, model: str = "cells@production",
+                 tasks: list[dict[str, Any]] | None = None) -> Any:
+    """The request Label Studio forwards from its /api/ml/{pk}/interactive-annotating."""
+    return client.post(f"/ls/{model}/predict", headers=ANN_BASIC, json={
+        "tasks": tasks or [_task("/data/local-files/?d=batch/new.png")], "project": "1.1",
+        "label_config": labeling_config("instance", CLASSES),
+        "params": {"login": None, "password": None, "context": context}})
+
+
+@pytest.mark.parametrize(
+    ("context", "needle"),
+    [
+        ("a box", "context must be an object"),
+        ({"result": []}, "context.result must be a non-empty list"),
+        ({"result": [7]}, "context.result[0] must be an object"),
+        ({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]},
+         "has no positive rectangle (region types: keypointlabels)"),
+        ({"result": [_rectangle() | {"is_positive": False}]}, "has no positive rectangle"),
+        ({"result": [_rectangle(width="wide")]}, "context.result[0].value.width must be a finite number"),
+        ({"result": [_rectangle(height=0)]}, "width and height must be positive"),
+        ({"result": [_rectangle(x=120)]}, "lies outside the image"),
+        ({"result": [_rectangle(width=0.5, height=0.5)]}, "covers no whole pixel of the 64×48 image of task 1"),
+        ({"result": [_rectangle() | {"to_name": "other"}]}, "the rectangle was drawn on 'other'"),
+    ],
+)
+def test_malformed_interactive_contexts_get_422_naming_the_field(setup: dict[str, Any], context: Any,
+                                                                  needle: str) -> None:
+    answer = _interactive(setup["client"], context)
+    assert answer.status_code == 422, answer.text
+    assert needle in answer.json()["error"]
+    assert not [j for j in setup["stores"].jobs.list(kind="box-mask")[0]], "nothing was queued"
+
+
+def test_box_to_mask_refuses_a_model_that_is_not_an_instance_model(setup: dict[str, Any]) -> None:
+    stores = setup["stores"]
+    run = stores.artifacts.root / "models" / "fg" / "run"
+    run.mkdir(parents=True)
+    CategoryMap(ids=(3, 5), names=("cell", "nucleus")).save(run / "categories.json")
+    version = stores.versions.register("fg", "semantic", "{}", checkpoint="models/fg/run/best.pt")
+    stores.versions.promote("fg", version.version)
+    answer = _interactive(setup["client"], {"result": [_rectangle()]}, model="fg@production")
+    assert answer.status_code == 422
+    assert answer.json()["error"] == ("box-to-mask needs an instance-segmentation model (Mask R-CNN); fg@1 is a "
+                                      "semantic model")
+    two = [_task("/data/local-files/?d=batch/new.png", 1), _task("/data/local-files/?d=batch/a.png", 2)]
+    answer = _interactive(setup["client"], {"result": [_rectangle()]}, tasks=two)
+    assert answer.status_code == 422 and "carries one task, this one 2" in answer.json()["error"]
+
+
+def test_a_drawn_box_queues_one_box_mask_job_on_the_interactive_queue(setup: dict[str, Any]) -> None:
+    # no worker here: the answer is the timeout, naming the job; a worker's answer is tested live
+    answer = _interactive(setup["client"], {"result": [_rectangle(rectanglelabels=["debris"]), _rectangle()]})
+    assert answer.status_code == 503, answer.text
+    assert "0.5 s timeout" in answer.json()["error"]
+    job = setup["stores"].jobs.get(answer.json()["detail"]["job_id"])
+    assert (job.kind, job.queue, job.model_name) == ("box-mask", "interactive", "cells")
+    spec = yaml.safe_load(job.config)
+    # the last rectangle is the prompt; its label is one of the model's classes, so the worker uses it
+    assert spec["model"] == "cells@1" and spec["box"] == [10.0, 20.0, 30.0, 40.0] and spec["label"] == "nucleus"
+    assert Path(spec["image"]).is_file() and Path(spec["image"]).is_relative_to(setup["stores"].artifacts.inbox)
+    # that job waits unserved past the timeout: the next box is answered at once, and Label Studio's setup
+    # check shows the backend in error, naming the job
+    again = _interactive(setup["client"], {"result": [_rectangle()]})
+    assert again.status_code == 503 and f"interactive job {job.id} for cells@1 is still queued" in again.json()["error"]
+    assert len(setup["stores"].jobs.list(kind="box-mask")[0]) == 1
+    check = setup["client"].post("/ls/cells@production/setup", headers=ANN_BASIC, json={"schema": ""})
+    assert check.status_code == 503 and "no worker serves the 'interactive' queue" in check.json()["error"]

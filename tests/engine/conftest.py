@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from segpipe.data.synthetic import make_class_folders, make_mask_folders, make_shapes_coco
-from tests.engine.runs import RCNN_SMALL, SHAPE_CLASSES, Run, coco_source, job_config, same_split, train_run
+from tests.engine.runs import SHAPE_CLASSES, Run, coco_source, job_config, same_split, train_run
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -61,20 +61,5 @@ def binary_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         "binary", same_split(coco_source(coco)),
         {"name": "unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 16, 16]}, root / "run",
         epochs=25, batch_size=2, lr=3e-3, image_size=48,
-    )  # fmt: skip
-    return train_run(config, root / "data")
-
-
-@pytest.fixture(scope="session")
-def instance_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """Mask R-CNN (ResNet-18 FPN) from scratch on four 64×64 images, resized ×2 inside the model so
-    the shapes meet its smallest (32 px) anchors. Warm-up and clipping tame the huge first gradients
-    of a randomly initialised detector; segm_AP reaches ~0.6 in 30 epochs (~2 CPU minutes)."""
-    root = tmp_path_factory.mktemp("instance")
-    coco = make_shapes_coco(root / "data", n_images=4, size=(64, 64), seed=0)
-    model = {"name": "maskrcnn_resnet18_fpn", "min_size": 128, "max_size": 128, **RCNN_SMALL}
-    config = job_config(
-        "instance", same_split(coco_source(coco)), model, root / "run",
-        epochs=30, batch_size=2, lr=1e-3, image_size=64, warmup_steps=10, grad_clip=10.0, weight_decay=0.0,
     )  # fmt: skip
     return train_run(config, root / "data")

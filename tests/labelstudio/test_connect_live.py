@@ -195,7 +195,7 @@ def test_connect_from_nothing_to_predictions_and_authenticated_webhooks(deployme
     hooks = _ls(d.ls, "GET", f"/api/webhooks/?project={pid}")
     assert len(hooks) == 1 and hooks[0]["headers"] == {"Authorization": "Bearer ann-token"}, hooks
     backends = _ls(d.ls, "GET", f"/api/ml?project={pid}")
-    assert [b["state"] for b in backends] == ["CO"]
+    assert [(b["state"], b["is_interactive"]) for b in backends] == [("CO", True)]  # boxes reach segpipe
 
     # new tasks: an upload only Label Studio has (segpipe fetches it with the personal access token)
     # and a local file; showing the task list fetches their predictions

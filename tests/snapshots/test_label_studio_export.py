@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from segpipe.errors import DataError
-from segpipe.masks.formats.label_studio import mask_to_brush_rle
+from segpipe.masks.formats.label_studio import BOX_PROMPT, mask_to_brush_rle
 from segpipe.snapshots.label_studio import choose_annotation, draft_from_export
 
 H, W = 40, 50
@@ -96,3 +96,15 @@ def test_regions_drawn_on_another_image_size_or_rotated_are_refused() -> None:
                                           "rectanglelabels": ["cat"]})
     with pytest.raises(DataError, match="rotated rectangle"):
         draft_from_export([_task(5, _ann(1, [rotated]))], ["cat"], _load)
+
+
+def test_boxes_drawn_with_the_box_prompt_tool_are_passed_over() -> None:
+    # the smart rectangle of segpipe's box-to-mask asked for the brush mask beside it: it is no annotation,
+    # even rotated or with a label the model lacks
+    mask = np.zeros((H, W), bool)
+    mask[5:15, 10:30] = True
+    brush = _region("brushlabels", {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": ["cat"]}, "b")
+    prompt = _region("rectanglelabels", {"x": 20, "y": 12, "width": 40, "height": 25, "rotation": 30,
+                                         "rectanglelabels": ["horse"]}, "p") | {"from_name": BOX_PROMPT}
+    coco = draft_from_export([_task(6, _ann(1, [brush, prompt]))], ["cat"], _load).to_coco()
+    assert [(a["category_id"], "segmentation" in a) for a in coco["annotations"]] == [(1, True)]

@@ -39,6 +39,7 @@ from segpipe.stores.models import TERMINAL_STATES, Job, PredictionImage, utcnow
 POLL_SECONDS = 0.1
 MAX_PATH_DEPTH = 8
 FAILURE_MEMORY_SECONDS = 300.0  # how long a failed interactive job keeps the backend in error
+INTERACTIVE_KINDS = ("predict", "box-mask")  # what the backend queues: predictions, and masks of drawn boxes
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def _public(text: str, folder: Path, ctx: ApiContext) -> str:
+def public_reason(text: str, folder: Path, ctx: ApiContext) -> str:
     """A job's reason without this server's paths: inbox file names become their content keys."""
     return (text.replace(f"{folder}/", "").replace(str(folder), "(inbox folder)")
             .replace(str(ctx.stores.artifacts.root), "(artifact root)"))
@@ -164,6 +165,9 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # no job will ever read it
         raise
+    # the version is known now (model.label names it): a job no worker takes is then found by
+    # `interactive_trouble`, which looks jobs up by version
+    ctx.stores.jobs.record_model(job.id, model.name, model.version)
     deadline = time.monotonic() + settings.ls_predict_timeout
     while True:
         state = ctx.stores.jobs.get(job.id)
@@ -180,13 +184,13 @@ def predict_now(ctx: ApiContext, model: ModelInfo, images: Sequence[TaskImage], 
             )
         time.sleep(POLL_SECONDS)
     if state.state != "succeeded":
-        reason = _public(state.error or "no reason recorded", folder, ctx)
+        reason = public_reason(state.error or "no reason recorded", folder, ctx)
         raise ApiError(503, f"interactive predict job {job.id} {state.state}: {reason}", detail={"job_id": job.id})
     failed = dict(ctx.stores.predictions.failures(job.id))
     found = {}
     for key in keys:
         if key in failed:
-            raise ApiError(422, f"image {key} (content hash) could not be read: {_public(failed[key], folder, ctx)}",
+            raise ApiError(422, f"image {key} (content hash) could not be read: {public_reason(failed[key], folder, ctx)}",
                            detail={"job_id": job.id, "image_key": key})
         read = ctx.masks.read(key, job.id)
         if read is None or read.height is None or read.width is None:
@@ -208,12 +212,13 @@ def interactive_trouble(ctx: ApiContext, model: ModelInfo) -> Trouble | None:
     Label Studio reports a failed ``predict`` call nowhere its users look (its "retrieve predictions"
     action says "Retrieved N predictions" whatever happened), but it checks ``setup`` before every
     prediction round and shows a failing backend as "Error" in Settings → Model. So ``setup`` answers
-    503 while this returns a reason: the model's newest interactive job has waited past the timeout
-    (no worker serves the ``interactive`` queue), or failed in the last few minutes.
+    503 while this returns a reason: the model's newest interactive job (a prediction or a drawn box's
+    mask) has waited past the timeout (no worker serves the ``interactive`` queue), or failed in the
+    last few minutes.
     """
     query = (
         select(Job)
-        .where(Job.kind == "predict", Job.queue == "interactive", Job.model_name == model.name,
+        .where(Job.kind.in_(INTERACTIVE_KINDS), Job.queue == "interactive", Job.model_name == model.name,
                Job.model_version == model.version)
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(1)

@@ -7,6 +7,8 @@
   answered (`interactive_trouble`), which Label Studio shows as the backend's "Error" state;
 - ``POST predict`` — ``{"tasks": [...], "label_config"}`` in, ``{"results": [{"result", "score",
   "model_version"}]}`` out, one per task, in task order (`predictions`: stored, else an interactive job);
+  with an interactive context (a rectangle drawn with the smart tool, `box_context`) the one task's
+  answer is the mask of the object in that box (`box_requests`, an instance model only);
 - ``POST webhook`` — annotation created / updated / deleted (and "start training") → the debounced
   "dataset changed" signal of the model's retraining schedule entry;
 - ``POST train`` — "start training" in Label Studio's older protocol: the same signal;
@@ -26,6 +28,8 @@ from segpipe.api.auth import Principal
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.labelstudio.auth import ls_caller
+from segpipe.api.labelstudio.box_context import interactive_context, parse_box_prompt
+from segpipe.api.labelstudio.box_requests import box_result, check_prompt
 from segpipe.api.labelstudio.label_config import Control, choose_control
 from segpipe.api.labelstudio.model_info import ModelInfo, resolve_model
 from segpipe.api.labelstudio.predictions import (
@@ -62,6 +66,9 @@ class PredictIn(BaseModel):
     tasks: list[dict[str, Any]] = Field(min_length=1)
     project: str | None = None
     label_config: str | None = Field(None, max_length=MAX_LABEL_CONFIG)
+    params: dict[str, Any] | None = Field(None, description="Label Studio's: project credentials and, for an "
+                                                             "interactive request, the drawn regions (context)")
+    context: Any = Field(None, description="the interactive context, where a caller sends it outside params")
 
 
 class WebhookIn(BaseModel):
@@ -149,6 +156,16 @@ def predict(
                             "(SEGPIPE_LS_MAX_TASKS)")
     control = (choose_control(body.label_config, model.task, model.class_names, model.label)
                if body.label_config and body.label_config.strip() else _default_control(model))
+    context = interactive_context({"params": body.params, "context": body.context})
+    if context is not None:  # the annotator drew a box with the smart tool: answer its object's mask
+        prompt = parse_box_prompt(context)
+        if len(body.tasks) != 1:
+            raise ApiError(422, f"an interactive request carries one task, this one {len(body.tasks)}",
+                           detail={"field": "tasks"})
+        check_prompt(model, control, prompt)
+        _task_id, image = _task_image(body.tasks[0], 0, control, ctx)
+        answer = box_result(ctx, model, control, prompt, image, submitted_by=f"label-studio ({who.name})")
+        return {"results": [answer], "model_version": model.label}
     images = [_task_image(task, i, control, ctx) for i, task in enumerate(body.tasks)]
     found: dict[int, Found] = {}
     missing: list[tuple[int, TaskImage]] = []

@@ -43,6 +43,9 @@ WORD_BITS = 8
 CHANNELS = 4  # RGBA
 TO_NAME = "image"
 FROM_NAMES = {"brush": "label", "polygon": "polygon", "rectangle": "box", "choices": "class"}
+# An instance model's config also gets a smart rectangle tool: the box an annotator draws with it is the
+# prompt of segpipe's box-to-mask assist (the ML backend answers the object's mask), not an annotation.
+BOX_PROMPT = "box_prompt"
 
 # ---------------------------------------------------------------------------------------------
 # brush RLE
@@ -118,14 +121,20 @@ def region_kinds(task: str, segmentation: str = "rle") -> list[str]:
 
 
 def labeling_config(task: str, categories: Sequence[tuple[int, str]], segmentation: str = "rle") -> str:
-    """The Label Studio labeling config XML for a task kind's predictions (label values = category names)."""
+    """The Label Studio labeling config XML for a task kind's predictions (label values = category names).
+
+    An instance model's config ends with a ``RectangleLabels`` tool marked ``smart="true"``
+    (`BOX_PROMPT`): with auto-annotation on, a box drawn with it asks the ML backend for the mask of
+    the object inside it."""
     tags = {"brush": "BrushLabels", "polygon": "PolygonLabels", "rectangle": "RectangleLabels", "choices": "Choices"}
     colours = encode.voc_palette(256)
     lines = ["<View>", f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>']
-    for kind in region_kinds(task, segmentation):
-        tag = tags[kind]
-        extra = ' choice="single"' if kind == "choices" else ""
-        lines.append(f'  <{tag} name="{FROM_NAMES[kind]}" toName="{TO_NAME}"{extra}>')
+    controls = [(kind, tags[kind], FROM_NAMES[kind], "") for kind in region_kinds(task, segmentation)]
+    if task == "instance":
+        controls.append(("rectangle", "RectangleLabels", BOX_PROMPT, ' smart="true"'))
+    for kind, tag, name, smart in controls:
+        extra = ' choice="single"' if kind == "choices" else smart
+        lines.append(f'  <{tag} name="{name}" toName="{TO_NAME}"{extra}>')
         for index, (_cid, name) in enumerate(categories, start=1):
             r, g, b = (int(v) for v in colours[index % 255 or 1])
             child = "Choice" if kind == "choices" else "Label"
