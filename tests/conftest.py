@@ -26,6 +26,11 @@ if _XDIST_WORKER:
         if int(_number) < _shift:
             raise RuntimeError(f"{_name}: no Redis database left for xdist worker {_XDIST_WORKER}; run fewer workers")
         os.environ[_name] = f"{_base}/{int(_number) - _shift}"
+    # xdist's worker processes start with COLUMNS=80 and LINES=24 in their environment, which rich's
+    # module-level consoles freeze as their size at import: the CLI tests then see tables wrapped at 80
+    # columns whatever COLUMNS they pass. Without them, as in a one-process run, rich reads COLUMNS per call.
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 # One real Label Studio server per test session, shared by every module that asks for it (it takes
 # minutes to start on a busy machine); defined here so that pytest sees a single session fixture.
