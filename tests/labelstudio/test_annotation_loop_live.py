@@ -137,17 +137,24 @@ def loop(label_studio_server: LabelStudioServer, tmp_path: Path) -> Iterator[Loo
         "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",
     }  # fmt: skip
     logs = {"api": root / "api.log", "worker": root / "worker.log", "beat": root / "beat.log"}
-    worker = _spawn(["worker"], env, logs["worker"], root)  # starts while the production model trains
+    # beat sends ticks only when a schedule file exists as it starts; the test binds the model later
+    (root / "schedule.yaml").write_text(yaml.safe_dump({"models": {}}))
+    # the services start while the production model trains (they are ready by the time they are asked)
+    worker = _spawn(["worker"], env, logs["worker"], root)
+    beat = _spawn(["beat"], env, logs["beat"], root)
     stores = Stores.open(env["SEGPIPE_DATABASE_URL"], artifacts)
     try:
-        checkpoint = _train_blind(root, artifacts)
-        version = stores.versions.register("tiny", "binary", "{}", checkpoint=checkpoint.relative_to(artifacts).as_posix())
-        stores.versions.promote("tiny", version.version)
-        batch = make_shapes_coco(root / "batch", n_images=6, size=(SIZE, SIZE), seed=BATCH_SEED, empty_images=0,
-                                 crowd=False)
         with live_api(env, logs["api"]) as api:
-            yield Loop(api, ls, stores, env, root, logs, sorted(batch.images.glob("*.png")), COCO(str(batch.annotations)))
+            checkpoint = _train_blind(root, artifacts)
+            version = stores.versions.register("tiny", "binary", "{}",
+                                               checkpoint=checkpoint.relative_to(artifacts).as_posix())
+            stores.versions.promote("tiny", version.version)
+            batch = make_shapes_coco(root / "batch", n_images=6, size=(SIZE, SIZE), seed=BATCH_SEED,
+                                     empty_images=0, crowd=False)
+            yield Loop(api, ls, stores, env, root, logs, sorted(batch.images.glob("*.png")),
+                       COCO(str(batch.annotations)))
     finally:
+        stop_process(beat, grace=10)
         stop_process(worker, grace=30)
         stores.close()
 
@@ -227,24 +234,20 @@ def test_corrections_in_label_studio_retrain_promote_and_reorder_its_tasks(loop:
             "gate": {"metric": "iou", "mode": "max", "min_delta": 0},  # certain: see the module docstring
         }},
     }))  # fmt: skip
-    beat = _spawn(["beat"], loop.env, loop.logs["beat"], loop.root)
-    try:
-        first = _wait("beat's first check", lambda: (s := stores.retrain.get("tiny")) is not None and s.note, loop)
-        assert "has no annotated task yet" in first, first
+    first = _wait("beat's first check", lambda: (s := stores.retrain.get("tiny")) is not None and s.note, loop)
+    assert "has no annotated task yet" in first, first
 
-        # 4. the annotator corrects two tasks of each side of the split; the webhook signals segpipe
-        sides = {tid: side_of(image.read_bytes(), VAL_FRACTION) for tid, image in image_of.items()}
-        corrected = [tid for side in ("train", "val") for tid in sorted(t for t in sides if sides[t] == side)[:2]]
-        assert len(corrected) == 4, f"batch seed {BATCH_SEED}: sides {sides}"
-        for tid in corrected:
-            _ls(ls, "POST", f"/api/tasks/{tid}/annotations",
-                json={"result": _corrected_masks(loop.truth, image_of[tid], "foreground"), "ground_truth": False})
-        (job,) = _wait("a retraining queued by the webhook's signal", lambda: stores.jobs.list(kind="retrain")[0], loop)
-        spec = load_spec("retrain", job.config)
-        assert spec.trigger.startswith("dataset signalled") and f"Label Studio project {pid}" in spec.trigger
-        decision = _wait("the gate's decision", lambda: stores.decisions.for_version("tiny", 2, source="gate"), loop)
-    finally:
-        stop_process(beat, grace=10)
+    # 4. the annotator corrects two tasks of each side of the split; the webhook signals segpipe
+    sides = {tid: side_of(image.read_bytes(), VAL_FRACTION) for tid, image in image_of.items()}
+    corrected = [tid for side in ("train", "val") for tid in sorted(t for t in sides if sides[t] == side)[:2]]
+    assert len(corrected) == 4, f"batch seed {BATCH_SEED}: sides {sides}"
+    for tid in corrected:
+        _ls(ls, "POST", f"/api/tasks/{tid}/annotations",
+            json={"result": _corrected_masks(loop.truth, image_of[tid], "foreground"), "ground_truth": False})
+    (job,) = _wait("a retraining queued by the webhook's signal", lambda: stores.jobs.list(kind="retrain")[0], loop)
+    spec = load_spec("retrain", job.config)
+    assert spec.trigger.startswith("dataset signalled") and f"Label Studio project {pid}" in spec.trigger
+    decision = _wait("the gate's decision", lambda: stores.decisions.for_version("tiny", 2, source="gate"), loop)
     assert decision.outcome == "promoted", decision.reason
     assert decision.production_metrics is not None and decision.production_metrics["iou"] == 0.0
     assert stores.versions.production("tiny").version == 2
