@@ -191,3 +191,13 @@ def test_webhook_signals_the_models_dataset(setup: dict[str, Any], tmp_path: Pat
     assert legacy.status_code == 200 and legacy.json()["status"] == "signalled"
     assert client.post("/ls/cells@production/train", json={}).status_code == 401
     assert json.loads(json.dumps(body))["models"][0]["name"] == "cells"
+
+
+def test_the_score_keeps_every_digit_of_the_uncertainty() -> None:
+    """Label Studio's data manager sorts by the score: rounded, a confident model's images would tie, and
+    sort in Label Studio's task order instead of segpipe's ranking."""
+    from segpipe.api.labelstudio.predictions import Found
+    from segpipe.api.labelstudio.routes import prediction_score
+
+    less_sure, surer = (Found("job", "key", [], 8, 8, cached=True, uncertainty=u) for u in (2.4e-7, 1.1e-7))
+    assert prediction_score(less_sure, []) < prediction_score(surer, [])
