@@ -64,6 +64,8 @@ class RetrainSpec(Section):
     gate: GateConfig
     fine_tune_from_production: bool = False
     trigger: str = Field("manual", max_length=500, description="why it was queued (shown with the job)")
+    label_studio_project: int | None = Field(None, ge=1, description="the Label Studio project it trains from: "
+                                                                   "its backends follow a promotion")
 
 
 class ShardSpec(Section):

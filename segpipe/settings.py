@@ -18,6 +18,7 @@ from typing_extensions import Annotated
 from segpipe.storage.uri import Location, is_uri, to_location
 
 ROLES = ("annotator", "engineer", "admin")
+SNAPSHOTS_DIR = "snapshots"  # dataset snapshots, inside the artifact root (segpipe.snapshots.store)
 
 
 class Settings(BaseSettings):
@@ -153,8 +154,13 @@ class Settings(BaseSettings):
 
     @property
     def roots(self) -> list[Path]:
-        """Allowed data roots, resolved (URIs as given); the artifact root is always readable."""
-        return [p if is_uri(p) else Path(p).expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
+        """Allowed data roots, resolved (URIs as given), then the snapshots folder of a local artifact root:
+        a dataset snapshot (`segpipe.snapshots`) is data every job may read, wherever the data roots are —
+        a retraining bound to a Label Studio project trains on one."""
+        roots = [p if is_uri(p) else Path(p).expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
+        if not is_uri(self.artifact_root):
+            roots.append(self.artifacts / SNAPSHOTS_DIR)
+        return roots
 
     @property
     def cache_dir(self) -> Path:

@@ -58,7 +58,8 @@ def connect_cmd(
         raise ConfigError(e.message) from None
     root = document_root or (str(settings.label_studio_files_root) if settings.label_studio_files_root else None)
     result = connect(ConnectRequest(
-        label_studio_url=ls_url, label_studio_token=ls_token, model=ModelClasses(model, info.task, info.categories),
+        label_studio_url=ls_url, label_studio_token=ls_token,
+        model=ModelClasses(model, info.task, info.categories, info.label),
         segpipe_url=segpipe_url, segpipe_token=backend_token, project=project, local_files=local_files,
         document_root=root,
     ))  # fmt: skip

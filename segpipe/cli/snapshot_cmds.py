@@ -50,8 +50,10 @@ def pull(
 
     if format in ARCHIVE_FORMATS and not Path(source).is_file():
         raise typer.BadParameter(f"{source} is not a file", param_hint="SOURCE")
-    categories = _model_classes(model) if model else None
-    snapshot, new = do_pull(_store(), format, source, PullContext(get_settings(), categories))
+    classes = _model_classes(model) if model else None
+    context = PullContext(get_settings(), [name for _id, name in classes], [cid for cid, _name in classes]) \
+        if classes is not None else PullContext(get_settings())
+    snapshot, new = do_pull(_store(), format, source, context)
     what = "new snapshot" if new else "unchanged: same content as snapshot"
     console.print(f"{what} {snapshot.id}: {snapshot.images} images, {snapshot.annotations} annotations, "
                   f"labels {', '.join(snapshot.categories)}")
@@ -59,16 +61,16 @@ def pull(
                   f"{escape(snapshot.path)}/annotations.json")
 
 
-def _model_classes(model: str) -> list[str]:
-    """The class names of a model version (NAME@production, NAME@3…), from the categories.json its run
-    wrote — the same reading the Label Studio backend does, no torch."""
+def _model_classes(model: str) -> list[tuple[int, str]]:
+    """The classes (COCO id, name) of a model version (NAME@production, NAME@3…), from the categories.json
+    its run wrote — the same reading the Label Studio backend does, no torch."""
     from segpipe.api.errors import ApiError
     from segpipe.api.labelstudio.model_info import resolve_model
     from segpipe.errors import ConfigError
     from segpipe.stores import Stores
 
     try:
-        return resolve_model(Stores.from_settings(), model).class_names
+        return resolve_model(Stores.from_settings(), model).categories
     except ApiError as e:
         raise ConfigError(f"--model {model}: {e.message}") from None
 

@@ -5,8 +5,9 @@ From "I have a model" to "pre-labels on new tasks", on a Label Studio as it is i
 1. **project** — found by id or title, created if it does not exist; its labeling config is written
    from the model's classes unless its current config already covers them (then it is left alone);
    predictions are fetched automatically when tasks are shown (``evaluate_predictions_automatically``);
-2. **ML backend** — ``<segpipe>/ls/MODEL`` with Basic auth (password = a segpipe token); a connected
-   backend at that URL is left alone, a disconnected or failing one gets the auth again;
+2. **ML backend** — ``<segpipe>/ls/MODEL`` with Basic auth (password = a segpipe token), titled with the
+   version it answers now (``NAME@N``); a connected backend at that URL is left alone, a disconnected or
+   failing one gets the auth again, one with another title is renamed (`follow_version`);
 3. **webhook** — Label Studio adds ``<backend>/webhook`` for every action, without headers, whenever
    a backend is created: segpipe would answer it 401 forever. It is replaced by one that sends
    ``Authorization: Bearer <token>`` for annotation events;
@@ -30,6 +31,7 @@ from segpipe.labelstudio.client import LabelStudioClient
 from segpipe.masks.formats.label_studio import labeling_config
 
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+BACKEND_TITLE = "segpipe"
 BACKEND_USER = "label-studio"
 IMAGE_PATTERN = r".*\.(jpe?g|png|bmp|tiff?|webp)$"
 
@@ -41,6 +43,7 @@ class ModelClasses:
     ref: str  # NAME@production, NAME@latest or NAME@N: the backend URL names it
     task: str
     categories: Sequence[tuple[int, str]]  # (original id, name) in label order
+    label: str | None = None  # NAME@N, the version ``ref`` resolves to now: the backend's title (None: "segpipe")
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def connect(request: ConnectRequest) -> ConnectResult:
         result = ConnectResult(pid, backend_url, steps)
         _labeling_config(ls, project, request.model, steps)
         _auto_predictions(ls, project, steps)
-        _backend(ls, pid, backend_url, request.segpipe_token, steps)
+        _backend(ls, pid, backend_url, request.segpipe_token, request.model.label or BACKEND_TITLE, steps)
         _webhook(ls, pid, backend_url + "/webhook", request.segpipe_token, steps)
         if request.local_files:
             result.image_url_prefix = _storage(ls, pid, request.local_files, request.document_root, steps)
@@ -156,26 +159,58 @@ def _same_url(a: str | None, b: str) -> bool:
     return (a or "").rstrip("/") == b.rstrip("/")
 
 
-def _backend(ls: LabelStudioClient, pid: int, url: str, token: str, steps: list[Step]) -> None:
+def _backend(ls: LabelStudioClient, pid: int, url: str, token: str, title: str, steps: list[Step]) -> None:
     auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": BACKEND_USER, "basic_auth_pass": token}
     for backend in ls.listing("/api/ml", project=pid):
         if not _same_url(backend.get("url"), url):
             continue
         connected = backend.get("state") == "CO" and backend.get("auth_method") == "BASIC_AUTH"
-        if connected and backend.get("is_interactive"):
-            steps.append(Step("ML backend", "unchanged", f"#{backend['id']} {url} connected"))
+        if connected and backend.get("is_interactive") and backend.get("title") == title:
+            steps.append(Step("ML backend", "unchanged", f"#{backend['id']} {url} connected, titled {title}"))
+            return
+        if connected:
+            steps.append(_retitle(ls, backend, title))
             return
         # interactive: Label Studio sends boxes drawn with the smart tool to segpipe (box-to-mask)
-        updated = ls.patch(f"/api/ml/{backend['id']}", json={**auth, "is_interactive": True})
+        updated = ls.patch(f"/api/ml/{backend['id']}", json={**auth, "title": title, "is_interactive": True})
         _check_connected(updated, url)
         steps.append(Step("ML backend", "updated", f"#{backend['id']} {url}: Basic auth and interactive "
-                                                   "pre-annotations set, connected"))
+                                                   f"pre-annotations set, connected, titled {title}"))
         return
-    created = ls.post("/api/ml", json={"project": pid, "title": "segpipe", "url": url, "is_interactive": True,
-                                       **auth})
+    # Label Studio makes a new backend's title the project's model version when it has none: the version
+    # its data manager reads prediction scores of (see `follow_version`)
+    created = ls.post("/api/ml", json={"project": pid, "title": title, "url": url, "is_interactive": True, **auth})
     backend = ls.get(f"/api/ml/{created['id']}")
     _check_connected(backend, url)
-    steps.append(Step("ML backend", "created", f"#{backend['id']} {url} with Basic auth, connected"))
+    steps.append(Step("ML backend", "created", f"#{backend['id']} {url} with Basic auth, connected, titled {title}"))
+
+
+def _retitle(ls: LabelStudioClient, backend: dict[str, Any], title: str) -> Step:
+    # Label Studio checks every change of a backend by calling it (health, setup): that needs the URL, the
+    # project and the auth method again; an empty password keeps the stored one
+    ls.patch(f"/api/ml/{backend['id']}", json={
+        "title": title, "url": backend.get("url"), "project": backend.get("project"), "is_interactive": True,
+        "auth_method": "BASIC_AUTH", "basic_auth_user": backend.get("basic_auth_user") or BACKEND_USER,
+        "basic_auth_pass": ""})  # fmt: skip
+    return Step("ML backend", "updated", f"#{backend['id']} {backend.get('url')}: titled {title} "
+                                         f"(was {backend.get('title')!r}), interactive")
+
+
+def follow_version(ls: LabelStudioClient, pid: int, name: str, label: str) -> list[Step]:
+    """Title the project's segpipe backends that follow a moving reference of model ``name``
+    (``/ls/NAME@production``, ``/ls/NAME@latest``) with the version ``label`` (``NAME@N``) they answer now.
+
+    Label Studio's data manager sorts and filters by the prediction score of the project's model version
+    only, and a backend's title is that version while the project follows the backend (renaming the backend
+    moves the project's model version with it). A title that stayed at the old version would sort the
+    tasks by the old model's predictions, or by none."""
+    steps = []
+    for backend in ls.listing("/api/ml", project=pid):
+        url = (backend.get("url") or "").rstrip("/")
+        if any(url.endswith(f"/ls/{name}@{moving}") for moving in ("production", "latest")) \
+                and backend.get("title") != label:
+            steps.append(_retitle(ls, backend, label))
+    return steps
 
 
 def _check_connected(backend: dict[str, Any], url: str) -> None:

@@ -10,7 +10,10 @@
 4. evaluate the candidate AND the current production version on the same fixed validation set, in
    this job, with the same evaluation settings;
 5. let the gate decide, and record the decision — promoting in the same transaction, and only if
-   production is still the version it was compared with.
+   production is still the version it was compared with;
+6. trained from a Label Studio project and promoted: title the project's segpipe backends with the new
+   version (`segpipe.labelstudio.connect.follow_version`), so its data manager sorts by the new version's
+   prediction scores. A Label Studio that cannot be reached is logged; the promotion stands.
 
 Steps 3 and 5 are idempotent per job: a job that is run again (its worker died) finds its version and
 its decision and does not register or decide twice.
@@ -139,11 +142,32 @@ def run_retrain(run: JobRun, spec: RetrainSpec) -> dict[str, str]:
     decision = stores.decisions.for_version(spec.name, candidate.version, source="gate")
     if decision is None:
         decision = gate_candidate(run, spec, candidate)
+    if decision.outcome == "promoted" and spec.label_studio_project is not None:
+        follow_in_label_studio(run, spec.label_studio_project, spec.name, candidate.version)
     path = run.folder / "decision.json"
     path.write_text(json.dumps(decision_dict(decision), indent=1, default=str))
     run.progress({"phase": "done", "model": f"{spec.name}@{candidate.version}", "decision": decision.outcome,
                   "reason": decision.reason, "metrics": decision.candidate_metrics}, force=True)
     return {**run_artifacts(run, run_dir), "decision.json": run.register("decision.json", path)}
+
+
+def follow_in_label_studio(run: JobRun, project: int, name: str, version: int) -> None:
+    """Step 6 of the module docstring; what it did goes into the job's progress (``label_studio``)."""
+    from segpipe.labelstudio.client import LabelStudioClient
+    from segpipe.labelstudio.connect import follow_version
+
+    settings = run.settings
+    if not settings.label_studio_url or not settings.label_studio_token:
+        return  # the tick could not have pulled the project either
+    try:
+        with LabelStudioClient(settings.label_studio_url, settings.label_studio_token) as ls:
+            steps = follow_version(ls, project, name, f"{name}@{version}")
+    except SegpipeError as e:
+        log.warning("model %s@%s is production, but Label Studio project %s still names the old version: %s",
+                    name, version, project, e)
+        run.progress({"label_studio": f"project {project} not updated: {e}"}, force=True)
+        return
+    run.progress({"label_studio": f"project {project}: " + ("; ".join(map(str, steps)) or "unchanged")}, force=True)
 
 
 def training_config(spec: RetrainSpec, run_dir: Path, parent: ModelVersion | None, stores: Stores) -> JobConfig:

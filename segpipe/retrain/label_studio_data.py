@@ -3,16 +3,17 @@
 Each check pulls the project (`segpipe.snapshots`), splits it by image content and points the entry's
 training config, dataset paths and validation set at that split; from there the tick goes on as for
 any model (hash, compare with the versions' data, queue). Labels map to the production version's
-classes (the categories.json beside its checkpoint, in label order); before there is one, to the labels
-of the project's labeling config, in the order they are written.
+classes (the categories.json beside its checkpoint, in label order) and keep its category ids, so the gate
+can evaluate production on the snapshot and the candidate answers with the same ids; before there is a
+production version, to the labels of the project's labeling config, in the order they are written (ids 1..N).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
 from segpipe.retrain.schedule import ModelSchedule
 from segpipe.settings import Settings
@@ -33,9 +34,10 @@ def entry_on_latest_snapshot(stores: Stores, settings: Settings, entry: ModelSch
         raise ValueError(f"model {entry.name} is not bound to a Label Studio project")
     if is_uri(settings.artifacts):
         raise ConfigError("snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
-    categories = production_classes(stores, entry.name) or project_labels(settings, binding.project)
-    snapshot, _new = pull(SnapshotStore(Path(settings.artifacts)), "label-studio", str(binding.project),
-                          PullContext(settings, categories))
+    production = production_categories(stores, entry.name)
+    context = PullContext(settings, [name for _id, name in production], [cid for cid, _name in production]) \
+        if production else PullContext(settings, project_labels(settings, binding.project))
+    snapshot, _new = pull(SnapshotStore(Path(settings.artifacts)), "label-studio", str(binding.project), context)
     if snapshot.images == 0:
         raise ConfigError(f"Label Studio project {binding.project} has no annotated task yet")
     split = split_snapshot(snapshot, binding.val_fraction)
@@ -45,8 +47,8 @@ def entry_on_latest_snapshot(stores: Stores, settings: Settings, entry: ModelSch
     return entry.on_snapshot(split.images, split.train, split.val), snapshot
 
 
-def production_classes(stores: Stores, name: str) -> list[str]:
-    """The production version's class names, in label order ([] without a production version)."""
+def production_categories(stores: Stores, name: str) -> list[tuple[int, str]]:
+    """The production version's classes as (COCO id, name), in label order ([] without a production version)."""
     version = stores.versions.production(name)
     if version is None or not version.checkpoint:
         return []
@@ -56,7 +58,8 @@ def production_classes(stores: Stores, name: str) -> list[str]:
     categories = checkpoint.parent / "categories.json"
     if not categories.is_file():
         raise ConfigError(f"model {name}@{version.version}: {categories} is missing; it names the classes")
-    return list(json.loads(categories.read_text())["names"])
+    cmap = CategoryMap.load(categories)
+    return list(zip(cmap.ids, cmap.names, strict=True))
 
 
 def project_labels(settings: Settings, project: int) -> list[str]:

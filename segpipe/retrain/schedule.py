@@ -188,6 +188,7 @@ class ModelSchedule:
             gate=self.gate,
             fine_tune_from_production=self.fine_tune_from_production,
             trigger=trigger,
+            label_studio_project=self.label_studio.project if self.label_studio is not None else None,
         )
 
 

@@ -7,7 +7,8 @@ Celery beat sends ``segpipe.retrain_tick`` every ``SEGPIPE_RETRAIN_TICK_SECONDS`
    cron time has come since the last check (`ModelSchedule.due`);
 2. claim the check (compare-and-set on the slot's ``checked_at``), so of several beat processes
    ticking at once exactly one goes on;
-3. a retraining already queued or running → nothing to do;
+3. a retraining already queued or running → nothing to do now; a pending "dataset changed" signal is
+   kept (an annotator who saves while a retraining runs is heard once it ends);
 4. hash the dataset; if some version of the model was already trained on exactly this content (the
    production one, or a candidate the gate rejected) → unchanged, no job. Comparing with every
    version, not only production, keeps a rejected candidate from being retrained on the same data at
@@ -94,6 +95,10 @@ def check_model(
     active = stores.retrain.active_job(name)
     if active is not None:
         detail = f"retrain job {active.id} is {active.state}"
+        if slot is not None and slot.signalled_at is not None:
+            # the claim cleared the signal, but that job trains on older data: keep it for a check after it
+            stores.retrain.signal(name)
+            detail += "; the dataset signal waits for it"
         _note(stores, name, slot.dataset_hash if slot else None, detail)
         return TickResult(name, "busy", detail, job_id=active.id)
     snapshot_note = ""

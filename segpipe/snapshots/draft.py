@@ -37,6 +37,9 @@ class DraftAnnotation:
 @dataclass
 class Draft:
     categories: list[str]
+    # the COCO ids of ``categories`` (a model's own, so that what it is evaluated and fine-tuned on keeps its
+    # category ids); None: 1..N in order
+    category_ids: list[int] | None = None
     images: dict[str, DraftImage] = field(default_factory=dict)
     annotations: list[DraftAnnotation] = field(default_factory=list)
 
@@ -68,7 +71,7 @@ class Draft:
         missing = sorted({a.file_name for a in self.annotations} - set(self.images))
         if missing:
             raise DataError(f"annotations refer to images {missing[:5]} that the source does not hold")
-        cat_ids = {name: i + 1 for i, name in enumerate(self.categories)}
+        cat_ids = self._category_ids()
         names = sorted(self.images)
         image_ids = {name: i + 1 for i, name in enumerate(names)}
         order = sorted(range(len(self.annotations)),
@@ -88,3 +91,12 @@ class Draft:
             "categories": [{"id": cat_ids[c], "name": c, "supercategory": ""} for c in self.categories],
             "annotations": annotations,
         }
+
+    def _category_ids(self) -> dict[str, int]:
+        if self.category_ids is None:
+            return {name: i + 1 for i, name in enumerate(self.categories)}
+        ids = [int(i) for i in self.category_ids]
+        if len(ids) != len(self.categories) or len(set(ids)) != len(ids) or min(ids, default=1) < 1:
+            raise DataError(f"category ids {ids} do not fit the labels {self.categories}: one distinct positive id "
+                            "per label")
+        return dict(zip(self.categories, ids, strict=True))

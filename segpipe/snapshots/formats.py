@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class PullContext:
     settings: Settings
     categories: Sequence[str] | None = None  # the model's class names, where the source maps labels by name
+    category_ids: Sequence[int] | None = None  # the model's COCO ids of those classes (None: 1..N)
 
 
 Reader = Callable[[str, PullContext], Draft]
@@ -44,7 +45,7 @@ def _label_studio(source: str, ctx: PullContext) -> Draft:
         raise ConfigError(f"a Label Studio source is a project id (a number), got {source!r}")
     if not ctx.categories:
         raise ConfigError("pulling a Label Studio project needs the model whose classes its labels map to")
-    return read_project(ctx.settings, int(source), ctx.categories)
+    return read_project(ctx.settings, int(source), ctx.categories, ctx.category_ids)
 
 
 SNAPSHOT_FORMATS.add("cvat-coco", _archive_reader(cvat.read_coco),

@@ -41,9 +41,11 @@ def choose_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     return None if chosen.get("was_cancelled") else chosen
 
 
-def draft_from_export(tasks: Sequence[dict[str, Any]], categories: Sequence[str], load_image: ImageLoader) -> Draft:
-    """A draft of every annotated task; ``categories`` are the model's class names (no background)."""
-    draft = Draft(categories=list(categories))
+def draft_from_export(tasks: Sequence[dict[str, Any]], categories: Sequence[str], load_image: ImageLoader,
+                      category_ids: Sequence[int] | None = None) -> Draft:
+    """A draft of every annotated task; ``categories`` are the model's class names (no background),
+    ``category_ids`` its COCO ids for them (None: 1..N)."""
+    draft = Draft(categories=list(categories), category_ids=None if category_ids is None else list(category_ids))
     for task in tasks:
         annotation = choose_annotation(task)
         if annotation is None:

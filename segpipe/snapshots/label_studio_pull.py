@@ -20,8 +20,10 @@ from segpipe.snapshots.label_studio import draft_from_export
 _IMAGE_VALUE = re.compile(r"<Image\b[^>]*\bvalue=\"\$([A-Za-z0-9_]+)\"", re.IGNORECASE)
 
 
-def read_project(settings: Settings, project_id: int, categories: Sequence[str]) -> Draft:
-    """The project's annotated tasks as a draft (rules in `segpipe.snapshots.label_studio`)."""
+def read_project(settings: Settings, project_id: int, categories: Sequence[str],
+                 category_ids: Sequence[int] | None = None) -> Draft:
+    """The project's annotated tasks as a draft (rules in `segpipe.snapshots.label_studio`); ``category_ids``:
+    the model's COCO ids of ``categories`` (None: 1..N)."""
     from segpipe.api.errors import ApiError
     from segpipe.api.labelstudio.task_images import read_task_image
 
@@ -40,7 +42,7 @@ def read_project(settings: Settings, project_id: int, categories: Sequence[str])
             raise DataError(f"Label Studio project {project_id}: {e.message}") from None
         return f"task-{task.get('id')}{image.suffix}", image.content
 
-    return draft_from_export(list(tasks or []), categories, load)
+    return draft_from_export(list(tasks or []), categories, load, category_ids)
 
 
 def image_field(label_config: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.errors import NotFoundError
+from segpipe.settings import SNAPSHOTS_DIR
 from segpipe.snapshots.draft import Draft
 
 ID_LENGTH = 16
@@ -49,7 +50,7 @@ def content_hash(coco: dict[str, Any], image_hashes: dict[str, str]) -> str:
 
 class SnapshotStore:
     def __init__(self, root: Path) -> None:
-        self.root = Path(root).expanduser().resolve() / "snapshots"
+        self.root = Path(root).expanduser().resolve() / SNAPSHOTS_DIR
 
     def write(self, draft: Draft, *, source: str, format: str) -> tuple[Snapshot, bool]:
         """Store a draft; returns the snapshot and whether it is new (False: the same data was there)."""

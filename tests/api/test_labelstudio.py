@@ -271,3 +271,13 @@ def test_a_drawn_box_queues_one_box_mask_job_on_the_interactive_queue(setup: dic
     assert len(setup["stores"].jobs.list(kind="box-mask")[0]) == 1
     check = setup["client"].post("/ls/cells@production/setup", headers=ANN_BASIC, json={"schema": ""})
     assert check.status_code == 503 and "no worker serves the 'interactive' queue" in check.json()["error"]
+
+
+def test_the_score_keeps_every_digit_of_the_uncertainty() -> None:
+    """Label Studio's data manager sorts by the score: rounded, a confident model's images would tie, and
+    sort in Label Studio's task order instead of segpipe's ranking."""
+    from segpipe.api.labelstudio.predictions import Found
+    from segpipe.api.labelstudio.routes import prediction_score
+
+    less_sure, surer = (Found("job", "key", [], 8, 8, cached=True, uncertainty=u) for u in (2.4e-7, 1.1e-7))
+    assert prediction_score(less_sure, []) < prediction_score(surer, [])

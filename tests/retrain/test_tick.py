@@ -149,3 +149,22 @@ def test_paths_outside_the_data_roots_are_refused(stores, celery_app, data, tmp_
     with pytest.raises(Exception, match="outside the allowed data roots"):
         queue_retrain(stores, celery_app, settings, entry, trigger="test")
     assert stores.jobs.list(kind="retrain")[0] == []
+
+
+def test_a_signal_while_a_retraining_runs_is_kept_for_after_it(stores, celery_app, settings, clock, data, tmp_path):
+    """Annotators go on saving while a retraining runs: their signal must not be spent on the "busy" check
+    (the running job trains on the older data), or the new annotations wait for the next scheduled check."""
+    schedule = schedule_for(data, tmp_path, dataset={"name": "shapes-ds"})
+    (first,) = tick(stores, celery_app, settings, schedule)
+    edit_a_mask(data)
+    signal_dataset(stores, schedule, "shapes-ds")
+    clock.advance(30)
+    (busy,) = tick(stores, celery_app, settings, schedule)
+    assert busy.outcome == "busy" and "the dataset signal waits for it" in busy.detail
+    assert stores.retrain.get("shapes").signalled_at is not None
+    finish(stores, first.job_id)
+    stores.versions.register("shapes", "binary", "cfg", dataset_hash=first.dataset_hash, job_id=first.job_id)
+    clock.advance(30)
+    (after,) = tick(stores, celery_app, settings, schedule)
+    assert after.outcome == "queued" and after.dataset_hash != first.dataset_hash
+    assert load_spec("retrain", stores.jobs.get(after.job_id).config).trigger.startswith("dataset signalled")

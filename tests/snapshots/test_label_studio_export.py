@@ -108,3 +108,20 @@ def test_boxes_drawn_with_the_box_prompt_tool_are_passed_over() -> None:
                                          "rectanglelabels": ["horse"]}, "p") | {"from_name": BOX_PROMPT}
     coco = draft_from_export([_task(6, _ann(1, [brush, prompt]))], ["cat"], _load).to_coco()
     assert [(a["category_id"], "segmentation" in a) for a in coco["annotations"]] == [(1, True)]
+
+
+def test_a_snapshot_for_a_model_keeps_its_category_ids() -> None:
+    """Pulled for a model (a binary mask-folder model's one class is id 255, a COCO model's ids are sparse),
+    the snapshot's COCO uses the model's ids: the retraining gate compares category maps by id, and with
+    1..N it could never evaluate production on the snapshot."""
+    mask = np.zeros((H, W), bool)
+    mask[5:15, 10:30] = True
+    brush = _region("brushlabels", {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": ["fg"]}, "b")
+    box = _region("rectanglelabels", {"x": 10, "y": 25, "width": 20, "height": 50, "rectanglelabels": ["cat"]}, "r")
+    coco = draft_from_export([_task(7, _ann(1, [brush, box]))], ["fg", "cat"], _load, category_ids=[255, 3]).to_coco()
+    assert coco["categories"] == [{"id": 255, "name": "fg", "supercategory": ""},
+                                  {"id": 3, "name": "cat", "supercategory": ""}]
+    assert [a["category_id"] for a in coco["annotations"]] == [255, 3]
+    assert draft_from_export([_task(7, _ann(1, [brush]))], ["fg"], _load).to_coco()["categories"][0]["id"] == 1
+    with pytest.raises(DataError, match=r"category ids \[1, 1\] do not fit the labels"):
+        draft_from_export([_task(7, _ann(1, [brush]))], ["fg", "cat"], _load, category_ids=[1, 1]).to_coco()

@@ -58,3 +58,27 @@ def test_a_fraction_outside_zero_and_one_is_refused(tmp_path: Path) -> None:
     snapshot, _ = SnapshotStore(tmp_path).write(_draft(range(2)), source="s", format="x")
     with pytest.raises(ConfigError, match="between 0 and 1"):
         split_snapshot(snapshot, 1.0)
+
+
+def test_a_retraining_may_read_a_snapshot_and_no_other_artifact(tmp_path: Path) -> None:
+    """Snapshots live in the artifact root, not in a data root: a retraining bound to a Label Studio
+    project trains on one, so the data-root confinement admits the snapshots folder (and only it)."""
+    from segpipe.config import from_dict
+    from segpipe.jobspec import RetrainSpec, confine_spec
+    from segpipe.paths import PathNotAllowed, confine
+    from segpipe.retrain.gate import GateConfig
+    from segpipe.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", data_roots=[tmp_path / "data"], artifact_root=tmp_path / "artifacts")
+    snapshot, _ = SnapshotStore(settings.artifacts).write(_draft(range(8)), source="s", format="label-studio")
+    split = split_snapshot(snapshot, 0.5)
+    config = from_dict({"task": "binary", "name": "cells", "model": {"name": "unet"},
+                        "data": {"train": {"images": str(split.images), "annotations": str(split.train)}}})
+    spec = RetrainSpec(name="cells", config=config, dataset=[split.images, split.train, split.val],
+                       validation={"images": split.images, "annotations": split.val}, gate=GateConfig(metric="iou"))
+    confined = confine_spec(spec, settings.roots, settings.artifacts)
+    assert confined.dataset[0] == split.images.resolve()
+    assert settings.roots == [(tmp_path / "data").resolve(), settings.artifacts / "snapshots"]
+    (settings.artifacts / "jobs").mkdir()
+    with pytest.raises(PathNotAllowed, match="outside the allowed data roots"):
+        confine(settings.artifacts / "jobs", settings.roots, what="data.train.images")

@@ -62,7 +62,7 @@ def connect_project(
     files_root = body.document_root or (str(settings.label_studio_files_root) if settings.label_studio_files_root else None)
     plan = ConnectRequest(
         label_studio_url=configured, label_studio_token=token,
-        model=ModelClasses(body.model, model.task, model.categories),
+        model=ModelClasses(body.model, model.task, model.categories, model.label),
         segpipe_url=body.segpipe_url or str(request.base_url), segpipe_token=backend_token, project=body.project,
         local_files=body.local_files, document_root=files_root,
     )  # fmt: skip

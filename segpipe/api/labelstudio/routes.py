@@ -138,9 +138,10 @@ def _result(found: Found, model: ModelInfo, control: Control) -> dict[str, Any]:
 def prediction_score(found: Found, rows: list[Any]) -> float:
     """The prediction's ``score``, which Label Studio's data manager sorts by: segpipe's confidence in the
     whole image, 1 − its uncertainty, so sorting ascending puts what to label next first; the mean instance
-    score for predictions stored before uncertainty was."""
+    score for predictions stored before uncertainty was. Not rounded: a confident model's uncertainties
+    differ in the seventh decimal, and ties would sort in Label Studio's task order, not segpipe's."""
     if found.uncertainty is not None:
-        return round(1.0 - found.uncertainty, 6)
+        return 1.0 - found.uncertainty
     scores = [r.score for r in rows if r.score is not None]
     return float(sum(scores) / len(scores)) if scores else 0.0
 

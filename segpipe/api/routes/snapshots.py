@@ -54,7 +54,7 @@ async def pull_snapshot(body: SnapshotPull, response: Response, ctx: ApiContext 
     absolute), or for ``label-studio`` a project id on the configured Label Studio with ``model`` naming
     the model whose classes its labels map to. 201 with a new snapshot; 200 with the existing one when the
     content is unchanged."""
-    source, categories = body.source, None
+    source, categories, category_ids = body.source, None, None
     if body.format in ARCHIVE_FORMATS:
         path = confine(body.source, ctx.settings.roots, what="archive")
         if is_uri(path) or not path.is_file():
@@ -65,9 +65,10 @@ async def pull_snapshot(body: SnapshotPull, response: Response, ctx: ApiContext 
             raise ApiError(422, "a label-studio pull needs 'model': the model whose classes the labels map to")
         from segpipe.api.labelstudio.model_info import resolve_model
 
-        categories = resolve_model(ctx.stores, body.model).class_names
+        model = resolve_model(ctx.stores, body.model)
+        categories, category_ids = model.class_names, [cid for cid, _name in model.categories]
     snapshot, new = await run_in_threadpool(pull, _store(ctx), body.format, source,
-                                            PullContext(ctx.settings, categories))
+                                            PullContext(ctx.settings, categories, category_ids))
     if not new:
         response.status_code = 200
     return _out(snapshot)
