@@ -38,5 +38,6 @@ def test_preflight_runs_the_kinds_registered_check_on_the_stored_spec_inside_the
 
     stored = preflight("predict", spec, stores, settings)
 
-    assert seen == [(stored, stores, (data.resolve(),))]
+    # the data roots, then the artifact root's snapshots folder (every job may read a dataset snapshot)
+    assert seen == [(stored, stores, (data.resolve(), (tmp_path / "artifacts" / "snapshots").resolve()))]
     assert active_roots() is None  # the confinement ends with the check
