@@ -18,8 +18,8 @@ Prints a table and one JSON line.
 
 ``--dataset isbi-cells`` measures the same on real data: the ISBI 2012 EM slices of ``../shared/data``
 (see its README), each cell interior (a connected component of the label's 255 pixels) one "cell"
-instance, slices cut into 128-px tiles; slices 0–24 train the light Mask R-CNN, tiles of the held-out
-contiguous block 25–29 are the test images. Dense, touching objects of one class: where duplicates of
+instance, slices cut into 128-px tiles; slices 0–21 train the light Mask R-CNN, 22–24 validate, and the
+tiles of the held-out contiguous block 25–29 are the test images. Dense, touching objects of one class: where duplicates of
 the same class, not across classes, are what an annotator meets.
 """
 

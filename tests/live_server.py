@@ -56,3 +56,13 @@ def live_api(env: dict[str, str], log: Path, timeout: float = 60.0, command: Seq
         yield base
     finally:
         stop_process(proc, grace=10)
+
+
+def spawn_segpipe(args: Sequence[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """``python -m segpipe ARGS`` (a worker, beat) configured by ``env`` alone: this process's ``SEGPIPE_*``
+    variables are left out, one torch thread, unbuffered output into ``log``. Stop it with `stop_process`."""
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **env,
+            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "segpipe", *args], env=full, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=cwd)

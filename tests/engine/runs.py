@@ -52,3 +52,16 @@ def coco_source(coco: ShapesCoco) -> dict[str, str]:
 
 def train_run(config: JobConfig, data: Path) -> Run:
     return Run(config, train(config, show_progress=False), data)
+
+
+def train_on_one_thread(spec: dict[str, Any]) -> TrainResult:
+    """`train` a config dict on one torch thread (the suite's setting, restored after): the models the live
+    tests serve, trained in the test process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(from_dict(spec), show_progress=False)
+    finally:
+        torch.set_num_threads(threads)

@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,9 +42,10 @@ from segpipe.processes import stop_process
 from segpipe.snapshots.split import side_of
 from segpipe.snapshots.store import SnapshotStore
 from segpipe.stores import Stores
+from tests.engine.runs import train_on_one_thread
 from tests.labelstudio.test_ml_backend_live import UNET_TINY
 from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import REPO, live_api
+from tests.live_server import live_api, spawn_segpipe
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -79,11 +78,8 @@ class Loop:
 def _train_blind(root: Path, artifacts: Path) -> Path:
     """A binary U-Net trained on shapes whose masks nobody drew: it marks no pixel (foreground IoU 0)."""
     import cv2
-    import torch
 
-    from segpipe.config import from_dict
     from segpipe.data.synthetic import make_mask_folders
-    from segpipe.engine.runner import train
 
     images, masks = make_mask_folders(root / "blind", n_images=8, size=(SIZE, SIZE), binary=True, seed=2)
     for mask in masks.glob("*.png"):
@@ -95,23 +91,11 @@ def _train_blind(root: Path, artifacts: Path) -> Path:
         "train": {"device": "cpu", "seed": 0, "epochs": 5, "batch_size": 2, "lr": 5e-3, "image_size": SIZE,
                   "scheduler": "none"},
     }  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = train(from_dict(spec), show_progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    result = train_on_one_thread(spec)
     checkpoint = result.best_checkpoint or result.last_checkpoint
     assert checkpoint is not None
     return Path(checkpoint)
 
-
-def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    full = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **env,
-            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "segpipe", *args], env=full, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=cwd)
 
 
 @pytest.fixture
@@ -140,8 +124,8 @@ def loop(label_studio_server: LabelStudioServer, tmp_path: Path) -> Iterator[Loo
     # beat sends ticks only when a schedule file exists as it starts; the test binds the model later
     (root / "schedule.yaml").write_text(yaml.safe_dump({"models": {}}))
     # the services start while the production model trains (they are ready by the time they are asked)
-    worker = _spawn(["worker"], env, logs["worker"], root)
-    beat = _spawn(["beat"], env, logs["beat"], root)
+    worker = spawn_segpipe(["worker"], env, logs["worker"], root)
+    beat = spawn_segpipe(["beat"], env, logs["beat"], root)
     stores = Stores.open(env["SEGPIPE_DATABASE_URL"], artifacts)
     try:
         with live_api(env, logs["api"]) as api:

@@ -17,8 +17,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from segpipe.processes import stop_process
 from segpipe.stores import Stores
 from tests.engine.runs import Run
 from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import REPO, live_api
+from tests.live_server import live_api, spawn_segpipe
 from tests.tools.venvs import run_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -86,11 +84,7 @@ def setup(label_studio_server: LabelStudioServer, instance_run: Run,
         "SEGPIPE_LS_PREDICT_TIMEOUT": "120", "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",
     }  # fmt: skip
     worker_log = root / "worker.log"
-    worker_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **env,
-                  "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with worker_log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "segpipe", "worker", "--queues", "interactive"],
-                                  env=worker_env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    worker = spawn_segpipe(["worker", "--queues", "interactive"], env, worker_log, root)
     try:
         with live_api(env, root / "uvicorn.log") as api:
             yield Setup(api, ls, stores, instance_run, data.name, worker_log)

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +30,9 @@ from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_config
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
+from tests.engine.runs import train_on_one_thread
 from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import REPO, live_api
+from tests.live_server import live_api, spawn_segpipe
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -57,11 +56,7 @@ class Backend:
 
 def _train_tiny(root: Path, artifacts: Path) -> Path:
     """A binary U-Net trained for a few epochs on 32-px shapes, its run folder inside the artifact root."""
-    import torch
-
-    from segpipe.config import from_dict
     from segpipe.data.synthetic import make_shapes_coco
-    from segpipe.engine.runner import train
 
     coco = make_shapes_coco(root / "shapes", n_images=8, size=(32, 32), seed=2)
     source = {"images": str(coco.images), "annotations": str(coco.annotations)}
@@ -71,12 +66,7 @@ def _train_tiny(root: Path, artifacts: Path) -> Path:
         "train": {"device": "cpu", "seed": 0, "epochs": 10, "batch_size": 2, "lr": 3e-3, "image_size": 32,
                   "scheduler": "none"},
     }  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = train(from_dict(spec), show_progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    result = train_on_one_thread(spec)
     assert result.best_checkpoint is not None
     return Path(result.best_checkpoint)
 
@@ -133,11 +123,7 @@ def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.Tem
         "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",
     }  # fmt: skip
     worker_log = root / "worker.log"
-    worker_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}, **env,
-                  "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with worker_log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "segpipe", "worker", "--queues", "gpu,interactive"],
-                                  env=worker_env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    worker = spawn_segpipe(["worker", "--queues", "gpu,interactive"], env, worker_log, root)
     try:
         with live_api(env, root / "uvicorn.log") as api:
             submitted = httpx.post(f"{api}/jobs", headers=ENGINEER, json={"kind": "predict", "config": {
