@@ -8,7 +8,8 @@ schema, schema-invalid input refused and schema-valid input not refused for bein
 One allowance, stated here: ``POST /jobs`` takes a job document whose meaning the schema cannot
 carry (paths that must exist inside the data roots, registered model names), so a schema-valid
 submission may still be refused with 403/413/422; and ``POST /uploads`` checks that each file is an
-image by its bytes (415), which "format: binary" cannot say; and ``GET /jobs/{id}/export`` takes format
+image by its bytes (415), which "format: binary" cannot say (and a one-file array mutated into a string
+is the same body on the wire, so such a negative case is refused for its bytes: 415); and ``GET /jobs/{id}/export`` takes format
 names that must fit the job's task and category ids that must be its model's (422 naming the options),
 and answers 409 for a job that is not a predict job; so does ``GET /jobs/{id}/label-next`` as a file (409 too
 for a job with no ranked image, 422 for a model whose classes cannot be read); ``POST /snapshots`` reads an archive that must lie
@@ -47,9 +48,13 @@ CONFIG = schemathesis.Config.from_dict(
                 "include-name": "POST /jobs",
                 "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "403", "413", "422"]}},
             },
-            {  # an upload's content is checked (an image, by its bytes): the schema can only say "binary"
+            {  # an upload's content is checked (an image, by its bytes): the schema can only say "binary";
+               # and a "files" mutated from an array of one file into one string is the same multipart body
+               # on the wire: such a "schema-violating" case is refused for its bytes (415), as any non-image is
                 "include-name": "POST /uploads",
-                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "415"]}},
+                "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "415"]},
+                           "negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "413",
+                                                                              "415", "422"]}},
             },
             {  # formats must fit the job's task, categories must be its model's: the job decides, not the schema
                 "include-name": "GET /jobs/{job_id}/export",
