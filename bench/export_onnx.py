@@ -3,7 +3,7 @@
     python bench/export_onnx.py [--quick] [--profile]
 
 Each case writes a segpipe checkpoint (random weights: speed does not depend on them), exports it with
-``segpipe.export.export_model`` (which also runs the parity check), then times, interleaved in one
+``segpipe.model_export.export_model`` (which also runs the parity check), then times, interleaved in one
 process on the same preprocessed inputs:
 
   A. onnxruntime (CPUExecutionProvider, intra-op threads = torch's threads) on the exported graph;
@@ -34,8 +34,8 @@ from common import emit, interleave, machine, print_table  # noqa: E402
 
 from segpipe.data.categories import CategoryMap  # noqa: E402
 from segpipe.data.synthetic import SHAPE_CATEGORIES  # noqa: E402
-from segpipe.export import EXPORT_FORMATS, export_model  # noqa: E402
-from segpipe.export.graph import graph_spec, model_inputs  # noqa: E402
+from segpipe.model_export import MODEL_EXPORT_FORMATS, export_model  # noqa: E402
+from segpipe.model_export.graph import graph_spec, model_inputs  # noqa: E402
 from segpipe.engine.predict import load_model  # noqa: E402
 from tests.export.conftest import write_checkpoint  # noqa: E402
 
@@ -56,7 +56,7 @@ def run_case(name: str, task: str, model: dict[str, Any], cmap: CategoryMap, siz
     else:
         whole = model_inputs(task, 3, images, size, loaded.config.augment)[0]
         inputs = [whole[i : i + batch] for i in range(0, n, batch)]
-    ort_run = EXPORT_FORMATS.get("onnx").load(result.model_file, spec)
+    ort_run = MODEL_EXPORT_FORMATS.get("onnx").load(result.model_file, spec)
     model_eval = loaded.model.eval()
 
     def onnx_pass() -> int:

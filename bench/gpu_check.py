@@ -322,7 +322,7 @@ def onnx_cuda(work: Path, steps: int) -> dict[str, Any]:
         return {"result": f"skipped: no CUDAExecutionProvider ({', '.join(ort.get_available_providers())}); "
                           "install onnxruntime-gpu"}
     from segpipe.engine.predict import load_model
-    from segpipe.export import export_model
+    from segpipe.model_export import export_model
 
     run = _trained_unet(work)
     path = export_model(run, work / "unet-onnx", "onnx").model_file

@@ -30,6 +30,7 @@ from segpipe import safe_yaml
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_FLOOR, DEFAULT_SCORE_THRESHOLD
 from segpipe.storage.uri import Location
+from segpipe.vocabulary import IGNORE_INDEX, Segmentation
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
@@ -106,7 +107,7 @@ class DataConfig(Section):
         description="classification from COCO: each annotation's box crop, or image-level labels",
     )
     crop_padding: float = Field(0.1, ge=0, le=1, description="context around box crops, fraction of size")
-    ignore_index: int = Field(255, ge=0, le=255, description="label-map value that no loss or metric counts")
+    ignore_index: int = Field(IGNORE_INDEX, ge=0, le=255, description="label-map value that no loss or metric counts")
     skip_invalid: bool = Field(
         False, description="skip images/annotations the dataset check finds invalid (listed in validation.json) "
         "instead of refusing to train")
@@ -230,7 +231,7 @@ class PredictConfig(Section):
                                       "None: the task's defaults (coco-results, plus coco and png where they fit)")
     image_url_prefix: str = Field("/data/local-files/?d=", max_length=2000,
                                   description="label-studio: data.image = this prefix + the image's file name")
-    segmentation: Literal["rle", "polygons", "both"] = Field("rle", description="masks in coco / label-studio")
+    segmentation: Segmentation = Field("rle", description="masks in coco / label-studio")
     topk: int = Field(5, ge=1, description="classification: classes kept per image")
     tile_size: int | None = Field(None, ge=16, description="sliding-window tile (semantic/binary)")
     tile_overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring tiles, fraction of tile_size")

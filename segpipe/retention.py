@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from segpipe.errors import ConfigError
 from segpipe.stores import TERMINAL_STATES, Job, ModelVersion, Stores, utcnow
+from segpipe.vocabulary import RunFiles
 
 
 @dataclass
@@ -62,11 +63,11 @@ def collect(stores: Stores, older_than: timedelta, *, dry_run: bool = False, now
             report.kept[job_id] = "named by a queued or running job"
             continue
         if job_id in needed:
-            last = folder / "run" / "last.pt"
+            last = folder / "run" / RunFiles.LAST
             if last.is_file() and all(Path(c) != last.relative_to(root) for c in needed[job_id]):
                 _remove(last, root, report, dry_run)
                 if not dry_run:
-                    stores.jobs.clear_artifacts(job_id, ["last.pt"])
+                    stores.jobs.clear_artifacts(job_id, [RunFiles.LAST])
             continue
         _remove(folder, root, report, dry_run)
         if not dry_run:

@@ -292,7 +292,7 @@ def registries_reference() -> str:
     import segpipe.models  # noqa: F401 - registers the builders
     from segpipe.data.augment import PRESETS
     from segpipe.jobkinds import KINDS
-    from segpipe.masks.formats import FORMATS
+    from segpipe.masks.formats import PREDICTION_FORMATS
     from segpipe.models.adapter import ADAPTERS
     from segpipe.models.registry import MODELS
     from segpipe.pretrained import WEIGHT_SOURCES
@@ -316,13 +316,13 @@ def registries_reference() -> str:
             "`predict.formats`, `segpipe predict --format`, `segpipe masks --format`, `GET /jobs/{id}/export?format=`.\n",
             "| name | tasks | description |", "|---|---|---|"]
     tasks = ("classification", "semantic", "binary", "instance", "detection")
-    for fmt in FORMATS:
+    for fmt in PREDICTION_FORMATS:
         fits = ", ".join(t for t in tasks if t in fmt.tags)
         out.append(f"| `{fmt.name}` | {fits} | {_cell(fmt.description)} |")
-    from segpipe.export.formats import EXPORT_FORMATS
+    from segpipe.model_export.formats import MODEL_EXPORT_FORMATS
 
     out += ["", "## Model export formats\n", "`segpipe export --format`.\n", "| name | file |", "|---|---|"]
-    for graph in EXPORT_FORMATS:
+    for graph in MODEL_EXPORT_FORMATS:
         out.append(f"| `{graph.name}` | `{graph.obj.file_name}` |")
     out += ["", "## Job kinds\n", "`segpipe submit --kind`, `POST /jobs` `kind`.\n",
             "| kind | queue | submittable | description |", "|---|---|---|---|"]

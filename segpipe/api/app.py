@@ -32,7 +32,7 @@ from segpipe.api.auth import Authenticator
 from segpipe.api.deps import ApiContext
 from segpipe.api import labelstudio, pages
 from segpipe.api.errors import BodyLimitMiddleware, NulRefusingMiddleware, install_error_handlers
-from segpipe.api.job_images import JobImageFiles
+from segpipe.api.image_lookup import JobImageFiles
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.api.openapi import install_openapi

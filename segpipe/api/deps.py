@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from celery import Celery
 from fastapi import Request
 
-from segpipe.api.job_images import JobImageFiles
+from segpipe.api.image_lookup import JobImageFiles
 from segpipe.api.job_task import JobTasks
 from segpipe.api.mask_reads import ImageMaskReader
 from segpipe.settings import Settings

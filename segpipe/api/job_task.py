@@ -16,6 +16,7 @@ from segpipe.config import parse_yaml
 from segpipe.errors import SegpipeError
 from segpipe.jobspec import PredictSpec, load_spec, version_ref
 from segpipe.stores import Stores
+from segpipe.vocabulary import RunFiles
 
 log = logging.getLogger("segpipe.api")
 
@@ -67,7 +68,7 @@ def _lookup(stores: Stores, job_id: str) -> str | None:
         row = version(name) if version else stores.versions.get(name, int(which))
         return row.task if row is not None else None
     path = Path(ref)
-    config = (path if path.is_dir() else path.parent) / "config.yaml"
+    config = (path if path.is_dir() else path.parent) / RunFiles.CONFIG
     return _task_of_config_text(config.read_text()) if config.is_file() else None
 
 

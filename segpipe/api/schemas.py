@@ -13,13 +13,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from segpipe import jobkinds
 from segpipe.stores import Job, ModelVersion, PromotionDecision
+from segpipe.vocabulary import JobState
 
 MAX_INT64 = 2**63 - 1  # SQL OFFSET / 64-bit columns; larger numbers are refused at the door, not sent on
 MAX_INT32 = 2**31 - 1  # model version numbers are INTEGER columns
 # from the one registry of job kinds (`segpipe.jobkinds`): what may be submitted, and what may be listed
 JobKindIn = Literal[jobkinds.submittable()]  # type: ignore[valid-type]
 JobKind = Literal[jobkinds.names()]  # type: ignore[valid-type]
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QueueName = Literal["gpu", "cpu"]
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from segpipe.cli import app
+from segpipe.vocabulary import MODEL_EXPORT_FORMAT_NAMES
 
 console = Console(highlight=False)
 
@@ -17,7 +18,7 @@ console = Console(highlight=False)
 @app.command("export")
 def export_cmd(
     model: str = typer.Argument(..., help="Run directory, checkpoint, or model version NAME@production / NAME@3."),
-    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help=f"One of {', '.join(MODEL_EXPORT_FORMAT_NAMES)}."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN/export/FORMAT)."),
     image_size: int | None = typer.Option(
         None, "--image-size", min=16, help="Input side for classification/segmentation (default: training size)."
@@ -34,9 +35,9 @@ def export_cmd(
     from segpipe.config import is_model_ref
     from segpipe.data.images import read_image
     from segpipe.engine.predict import image_items, resolve_checkpoint
-    from segpipe.export import EXPORT_FORMATS, export_model, record_export
+    from segpipe.model_export import MODEL_EXPORT_FORMATS, export_model, record_export
 
-    EXPORT_FORMATS.get(fmt)  # unknown formats fail before any work, listing the known ones
+    MODEL_EXPORT_FORMATS.get(fmt)  # unknown formats fail before any work, listing the known ones
     base = None
     if is_model_ref(model):
         from segpipe.pipeline import resolve_model_ref

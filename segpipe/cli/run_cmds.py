@@ -12,7 +12,9 @@ from rich.table import Table
 
 from segpipe.cli import app
 from segpipe.errors import ConfigError
+from segpipe.masks.formats import PREDICTION_FORMATS
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
+from segpipe.vocabulary import DEFAULT_SEGMENTATION, SEGMENTATION_CHOICES
 
 console = Console(highlight=False)
 
@@ -95,13 +97,14 @@ def predict(
     model: Path = typer.Option(..., "--model", help="Run directory (uses best.pt) or checkpoint file."),
     images: Path = typer.Option(..., "--images", help="Folder of images to predict."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    formats: str | None = typer.Option(None, "--format", help="Comma-separated export formats: coco, coco-results, "
-                                       "cvat-mask, label-studio, png, polygons, overlay, csv (default: the task's)."),
+    formats: str | None = typer.Option(None, "--format", help="Comma-separated prediction formats: "
+                                       f"{', '.join(PREDICTION_FORMATS.names())} (default: the task's)."),
     annotations: Path | None = typer.Option(None, "--annotations", help="COCO file listing the images (ids kept)."),
     score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", min=0, max=1),
     image_url_prefix: str = typer.Option("/data/local-files/?d=", "--image-url-prefix",
                                          help="label-studio: data.image = prefix + file name."),
-    segmentation: str = typer.Option("rle", "--segmentation", help="coco / label-studio masks: rle, polygons or both."),
+    segmentation: str = typer.Option(DEFAULT_SEGMENTATION, "--segmentation",
+                                     help=f"coco / label-studio masks: {', '.join(SEGMENTATION_CHOICES)}."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Sliding-window tiles (semantic/binary)."),
     tile_overlap: float = typer.Option(0.25, "--tile-overlap", min=0, max=0.9),
     tile_border: str = typer.Option("zero", "--tile-border", help="Tiles: 'zero' padding or 'mirror' (overlap-tile)."),
@@ -118,8 +121,8 @@ def predict(
     from segpipe.masks.formats import check_formats
 
     names = check_formats(formats.split(","), None) if formats else None  # unknown names: ConfigError
-    if segmentation not in ("rle", "polygons", "both"):
-        raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
+    if segmentation not in SEGMENTATION_CHOICES:
+        raise ConfigError(f"--segmentation {segmentation!r}: use one of {', '.join(SEGMENTATION_CHOICES)}")
     cfg = PredictConfig(images=images, score_threshold=score_threshold, tile_size=tile_size, tile_overlap=tile_overlap,
                         tile_border=tile_border, tta=tta,
                         formats=names, batch_size=batch_size, topk=topk, image_url_prefix=image_url_prefix,

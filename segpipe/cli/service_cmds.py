@@ -17,8 +17,10 @@ from rich.table import Table
 from segpipe import jobkinds
 from segpipe.cli import app
 from segpipe.errors import ConfigError
+from segpipe.masks.formats import PREDICTION_FORMATS
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.cli.run_cmds import OVERRIDES_HELP
+from segpipe.vocabulary import DEFAULT_SEGMENTATION, SEGMENTATION_CHOICES
 
 console = Console(highlight=False)
 STATE_COLOURS = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
@@ -177,12 +179,13 @@ def cancel(job_id: str = typer.Argument(...)) -> None:
 def masks(
     job_id: str = typer.Argument(..., help="A finished predict job."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    fmt: str = typer.Option("coco", "--format", help="Comma-separated export formats: coco, coco-results, cvat-mask, "
-                            "label-studio, png, polygons, overlay, csv."),
+    fmt: str = typer.Option("coco", "--format", help="Comma-separated prediction formats: "
+                            f"{', '.join(PREDICTION_FORMATS.names())}."),
     score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", min=0, max=1),
     image_url_prefix: str = typer.Option("/data/local-files/?d=", "--image-url-prefix",
                                          help="label-studio: data.image = prefix + file name."),
-    segmentation: str = typer.Option("rle", "--segmentation", help="coco / label-studio masks: rle, polygons or both."),
+    segmentation: str = typer.Option(DEFAULT_SEGMENTATION, "--segmentation",
+                                     help=f"coco / label-studio masks: {', '.join(SEGMENTATION_CHOICES)}."),
     with_images: bool = typer.Option(False, "--with-images", help="coco: copy the images into images/."),
     categories: str | None = typer.Option(None, "--categories", help="Only these categories, by original id, "
                                           "comma-separated (e.g. 3,7); default: all."),
@@ -195,8 +198,8 @@ def masks(
     from segpipe.job_exports import export_job
     from segpipe.masks.formats import parse_category_ids
 
-    if segmentation not in ("rle", "polygons", "both"):
-        raise ConfigError(f"--segmentation {segmentation!r}: use rle, polygons or both")
+    if segmentation not in SEGMENTATION_CHOICES:
+        raise ConfigError(f"--segmentation {segmentation!r}: use one of {', '.join(SEGMENTATION_CHOICES)}")
     modes: dict[str, bool | None] = {"auto": None, "suppress": True, "keep": False}
     if duplicates not in modes:
         raise ConfigError(f"--duplicates {duplicates!r}: use suppress, keep or auto")

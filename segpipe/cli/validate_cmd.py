@@ -14,6 +14,7 @@ from rich.table import Table
 
 from segpipe.cli import app
 from segpipe.config import TaskKind
+from segpipe.vocabulary import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from segpipe.data.validate import Issue, Report
@@ -35,7 +36,7 @@ def validate(
         None, "--foreground-value", min=0, max=255, help="Binary masks: the foreground value (default: any non-zero)."
     ),
     mask_suffix: str = typer.Option(".png", "--mask-suffix", help="Mask file = image stem + this."),
-    ignore_index: int = typer.Option(255, "--ignore-index", min=0, max=255, help="Mask value to ignore."),
+    ignore_index: int = typer.Option(IGNORE_INDEX, "--ignore-index", min=0, max=255, help="Mask value to ignore."),
     as_json: bool = typer.Option(
         False, "--json", help="Print every issue as JSON on stdout: {ok, errors, warnings, reports: {split: report}}."
     ),

@@ -50,6 +50,7 @@ from segpipe.data.sample import Sample, empty_boxes, empty_masks
 from segpipe.data.targets import masks_to_boxes
 from segpipe.errors import ConfigError, DataError
 from segpipe.registry import Registry
+from segpipe.vocabulary import IGNORE_INDEX
 
 PresetBuilder = Callable[[str, int, int], list[A.BasicTransform]]
 PRESETS: Registry[PresetBuilder] = Registry("augmentation preset")
@@ -165,7 +166,7 @@ def letterbox_size(height: int, width: int, image_size: int) -> tuple[int, int]:
 
 
 def build_transform(
-    augment: AugmentConfig, task: str, image_size: int, train: bool, ignore_index: int = 255
+    augment: AugmentConfig, task: str, image_size: int, train: bool, ignore_index: int = IGNORE_INDEX
 ) -> PairedTransform:
     """The paired transform for one split.
 
@@ -204,7 +205,7 @@ def _compose(transforms: list[A.BasicTransform], task: str) -> A.Compose:
     return A.Compose(transforms, bbox_params=bbox_params)
 
 
-def eval_transforms(task: str, image_size: int, ignore_index: int = 255) -> list[A.BasicTransform]:
+def eval_transforms(task: str, image_size: int, ignore_index: int = IGNORE_INDEX) -> list[A.BasicTransform]:
     """Deterministic evaluation/prediction transforms (see the module docstring)."""
     if task == "classification":
         return [A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, mask_interpolation=NEAREST)]

@@ -49,6 +49,7 @@ from segpipe.data.targets import (
     xywh_to_xyxy,
 )
 from segpipe.errors import ConfigError, DataError
+from segpipe.vocabulary import IGNORE_INDEX
 
 _REQUIRED_KEYS = {"images": ("id", "file_name"), "annotations": ("id", "image_id", "category_id"),
                   "categories": ("id", "name")}
@@ -159,7 +160,7 @@ class CocoSource:
         categories: Sequence[str | int] | None = None,
         classification_source: str = "crops",
         crop_padding: float = 0.1,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         exclude_images: Collection[int] = (),
         exclude_annotations: Collection[int] = (),
     ) -> None:

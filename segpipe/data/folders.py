@@ -29,6 +29,7 @@ from segpipe.data.images import IMAGE_SUFFIXES, read_image, read_mask
 from segpipe.data.sample import Sample
 from segpipe.errors import ConfigError, DataError
 from segpipe.paths import active_roots
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -61,7 +62,7 @@ class MaskFolderSource:
         classes: Sequence[str] | None = None,
         foreground_value: int | None = None,
         mask_suffix: str = ".png",
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         if task not in ("semantic", "binary"):
             raise ConfigError(f"image + mask folders fit tasks semantic and binary, not {task!r}")

@@ -24,6 +24,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segpipe.errors import DataError
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 def where(annotation_id: int | None, image_id: int | str | None) -> str:
@@ -172,7 +173,7 @@ def instances_to_label_map(
     masks: np.ndarray,
     labels: np.ndarray | Sequence[int],
     crowd: np.ndarray | Sequence[bool] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
     """Rasterise instances into one H×W ``uint8`` semantic label map (0 = background).
 
@@ -200,7 +201,7 @@ def instances_to_label_map(
 def instances_to_binary(
     masks: np.ndarray,
     crowd: np.ndarray | Sequence[bool] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> np.ndarray:
     """Foreground/background H×W ``uint8`` map: 1 where any non-crowd instance is, else 0.
 

@@ -50,6 +50,7 @@ from segpipe.data.validate_coco import validate_coco
 from segpipe.data.validate_common import Issue, Report
 from segpipe.data.validate_folders import validate_class_folders, validate_mask_folders
 from segpipe.errors import ConfigError
+from segpipe.vocabulary import IGNORE_INDEX
 
 __all__ = [
     "Issue",
@@ -105,7 +106,7 @@ def validate_paths(
     classes: list[str] | None = None,
     foreground_value: int | None = None,
     mask_suffix: str = ".png",
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     decode: bool = True,
 ) -> Report:
     """Validate one dataset given by paths: {images, annotations} (COCO), {images, masks} (mask

@@ -25,6 +25,7 @@ from segpipe.data.validate_common import (
     strict_decoding,
 )
 from segpipe.errors import ConfigError, DataError
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 def validate_mask_folders(
@@ -35,7 +36,7 @@ def validate_mask_folders(
     classes: list[str] | None = None,
     foreground_value: int | None = None,
     mask_suffix: str = ".png",
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     decode: bool = True,
 ) -> Report:
     """Check ``images_dir/<stem>.<ext>`` against ``masks_dir/<stem><mask_suffix>``.

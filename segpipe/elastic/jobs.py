@@ -37,12 +37,12 @@ from segpipe.elastic.launch import (
 from segpipe.elastic.rank import RESULT, RankContext
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import NodeSpec, dump_spec
+from segpipe.vocabulary import RunFiles, TERMINAL_STATES
 
 log = logging.getLogger("segpipe.elastic")
 NODE_KIND = "train-node"
 CANCEL_GRACE = 30.0  # seconds ranks have to stop by themselves after a cancel before they are killed
 NODE_END_GRACE = 60.0  # seconds the leader waits, after its ranks are done, for the other nodes' agents to exit
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def node_job_id(job_id: str, attempt: int, node: int) -> str:
@@ -161,7 +161,7 @@ def wait_for_nodes(run: Any, ids: list[str], timeout: float) -> None:
     while True:
         states = {job_id: run.stores.jobs.get(job_id).state for job_id in ids}
         waiting = [job_id for job_id, state in states.items() if state == "queued"]
-        ended = [job_id for job_id, state in states.items() if state in TERMINAL]
+        ended = [job_id for job_id, state in states.items() if state in TERMINAL_STATES]
         if not waiting and not ended:
             return
         if ended or run.should_stop() or time.monotonic() > deadline:
@@ -182,7 +182,7 @@ def await_nodes_end(run: Any, ids: list[str], grace: float) -> None:
     ``grace`` seconds is asked to stop, so a stuck host never keeps a succeeded job's node open.
     """
     deadline = time.monotonic() + grace
-    while any(run.stores.jobs.get(job_id).state not in TERMINAL for job_id in ids):
+    while any(run.stores.jobs.get(job_id).state not in TERMINAL_STATES for job_id in ids):
         if time.monotonic() > deadline:
             log.warning("job %s: node(s) still running %g s after the ranks ended; stopping them", run.job_id, grace)
             release_nodes(run.stores, run.job_id, keep=())
@@ -193,7 +193,7 @@ def await_nodes_end(run: Any, ids: list[str], grace: float) -> None:
 def release_nodes(stores: Any, job_id: str, keep: tuple[str, ...]) -> None:
     """Cancel the job's node rows that are still open (queued ones at once; running ones stop their agent)."""
     for child in stores.shards.children(job_id):
-        if child.kind == NODE_KIND and child.id not in keep and child.state not in TERMINAL:
+        if child.kind == NODE_KIND and child.id not in keep and child.state not in TERMINAL_STATES:
             stores.jobs.request_cancel(child.id)
 
 
@@ -211,7 +211,7 @@ def read_result(run_dir: Path) -> Any:
     state = TrainState.from_dict(raw["state"])
     state.stop_reason = raw["state"].get("stop_reason")
     best = run_dir / BEST
-    return TrainResult(run_dir, state, raw.get("metrics") or {}, CategoryMap.load(run_dir / "categories.json"),
+    return TrainResult(run_dir, state, raw.get("metrics") or {}, CategoryMap.load(run_dir / RunFiles.CATEGORIES),
                        best if best.is_file() else None, run_dir / LAST, raw.get("tracking") or {})
 
 
@@ -237,7 +237,7 @@ def _node_stop(run: Any, spec: NodeSpec) -> Any:
         if run.lease_lost.is_set():
             return "lease lost"
         parent = run.stores.jobs.get(spec.parent)
-        if parent.state in TERMINAL:
+        if parent.state in TERMINAL_STATES:
             return f"job {spec.parent} ended ({parent.state})"
         if parent.lease_owner != spec.leader_owner:
             return f"job {spec.parent} has a new first node ({parent.lease_owner})"

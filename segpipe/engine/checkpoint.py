@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from segpipe.errors import WeightsError
+from segpipe.vocabulary import RunFiles
 
-LAST = "last.pt"
-BEST = "best.pt"
+LAST = RunFiles.LAST
+BEST = RunFiles.BEST
 RESUME_ONLY = frozenset({"optimizer", "scheduler", "scaler", "rng"})
 
 

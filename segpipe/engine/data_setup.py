@@ -21,6 +21,7 @@ from segpipe.models.tasks import adapter_class
 from segpipe.data.validate import validate_config
 from segpipe.engine.sampler import EpochSampler
 from segpipe.errors import ConfigError, DataError
+from segpipe.vocabulary import IGNORE_INDEX, RunFiles
 
 _SHOWN_ISSUES = 8
 
@@ -41,7 +42,7 @@ class DataBundle:
 def eval_transform(config: JobConfig) -> Any:
     """Evaluation transform: the task adapter's (None for detectors, which resize internally)."""
     data = config.data
-    ignore = data.ignore_index if data is not None else 255
+    ignore = data.ignore_index if data is not None else IGNORE_INDEX
     return adapter_class(config.task).eval_transform(config.augment, config.train.image_size, ignore, config.predict)
 
 
@@ -81,7 +82,7 @@ def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str
         # also lists the ids `skip_invalid` left out of training
         record = {split: {**r.to_dict(), "skipped": skipped.get(split, {"images": [], "annotations": []})}
                   for split, r in reports.items()}
-        (run_dir / "validation.json").write_text(json.dumps(record, indent=1, default=str))
+        (run_dir / RunFiles.VALIDATION).write_text(json.dumps(record, indent=1, default=str))
     if failure is not None:
         raise failure
     return skipped

@@ -37,6 +37,7 @@ from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
 from segpipe.prediction import Prediction
 from segpipe.ranking.fingerprints import dhash
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 @dataclass
@@ -95,7 +96,7 @@ def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
     load_trained_state(model, ckpt["model"], path)
     dev = device_for(device, DistInfo())  # `auto` picks CUDA when present, as training does
     model.to(dev).eval()
-    ignore = config.data.ignore_index if config.data else 255
+    ignore = config.data.ignore_index if config.data else IGNORE_INDEX
     adapter = get_adapter(config.task, num_labels=cmap.num_labels, in_channels=config.model.in_channels, ignore_index=ignore)
     return LoadedModel(model, adapter, config, cmap, dev, path)
 

@@ -20,6 +20,7 @@ import numpy as np
 from segpipe.data.augment import letterbox_size
 from segpipe.data.categories import CategoryMap
 from segpipe.data.sample import Sample
+from segpipe.vocabulary import IGNORE_INDEX, RunFiles
 
 CURVES = "curves.png"
 VAL_OVERLAYS = "val_overlays.png"
@@ -32,7 +33,7 @@ SHOWN_IMAGES = 6
 def draw_curves(run_dir: Path) -> Path | None:
     from segpipe.masks.charts import plot_curves
 
-    log = run_dir / "metrics.jsonl"
+    log = run_dir / RunFiles.METRICS_LOG
     if not log.is_file():
         return None
     path, _ = plot_curves(log, run_dir / "plots" / CURVES)
@@ -83,7 +84,7 @@ def ground_truth(batch: dict[str, Any], i: int, image: np.ndarray) -> Sample:
                       boxes=t["boxes"].numpy().astype(np.float32).reshape(-1, 4))
     if "label_maps" in batch:
         label_map = batch["label_maps"][i].numpy()
-        label_map = np.where((label_map >= 0) & (label_map <= 255), label_map, 255).astype(np.uint8)
+        label_map = np.where((label_map >= 0) & (label_map <= 255), label_map, IGNORE_INDEX).astype(np.uint8)
         return Sample(image=image, image_id=image_id, label_map=label_map)
     if "class_ids" in batch:
         return Sample(image=image, image_id=image_id, class_id=int(batch["class_ids"][i]))

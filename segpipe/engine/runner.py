@@ -59,6 +59,7 @@ from segpipe.models import get_adapter, model_spec
 from segpipe.models.adapter import TaskAdapter
 from segpipe.models.finetune import backbone_parameters
 from segpipe.models.registry import build_model_reported
+from segpipe.vocabulary import RunFiles
 
 log = logging.getLogger("segpipe.train")
 # Under DDP the stop decision is a collective every rank joins (rank 0 decides, `_agreed`): asked every
@@ -108,12 +109,12 @@ def train(
     configure_threads(cfg.threads)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_mod.dump(config))
+        (run_dir / RunFiles.CONFIG).write_text(config_mod.dump(config))
 
     data = prepare_data(config, run_dir if info.is_main else None, rank=info.rank, world_size=info.world_size)
     cmap = data.category_map
     if info.is_main:
-        cmap.save(run_dir / "categories.json")
+        cmap.save(run_dir / RunFiles.CATEGORIES)
 
     model, load_report = build_model_reported(config.model, config.task, cmap.num_labels, cmap)
     model = dist_mod.sync_batchnorm(model, device, info) if cfg.sync_batchnorm else model
@@ -166,7 +167,7 @@ def train(
         reseed_epoch(data.train_loader, cfg.seed + info.rank, epoch)
 
     throughput = Throughput()
-    hooks: list[Hook] = [ThroughputHook(throughput), CheckpointHook(run_dir), MetricsLogHook(run_dir / "metrics.jsonl")]
+    hooks: list[Hook] = [ThroughputHook(throughput), CheckpointHook(run_dir), MetricsLogHook(run_dir / RunFiles.METRICS_LOG)]
     if cfg.early_stop_patience:
         hooks.append(EarlyStopHook(cfg.early_stop_patience))
     if should_stop is not None:
@@ -197,7 +198,7 @@ def train(
     return TrainResult(run_dir, state, metrics, cmap, best if best.is_file() else None, run_dir / LAST, refs)
 
 
-RUN_FILES = ("config.yaml", "categories.json", "metrics.json", "metrics.jsonl", "validation.json")
+RUN_FILES = RunFiles.SUMMARY
 
 
 def run_files(run_dir: Path) -> dict[str, Path]:
@@ -290,7 +291,7 @@ def finish_run(
         model.load_state_dict(load_checkpoint(run_dir / BEST, map_location=device)["model"])
     showcase = run_pictures.ValidationShowcase()
     metrics = evaluate(model, adapter, data.val_loader, evaluator, device, amp, on_batch=showcase.keep)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (run_dir / RunFiles.METRICS).write_text(json.dumps(metrics, indent=1))
     showcase.draw(data.category_map, plots / run_pictures.VAL_OVERLAYS, overlay_score_threshold)
     run_pictures.draw_evaluation(evaluator, metrics, plots)
     return metrics

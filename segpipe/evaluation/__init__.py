@@ -17,6 +17,7 @@ from segpipe.evaluation.classify import ClassificationEvaluator
 from segpipe.evaluation.coco import CocoEvaluator
 from segpipe.evaluation.semantic import BinaryEvaluator, SemanticEvaluator, confusion_matrix
 from segpipe.prediction import Prediction
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 class Evaluator(Protocol):
@@ -34,7 +35,7 @@ def make_evaluator(
     category_map: CategoryMap,
     *,
     coco_gt: COCO | str | Path | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Evaluator:
     """The evaluator for a task kind. ``coco_gt`` (a COCO object or annotation file, original image
     sizes) is required for ``instance`` (box and mask AP) and ``detection`` (box AP)."""

@@ -22,6 +22,7 @@ from segpipe.data.categories import CategoryMap
 from segpipe.data.sample import Sample
 from segpipe.errors import DataError
 from segpipe.prediction import Prediction
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 def confusion_matrix(
@@ -99,7 +100,7 @@ class SemanticEvaluator:
     primary_metric = "miou"
 
     def __init__(
-        self, category_map: CategoryMap | None = None, num_classes: int | None = None, ignore_index: int = 255
+        self, category_map: CategoryMap | None = None, num_classes: int | None = None, ignore_index: int = IGNORE_INDEX
     ) -> None:
         if num_classes is None:
             if category_map is None:
@@ -162,7 +163,7 @@ class BinaryEvaluator(SemanticEvaluator):
 
     primary_metric = "iou"
 
-    def __init__(self, category_map: CategoryMap | None = None, ignore_index: int = 255) -> None:
+    def __init__(self, category_map: CategoryMap | None = None, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__(category_map, num_classes=2, ignore_index=ignore_index)
         if category_map is not None and category_map.num_categories == 1:
             self.class_names = ["background", category_map.names[0]]

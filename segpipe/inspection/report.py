@@ -28,6 +28,7 @@ from segpipe.inspection.filters import FilterGrid, save_filter_grid
 from segpipe.inspection.layers import LayerTable, layer_table
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
+from segpipe.vocabulary import IGNORE_INDEX
 
 FILTER_FILE = "filters.png"
 
@@ -78,7 +79,7 @@ def from_config(config: JobConfig, num_labels: int | None = None, source: str = 
     init = f"weights from {config.model.weights}" if trained else "random init"
     if config.model.backbone_weights is not None and not trained:
         init = f"backbone weights from {config.model.backbone_weights}, rest random"
-    ignore = config.data.ignore_index if config.data else 255
+    ignore = config.data.ignore_index if config.data else IGNORE_INDEX
     adapter = get_adapter(config.task, num_labels=num_labels, in_channels=config.model.in_channels,
                           ignore_index=ignore)
     return Inspectable(model, adapter, config, num_labels, f"{source} ({init})", trained, notes)
@@ -154,6 +155,6 @@ def inspect_model(
 def model_input_image(config: JobConfig, image: str | Path | np.ndarray, size: int) -> np.ndarray:
     """The image as the model takes it: the job's evaluation transform at `size` (H×W×3 uint8 RGB)."""
     array = read_image(image) if isinstance(image, (str, Path)) else image
-    ignore = config.data.ignore_index if config.data else 255
+    ignore = config.data.ignore_index if config.data else IGNORE_INDEX
     transform = build_transform(config.augment, config.task, size, train=False, ignore_index=ignore)
     return transform(Sample(image=array, image_id="inspect")).image

@@ -27,8 +27,8 @@ from pycocotools import mask as mask_utils
 from segpipe.data.categories import CategoryMap
 from segpipe.errors import DataError
 from segpipe.prediction import Instance, Prediction
+from segpipe.vocabulary import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 _CONTOUR_SCALE = 2  # contours are traced on a 2× nearest-upsampled mask, see mask_to_polygons
 
 # ---------------------------------------------------------------------------------------------

@@ -25,13 +25,14 @@ import numpy as np
 from segpipe.data.categories import CategoryMap
 from segpipe.masks import encode
 from segpipe.prediction import Prediction
+from segpipe.vocabulary import SCORE_FLOOR
 
 #: The one default score threshold: predict jobs, ``segpipe predict``, ``segpipe masks``, the export API
 #: and overlays keep instances scoring at least this much unless told otherwise.
 DEFAULT_SCORE_THRESHOLD = 0.5
 #: What a predict job stores: every instance scoring at least this much. The threshold above is a view
 #: applied when exporting, so ``segpipe masks --score-threshold 0.1`` finds what the job saw.
-DEFAULT_SCORE_FLOOR = 0.05
+DEFAULT_SCORE_FLOOR = SCORE_FLOOR
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from torch import nn
 from segpipe.errors import ConfigError
 from segpipe.prediction import Prediction
 from segpipe.registry import Registry
+from segpipe.vocabulary import IGNORE_INDEX, SCORE_FLOOR
 
 Batch = dict[str, Any]
 
@@ -51,7 +52,7 @@ class TaskAdapter(ABC):
     default_monitor: ClassVar[str]
     monitor_mode: ClassVar[Literal["max", "min"]] = "max"
 
-    def __init__(self, *, num_labels: int, in_channels: int = 3, ignore_index: int = 255) -> None:
+    def __init__(self, *, num_labels: int, in_channels: int = 3, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_outputs = self.outputs_for(num_labels)
         self.num_labels = num_labels
         self.in_channels = in_channels
@@ -71,7 +72,7 @@ class TaskAdapter(ABC):
         """Named scalar losses for a prepared batch; puts the model in train mode if it is not."""
 
     @abstractmethod
-    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:
+    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = SCORE_FLOOR) -> list[Prediction]:
         """One Prediction per image of a prepared batch (eval mode, no grad)."""
 
     def eval_step(self, model: nn.Module, batch: Batch) -> tuple[dict[str, torch.Tensor] | None, list[Prediction]]:
@@ -88,7 +89,7 @@ class TaskAdapter(ABC):
         raise NotImplementedError(f"task {self.task!r} has no dense logits (models return instances)")
 
     @classmethod
-    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = IGNORE_INDEX, predict: Any = None) -> Any:
         """The deterministic transform evaluation and prediction apply to an image (and its targets):
         the task's resize / letterbox to `image_size`. None: images go in as they are. `predict`: the
         config's PredictConfig (segmentation evaluates at native resolution with ``evaluate_tiled``)."""

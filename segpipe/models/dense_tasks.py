@@ -35,6 +35,7 @@ from segpipe.models.adapter import (
 from segpipe.models.dense_inference import dihedral_average, tiled_logits, transformed_batch
 from segpipe.models.uncertainty import margin_uncertainty, sigmoid_entropy, softmax_entropy
 from segpipe.prediction import Prediction
+from segpipe.vocabulary import IGNORE_INDEX, SCORE_FLOOR
 
 
 def required_multiple(model: nn.Module) -> int:
@@ -75,7 +76,7 @@ class _TensorBatchAdapter(TaskAdapter):
         train_mode(model)
         return self.loss_from_logits(self.forward_logits(model, batch), batch[self.target_key])
 
-    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:
+    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = SCORE_FLOOR) -> list[Prediction]:
         """Eval mode, no grad; `score_threshold` does not apply to these tasks (arg-max / 0.5 rule)."""
         model.eval()
         with torch.no_grad():
@@ -161,7 +162,7 @@ class _SegmentationAdapter(_TensorBatchAdapter):
     tiling: Any = None  # a PredictConfig with evaluate_tiled and tile_size: evaluation at native resolution
 
     @classmethod
-    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = IGNORE_INDEX, predict: Any = None) -> Any:
         if predict is not None and predict.evaluate_tiled and predict.tile_size:
             return None  # native resolution: eval_step slides windows over each image
         return super().eval_transform(augment, image_size, ignore_index)
@@ -268,7 +269,7 @@ class SemanticAdapter(_SegmentationAdapter):
 
     @classmethod
     def outputs_for(cls, num_labels: int) -> int:
-        need_labels(cls.task, num_labels, 2, 255)  # a uint8 label map holds 0..254 beside ignore 255
+        need_labels(cls.task, num_labels, 2, IGNORE_INDEX)  # a uint8 label map holds 0..254 beside ignore 255
         return num_labels
 
     def loss_from_logits(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ from segpipe.errors import ConfigError
 from segpipe.models.registry import BuildContext, Params, register_model
 from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
+from segpipe.vocabulary import SCORE_FLOOR
 
 _RESNET_BODY = BackboneSpec("backbone.body", skip=("fc.",))  # ImageNet resnet: its fc is not used
 # An ImageNet mobilenet_v3_large file names the conv stack "features."; its classifier is not used.
@@ -39,7 +40,7 @@ class RcnnParams(Params):
     )
     max_size: int = Field(1333, ge=1, description="cap on the longer side after resizing")
     box_detections_per_img: int = Field(100, ge=1)
-    box_score_thresh: float = Field(0.05, ge=0, le=1, description="detections below are dropped")
+    box_score_thresh: float = Field(SCORE_FLOOR, ge=0, le=1, description="detections below are dropped")
     box_nms_thresh: float = Field(0.5, gt=0, le=1)
     box_batch_size_per_image: int = Field(
         512, ge=1, description="proposals sampled per image to train the box (and mask) heads"

@@ -31,6 +31,7 @@ from segpipe.models.adapter import (
 )
 from segpipe.models.uncertainty import score_entropy
 from segpipe.prediction import Instance, Prediction
+from segpipe.vocabulary import IGNORE_INDEX, SCORE_FLOOR
 
 _MASK_THRESHOLD = 0.5  # Mask R-CNN mask probabilities → binary masks
 # Instances scored below this say nothing about the image's uncertainty (torchvision's own box floor).
@@ -48,7 +49,7 @@ def encode_masks(masks: np.ndarray) -> list[dict]:
 class _RcnnAdapter(TaskAdapter):
     with_masks: bool = False
 
-    def __init__(self, *, num_labels: int, in_channels: int = 3, ignore_index: int = 255) -> None:
+    def __init__(self, *, num_labels: int, in_channels: int = 3, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__(num_labels=num_labels, in_channels=in_channels, ignore_index=ignore_index)
         if in_channels != 3:
             raise ConfigError(
@@ -105,7 +106,7 @@ class _RcnnAdapter(TaskAdapter):
         return dict(model(batch["images"], batch["targets"]))
 
     @classmethod
-    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = 255, predict: Any = None) -> Any:
+    def eval_transform(cls, augment: Any, image_size: int, ignore_index: int = IGNORE_INDEX, predict: Any = None) -> Any:
         """None: torchvision detectors resize internally and answer in the input's pixels, so
         predictions land in original coordinates as COCO evaluation needs."""
         return None
@@ -124,7 +125,7 @@ class _RcnnAdapter(TaskAdapter):
             p.instances = [inst for inst in p.instances if inst.score >= floor]
         return preds
 
-    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = 0.05) -> list[Prediction]:
+    def predict(self, model: nn.Module, batch: Batch, score_threshold: float = SCORE_FLOOR) -> list[Prediction]:
         require_prepared(batch)
         model.eval()
         with torch.no_grad():

@@ -19,6 +19,7 @@ from segpipe.config import TASK_KINDS
 from segpipe.models.adapter import ADAPTERS, Batch, TaskAdapter
 from segpipe.models.dense_tasks import BinaryAdapter, ClassificationAdapter, SemanticAdapter
 from segpipe.models.rcnn_tasks import DetectionAdapter, InstanceAdapter
+from segpipe.vocabulary import IGNORE_INDEX
 
 __all__ = [
     "ADAPTERS",
@@ -42,7 +43,7 @@ def adapter_class(task: str) -> type[TaskAdapter]:
     return ADAPTERS.get(task)
 
 
-def get_adapter(task: str, *, num_labels: int, in_channels: int = 3, ignore_index: int = 255) -> TaskAdapter:
+def get_adapter(task: str, *, num_labels: int, in_channels: int = 3, ignore_index: int = IGNORE_INDEX) -> TaskAdapter:
     """A ready adapter for one job.
 
     num_labels:   CategoryMap.num_labels (background included for semantic/binary/instance/detection).

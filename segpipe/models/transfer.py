@@ -34,6 +34,7 @@ from torch import nn
 
 from segpipe.errors import WeightsError
 from segpipe.models.weights import mismatch_message
+from segpipe.vocabulary import RunFiles
 
 _STEP_COUNTER = "num_batches_tracked"
 _WRAPPER_PREFIXES = ("module.", "model.")
@@ -88,7 +89,7 @@ class LoadReport:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``load_report.json`` into `folder` (a run directory); returns its path."""
-        path = Path(folder) / "load_report.json"
+        path = Path(folder) / RunFiles.LOAD_REPORT
         path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
 

@@ -46,6 +46,7 @@ from torch import nn
 
 from segpipe.config import VERSION_REF
 from segpipe.errors import WeightsError
+from segpipe.vocabulary import RunFiles
 
 _SHOWN = 10  # keys listed per kind of mismatch; the count says how many there are in all
 # BatchNorm's step counter: absent from FrozenBatchNorm2d and from old checkpoints, harmless either way.
@@ -69,7 +70,7 @@ class BackboneSpec:
 
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
-_RUN_CHECKPOINTS = ("best.pt", "last.pt")
+_RUN_CHECKPOINTS = (RunFiles.BEST, RunFiles.LAST)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

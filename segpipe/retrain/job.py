@@ -34,6 +34,7 @@ from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.gate import decide, scalar_metrics
 from segpipe.retrain.schedule import dataset_paths
 from segpipe.stores import ModelVersion, PromotionDecision, Stores
+from segpipe.vocabulary import RunFiles
 
 if TYPE_CHECKING:
     from segpipe.engine.runner import TrainResult
@@ -57,7 +58,7 @@ def version_files(version: ModelVersion, stores: Stores) -> dict[str, Any]:
     the list of loaded tensor names) and its exports (``segpipe export``), each None / {} when absent."""
     folder = checkpoint_path(version, stores).parent if version.checkpoint else None
     out: dict[str, Any] = {"load_report": None, "exports": {}}
-    for key, name in (("load_report", "load_report.json"), ("exports", "exports.json")):
+    for key, name in (("load_report", RunFiles.LOAD_REPORT), ("exports", RunFiles.EXPORTS)):
         path = folder / name if folder is not None else None
         if path is not None and path.is_file():
             try:

@@ -23,6 +23,7 @@ from segpipe.snapshots.split import split_snapshot
 from segpipe.snapshots.store import Snapshot, SnapshotStore
 from segpipe.storage.uri import is_uri
 from segpipe.stores import Stores
+from segpipe.vocabulary import RunFiles
 
 _LABEL = re.compile(r"<(?:Label|Choice)\b[^>]*\bvalue=\"([^\"]+)\"", re.IGNORECASE)
 
@@ -55,7 +56,7 @@ def production_categories(stores: Stores, name: str) -> list[tuple[int, str]]:
     checkpoint = Path(version.checkpoint)
     if not checkpoint.is_absolute():
         checkpoint = stores.artifacts.root / checkpoint
-    categories = checkpoint.parent / "categories.json"
+    categories = checkpoint.parent / RunFiles.CATEGORIES
     if not categories.is_file():
         raise ConfigError(f"model {name}@{version.version}: {categories} is missing; it names the classes")
     cmap = CategoryMap.load(categories)

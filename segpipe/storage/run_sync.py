@@ -13,9 +13,10 @@ from pathlib import Path
 
 from segpipe.engine.hooks import Hook
 from segpipe.stores.artifacts import ArtifactStore
+from segpipe.vocabulary import RunFiles
 
 log = logging.getLogger("segpipe.storage")
-SYNCED = ("last.pt", "best.pt", "config.yaml", "categories.json", "metrics.jsonl")
+SYNCED = RunFiles.SYNCED
 
 
 class CheckpointUpload(Hook):
@@ -46,7 +47,7 @@ class CheckpointUpload(Hook):
 def restore_run(artifacts: ArtifactStore, job_id: str, run_dir: Path) -> bool:
     """Copy the job's uploaded run folder into ``run_dir`` unless this worker already has a ``last.pt``
     there. True when a checkpoint was restored (the training then resumes from it)."""
-    if artifacts.remote is None or (run_dir / "last.pt").is_file():
+    if artifacts.remote is None or (run_dir / RunFiles.LAST).is_file():
         return False
     if not artifacts.exists(job_id, "run/last.pt"):
         return False
@@ -99,18 +100,18 @@ def pull_newer_checkpoint(artifacts: ArtifactStore, job_id: str, run_dir: Path) 
     fs = remote.filesystem(base)
     incoming = run_dir / ".last.pt.remote"
     run_dir.mkdir(parents=True, exist_ok=True)
-    fs.get_file((base / "last.pt").key, str(incoming))
+    fs.get_file((base / RunFiles.LAST).key, str(incoming))
 
     def progress(path: Path) -> tuple[int, int]:
         state = load_checkpoint(path, map_location="cpu").get("train_state", {})
         return int(state.get("step", 0)), int(state.get("epoch", 0))
 
-    local = run_dir / "last.pt"
+    local = run_dir / RunFiles.LAST
     if local.is_file() and progress(local) >= progress(incoming):
         incoming.unlink()
         return False
     incoming.replace(local)
     if artifacts.exists(job_id, "run/best.pt"):
-        fs.get_file((base / "best.pt").key, str(run_dir / "best.pt"))
+        fs.get_file((base / RunFiles.BEST).key, str(run_dir / RunFiles.BEST))
     log.info("job %s: newer checkpoint taken from %s", job_id, artifacts.remote)
     return True

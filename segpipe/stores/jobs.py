@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores.db import Store, changed
 from segpipe.stores.models import JOB_STATES, TERMINAL_STATES, Job, new_job_id, utcnow
+from segpipe.vocabulary import ACTIVE_STATES
 
 Clock = Callable[[], datetime]
 MAX_ERROR_CHARS = 500
@@ -350,7 +351,7 @@ class JobStore:
             result = changed(
                 session,
                 _by_id(job_id)
-                .where(Job.state.in_(("queued", "running")))
+                .where(Job.state.in_(ACTIVE_STATES))
                 .values(
                     state="failed",
                     error=one_line(error),
@@ -438,7 +439,7 @@ def _end(session: Session, job_id: str, now: datetime, state: str, error: str | 
     """Move a not-finished job to a terminal state (used where no worker owns it); returns the new row."""
     session.execute(
         _by_id(job_id)
-        .where(Job.state.in_(("queued", "running")))
+        .where(Job.state.in_(ACTIVE_STATES))
         .values(state=state, error=error, finished_at=now, updated_at=now, lease_expires_at=None)
     )
     session.expire_all()

@@ -34,8 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+from segpipe.vocabulary import JOB_STATES, TERMINAL_STATES
+
 STAGES: tuple[str, ...] = ("candidate", "production", "archived")
 DECISION_OUTCOMES: tuple[str, ...] = ("promoted", "rejected")
 # gate: a retraining job's promotion gate; manual: `segpipe promote` / POST …/promote; rollback: `segpipe rollback`

@@ -32,8 +32,7 @@ from sqlalchemy.orm import Session
 from segpipe.stores.db import Store, changed
 from segpipe.stores.jobs import queued_job
 from segpipe.stores.models import Job, RetrainSlot, utcnow
-
-ACTIVE_STATES: tuple[str, ...] = ("queued", "running")
+from segpipe.vocabulary import ACTIVE_STATES
 
 
 @dataclass(frozen=True)

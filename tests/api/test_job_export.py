@@ -103,12 +103,12 @@ def test_bad_formats_and_jobs(sqlite_client: TestClient, sqlite_stores: Stores, 
     job_id = _job(sqlite_stores, tmp_path)
     r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "voc"}, headers=ANNOTATOR)
     assert r.status_code == 422
-    assert r.json()["error"] == ("unknown export format 'voc'; known: coco, coco-results, csv, cvat-mask, "
+    assert r.json()["error"] == ("unknown prediction format 'voc'; known: coco, coco-results, csv, cvat-mask, "
                                  "label-studio, overlay, png, polygons")
     classify = _job(sqlite_stores, tmp_path / "cls", task="classification")
     r = sqlite_client.get(f"/jobs/{classify}/export", params={"format": "png"}, headers=ANNOTATOR)
     assert r.status_code == 422
-    assert "export format 'png' does not fit a classification job (it fits: semantic, binary, instance)" in r.json()["error"]
+    assert "prediction format 'png' does not fit a classification job (it fits: semantic, binary, instance)" in r.json()["error"]
     train = claimed_job(sqlite_stores, kind="train", config="task: binary\nmodel: {name: unet}\n")
     r = sqlite_client.get(f"/jobs/{train}/export", params={"format": "coco"}, headers=ANNOTATOR)
     assert r.status_code == 409 and "only predict jobs have exports" in r.json()["error"]

@@ -7,7 +7,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from segpipe.api.uploads import safe_stem
+from segpipe.api.upload_stream import safe_stem
 from segpipe.settings import Settings
 from tests.api.conftest import ANNOTATOR, ENGINEER
 

@@ -70,7 +70,7 @@ def test_masks_names_the_known_formats(job: tuple[str, np.ndarray], tmp_path: Pa
     job_id, _ = job
     result = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "o"), "--format", "rle"])
     assert result.exit_code == 2
-    assert "unknown export format 'rle'; known: coco, coco-results, csv, cvat-mask" in result.output
+    assert "unknown prediction format 'rle'; known: coco, coco-results, csv, cvat-mask" in result.output
     result = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "o"), "--format", "csv,coco"])
     assert result.exit_code == 0, result.output
 

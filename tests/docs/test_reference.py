@@ -116,11 +116,11 @@ def test_cli_and_api_pages_come_from_the_app_and_the_openapi_document(reference:
 
 
 def test_the_registries_page_lists_every_registered_name(reference: ModuleType) -> None:
-    from segpipe.masks.formats import FORMATS
+    from segpipe.masks.formats import PREDICTION_FORMATS
     from segpipe.models.registry import MODELS
 
     page = reference.registries_reference()
-    for name in [*MODELS.names(), *FORMATS.names(), "torchvision", "smp", "predict-shard"]:
+    for name in [*MODELS.names(), *PREDICTION_FORMATS.names(), "torchvision", "smp", "predict-shard"]:
         assert f"| `{name}` |" in page, name
 
 

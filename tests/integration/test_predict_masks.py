@@ -144,6 +144,6 @@ def test_predict_job_exports_import_into_the_tools(svc: Service, tiny_model: Pat
     results = json.loads(fetch("coco-results"))  # one format, one file: served as it is
     assert len(results) == sum(len(v) for v in stored.values())
 
-    for bad, message in (("nope", "known: coco, coco-results"), ("csv,cvat-mask,detection", "unknown export format")):
+    for bad, message in (("nope", "known: coco, coco-results"), ("csv,cvat-mask,detection", "unknown prediction format")):
         r = svc.client.get(f"/jobs/{job_id}/export", params={"format": bad}, headers=ANNOTATOR)
         assert r.status_code == 422 and message in r.json()["error"], r.text

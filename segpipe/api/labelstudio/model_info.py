@@ -16,6 +16,7 @@ from segpipe.errors import ConfigError
 from segpipe.jobspec import version_ref
 from segpipe.pipeline import resolve_version
 from segpipe.stores import Stores
+from segpipe.vocabulary import RunFiles
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def resolve_model(stores: Stores, ref: str) -> ModelInfo:
     checkpoint = Path(version.checkpoint)
     if not checkpoint.is_absolute():
         checkpoint = stores.artifacts.root / checkpoint
-    categories_file = checkpoint.parent / "categories.json"
+    categories_file = checkpoint.parent / RunFiles.CATEGORIES
     if not categories_file.is_file():
         raise ApiError(422, f"model {version.name}@{version.version}: {categories_file} is missing; it names the classes")
     cmap = CategoryMap.load(categories_file)

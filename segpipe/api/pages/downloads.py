@@ -13,20 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from segpipe.masks.formats import FORMATS, formats_for
+from segpipe.masks.formats import PREDICTION_FORMATS, formats_for
 
 
 def export_links(job_id: str, task: str | None, image_url_prefix: str | None = None) -> list[dict[str, str]]:
     """``[{name, description, url}]``; all formats when the task is not known yet (no image stored).
     ``image_url_prefix`` goes on the label-studio link, so its tasks point where Label Studio serves the
     images (`label_studio_prefix`)."""
-    names = formats_for(task) if task else FORMATS.names()
+    names = formats_for(task) if task else PREDICTION_FORMATS.names()
     links = []
     for name in names:
         url = f"/jobs/{quote(job_id, safe='')}/export?format={quote(name, safe='')}&score_threshold=0"
         if name == "label-studio" and image_url_prefix:
             url += f"&image_url_prefix={quote(image_url_prefix, safe='')}"
-        links.append({"name": name, "description": FORMATS.entry(name).description, "url": url})
+        links.append({"name": name, "description": PREDICTION_FORMATS.entry(name).description, "url": url})
     return links
 
 

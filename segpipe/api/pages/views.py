@@ -40,13 +40,13 @@ from segpipe.stores.prediction_pages import (
     job_categories,
     stored_image_counts,
 )
+from segpipe.vocabulary import JOB_STATES, TERMINAL_STATES
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 JOBS_PER_PAGE = 25
 IMAGES_PER_PAGE = 48
 MAX_IMAGES_PER_PAGE = 200
 LABEL_NEXT_SHOWN = 24
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 _CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -83,7 +83,6 @@ def colour_of(position: int) -> str:
     return PALETTE[position % len(PALETTE)]
 
 
-_FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 _categories_cache: OrderedDict[tuple[int, str], list[CategoryCount]] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -96,7 +95,7 @@ def categories_of(ctx: ApiContext, job_id: str, state: str) -> list[CategoryCoun
             _categories_cache.move_to_end(key)
             return _categories_cache[key]
     found = job_categories(ctx.stores.db, job_id)
-    if state in _FINISHED:
+    if state in TERMINAL_STATES:
         with _cache_lock:
             _categories_cache[key] = found
             while len(_categories_cache) > 32:

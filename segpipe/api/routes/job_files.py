@@ -26,10 +26,11 @@ from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.schemas import ArtifactList, ArtifactOut, ErrorOut, FolderListing
 from segpipe.errors import SegpipeError
-from segpipe.masks.formats import FORMATS
+from segpipe.masks.formats import PREDICTION_FORMATS
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.masks.stored import stream_results_json
 from segpipe.stores import Stores
+from segpipe.vocabulary import Segmentation
 
 router = APIRouter(prefix="/jobs", tags=["job files"])
 MAX_LISTED_FILES = 10_000
@@ -232,11 +233,11 @@ def job_results(
 def job_export(
     job_id: str,
     format: str = Query(..., max_length=200, description="export format(s), comma-separated: "
-                        + ", ".join(FORMATS.names())),
+                        + ", ".join(PREDICTION_FORMATS.names())),
     score_threshold: float = Query(DEFAULT_SCORE_THRESHOLD, ge=0, le=1),
     image_url_prefix: str = Query("/data/local-files/?d=", max_length=2000,
                                   description="label-studio: data.image = this prefix + the image's file name"),
-    segmentation: Literal["rle", "polygons", "both"] = Query("rle", description="masks in coco / label-studio"),
+    segmentation: Segmentation = Query("rle", description="masks in coco / label-studio"),
     categories: str | None = Query(
         None, max_length=2000, pattern=r"^([0-9]{1,10}(,[0-9]{1,10})*)?$",
         description="only these categories, by original category id, comma-separated (e.g. 3,7); absent: "
@@ -265,7 +266,7 @@ def job_export(
                            only_categories=only_categories,
                            suppress_duplicates={"auto": None, "suppress": True, "keep": False}[duplicates])
         headers = {"X-Segpipe-Job-State": job.state, "X-Content-Type-Options": "nosniff"}
-        single = FORMATS.get(names[0]).single_file if len(files) == 1 else None
+        single = PREDICTION_FORMATS.get(names[0]).single_file if len(files) == 1 else None
         if single is not None:
             path = scratch / "out" / single
             return FileResponse(path, filename=f"{job_id}-{single}", headers=headers, background=cleanup,

@@ -18,11 +18,12 @@ from starlette.background import BackgroundTask
 from segpipe.api.auth import Principal, annotator
 from segpipe.api.deps import context, ApiContext
 from segpipe.api.errors import ApiError
-from segpipe.api.job_images import BROWSER_TYPES
+from segpipe.api.image_lookup import BROWSER_TYPES
 from segpipe.api.schemas import MAX_INT64, ErrorOut
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.ranking.select import DEFAULT_MIN_DISTANCE
 from segpipe.stores.prediction_pages import image_page, job_categories
+from segpipe.vocabulary import Segmentation
 
 router = APIRouter(prefix="/jobs", tags=["job images"])
 MAX_PAGE = 500
@@ -85,7 +86,7 @@ def label_next(
                                   description="label-studio: data.image = this prefix + the image's file name"),
     score_threshold: float = Query(DEFAULT_SCORE_THRESHOLD, ge=0, le=1,
                                    description="label-studio, cvat: instances scoring below it are left out"),
-    segmentation: Literal["rle", "polygons", "both"] = Query("rle", description="masks in label-studio / cvat"),
+    segmentation: Segmentation = Query("rle", description="masks in label-studio / cvat"),
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> dict[str, object] | FileResponse:

@@ -1,7 +1,7 @@
 """``POST /uploads`` (engineer+): image files for a predict job, stored under ``<first data root>/uploads/<id>/``.
 
 The answer's ``images`` (``uploads/<id>``, relative to the first data root) goes straight into a
-predict job's ``images``. Limits and checks are in `segpipe.api.uploads`.
+predict job's ``images``. Limits and checks are in `segpipe.api.upload_stream`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from segpipe.api.auth import Principal, engineer
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.schemas import ErrorOut, UploadedFile, UploadOut
-from segpipe.api.uploads import MultipartImageWriter, multipart_boundary
+from segpipe.api.upload_stream import MultipartImageWriter, multipart_boundary
 from segpipe.data.admission import ImageLimits
 
 router = APIRouter(tags=["uploads"])

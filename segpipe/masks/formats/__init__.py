@@ -1,4 +1,4 @@
-"""The one export layer: every way predictions leave segpipe goes through `FORMATS` by name.
+"""The prediction-format layer: every way predictions leave segpipe goes through `PREDICTION_FORMATS` by name.
 
 ``segpipe predict --format``, a predict job's ``predict.formats``, ``segpipe masks JOB --format`` and
 ``GET /jobs/{id}/export?format=`` all call `export` (or `MultiExport`) with `ExportImage`\\ s built from
@@ -16,7 +16,7 @@ categories of ``ExportContext.only_categories``) every writer applies. Formats (
 
 from segpipe.masks.formats import coco, cvat_mask, files, label_studio, png, polygons  # noqa: F401  (registers)
 from segpipe.masks.formats.base import (
-    FORMATS,
+    PREDICTION_FORMATS,
     TASKS,
     ExportContext,
     FormatWriter,
@@ -30,5 +30,5 @@ from segpipe.masks.formats.base import (
     prelabel_rows,
 )
 
-__all__ = ["FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
+__all__ = ["PREDICTION_FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
            "formats_for", "kept_rows", "parse_category_ids", "prelabel_rows"]

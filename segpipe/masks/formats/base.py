@@ -5,7 +5,7 @@ a time (`add`) so nothing is collected in memory that the format does not need, 
 to finish its files (it returns their paths). Registering a writer with the task kinds it fits is
 all a new format takes::
 
-    @FORMATS.register("my-format", description="…", tags=("instance", "semantic"))
+    @PREDICTION_FORMATS.register("my-format", description="…", tags=("instance", "semantic"))
     class MyWriter(FormatWriter): ...
 """
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from segpipe.errors import ConfigError, DataError
 from segpipe.paths import PathNotAllowed, output_path
 from segpipe.masks.duplicates import DEFAULT_DUPLICATE_IOU, suppress_duplicates
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
 from segpipe.registry import Registry
+from segpipe.vocabulary import Segmentation
 
 TASKS = ("classification", "semantic", "binary", "instance", "detection")
 
@@ -47,7 +47,7 @@ class ExportContext:
     task: str
     categories: Sequence[tuple[int, str]]
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
-    segmentation: Literal["rle", "polygons", "both"] = "rle"
+    segmentation: Segmentation = "rle"
     image_url_prefix: str = "/data/local-files/?d="
     model_version: str = "segpipe"
     with_images: bool = False
@@ -107,7 +107,7 @@ class FormatWriter:
         return path
 
 
-FORMATS: Registry[type[FormatWriter]] = Registry("export format")
+PREDICTION_FORMATS: Registry[type[FormatWriter]] = Registry("prediction format")
 
 
 def check_formats(names: Iterable[str], task: str | None) -> list[str]:
@@ -115,12 +115,12 @@ def check_formats(names: Iterable[str], task: str | None) -> list[str]:
     and the tasks it fits for one that does not fit ``task`` (None: task unknown, not checked)."""
     checked = list(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not checked:
-        raise ConfigError(f"no export format given; known: {', '.join(FORMATS.names())}")
+        raise ConfigError(f"no prediction format given; known: {', '.join(PREDICTION_FORMATS.names())}")
     for name in checked:
-        entry = FORMATS.entry(name)
+        entry = PREDICTION_FORMATS.entry(name)
         if task is not None and task not in entry.tags:
             fits = ", ".join(t for t in TASKS if t in entry.tags)
-            raise ConfigError(f"export format {name!r} does not fit a {task} job (it fits: {fits})")
+            raise ConfigError(f"prediction format {name!r} does not fit a {task} job (it fits: {fits})")
     return checked
 
 
@@ -133,7 +133,7 @@ def default_formats(task: str) -> list[str]:
 
 def formats_for(task: str) -> list[str]:
     """The format names that fit a task kind."""
-    return FORMATS.names(tag=task)
+    return PREDICTION_FORMATS.names(tag=task)
 
 
 def kept_rows(image: ExportImage, ctx: ExportContext, annotator_facing: bool = False) -> list[PredictionRow]:
@@ -178,7 +178,7 @@ def export(images: Iterable[ExportImage], names: Sequence[str], ctx: ExportConte
 
     Images stream through all writers at once, so the rows are read a single time."""
     checked = check_formats(names, ctx.task)
-    writers = {name: FORMATS.get(name)(Path(out), ctx) for name in checked}
+    writers = {name: PREDICTION_FORMATS.get(name)(Path(out), ctx) for name in checked}
     try:
         for image in images:
             for writer in writers.values():
@@ -195,7 +195,7 @@ class MultiExport:
 
     def __init__(self, names: Sequence[str], ctx: ExportContext, out: Path) -> None:
         self.names = check_formats(names, ctx.task)
-        self.writers = {name: FORMATS.get(name)(Path(out), ctx) for name in self.names}
+        self.writers = {name: PREDICTION_FORMATS.get(name)(Path(out), ctx) for name in self.names}
         self.images = 0
 
     def add(self, image: ExportImage) -> None:

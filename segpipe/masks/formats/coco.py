@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.masks import encode
-from segpipe.masks.formats.base import FORMATS, ExportContext, FormatWriter, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 
 _COMPACT = (",", ":")
 
 
-@FORMATS.register("coco", description="COCO instances dataset (CVAT 'COCO 1.0'): annotations/instances_default.json",
+@PREDICTION_FORMATS.register("coco", description="COCO instances dataset (CVAT 'COCO 1.0'): annotations/instances_default.json",
                   tags=("instance", "detection", "semantic", "binary"))
 class CocoWriter(FormatWriter):
     def __init__(self, out: Path, ctx: ExportContext) -> None:
@@ -114,7 +114,7 @@ def row_to_result(row: PredictionRow, image_id: int | str) -> dict[str, Any]:
     return result
 
 
-@FORMATS.register("coco-results", description="COCO results list (COCO.loadRes / COCOeval): predictions.json",
+@PREDICTION_FORMATS.register("coco-results", description="COCO results list (COCO.loadRes / COCOeval): predictions.json",
                   tags=("instance", "detection", "semantic", "binary", "classification"))
 class CocoResultsWriter(FormatWriter):
     single_file = "predictions.json"

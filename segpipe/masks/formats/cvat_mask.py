@@ -23,7 +23,7 @@ import numpy as np
 
 from segpipe.errors import DataError
 from segpipe.masks import encode
-from segpipe.masks.formats.base import FORMATS, ExportContext, FormatWriter, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, kept_rows
 from segpipe.masks.formats.png import painting_order
 from segpipe.masks.rows import ExportImage
 
@@ -53,7 +53,7 @@ def _png_rgb(rgb: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-@FORMATS.register("cvat-mask", description="CVAT 'Segmentation mask 1.1' zip: cvat-mask.zip",
+@PREDICTION_FORMATS.register("cvat-mask", description="CVAT 'Segmentation mask 1.1' zip: cvat-mask.zip",
                   tags=("instance", "semantic", "binary"))
 class CvatMaskWriter(FormatWriter):
     single_file = "cvat-mask.zip"

@@ -16,7 +16,7 @@ import numpy as np
 
 from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
-from segpipe.masks.formats.base import FORMATS, ExportContext, FormatWriter, TASKS, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, TASKS, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 from segpipe.prediction import Instance, Prediction
 
@@ -46,7 +46,7 @@ def rows_to_prediction(image: ExportImage, rows: Sequence[PredictionRow], ctx: E
     return pred, cmap
 
 
-@FORMATS.register("overlay", description="the prediction drawn over each image: overlays/<name>.png", tags=TASKS)
+@PREDICTION_FORMATS.register("overlay", description="the prediction drawn over each image: overlays/<name>.png", tags=TASKS)
 class OverlayWriter(FormatWriter):
     def add(self, image: ExportImage) -> None:
         from segpipe.masks import render
@@ -57,7 +57,7 @@ class OverlayWriter(FormatWriter):
         self.written.append(render.save_overlay(image.load(), pred, cmap, self.path("overlays", image.stem + ".png")))
 
 
-@FORMATS.register("csv", description="table of classes/objects per image: predictions.csv", tags=TASKS)
+@PREDICTION_FORMATS.register("csv", description="table of classes/objects per image: predictions.csv", tags=TASKS)
 class CsvWriter(FormatWriter):
     single_file = "predictions.csv"
     FIELDS = ("file", "image_id", "rank", "category_id", "category_name", "score")

@@ -35,7 +35,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from segpipe.masks import encode
-from segpipe.masks.formats.base import FORMATS, ExportContext, FormatWriter, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 
 RLE_FIELD_BITS = (3, 4, 8, 16)  # run-length field sizes, smallest first
@@ -196,7 +196,7 @@ def task_for(image: ExportImage, rows: Sequence[PredictionRow], ctx: ExportConte
     return {"data": data, "predictions": [prediction]}
 
 
-@FORMATS.register("label-studio", description="Label Studio tasks JSON with predictions + label_config.xml",
+@PREDICTION_FORMATS.register("label-studio", description="Label Studio tasks JSON with predictions + label_config.xml",
                   tags=("instance", "detection", "semantic", "binary", "classification"))
 class LabelStudioWriter(FormatWriter):
     annotator_facing = True  # pre-labels: duplicates suppressed by default

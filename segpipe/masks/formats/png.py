@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from segpipe.masks import encode
-from segpipe.masks.formats.base import FORMATS, FormatWriter, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 
 
@@ -92,7 +92,7 @@ def instance_sidecar(image: ExportImage, rows: Sequence[PredictionRow], id_map: 
     }
 
 
-@FORMATS.register("png", description="class-id PNG per image (+ instance map and sidecar JSON for instance jobs)",
+@PREDICTION_FORMATS.register("png", description="class-id PNG per image (+ instance map and sidecar JSON for instance jobs)",
                   tags=("instance", "semantic", "binary"))
 class PngWriter(FormatWriter):
     def add(self, image: ExportImage) -> None:

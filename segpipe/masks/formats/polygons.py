@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from segpipe.masks import encode
-from segpipe.masks.formats.base import FORMATS, FormatWriter, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 
 
@@ -43,7 +43,7 @@ def document(image: ExportImage, rows: Sequence[PredictionRow], tolerance: float
             "objects": objects(rows, tolerance)}
 
 
-@FORMATS.register("polygons", description="polygons JSON per image (image size, category id and name, score)",
+@PREDICTION_FORMATS.register("polygons", description="polygons JSON per image (image size, category id and name, score)",
                   tags=("instance", "detection", "semantic", "binary"))
 class PolygonsWriter(FormatWriter):
     def add(self, image: ExportImage) -> None:

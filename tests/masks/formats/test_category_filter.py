@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from segpipe.errors import ConfigError
-from segpipe.masks.formats import FORMATS, TASKS, ExportContext, export, kept_rows, parse_category_ids
+from segpipe.masks.formats import PREDICTION_FORMATS, TASKS, ExportContext, export, kept_rows, parse_category_ids
 from segpipe.masks.rows import ExportImage
 from tests.masks.formats.samples import CASES, CATEGORIES, case
 
-PAIRS = [(entry.name, task) for entry in FORMATS for task in TASKS if task in entry.tags and task in CASES]
+PAIRS = [(entry.name, task) for entry in PREDICTION_FORMATS for task in TASKS if task in entry.tags and task in CASES]
 
 
 def _with_pixels(images: list[ExportImage]) -> list[ExportImage]:

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from segpipe.errors import ConfigError, DataError
-from segpipe.masks.formats import FORMATS, TASKS, check_formats, default_formats, export
+from segpipe.masks.formats import PREDICTION_FORMATS, TASKS, check_formats, default_formats, export
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, mask_to_brush_rle
 from segpipe.masks.rows import ExportImage
 from tests.masks.formats.samples import CASES, case
 
-PAIRS = [(entry.name, task) for entry in FORMATS for task in TASKS if task in entry.tags and task in CASES]
+PAIRS = [(entry.name, task) for entry in PREDICTION_FORMATS for task in TASKS if task in entry.tags and task in CASES]
 
 
 @pytest.mark.parametrize(("fmt", "task"), PAIRS)
@@ -57,11 +57,11 @@ def test_empty_images_in_one_layer_formats(tmp_path: Path) -> None:
 
 
 def test_unknown_and_unfit_formats_are_named() -> None:
-    with pytest.raises(ConfigError, match="unknown export format 'rle'; known: coco, coco-results, csv, cvat-mask"):
+    with pytest.raises(ConfigError, match="unknown prediction format 'rle'; known: coco, coco-results, csv, cvat-mask"):
         check_formats(["rle"], "instance")
     with pytest.raises(ConfigError, match="'cvat-mask' does not fit a detection job \\(it fits: semantic, binary, instance\\)"):
         check_formats(["coco", "cvat-mask"], "detection")
-    with pytest.raises(ConfigError, match="no export format given"):
+    with pytest.raises(ConfigError, match="no prediction format given"):
         check_formats([" "], "instance")
     for task in TASKS:
         assert check_formats(default_formats(task), task)

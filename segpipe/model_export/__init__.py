@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from segpipe.errors import ConfigError
-from segpipe.export.formats import EXPORT_FORMATS, ExportError, ExportFormat
-from segpipe.export.graph import DYNAMIC_CHOICES, graph_spec, model_inputs, preprocessing, torch_outputs
-from segpipe.export.parity import dense_parity, detection_parity
+from segpipe.model_export.formats import MODEL_EXPORT_FORMATS, ExportError, ExportFormat
+from segpipe.model_export.graph import DYNAMIC_CHOICES, graph_spec, model_inputs, preprocessing, torch_outputs
+from segpipe.model_export.parity import dense_parity, detection_parity
+from segpipe.vocabulary import RunFiles
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportFormat", "ExportResult", "export_model", "record_export"]
+__all__ = ["MODEL_EXPORT_FORMATS", "ExportError", "ExportFormat", "ExportResult", "export_model", "record_export"]
 
 
 @dataclass
@@ -57,7 +58,7 @@ def export_model(
     uint8 RGB arrays for the parity check (at most `check_images` are used)."""
     from segpipe.engine.predict import load_model
 
-    exporter = EXPORT_FORMATS.get(fmt)
+    exporter = MODEL_EXPORT_FORMATS.get(fmt)
     unknown = set(dynamic) - set(DYNAMIC_CHOICES)
     if unknown:
         raise ConfigError(f"dynamic axes {sorted(unknown)}: choose from {', '.join(DYNAMIC_CHOICES)}")
@@ -110,7 +111,7 @@ def record_export(run_dir: Path, result: ExportResult, base: Path | None = None)
     """Add an export to ``exports.json`` of the run directory a checkpoint / model version lives in
     (one entry per format; a new export of a format replaces the older one). Paths are relative to
     `base` (the artifact root for model versions) when the export lies under it."""
-    path = run_dir / "exports.json"
+    path = run_dir / RunFiles.EXPORTS
     entries = json.loads(path.read_text()) if path.is_file() else {}
     where = result.out_dir.resolve()
     if base is not None and where.is_relative_to(base.resolve()):

@@ -1,4 +1,4 @@
-"""Export formats: one registered piece each (``EXPORT_FORMATS``), found by name by ``segpipe export``.
+"""Export formats: one registered piece each (``MODEL_EXPORT_FORMATS``), found by name by ``segpipe export``.
 
 A format writes the graph of a model to a file and loads that file back as a function from one graph
 input to its outputs (numpy, in the graph's output order) — which is what the parity check runs.
@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from segpipe.errors import SegpipeError
-from segpipe.export.graph import GraphSpec
+from segpipe.model_export.graph import GraphSpec
 from segpipe.registry import Registry
+from segpipe.vocabulary import MODEL_EXPORT_FORMAT_NAMES
 
 Runner = Callable[[torch.Tensor], list[np.ndarray]]
 ONNX_OPSET = 17
@@ -40,7 +41,7 @@ class ExportFormat:
     load: Callable[[Path, GraphSpec], Runner]
 
 
-EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format")
+MODEL_EXPORT_FORMATS: Registry[ExportFormat] = Registry("model export format")
 
 
 def _example_args(spec: GraphSpec, example: torch.Tensor) -> tuple[object, ...]:
@@ -124,7 +125,9 @@ def _load_torchscript(path: Path, spec: GraphSpec) -> Runner:
     return run
 
 
-EXPORT_FORMATS.add("onnx", ExportFormat("model.onnx", _write_onnx, _load_onnx),
-                   description="ONNX (opset 17), checked with onnxruntime")
-EXPORT_FORMATS.add("torchscript", ExportFormat("model.ts", _write_torchscript, _load_torchscript),
-                   description="TorchScript (torch.jit), loadable from C++ libtorch or torch.jit.load")
+MODEL_EXPORT_FORMATS.add("onnx", ExportFormat("model.onnx", _write_onnx, _load_onnx),
+                         description="ONNX (opset 17), checked with onnxruntime")
+MODEL_EXPORT_FORMATS.add("torchscript", ExportFormat("model.ts", _write_torchscript, _load_torchscript),
+                         description="TorchScript (torch.jit), loadable from C++ libtorch or torch.jit.load")
+# The CLI lists the names without importing torch (`segpipe.vocabulary.MODEL_EXPORT_FORMAT_NAMES`).
+assert tuple(MODEL_EXPORT_FORMATS.names()) == MODEL_EXPORT_FORMAT_NAMES, "a model export format is not in the vocabulary"

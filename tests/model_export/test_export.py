@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from segpipe.cli import app
 from segpipe.data.categories import CategoryMap
-from segpipe.export import export_model
+from segpipe.model_export import export_model
 from tests.export.conftest import CLASSES, SHAPES
 from tests.models.synth import scene
 
@@ -95,7 +95,7 @@ def test_cli_exports_beside_the_checkpoint_and_records_it(checkpoint) -> None:
     exports = json.loads((run / "exports.json").read_text())
     assert exports["onnx"]["parity"]["passed"] is True
     bad = CliRunner().invoke(app, ["export", str(run), "--format", "tflite"])
-    assert bad.exit_code == 2 and "unknown export format 'tflite'; known: onnx, torchscript" in bad.output
+    assert bad.exit_code == 2 and "unknown model export format 'tflite'; known: onnx, torchscript" in bad.output
 
 
 def test_export_of_a_model_version_is_recorded_beside_it(checkpoint, tmp_path: Path, monkeypatch) -> None:
