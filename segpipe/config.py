@@ -30,10 +30,9 @@ from segpipe import safe_yaml
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_FLOOR, DEFAULT_SCORE_THRESHOLD
 from segpipe.storage.uri import Location
+from segpipe.task_kinds import DENSE_TASKS, TaskKind, traits
 from segpipe.vocabulary import IGNORE_INDEX, Segmentation
 
-TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
-TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 PRESET_NAMES: tuple[str, ...] = ("none", "light", "default", "heavy")
 # A model-version reference: NAME@production, NAME@latest, NAME@3 (resolved against the version store).
 VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
@@ -309,11 +308,11 @@ class JobConfig(Section):
         for split, src in (("train", self.data.train), ("val", self.data.val)):
             if src is None:
                 continue
-            if src.layout == "class_folders" and self.task != "classification":
+            if src.layout == "class_folders" and traits(self.task).target != "class_id":
                 raise ValueError(f"data.{split}: class-per-folder data ({{root}}) only fits task classification")
-            if src.layout == "mask_folders" and self.task not in ("semantic", "binary"):
+            if src.layout == "mask_folders" and not traits(self.task).dense:
                 raise ValueError(
-                    f"data.{split}: image + mask folders only fit tasks semantic and binary, not {self.task}"
+                    f"data.{split}: image + mask folders only fit tasks {' and '.join(DENSE_TASKS)}, not {self.task}"
                 )
         return self
 

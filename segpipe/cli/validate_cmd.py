@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from segpipe.cli import app
-from segpipe.config import TaskKind
+from segpipe.task_kinds import TaskKind
 from segpipe.vocabulary import IGNORE_INDEX
 
 if TYPE_CHECKING:

@@ -45,18 +45,17 @@ import cv2
 import numpy as np
 from albumentations.core.type_definitions import Targets
 
-from segpipe.config import TASK_KINDS, AugmentConfig
+from segpipe.config import AugmentConfig
 from segpipe.data.sample import Sample, empty_boxes, empty_masks
 from segpipe.data.targets import masks_to_boxes
 from segpipe.errors import ConfigError, DataError
 from segpipe.registry import Registry
+from segpipe.task_kinds import traits
 from segpipe.vocabulary import IGNORE_INDEX
 
 PresetBuilder = Callable[[str, int, int], list[A.BasicTransform]]
 PRESETS: Registry[PresetBuilder] = Registry("augmentation preset")
 
-STACKING_TASKS: tuple[str, ...] = ("classification", "semantic", "binary")
-SEGMENTATION_TASKS: tuple[str, ...] = ("semantic", "binary")
 
 NEAREST = cv2.INTER_NEAREST
 _NEAREST_FLAGS = (cv2.INTER_NEAREST, cv2.INTER_NEAREST_EXACT)
@@ -95,13 +94,13 @@ class PairedTransform:
     def __call__(self, sample: Sample) -> Sample:
         n = len(sample.labels)
         use_masks = len(sample.masks) > 0
-        use_boxes = not use_masks and self.task in ("instance", "detection")
+        use_boxes = not use_masks and traits(self.task).instances
         data: dict[str, Any] = {"image": sample.image}
         if sample.label_map is not None:
             data["mask"] = sample.label_map
         if use_masks:
             data["masks"] = sample.masks
-        if self.task in ("instance", "detection"):
+        if traits(self.task).instances:
             # The Compose has bbox_params for these tasks, which needs both keys on every call. The
             # "labels" we pass are positions, so one index selects labels, masks and annotation ids.
             data["bboxes"] = sample.boxes if use_boxes else empty_boxes()
@@ -176,13 +175,12 @@ def build_transform(
     Raises ConfigError for an unknown task, preset or transform, bad transform arguments, or masks
     interpolated with anything but nearest.
     """
-    if task not in TASK_KINDS:
-        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+    kind = traits(task)  # ConfigError for an unknown task
     if not train:
         transforms = eval_transforms(task, image_size, ignore_index)
     elif augment.pipeline is not None:
         transforms = transforms_from_dict(augment.pipeline, task)
-        if task in STACKING_TASKS:
+        if kind.stacks:
             transforms += _letterbox(image_size, _mask_fill(task, ignore_index), position="center")
     else:
         transforms = PRESETS.get(augment.preset)(task, image_size, ignore_index)
@@ -191,7 +189,7 @@ def build_transform(
 
 def _compose(transforms: list[A.BasicTransform], task: str) -> A.Compose:
     bbox_params = None
-    if task in ("instance", "detection"):
+    if traits(task).instances:
         bbox_params = A.BboxParams(
             format="pascal_voc",  # x1, y1, x2, y2 in pixels: segpipe's boxes as they are
             label_fields=["labels"],
@@ -207,13 +205,13 @@ def _compose(transforms: list[A.BasicTransform], task: str) -> A.Compose:
 
 def eval_transforms(task: str, image_size: int, ignore_index: int = IGNORE_INDEX) -> list[A.BasicTransform]:
     """Deterministic evaluation/prediction transforms (see the module docstring)."""
-    if task == "classification":
+    if traits(task).target == "class_id":
         return [A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, mask_interpolation=NEAREST)]
     return _letterbox(image_size, _mask_fill(task, ignore_index), position="top_left")
 
 
 def _mask_fill(task: str, ignore_index: int) -> int:
-    return ignore_index if task in SEGMENTATION_TASKS else 0
+    return ignore_index if traits(task).dense else 0
 
 
 def _letterbox(size: int, fill_mask: int, position: str) -> list[A.BasicTransform]:
@@ -234,10 +232,11 @@ def _letterbox(size: int, fill_mask: int, position: str) -> list[A.BasicTransfor
 def _preset_head(level: int, task: str, s: int, ignore_index: int) -> list[A.BasicTransform]:
     """Scale/crop to S×S. level: 0 none, 1 light, 2 default, 3 heavy."""
     fill_mask = _mask_fill(task, ignore_index)
-    if task in STACKING_TASKS:
+    kind = traits(task)
+    if kind.stacks:
         if level == 0:
             return eval_transforms(task, s, ignore_index)
-        min_scale = {1: 0.5, 2: 0.25, 3: 0.08 if task == "classification" else 0.1}[level]
+        min_scale = {1: 0.5, 2: 0.25, 3: 0.08 if kind.target == "class_id" else 0.1}[level]
         return [A.RandomResizedCrop((s, s), scale=(min_scale, 1.0), ratio=(3 / 4, 4 / 3), mask_interpolation=NEAREST)]
     head = _letterbox(s, fill_mask, position="top_left" if level == 0 else "center")
     if level >= 2:  # scale jitter on the square canvas: zoom out pads, zoom in crops
@@ -251,19 +250,20 @@ def _preset_head(level: int, task: str, s: int, ignore_index: int) -> list[A.Bas
 
 def _preset(level: int, task: str, s: int, ignore_index: int) -> list[A.BasicTransform]:
     fill_mask = _mask_fill(task, ignore_index)
+    kind = traits(task)
     transforms = _preset_head(level, task, s, ignore_index)
     if level == 0:
         return transforms
     transforms.append(A.HorizontalFlip(p=0.5))
-    if level == 3 and task != "classification":
+    if level == 3 and kind.target != "class_id":
         transforms.append(A.VerticalFlip(p=0.2))
-    if task in STACKING_TASKS and level >= 2:
+    if kind.stacks and level >= 2:
         rotate, shear, p = {2: (15.0, 5.0, 0.4), 3: (30.0, 10.0, 0.6)}[level]
         transforms.append(
             A.Affine(rotate=(-rotate, rotate), shear=(-shear, shear), scale=(0.9, 1.1), mask_interpolation=NEAREST,
                      fill=0, fill_mask=fill_mask, p=p)
         )  # fmt: skip
-    if level == 3 and task in SEGMENTATION_TASKS:
+    if level == 3 and kind.dense:
         # Displacement ∝ alpha / sigma, so alpha ∝ sigma² keeps the warp a fixed fraction of S
         # (mean ≈ 0.6 % of S). approximate=True: a fixed-size blur kernel, ~3× faster at 512 px.
         sigma = max(2.0, 0.04 * s)

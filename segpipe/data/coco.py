@@ -34,7 +34,6 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from segpipe.config import TASK_KINDS
 from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_image
 from segpipe.paths import active_roots, check_read, confine_name
@@ -49,6 +48,7 @@ from segpipe.data.targets import (
     xywh_to_xyxy,
 )
 from segpipe.errors import ConfigError, DataError
+from segpipe.task_kinds import traits
 from segpipe.vocabulary import IGNORE_INDEX
 
 _REQUIRED_KEYS = {"images": ("id", "file_name"), "annotations": ("id", "image_id", "category_id"),
@@ -110,11 +110,11 @@ def build_category_map(coco: COCO, task: str, categories: Sequence[str | int] | 
         raise DataError("the annotations define no categories")
     chosen = [c["id"] for c in cats] if categories is None else _resolve(cats, categories)
     names = {c["id"]: str(c["name"]) for c in cats}
-    if task == "binary":
+    kind = traits(task)
+    if kind.single_foreground:
         name = names[chosen[0]] if len(chosen) == 1 else "foreground"
         return CategoryMap((chosen[0],), (name,), offset=1, foreground_ids=tuple(chosen))
-    offset = 0 if task == "classification" else 1
-    return CategoryMap(tuple(chosen), tuple(names[i] for i in chosen), offset=offset)
+    return CategoryMap(tuple(chosen), tuple(names[i] for i in chosen), offset=kind.label_offset)
 
 
 def _resolve(cats: list[dict[str, Any]], wanted: Sequence[str | int]) -> list[int]:
@@ -164,8 +164,7 @@ class CocoSource:
         exclude_images: Collection[int] = (),
         exclude_annotations: Collection[int] = (),
     ) -> None:
-        if task not in TASK_KINDS:
-            raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+        traits(task)  # ConfigError for an unknown task
         if classification_source not in ("crops", "image"):
             raise ConfigError(f"classification_source {classification_source!r}; known: crops, image")
         self.images_dir = Path(images_dir)
@@ -180,7 +179,7 @@ class CocoSource:
         self._skip_images = frozenset(exclude_images)
         self._skip_anns = frozenset(exclude_annotations)
         image_ids = sorted(i for i in self.coco.imgs if i not in self._skip_images)
-        if task == "classification":
+        if traits(task).target == "class_id":
             index = self._crop_items if classification_source == "crops" else self._image_label_items
             self._items = [item for i in image_ids for item in index(i)]
         else:

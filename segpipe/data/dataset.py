@@ -28,14 +28,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from segpipe.config import TASK_KINDS
 from segpipe.data.sample import Sample
 from segpipe.data.sources import Source
-from segpipe.errors import ConfigError, DataError
+from segpipe.errors import DataError
+from segpipe.task_kinds import traits
 
 Item = dict[str, Any]
 Batch = dict[str, Any]
-_STACKED = ("classification", "semantic", "binary")
 
 
 class TaskDataset(Dataset[Item]):
@@ -48,8 +47,7 @@ class TaskDataset(Dataset[Item]):
     """
 
     def __init__(self, source: Source, transform: Callable[[Sample], Sample] | None, task: str) -> None:
-        if task not in TASK_KINDS:
-            raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+        traits(task)  # ConfigError for an unknown task
         self.source = source
         self.transform = transform
         self.task = task
@@ -68,17 +66,18 @@ class TaskDataset(Dataset[Item]):
 def sample_to_item(sample: Sample, task: str) -> Item:
     """One Sample → the tensors its task's collate needs (views of the arrays where possible)."""
     item: Item = {"image": _tensor(sample.image).permute(2, 0, 1), "image_id": sample.image_id, "meta": sample.meta}
-    if task == "classification":
+    kind = traits(task)
+    if kind.target == "class_id":
         if sample.class_id is None:
             raise DataError(f"image {sample.image_id}: classification sample without class_id")
         item["class_id"] = int(sample.class_id)
-    elif task in ("semantic", "binary"):
+    elif kind.dense:
         if sample.label_map is None:
             raise DataError(f"image {sample.image_id}: {task} sample without label_map")
         item["label_map"] = _tensor(sample.label_map)
     else:
         target = {"boxes": _tensor(sample.boxes), "labels": _tensor(sample.labels)}
-        if task == "instance":
+        if kind.instance_masks:
             if len(sample.masks) != len(sample.labels):
                 raise DataError(f"image {sample.image_id}: {len(sample.masks)} masks for {len(sample.labels)} labels")
             target["masks"] = _tensor(sample.masks)
@@ -96,21 +95,21 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 def collate(task: str) -> Callable[[list[Item]], Batch]:
     """The collate function for a task kind (picklable, so it works with spawned workers)."""
-    if task not in TASK_KINDS:
-        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
+    traits(task)  # ConfigError for an unknown task
     return functools.partial(collate_items, task=task)
 
 
 def collate_items(items: list[Item], task: str) -> Batch:
     """Items of one task → the batch dict described in the module docstring."""
     batch: Batch = {"image_ids": [it["image_id"] for it in items], "meta": [it["meta"] for it in items]}
-    if task in _STACKED:
+    kind = traits(task)
+    if kind.stacks:
         batch["images"] = _stack([it["image"] for it in items], torch.uint8, batch["image_ids"])
     else:
         batch["images"] = [it["image"] for it in items]
-    if task == "classification":
+    if kind.target == "class_id":
         batch["class_ids"] = torch.tensor([it["class_id"] for it in items], dtype=torch.int64)
-    elif task in ("semantic", "binary"):
+    elif kind.dense:
         batch["label_maps"] = _stack([it["label_map"] for it in items], torch.int64, batch["image_ids"])
     else:
         batch["targets"] = [it["target"] for it in items]

@@ -29,6 +29,7 @@ from segpipe.data.images import IMAGE_SUFFIXES, read_image, read_mask
 from segpipe.data.sample import Sample
 from segpipe.errors import ConfigError, DataError
 from segpipe.paths import active_roots
+from segpipe.task_kinds import DENSE_TASKS, traits
 from segpipe.vocabulary import IGNORE_INDEX
 
 
@@ -64,8 +65,8 @@ class MaskFolderSource:
         mask_suffix: str = ".png",
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        if task not in ("semantic", "binary"):
-            raise ConfigError(f"image + mask folders fit tasks semantic and binary, not {task!r}")
+        if not traits(task).dense:
+            raise ConfigError(f"image + mask folders fit tasks {' and '.join(DENSE_TASKS)}, not {task!r}")
         self.images_dir, self.masks_dir = Path(images_dir), Path(masks_dir)
         self.task = task
         self.foreground_value = foreground_value
@@ -105,7 +106,7 @@ class MaskFolderSource:
                 f"{mask_path}: mask is {mask.shape[0]}×{mask.shape[1]}, its image {image_path.name} is "
                 f"{image.shape[0]}×{image.shape[1]}"
             )
-        label_map = self._semantic(mask, mask_path) if self.task == "semantic" else self._binary(mask)
+        label_map = self._binary(mask) if traits(self.task).single_foreground else self._semantic(mask, mask_path)
         meta = {"file_name": image_path.name, "mask_file": mask_path.name, "orig_size": image.shape[:2]}
         return Sample(image, image_path.stem, label_map=label_map, meta=meta)
 
@@ -136,7 +137,7 @@ def _mask_category_map(task: str, classes: Sequence[str] | None, foreground_valu
     names = list(classes or [])
     if names and names[0].lower() == "background":
         names = names[1:]
-    if task == "binary":
+    if traits(task).single_foreground:
         value = 1 if foreground_value is None else int(foreground_value)
         return CategoryMap((value,), (names[0] if len(names) == 1 else "foreground",), 1, (value,))
     if not names:

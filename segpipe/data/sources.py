@@ -12,6 +12,7 @@ from segpipe.data.coco import CocoSource
 from segpipe.data.folders import ClassFolderSource, MaskFolderSource
 from segpipe.data.sample import ImageId, Sample
 from segpipe.errors import ConfigError
+from segpipe.task_kinds import traits
 
 
 @runtime_checkable
@@ -70,7 +71,7 @@ def build_source(
             ignore_index=data.ignore_index,
         )
     elif layout == "class_folders":
-        if task != "classification":
+        if traits(task).target != "class_id":
             raise ConfigError(f"class-per-folder data only fits task classification, not {task}")
         built = ClassFolderSource(source.root)  # type: ignore[arg-type]
     else:  # pragma: no cover - SourceConfig.layout has exactly three values

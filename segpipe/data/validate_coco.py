@@ -36,9 +36,10 @@ from segpipe.data.validate_common import (
 )
 from segpipe.data.validate_geometry import bbox_problem, segmentation_problems
 from segpipe.limits import text_limits
+from segpipe.task_kinds import TRAITS
 
-MASK_TASKS = ("instance", "semantic", "binary")
-BOX_TASKS = ("detection", "classification")
+MASK_TASKS = tuple(name for name, kind in TRAITS.items() if kind.needs_masks)
+BOX_TASKS = tuple(name for name, kind in TRAITS.items() if not kind.needs_masks)
 
 
 def validate_coco(

@@ -25,6 +25,7 @@ from segpipe.data.validate_common import (
     strict_decoding,
 )
 from segpipe.errors import ConfigError, DataError
+from segpipe.task_kinds import DENSE_TASKS, traits
 from segpipe.vocabulary import IGNORE_INDEX
 
 
@@ -48,8 +49,8 @@ def validate_mask_folders(
       non-zero value is foreground and every value is legal.
     `decode=False` compares sizes from the file headers only.
     """
-    if task not in ("semantic", "binary"):
-        raise ConfigError(f"image + mask folders fit tasks semantic and binary, not {task!r}")
+    if not traits(task).dense:
+        raise ConfigError(f"image + mask folders fit tasks {' and '.join(DENSE_TASKS)}, not {task!r}")
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     report = Report(source=f"mask folders {images_dir} + {masks_dir}")
     if not _folder_exists(images_dir, "images", report) or not _folder_exists(masks_dir, "masks", report):
@@ -64,7 +65,7 @@ def validate_mask_folders(
 
     pairs = _pair(images, masks, masks_dir, mask_suffix, report)
     allowed = _allowed_values(task, classes, foreground_value, ignore_index)
-    if task == "semantic" and not classes:
+    if not traits(task).single_foreground and not classes:
         report.warning("classes-unknown", "semantic masks without class names: pixel values are not checked "
                        "(a job needs data.classes)", file=masks_dir)
     image_checks = inspect_images([image for image, _ in pairs], decode)
@@ -151,7 +152,7 @@ def _inspect_mask(path: Path, decode: bool) -> _MaskCheck:
 def _allowed_values(task: str, classes: list[str] | None, foreground_value: int | None,
                     ignore_index: int) -> tuple[set[int], str] | None:
     """(allowed values, their description) or None when every value is legal."""
-    if task == "semantic":
+    if not traits(task).single_foreground:
         if not classes:
             return None
         k = len(classes) - (classes[0].lower() == "background")  # values 1..K name classes, 0 is background

@@ -37,7 +37,7 @@ from segpipe.elastic.launch import (
 from segpipe.elastic.rank import RESULT, RankContext
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobspec import NodeSpec, dump_spec
-from segpipe.vocabulary import RunFiles, TERMINAL_STATES
+from segpipe.vocabulary import TERMINAL_STATES, RunFiles
 
 log = logging.getLogger("segpipe.elastic")
 NODE_KIND = "train-node"

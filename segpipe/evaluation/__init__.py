@@ -17,6 +17,7 @@ from segpipe.evaluation.classify import ClassificationEvaluator
 from segpipe.evaluation.coco import CocoEvaluator
 from segpipe.evaluation.semantic import BinaryEvaluator, SemanticEvaluator, confusion_matrix
 from segpipe.prediction import Prediction
+from segpipe.task_kinds import TASK_KINDS, TRAITS
 from segpipe.vocabulary import IGNORE_INDEX
 
 
@@ -39,17 +40,17 @@ def make_evaluator(
 ) -> Evaluator:
     """The evaluator for a task kind. ``coco_gt`` (a COCO object or annotation file, original image
     sizes) is required for ``instance`` (box and mask AP) and ``detection`` (box AP)."""
-    if task == "classification":
+    kind = TRAITS.get(task)
+    if kind is None:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(sorted(TASK_KINDS))}")
+    if kind.target == "class_id":
         return ClassificationEvaluator(category_map)
-    if task == "semantic":
-        return SemanticEvaluator(category_map, ignore_index=ignore_index)
-    if task == "binary":
-        return BinaryEvaluator(category_map, ignore_index=ignore_index)
-    if task in ("instance", "detection"):
-        if coco_gt is None:
-            raise ValueError(f"task {task!r} is evaluated against COCO annotations; pass coco_gt")
-        return CocoEvaluator(coco_gt, category_map, ("bbox", "segm") if task == "instance" else ("bbox",))
-    raise ValueError(f"unknown task {task!r}; known: binary, classification, detection, instance, semantic")
+    if kind.dense:
+        evaluator = BinaryEvaluator if kind.single_foreground else SemanticEvaluator
+        return evaluator(category_map, ignore_index=ignore_index)
+    if coco_gt is None:
+        raise ValueError(f"task {task!r} is evaluated against COCO annotations; pass coco_gt")
+    return CocoEvaluator(coco_gt, category_map, kind.coco_iou_types)
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The scalar metrics each task's evaluation reports, by name: what a gate or a monitor may compare.
 
-A plain table (no torch, no evaluator imports), so a schedule or a config can be checked where it is
-loaded. ``tests/evaluation/test_metric_names.py`` runs every evaluator and adapter and fails if this
+The names are the task traits' ``metrics`` (`segpipe.task_kinds`: no torch, no evaluator imports), so a
+schedule or a config can be checked where it is loaded. ``tests/evaluation/test_metric_names.py`` runs every evaluator and adapter and fails if this
 table and what they report drift apart.
 """
 
@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import re
 
-_COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
+from segpipe.task_kinds import TRAITS
 
-SCALAR_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "macro_f1", "val_loss", "val_loss_ce"),
-    "semantic": ("miou", "mdice", "pixel_accuracy", "val_loss", "val_loss_ce", "val_loss_dice"),
-    "binary": ("iou", "dice", "pixel_error", "miou", "mdice", "pixel_accuracy", "val_loss", "val_loss_bce",
-               "val_loss_dice"),
-    "instance": tuple(f"{kind}_{stat}" for kind in ("segm", "bbox") for stat in _COCO_STATS),
-    "detection": tuple(f"bbox_{stat}" for stat in _COCO_STATS),
-}
+SCALAR_METRICS: dict[str, tuple[str, ...]] = {name: kind.metrics for name, kind in TRAITS.items()}
 # Reported only under some settings: top-k accuracy needs at least k classes.
-_PATTERNS: dict[str, tuple[str, ...]] = {"classification": (r"top\d+_accuracy",)}
+_PATTERNS: dict[str, tuple[str, ...]] = {name: kind.metric_patterns for name, kind in TRAITS.items()}
 
 
 def is_metric(task: str, name: str) -> bool:

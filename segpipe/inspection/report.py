@@ -28,6 +28,7 @@ from segpipe.inspection.filters import FilterGrid, save_filter_grid
 from segpipe.inspection.layers import LayerTable, layer_table
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
+from segpipe.task_kinds import traits
 from segpipe.vocabulary import IGNORE_INDEX
 
 FILTER_FILE = "filters.png"
@@ -97,13 +98,13 @@ def from_run(model_ref: str | Path, device: str = "cpu") -> Inspectable:
 def default_num_labels(config: JobConfig) -> tuple[int, str]:
     """(num_labels as CategoryMap would count them, a note when it had to be assumed — else "")."""
     data = config.data
-    if config.task == "binary":
+    kind = traits(config.task)
+    if kind.single_foreground:
         return 2, ""
     if data is not None and data.classes:
         return len(data.classes), ""  # mask-folder class names include background at pixel value 0
     if data is not None and data.categories:
-        background = 0 if config.task == "classification" else 1
-        return len(data.categories) + background, ""
+        return len(data.categories) + kind.label_offset, ""
     return 2, "num_labels=2 assumed (the config lists no categories); it only changes the last layer"
 
 

@@ -27,6 +27,7 @@ from pycocotools import mask as mask_utils
 from segpipe.data.categories import CategoryMap
 from segpipe.errors import DataError
 from segpipe.prediction import Instance, Prediction
+from segpipe.task_kinds import TRAITS
 from segpipe.vocabulary import IGNORE_INDEX
 
 _CONTOUR_SCALE = 2  # contours are traced on a 2× nearest-upsampled mask, see mask_to_polygons
@@ -154,7 +155,7 @@ def prediction_to_coco_results(pred: Prediction, category_map: CategoryMap) -> l
     - classification: ``{image_id, category_id, score}`` for the arg-max class.
     """
     image_id = plain_image_id(pred.image_id)
-    if pred.instances or pred.task in ("instance", "detection"):
+    if pred.instances or (pred.task in TRAITS and TRAITS[pred.task].instances):
         return [_instance_result(image_id, inst, category_map) for inst in pred.instances]
     if pred.label_map is not None:
         results = []

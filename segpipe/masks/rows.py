@@ -25,6 +25,7 @@ import numpy as np
 from segpipe.data.categories import CategoryMap
 from segpipe.masks import encode
 from segpipe.prediction import Prediction
+from segpipe.task_kinds import CLASS_TASKS
 from segpipe.vocabulary import SCORE_FLOOR
 
 #: The one default score threshold: predict jobs, ``segpipe predict``, ``segpipe masks``, the export API
@@ -90,7 +91,7 @@ def prediction_rows(pred: Prediction, category_map: CategoryMap, topk: int = 1) 
     """Rows for `PredictionStore.write_image` (dicts with the `PredictionRow` fields but the keys):
     one per instance, per class present for label maps, and the ``topk`` best classes (best first)
     for a classification."""
-    if pred.task == "classification" or (pred.class_id is not None and not pred.instances and pred.label_map is None):
+    if pred.task in CLASS_TASKS or (pred.class_id is not None and not pred.instances and pred.label_map is None):
         return [
             {"instance": r["rank"] - 1, "category_id": r["category_id"], "category_name": r["category_name"],
              "score": r["score"] if r["score"] is not None else 1.0, "bbox": None, "rle": None}

@@ -20,8 +20,8 @@ import torch
 from segpipe.data.augment import build_transform
 from segpipe.data.sample import Sample
 from segpipe.models.adapter import IMAGENET_MEAN, IMAGENET_STD, normalise
+from segpipe.task_kinds import traits
 
-DETECTION_TASKS = ("instance", "detection")
 DYNAMIC_CHOICES = ("batch", "size")
 
 
@@ -34,14 +34,15 @@ class GraphSpec:
 
     @property
     def detection(self) -> bool:
-        return self.task in DETECTION_TASKS
+        return traits(self.task).instances
 
 
 def graph_spec(task: str, dynamic: tuple[str, ...]) -> GraphSpec:
     """Names and dynamic axes of the graph for `task`; `dynamic` ⊆ {"batch", "size"} ("size": segmentation
     only — classifiers take image_size × image_size; the detectors always take any size, one image a call)."""
-    if task in DETECTION_TASKS:
-        outputs = ["boxes", "labels", "scores"] + (["masks"] if task == "instance" else [])
+    kind = traits(task)
+    if kind.instances:
+        outputs = ["boxes", "labels", "scores"] + (["masks"] if kind.instance_masks else [])
         axes = {"image": {1: "height", 2: "width"}, **{o: {0: "instances"} for o in outputs}}
         return GraphSpec(task, ["image"], outputs, axes)
     axes_in: dict[int, str] = {}
@@ -49,7 +50,7 @@ def graph_spec(task: str, dynamic: tuple[str, ...]) -> GraphSpec:
     if "batch" in dynamic:
         axes_in[0] = axes_out[0] = "batch"
     # classification always resizes to image_size: a fixed size also lets cnn_small's adaptive pooling export
-    if "size" in dynamic and task != "classification":
+    if "size" in dynamic and kind.target != "class_id":
         axes_in |= {2: "height", 3: "width"}
         axes_out |= {2: "height", 3: "width"}
     axes = {k: v for k, v in (("images", axes_in), ("logits", axes_out)) if v}
@@ -58,7 +59,8 @@ def graph_spec(task: str, dynamic: tuple[str, ...]) -> GraphSpec:
 
 def preprocessing(task: str, in_channels: int, image_size: int, model_params: dict[str, Any]) -> dict[str, Any]:
     """The recipe a deployment applies before calling the graph (``preprocessing.json``)."""
-    if task in DETECTION_TASKS:
+    kind = traits(task)
+    if kind.instances:
         return {
             "input": "image: float32 3×H×W, RGB, values 0..1 (uint8 / 255), any size, one image per call",
             "inside_the_graph": "ImageNet mean/std normalisation; resize so the shorter side is min_size "
@@ -70,7 +72,7 @@ def preprocessing(task: str, in_channels: int, image_size: int, model_params: di
         }
     resize = (
         "resize to image_size × image_size (bilinear)"
-        if task == "classification"
+        if kind.target == "class_id"
         else "letterbox: scale the longer side to image_size (bilinear, aspect kept), pad bottom/right with black "
         "(0) to image_size × image_size; crop the logits back to the scaled image and resize them (bilinear) "
         "to the original size before the decision"
@@ -83,8 +85,8 @@ def preprocessing(task: str, in_channels: int, image_size: int, model_params: di
         "mean": [round(m, 4) for m in IMAGENET_MEAN],
         "std": [round(s, 4) for s in IMAGENET_STD],
         "channels": "grey = mean of R, G, B, with the mean of the statistics" if in_channels == 1 else "RGB",
-        "output": "logits N×K" if task == "classification" else (
-            "logits N×1×H×W; foreground = logit > 0" if task == "binary" else "logits N×K×H×W; label = arg-max"),
+        "output": "logits N×K" if kind.target == "class_id" else (
+            "logits N×1×H×W; foreground = logit > 0" if kind.single_foreground else "logits N×K×H×W; label = arg-max"),
     }
 
 
@@ -93,7 +95,7 @@ def model_inputs(
 ) -> list[torch.Tensor]:
     """The graph inputs for H×W×3 uint8 RGB `images`: one batch N×C×S×S (dense tasks), or one 3×H×W
     tensor per image (detectors)."""
-    if task in DETECTION_TASKS:
+    if traits(task).instances:
         return [torch.from_numpy(im).permute(2, 0, 1).float().div(255) for im in images]
     transform = build_transform(augment, task, image_size, train=False)
     arrays = np.stack([transform(Sample(image=im, image_id=i)).image for i, im in enumerate(images)])

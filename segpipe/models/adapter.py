@@ -31,6 +31,7 @@ from torch import nn
 from segpipe.errors import ConfigError
 from segpipe.prediction import Prediction
 from segpipe.registry import Registry
+from segpipe.task_kinds import TaskTraits, traits
 from segpipe.vocabulary import IGNORE_INDEX, SCORE_FLOOR
 
 Batch = dict[str, Any]
@@ -57,6 +58,12 @@ class TaskAdapter(ABC):
         self.num_labels = num_labels
         self.in_channels = in_channels
         self.ignore_index = ignore_index
+
+    @property
+    def traits(self) -> TaskTraits:
+        """What the task needs from data, augmentation, evaluation and exports (targets, stacking, default
+        prediction formats, COCO IoU types): `segpipe.task_kinds`, readable there without torch."""
+        return traits(self.task)
 
     @classmethod
     @abstractmethod

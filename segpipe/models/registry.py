@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from segpipe.config import TASK_KINDS, ModelConfig
+from segpipe.config import ModelConfig
 from segpipe.errors import ConfigError
 from segpipe.models.tasks import adapter_class
 from segpipe.models.finetune import freeze_backbone_batchnorm, freeze_backbone_stages
 from segpipe.models.transfer import HeadSpec, LoadReport, label_rows, transfer_weights
 from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_weights
 from segpipe.registry import Registry
+from segpipe.task_kinds import TASK_KINDS
 
 # The keys of a model section that every model takes; the rest belong to the model's Params.
 COMMON_KEYS = tuple(ModelConfig.model_fields)

@@ -19,6 +19,7 @@ from segpipe.errors import ConfigError
 from segpipe.models.registry import BuildContext, Params, register_model
 from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
+from segpipe.task_kinds import DENSE_TASKS
 
 _DECODER_CHANNELS = (256, 128, 64, 32, 16)  # smp's unet defaults, one per encoder stage
 # An ImageNet classifier file carries its head; the encoder has none.
@@ -104,7 +105,7 @@ def _smp(ctx: BuildContext, p: SmpParams, arch: str, **kwargs: object) -> nn.Mod
         raise ConfigError(f"model {ctx.name!r} with encoder {p.encoder!r}: {e}") from None
 
 
-_TASKS = ("semantic", "binary")
+_TASKS = DENSE_TASKS
 
 
 @register_model(

@@ -15,10 +15,10 @@ detection       torchvision Faster R-CNN losses   instances with boxes         b
 
 from __future__ import annotations
 
-from segpipe.config import TASK_KINDS
 from segpipe.models.adapter import ADAPTERS, Batch, TaskAdapter
 from segpipe.models.dense_tasks import BinaryAdapter, ClassificationAdapter, SemanticAdapter
 from segpipe.models.rcnn_tasks import DetectionAdapter, InstanceAdapter
+from segpipe.task_kinds import TASK_KINDS
 from segpipe.vocabulary import IGNORE_INDEX
 
 __all__ = [

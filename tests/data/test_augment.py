@@ -12,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segpipe.config import PRESET_NAMES, TASK_KINDS, AugmentConfig
+from segpipe.config import PRESET_NAMES, AugmentConfig
 from segpipe.data.augment import PRESETS, build_transform, letterbox_size
 from segpipe.data.sample import Sample, empty_boxes, empty_labels
 from segpipe.data.targets import masks_to_boxes
 from segpipe.errors import ConfigError, DataError
+from segpipe.task_kinds import TASK_KINDS
 
 NEAREST = cv2.INTER_NEAREST
 IGNORE = 255

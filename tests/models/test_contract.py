@@ -104,6 +104,6 @@ def test_train_step_then_predict(name: str, task: str) -> None:
 
 
 def test_registry_covers_every_task_kind() -> None:
-    from segpipe.config import TASK_KINDS
+    from segpipe.task_kinds import TASK_KINDS
 
     assert {t for _, t in CASES} == set(TASK_KINDS)

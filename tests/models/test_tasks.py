@@ -7,11 +7,12 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from segpipe.config import TASK_KINDS, ModelConfig
+from segpipe.config import ModelConfig
 from segpipe.errors import ConfigError, DataError
 from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import IMAGENET_MEAN, IMAGENET_STD
 from segpipe.models.rcnn_tasks import encode_masks
+from segpipe.task_kinds import TASK_KINDS
 from tests.models.synth import batch_for, make_batch
 
 RCNN_TINY = {

@@ -36,6 +36,7 @@ from segpipe.masks.formats.label_studio import regions
 from segpipe.masks.rows import PredictionRow
 from segpipe.settings import Settings
 from segpipe.stores.models import TERMINAL_STATES
+from segpipe.task_kinds import TRAITS
 
 POLL_SECONDS = 0.01  # an annotator waits on this one: the job row is read every 10 ms
 RESULT = "box_mask.json"  # `segpipe.box_masks.RESULT` (the API does not import the worker side)
@@ -44,7 +45,7 @@ RESULT = "box_mask.json"  # `segpipe.box_masks.RESULT` (the API does not import 
 def check_prompt(model: ModelInfo, control: Control, prompt: BoxPrompt) -> None:
     """422 unless ``model`` is an instance model and ``control`` paints masks on the image the box was
     drawn on (checked before the task's image is fetched)."""
-    if model.task != "instance":
+    if not (model.task in TRAITS and TRAITS[model.task].instance_masks):
         raise ApiError(422, f"box-to-mask needs an instance-segmentation model (Mask R-CNN); {model.label} is a "
                             f"{model.task} model", detail={"model": model.label, "task": model.task})
     if control.kind not in ("brush", "polygon"):

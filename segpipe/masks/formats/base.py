@@ -20,9 +20,10 @@ from segpipe.paths import PathNotAllowed, output_path
 from segpipe.masks.duplicates import DEFAULT_DUPLICATE_IOU, suppress_duplicates
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
 from segpipe.registry import Registry
+from segpipe.task_kinds import INSTANCE_TASKS, TASK_KINDS, traits
 from segpipe.vocabulary import Segmentation
 
-TASKS = ("classification", "semantic", "binary", "instance", "detection")
+TASKS = TASK_KINDS
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,7 @@ def check_formats(names: Iterable[str], task: str | None) -> list[str]:
 def default_formats(task: str) -> list[str]:
     """What a predict job writes when its config names no formats: COCO results always, plus the COCO
     dataset and class-id PNGs where the task has them (csv for classification)."""
-    wanted = {"classification": ["coco-results", "csv"], "detection": ["coco-results", "coco"]}
-    return wanted.get(task, ["coco-results", "coco", "png"])
+    return list(traits(task).default_formats)
 
 
 def formats_for(task: str) -> list[str]:
@@ -153,7 +153,7 @@ def prelabel_rows(rows: Sequence[PredictionRow], task: str, score_threshold: flo
                   duplicate_iou: float = DEFAULT_DUPLICATE_IOU) -> list[PredictionRow]:
     """Stored rows as a view: instances and boxes at or above ``score_threshold`` (predict jobs store
     everything above a lower floor), without overlapping duplicates when ``suppress``."""
-    if task not in ("instance", "detection"):
+    if task not in INSTANCE_TASKS:
         return list(rows)
     kept = [r for r in rows if r.score is None or r.score >= score_threshold]
     return suppress_duplicates(kept, duplicate_iou) if suppress else kept

@@ -19,18 +19,20 @@ from segpipe.errors import ConfigError
 from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, TASKS, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 from segpipe.prediction import Instance, Prediction
+from segpipe.task_kinds import traits
 
 
 def rows_to_prediction(image: ExportImage, rows: Sequence[PredictionRow], ctx: ExportContext) -> tuple[Prediction, CategoryMap]:
     """Rows back as a `Prediction` (contiguous labels) with the category map that numbers them, for drawing."""
     ids = tuple(cid for cid, _ in ctx.categories)
-    cmap = CategoryMap(ids, tuple(name for _, name in ctx.categories), offset=0 if ctx.task == "classification" else 1)
+    kind = traits(ctx.task)
+    cmap = CategoryMap(ids, tuple(name for _, name in ctx.categories), offset=kind.label_offset)
     pred = Prediction(image.key, ctx.task, image.height, image.width)
-    if ctx.task == "classification":
+    if kind.target == "class_id":
         if rows:
             pred.class_id = cmap.to_label(int(rows[0].category_id))
         return pred, cmap
-    if ctx.task in ("semantic", "binary"):
+    if kind.dense:
         from segpipe.masks.encode import rle_to_mask
 
         label_map = np.zeros((image.height, image.width), np.uint8)

@@ -37,6 +37,7 @@ import numpy as np
 from segpipe.masks import encode
 from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
+from segpipe.task_kinds import traits
 
 RLE_FIELD_BITS = (3, 4, 8, 16)  # run-length field sizes, smallest first
 WORD_BITS = 8
@@ -113,9 +114,10 @@ def brush_rle_to_mask(rle: Sequence[int], height: int, width: int) -> np.ndarray
 
 def region_kinds(task: str, segmentation: str = "rle") -> list[str]:
     """The control tags a task's predictions use: brush and/or polygon, rectangle, or choices."""
-    if task == "classification":
+    kind = traits(task)
+    if kind.target == "class_id":
         return ["choices"]
-    if task == "detection":
+    if kind.instances and not kind.instance_masks:
         return ["rectangle"]
     return {"rle": ["brush"], "polygons": ["polygon"], "both": ["brush", "polygon"]}[segmentation]
 
@@ -130,7 +132,7 @@ def labeling_config(task: str, categories: Sequence[tuple[int, str]], segmentati
     colours = encode.voc_palette(256)
     lines = ["<View>", f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>']
     controls = [(kind, tags[kind], FROM_NAMES[kind], "") for kind in region_kinds(task, segmentation)]
-    if task == "instance":
+    if traits(task).instance_masks:
         controls.append(("rectangle", "RectangleLabels", BOX_PROMPT, ' smart="true"'))
     for kind, tag, name, smart in controls:
         extra = ' choice="single"' if kind == "choices" else smart

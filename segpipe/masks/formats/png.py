@@ -29,6 +29,7 @@ from PIL import Image
 from segpipe.masks import encode
 from segpipe.masks.formats.base import PREDICTION_FORMATS, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
+from segpipe.task_kinds import traits
 
 
 def painting_order(rows: Sequence[PredictionRow]) -> list[PredictionRow]:
@@ -101,7 +102,7 @@ class PngWriter(FormatWriter):
         target = self.path("masks", image.stem + ".png")
         target.write_bytes(png_bytes(classes))
         self.written.append(target)
-        if self.ctx.task == "instance":
+        if traits(self.ctx.task).instance_masks:
             target = self.path("instances", image.stem + ".png")
             target.write_bytes(png_bytes(ids, palette=False))
             sidecar = self.path("instances", image.stem + ".json")
