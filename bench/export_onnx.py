@@ -37,7 +37,7 @@ from segpipe.data.synthetic import SHAPE_CATEGORIES  # noqa: E402
 from segpipe.model_export import MODEL_EXPORT_FORMATS, export_model  # noqa: E402
 from segpipe.model_export.graph import graph_spec, model_inputs  # noqa: E402
 from segpipe.engine.predict import load_model  # noqa: E402
-from tests.export.conftest import write_checkpoint  # noqa: E402
+from tests.model_export.conftest import write_checkpoint  # noqa: E402
 
 SHAPES = CategoryMap(tuple(c for c, _ in SHAPE_CATEGORIES), tuple(n for _, n in SHAPE_CATEGORIES), offset=1)
 CLASSES = CategoryMap(SHAPES.ids, SHAPES.names, offset=0)

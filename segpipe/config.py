@@ -226,7 +226,7 @@ class PredictConfig(Section):
                                    "instances below it are left out of exports and overlays (not out of the store)")
     score_floor: float = Field(DEFAULT_SCORE_FLOOR, ge=0, le=1, description="instances and boxes scoring at least "
                                "this much are stored, so a lower --score-threshold at export gives more")
-    formats: list[str] | None = Field(None, description="export format names (segpipe.masks.formats); "
+    formats: list[str] | None = Field(None, description="prediction format names (segpipe.masks.formats); "
                                       "None: the task's defaults (coco-results, plus coco and png where they fit)")
     image_url_prefix: str = Field("/data/local-files/?d=", max_length=2000,
                                   description="label-studio: data.image = this prefix + the image's file name")

@@ -41,7 +41,8 @@ class TaskTraits:
     default_formats:   prediction formats a predict job writes when its config names none;
     metrics:           the scalar metrics its evaluation reports (what a gate or a monitor may compare;
                        ``tests/evaluation/test_metric_names.py`` checks them against the evaluators);
-    metric_patterns:   metrics reported only under some settings, as regular expressions.
+    metric_patterns:   metrics reported only under some settings, as regular expressions;
+    headline_metric:   the one metric shown first in listings and monitored by default (best checkpoint).
     """
 
     name: str
@@ -54,6 +55,7 @@ class TaskTraits:
     default_formats: tuple[str, ...] = ("coco-results", "coco", "png")
     metrics: tuple[str, ...] = ()
     metric_patterns: tuple[str, ...] = ()
+    headline_metric: str = ""
 
     @property
     def dense(self) -> bool:
@@ -82,16 +84,19 @@ TRAITS: dict[str, TaskTraits] = {
         TaskTraits("classification", "class_id", stacks=True, background=False,
                    default_formats=("coco-results", "csv"),
                    metrics=("accuracy", "macro_f1", "val_loss", "val_loss_ce"),
-                   metric_patterns=(r"top\d+_accuracy",)),  # top-k accuracy needs at least k classes
+                   metric_patterns=(r"top\d+_accuracy",), headline_metric="accuracy"),  # top-k accuracy needs at least k classes
         TaskTraits("semantic", "label_map", stacks=True,
-                   metrics=("miou", "mdice", "pixel_accuracy", "val_loss", "val_loss_ce", "val_loss_dice")),
+                   metrics=("miou", "mdice", "pixel_accuracy", "val_loss", "val_loss_ce", "val_loss_dice"),
+                   headline_metric="miou"),
         TaskTraits("binary", "label_map", stacks=True, single_foreground=True,
                    metrics=("iou", "dice", "pixel_error", "miou", "mdice", "pixel_accuracy", "val_loss",
-                            "val_loss_bce", "val_loss_dice")),
+                            "val_loss_bce", "val_loss_dice"), headline_metric="iou"),
         TaskTraits("instance", "instances", stacks=False, instance_masks=True, coco_iou_types=("bbox", "segm"),
-                   metrics=tuple(f"{kind}_{stat}" for kind in ("segm", "bbox") for stat in _COCO_STATS)),
+                   metrics=tuple(f"{kind}_{stat}" for kind in ("segm", "bbox") for stat in _COCO_STATS),
+                   headline_metric="segm_AP"),
         TaskTraits("detection", "instances", stacks=False, coco_iou_types=("bbox",),
-                   default_formats=("coco-results", "coco"), metrics=tuple(f"bbox_{stat}" for stat in _COCO_STATS)),
+                   default_formats=("coco-results", "coco"), metrics=tuple(f"bbox_{stat}" for stat in _COCO_STATS),
+                   headline_metric="bbox_AP"),
     )
 }
 assert tuple(TRAITS) == TASK_KINDS, "every task kind has its traits"

@@ -312,10 +312,11 @@ def registries_reference() -> str:
         if params.model_fields:
             out.append(f"### `{e.name}` parameters\n")
             out.append(fields_table(params, key_prefix="model."))
-    out += ["## Export formats (predictions)\n",
+    out += ["## Prediction formats\n",
             "`predict.formats`, `segpipe predict --format`, `segpipe masks --format`, `GET /jobs/{id}/export?format=`.\n",
             "| name | tasks | description |", "|---|---|---|"]
-    tasks = ("classification", "semantic", "binary", "instance", "detection")
+    from segpipe.task_kinds import TASK_KINDS as tasks
+
     for fmt in PREDICTION_FORMATS:
         fits = ", ".join(t for t in tasks if t in fmt.tags)
         out.append(f"| `{fmt.name}` | {fits} | {_cell(fmt.description)} |")

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from segpipe.cli import app
+from segpipe.task_kinds import TRAITS
 
 console = Console(highlight=False)
 STAGE_COLOURS = {"production": "green", "candidate": "cyan", "archived": "bright_black"}
@@ -42,8 +43,7 @@ def _when(value: Any) -> str:
 
 
 # Shown first in listings: each task's headline metric (the evaluators' `primary_metric`).
-HEADLINE = {"classification": "accuracy", "semantic": "miou", "binary": "iou", "instance": "segm_AP",
-            "detection": "bbox_AP"}
+HEADLINE = {name: kind.headline_metric for name, kind in TRAITS.items()}
 
 
 def _metrics_text(metrics: dict[str, Any], task: str | None = None, limit: int = 3) -> str:

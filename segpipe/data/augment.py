@@ -50,7 +50,7 @@ from segpipe.data.sample import Sample, empty_boxes, empty_masks
 from segpipe.data.targets import masks_to_boxes
 from segpipe.errors import ConfigError, DataError
 from segpipe.registry import Registry
-from segpipe.task_kinds import traits
+from segpipe.task_kinds import TRAITS, traits
 from segpipe.vocabulary import IGNORE_INDEX
 
 PresetBuilder = Callable[[str, int, int], list[A.BasicTransform]]
@@ -364,8 +364,9 @@ def _check_node(node: Any, where: str, task: str) -> None:
             f"{where} ({short}): mask_interpolation={mask_interpolation} would blend label values; masks "
             f"must use nearest ({cv2.INTER_NEAREST})"
         )
-    needed = {"semantic": Targets.MASK, "binary": Targets.MASK, "instance": Targets.MASK,
-              "detection": Targets.BBOXES}.get(task)  # fmt: skip
+    kind = TRAITS.get(task)
+    needed = None if kind is None or not (kind.needs_masks or kind.instances) else (
+        Targets.MASK if kind.needs_masks else Targets.BBOXES)
     if isinstance(transform, A.DualTransform) and needed is not None and needed not in transform._targets:
         raise ConfigError(f"{where} ({short}): does not transform {needed.value.lower()}, needed for task {task}")
 

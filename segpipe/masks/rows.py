@@ -57,7 +57,7 @@ class PredictionRow:
         return asdict(self)
 
 
-MaskRow = PredictionRow  # the name the export formats use
+MaskRow = PredictionRow  # the name the prediction formats use
 
 
 @dataclass

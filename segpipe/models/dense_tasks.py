@@ -35,6 +35,7 @@ from segpipe.models.adapter import (
 from segpipe.models.dense_inference import dihedral_average, tiled_logits, transformed_batch
 from segpipe.models.uncertainty import margin_uncertainty, sigmoid_entropy, softmax_entropy
 from segpipe.prediction import Prediction
+from segpipe.task_kinds import traits
 from segpipe.vocabulary import IGNORE_INDEX, SCORE_FLOOR
 
 
@@ -104,7 +105,7 @@ class _TensorBatchAdapter(TaskAdapter):
 @ADAPTERS.register("classification", description="cross-entropy on class_ids; class + softmax scores")
 class ClassificationAdapter(_TensorBatchAdapter):
     task = "classification"
-    default_monitor = "accuracy"
+    default_monitor = traits(task).headline_metric
     target_key = "class_ids"
 
     @classmethod
@@ -265,7 +266,7 @@ class _SegmentationAdapter(_TensorBatchAdapter):
 @ADAPTERS.register("semantic", description="cross-entropy + Dice over K labels; arg-max label map")
 class SemanticAdapter(_SegmentationAdapter):
     task = "semantic"
-    default_monitor = "miou"
+    default_monitor = traits(task).headline_metric
 
     @classmethod
     def outputs_for(cls, num_labels: int) -> int:
@@ -285,7 +286,7 @@ class SemanticAdapter(_SegmentationAdapter):
 @ADAPTERS.register("binary", description="BCE + Dice on one sigmoid channel; 0/1 label map")
 class BinaryAdapter(_SegmentationAdapter):
     task = "binary"
-    default_monitor = "iou"
+    default_monitor = traits(task).headline_metric
 
     @classmethod
     def outputs_for(cls, num_labels: int) -> int:

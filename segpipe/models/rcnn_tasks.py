@@ -31,6 +31,7 @@ from segpipe.models.adapter import (
 )
 from segpipe.models.uncertainty import score_entropy
 from segpipe.prediction import Instance, Prediction
+from segpipe.task_kinds import traits
 from segpipe.vocabulary import IGNORE_INDEX, SCORE_FLOOR
 
 _MASK_THRESHOLD = 0.5  # Mask R-CNN mask probabilities → binary masks
@@ -163,12 +164,12 @@ class _RcnnAdapter(TaskAdapter):
 @ADAPTERS.register("instance", description="Mask R-CNN losses; instances with box, score, RLE mask")
 class InstanceAdapter(_RcnnAdapter):
     task = "instance"
-    default_monitor = "segm_AP"
+    default_monitor = traits(task).headline_metric
     with_masks = True
 
 
 @ADAPTERS.register("detection", description="Faster R-CNN losses; instances with box and score")
 class DetectionAdapter(_RcnnAdapter):
     task = "detection"
-    default_monitor = "bbox_AP"
+    default_monitor = traits(task).headline_metric
     with_masks = False

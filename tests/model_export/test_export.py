@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from segpipe.cli import app
 from segpipe.data.categories import CategoryMap
 from segpipe.model_export import export_model
-from tests.export.conftest import CLASSES, SHAPES
+from tests.model_export.conftest import CLASSES, SHAPES
 from tests.models.synth import scene
 
 BINARY = CategoryMap(ids=(3,), names=("cell",), offset=1)
@@ -110,7 +110,7 @@ def test_export_of_a_model_version_is_recorded_beside_it(checkpoint, tmp_path: P
     monkeypatch.setenv("SEGPIPE_ARTIFACT_ROOT", str(artifacts))
     get_settings.cache_clear()
     try:
-        from tests.export.conftest import write_checkpoint
+        from tests.model_export.conftest import write_checkpoint
 
         run = write_checkpoint(artifacts / "jobs" / "j1" / "run", "semantic", TINY_UNET, SHAPES)
         stores = Stores.from_settings()

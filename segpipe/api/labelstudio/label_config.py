@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from segpipe.api.errors import ApiError
+from segpipe.task_kinds import TRAITS, TaskTraits
 
 MAX_CONFIG_BYTES = 256 * 1024
 # control tag → (segpipe region kind, child tag holding the values), in order of preference per task
@@ -23,13 +24,18 @@ CONTROLS = {
     "RectangleLabels": ("rectangle", "Label"),
     "Choices": ("choices", "Choice"),
 }
-PREFERRED = {
-    "instance": ("BrushLabels", "PolygonLabels", "RectangleLabels"),
-    "semantic": ("BrushLabels", "PolygonLabels"),
-    "binary": ("BrushLabels", "PolygonLabels"),
-    "detection": ("RectangleLabels",),
-    "classification": ("Choices",),
-}
+
+
+def _preferred(kind: TaskTraits) -> tuple[str, ...]:
+    """The control tags a task's predictions fit, best first: masks paint (brush) or trace (polygon), boxes
+    draw rectangles (an instance model fills all three), a classification picks a choice."""
+    if kind.target == "class_id":
+        return ("Choices",)
+    return (("BrushLabels", "PolygonLabels") if kind.needs_masks else ()) + (
+        ("RectangleLabels",) if kind.instances else ())
+
+
+PREFERRED = {name: _preferred(kind) for name, kind in TRAITS.items()}
 
 
 @dataclass(frozen=True)

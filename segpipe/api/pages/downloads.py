@@ -1,4 +1,4 @@
-"""The download buttons of a job's gallery: one per export format (of the export registry) that fits the
+"""The download buttons of a job's gallery: one per prediction format (of `PREDICTION_FORMATS`) that fits the
 job's task, each a link to ``GET /jobs/{id}/export?format=…``; and of its "label next" view, one per
 file of ``GET /jobs/{id}/label-next?format=…`` (`label_next_links`).
 

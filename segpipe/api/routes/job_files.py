@@ -232,7 +232,7 @@ def job_results(
 )
 def job_export(
     job_id: str,
-    format: str = Query(..., max_length=200, description="export format(s), comma-separated: "
+    format: str = Query(..., max_length=200, description="prediction format(s), comma-separated: "
                         + ", ".join(PREDICTION_FORMATS.names())),
     score_threshold: float = Query(DEFAULT_SCORE_THRESHOLD, ge=0, le=1),
     image_url_prefix: str = Query("/data/local-files/?d=", max_length=2000,
@@ -248,7 +248,7 @@ def job_export(
     ctx: ApiContext = Depends(context),
     _who: Principal = Depends(annotator),
 ) -> FileResponse:
-    """A predict job's stored predictions in any export format, ready for CVAT / Label Studio as they are.
+    """A predict job's stored predictions in any prediction format, ready for CVAT / Label Studio as they are.
     While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
     from segpipe.job_exports import export_job
     from segpipe.masks.formats import parse_category_ids
