@@ -21,6 +21,7 @@ from typing import Any
 from segpipe.errors import ConfigError
 from segpipe.masks.formats import ExportContext, check_formats, export
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, categories_of
+from segpipe.vocabulary import RunFiles
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] |
     ``files``: image key → (file name, path) when the caller already resolved the images it exports
     (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
     (no torch; the API's routes): a model without ``categories.json`` is then a `ConfigError`."""
-    from segpipe.jobspec import PredictSpec, load_spec
+    from segpipe.jobs.specs import PredictSpec, load_spec
 
     job = stores.jobs.get(job_id)
     if job.kind != "predict":
@@ -73,8 +74,8 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
     from segpipe.config import parse_yaml
     from segpipe.data.categories import CategoryMap
     from segpipe.errors import SegpipeError
-    from segpipe.jobspec import version_ref
-    from segpipe.pipeline import resolve_version
+    from segpipe.jobs.model_refs import resolve_version
+    from segpipe.jobs.specs import version_ref
 
     task: str | None = None
     parsed = version_ref(ref)
@@ -82,21 +83,21 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
         if ref.startswith("job:"):
             train_id = ref.removeprefix("job:")
             categories, config = (stores.artifacts.fetch(train_id, f"run/{name}")
-                                  for name in ("categories.json", "config.yaml"))
+                                  for name in (RunFiles.CATEGORIES, RunFiles.CONFIG))
         elif parsed is not None:
             row = (stores.versions.get(parsed[0], job.model_version) if job.model_version
                    else resolve_version(ref, stores))
             if row is None or not row.checkpoint:
                 return None
             task, config = row.task, None
-            beside = PurePosixPath(row.checkpoint).parent / "categories.json"
+            beside = PurePosixPath(row.checkpoint).parent / RunFiles.CATEGORIES
             categories = Path(beside) if beside.is_absolute() else stores.artifacts.root / beside
             if not categories.is_file() and not beside.is_absolute():  # an object-store root: download it
                 categories = stores.artifacts.fetch_from_root(str(beside))
         else:
             path = Path(ref)
             folder = path if path.is_dir() else path.parent
-            categories, config = folder / "categories.json", folder / "config.yaml"
+            categories, config = folder / RunFiles.CATEGORIES, folder / RunFiles.CONFIG
         if task is None and config is not None and config.is_file():
             task = parse_yaml(config.read_text(encoding="utf-8"), aliases=True).get("task")
         if not isinstance(task, str) or not categories.is_file():
@@ -110,7 +111,7 @@ def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, lis
     from segpipe.data.categories import CategoryMap
     from segpipe.engine.checkpoint import load_checkpoint
     from segpipe.engine.predict import resolve_checkpoint
-    from segpipe.pipeline import resolve_model_ref
+    from segpipe.jobs.model_refs import resolve_model_ref
 
     try:
         # only the task and the category map are read: the weights stay on disk (a parent finishing
