@@ -8,10 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from segpipe.config import DataConfig, SourceConfig
 from segpipe.data.categories import CategoryMap
-from segpipe.data.coco import CocoSource
-from segpipe.data.folders import ClassFolderSource, MaskFolderSource
 from segpipe.data.sample import ImageId, Sample
-from segpipe.errors import ConfigError
 
 
 @runtime_checkable
@@ -41,41 +38,15 @@ def build_source(
     exclude_images: Collection[ImageId] = (),
     exclude_annotations: Collection[int] = (),
 ) -> Source:
-    """The Source for one split, chosen by ``source.layout``.
+    """The Source for one split, read by its registered layout (`segpipe.data.layouts`).
 
     ``exclude_images`` / ``exclude_annotations`` are ids that validation flagged, dropped when
     ``data.skip_invalid`` is on (folder layouts have no annotations; their image ids are file stems).
     """
-    layout = source.layout
-    if layout == "coco":
-        return CocoSource(
-            source.images,  # type: ignore[arg-type]  # the layout guarantees both paths
-            source.annotations,  # type: ignore[arg-type]
-            task,
-            categories=data.categories,
-            classification_source=data.classification_source,
-            crop_padding=data.crop_padding,
-            ignore_index=data.ignore_index,
-            exclude_images=exclude_images,  # type: ignore[arg-type]
-            exclude_annotations=exclude_annotations,
-        )
-    if layout == "mask_folders":
-        built: Source = MaskFolderSource(
-            source.images,  # type: ignore[arg-type]
-            source.masks,  # type: ignore[arg-type]
-            task,
-            classes=data.classes,
-            foreground_value=data.foreground_value,
-            mask_suffix=source.mask_suffix,
-            ignore_index=data.ignore_index,
-        )
-    elif layout == "class_folders":
-        if task != "classification":
-            raise ConfigError(f"class-per-folder data only fits task classification, not {task}")
-        built = ClassFolderSource(source.root)  # type: ignore[arg-type]
-    else:  # pragma: no cover - SourceConfig.layout has exactly three values
-        raise ConfigError(f"unknown data layout {layout!r}")
-    return _without(built, exclude_images) if exclude_images else built
+    layout = source.layout_entry()
+    layout.check_task(task, "")
+    built = layout.read(source, data, task, exclude_images, exclude_annotations)
+    return _without(built, exclude_images) if exclude_images and not layout.excludes_images else built
 
 
 class _Subset:
