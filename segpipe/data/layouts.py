@@ -151,10 +151,10 @@ def _validate_mask_folders(source: SourceConfig, data: DataConfig | None, task: 
 
     if task is None:
         raise ConfigError("image + mask folders need a task: semantic or binary")
-    return validate_mask_folders(
-        source.path("images"), source.path("masks"), task=task, classes=data.classes if data else None,
-        foreground_value=data.foreground_value if data else None, mask_suffix=source.mask_suffix,
-        ignore_index=data.ignore_index if data else 255, decode=decode)
+    settings = {} if data is None else {"classes": data.classes, "foreground_value": data.foreground_value,
+                                        "ignore_index": data.ignore_index}
+    return validate_mask_folders(source.path("images"), source.path("masks"), task=task,
+                                 mask_suffix=source.mask_suffix, decode=decode, **settings)
 
 
 def _read_class_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
