@@ -17,6 +17,8 @@ class Source(Protocol):
 
     ``image_ids[i]`` is the ``image_id`` of ``load(i)`` (ids may repeat: COCO classification crops);
     ``load`` decodes on every call (no caching) and raises DataError naming file / image / annotation.
+    A source that feeds ``instance`` or ``detection`` also has ``coco``: its ground truth as a
+    pycocotools ``COCO`` (original sizes, the same image ids), which box and mask AP are computed on.
     """
 
     category_map: CategoryMap
