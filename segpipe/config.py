@@ -73,9 +73,9 @@ class SourceConfig(Section):
     def _own_keys(cls, raw: Any, handler: ValidatorFunctionWrapHandler) -> SourceConfig:
         own: dict[str, Any] = {}
         if isinstance(raw, dict):
-            own = {k: to_location(v) for k, v in raw.items() if k not in cls.model_fields
-                   and k in layouts.path_keys() and v is not None}
-            raw = {k: v for k, v in raw.items() if k not in own}
+            theirs = [k for k in raw if k not in cls.model_fields and k in layouts.path_keys()]
+            own = {k: to_location(raw[k]) for k in theirs if raw[k] is not None}
+            raw = {k: v for k, v in raw.items() if k not in theirs}
         source = handler(raw)
         source._layout_paths.update(own)
         try:
