@@ -60,7 +60,7 @@ def _read_spec(path: Path, kind: str, overrides: list[str]) -> dict[str, Any]:
     """A job spec file of `kind`, validated, its relative paths taken from the file's folder (URIs and
     model references as written): the loader's rule (`segpipe.config.resolve_paths`), for every kind."""
     from segpipe import config as config_mod
-    from segpipe.jobspec import parse_spec
+    from segpipe.jobs.specs import parse_spec
 
     raw = config_mod.apply_overrides(config_mod.parse_yaml(path.read_text(), source=str(path), aliases=True), overrides)
     spec = parse_spec(kind, raw, source=str(path))

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from segpipe.cli import app
-from segpipe.jobspec import PredictSpec, confine_spec, parse_spec
+from segpipe.jobs.specs import PredictSpec, confine_spec, parse_spec
 from segpipe.storage.uri import Uri
 
 runner = CliRunner()
@@ -41,13 +41,13 @@ def submitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]
 def test_predict_spec_keeps_uris_and_resolves_relative_paths(tmp_path: Path, submitted: list) -> None:
     spec_file = tmp_path / "specs" / "pred.yaml"
     spec_file.parent.mkdir()
-    spec_file.write_text("model: ../runs/exp\nimages: s3://bucket/data/photos\nannotations: s3://bucket/data/a.json\n")
+    spec_file.write_text("model: ../artifacts/exp\nimages: s3://bucket/data/photos\nannotations: s3://bucket/data/a.json\n")
     result = runner.invoke(app, ["submit", str(spec_file), "--kind", "predict"])
     assert result.exit_code == 0, result.output
     [(kind, spec)] = submitted
     assert kind == "predict"
     assert spec["images"] == "s3://bucket/data/photos" and spec["annotations"] == "s3://bucket/data/a.json"
-    assert spec["model"] == str((tmp_path / "runs" / "exp").resolve())
+    assert spec["model"] == str((tmp_path / "artifacts" / "exp").resolve())
     # what the service does next: the URIs lie inside an object-store root (no "only object-store roots")
     confined = confine_spec(parse_spec("predict", spec), [Uri("s3://bucket/data")], tmp_path / "artifacts")
     assert isinstance(confined, PredictSpec) and confined.images == "s3://bucket/data/photos"

@@ -83,3 +83,23 @@ def test_without_the_layout_its_key_is_unknown() -> None:
     with pytest.raises(ConfigError, match=r"data\.train\.labels: unknown key"):
         cfg.from_dict({"task": "detection", "model": {"name": "x"}, "data": {"train": {"images": "i", "labels": "l"}}})
     assert DataConfig(train=SourceConfig(root="r")).train.paths() == {"root": Path("r")}
+
+
+def test_a_layouts_own_keys_are_confined_and_checked_at_submit(tmp_path: Path, txt_boxes: Layout) -> None:
+    from segpipe.jobs.preflight import check_data
+    from segpipe.jobs.specs import confine_spec
+    from segpipe.paths import PathNotAllowed
+
+    (tmp_path / "data" / "imgs").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
+
+    def job(labels: str) -> cfg.JobConfig:
+        return cfg.from_dict({"task": "detection", "model": {"name": "x"},
+                              "data": {"train": {"images": "data/imgs", "labels": labels}}}, base_dir=tmp_path)
+
+    with pytest.raises(PathNotAllowed, match="data.train.labels"):
+        confine_spec(job("labels"), [tmp_path / "data"], tmp_path / "artifacts")
+    confined = confine_spec(job("labels"), [tmp_path], tmp_path / "artifacts")
+    check_data(confined.data, "data")
+    with pytest.raises(ConfigError, match=r"data.train.labels: .*nowhere: no such folder"):
+        check_data(job("nowhere").data, "data")
