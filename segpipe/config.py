@@ -31,7 +31,7 @@ from pydantic import (
 from segpipe import safe_yaml
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_FLOOR, DEFAULT_SCORE_THRESHOLD
-from segpipe.data import layouts
+from segpipe import layouts
 from segpipe.storage.uri import Location, to_location
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]
@@ -50,7 +50,7 @@ class Section(BaseModel):
 
 
 class SourceConfig(Section):
-    """Where one split's samples come from. Exactly one registered layout (`segpipe.data.layouts`):
+    """Where one split's samples come from. Exactly one registered layout (`segpipe.layouts`):
 
     - COCO: ``{images: DIR, annotations: FILE.json}``
     - image + mask PNG folders: ``{images: DIR, masks: DIR}`` (mask of ``a.jpg`` is ``masks/a.png``)

@@ -16,7 +16,7 @@ SUMMARY = "dataset_summary.png"
 
 def _config_from_paths(paths: dict[str, Path], task: str | None, classes: str | None) -> JobConfig:
     from segpipe.config import from_dict
-    from segpipe.data.layouts import layout_for
+    from segpipe.layouts import layout_for
 
     source = {k: str(v) for k, v in paths.items() if v is not None}
     layout = layout_for(source, what="a dataset is")

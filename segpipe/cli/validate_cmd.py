@@ -30,7 +30,7 @@ def validate(
     masks: Path | None = typer.Option(None, "--masks", help="Mask PNG folder (mask of a.jpg is a.png)."),
     root: Path | None = typer.Option(None, "--root", help="Class-per-folder root: root/<class>/<images>."),
     path: list[str] = typer.Option(
-        [], "--path", help="KEY=PATH: a path key of any registered data layout (`segpipe.data.layouts`), "
+        [], "--path", help="KEY=PATH: a path key of any registered data layout (`segpipe.layouts`), "
         "such as annotations=coco.json; repeat for each key."
     ),
     task: TaskKind | None = typer.Option(None, "--task", help="Task kind (mask folders: semantic or binary)."),

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 from segpipe.config import DataConfig, SourceConfig
 from segpipe.data.categories import CategoryMap
+from segpipe.data.coco import CocoSource
+from segpipe.data.folders import ClassFolderSource, MaskFolderSource
 from segpipe.data.sample import ImageId, Sample
 
 
@@ -40,15 +42,38 @@ def build_source(
     exclude_images: Collection[ImageId] = (),
     exclude_annotations: Collection[int] = (),
 ) -> Source:
-    """The Source for one split, read by its registered layout (`segpipe.data.layouts`).
+    """The Source for one split, read by its registered layout (`segpipe.layouts`).
 
     ``exclude_images`` / ``exclude_annotations`` are ids that validation flagged, dropped when
     ``data.skip_invalid`` is on (folder layouts have no annotations; their image ids are file stems).
     """
     layout = source.layout_entry()
     layout.check_task(task, "")
-    built = layout.read(source, data, task, exclude_images, exclude_annotations)
+    built = layout.reader()(source, data, task, exclude_images, exclude_annotations)
     return _without(built, exclude_images) if exclude_images and not layout.excludes_images else built
+
+
+def read_coco(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
+              exclude_annotations: Collection[int]) -> Source:
+    """The ``coco`` layout's reader."""
+    return CocoSource(source.path("images"), source.path("annotations"), task, categories=data.categories,
+                      classification_source=data.classification_source, crop_padding=data.crop_padding,
+                      ignore_index=data.ignore_index, exclude_images=exclude_images,  # type: ignore[arg-type]
+                      exclude_annotations=exclude_annotations)
+
+
+def read_mask_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
+                      exclude_annotations: Collection[int]) -> Source:
+    """The ``mask_folders`` layout's reader (excluded images are dropped by `build_source`)."""
+    return MaskFolderSource(source.path("images"), source.path("masks"), task, classes=data.classes,
+                            foreground_value=data.foreground_value, mask_suffix=source.mask_suffix,
+                            ignore_index=data.ignore_index)
+
+
+def read_class_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
+                       exclude_annotations: Collection[int]) -> Source:
+    """The ``class_folders`` layout's reader (excluded images are dropped by `build_source`)."""
+    return ClassFolderSource(source.path("root"))
 
 
 class _Subset:

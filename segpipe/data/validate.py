@@ -11,7 +11,7 @@ Entry points:
 - `validate_class_folders(root, *, decode=True)`
 - `validate_config(config, *, decode=True)`: every split of a job config, whatever its layout.
 - `validate_paths(images=, annotations=, masks=, root=, paths=, ...)`: one dataset given by its paths
-  (any registered layout, `segpipe.data.layouts`), as the CLI's flags give it.
+  (any registered layout, `segpipe.layouts`), as the CLI's flags give it.
 
 ``decode=False`` reads image headers only: fast on huge datasets, blind to truncated files.
 
@@ -45,11 +45,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from segpipe.config import DataConfig, JobConfig, SourceConfig, explain_error
-from segpipe.data import layouts
+from segpipe import layouts
 from segpipe.data.validate_coco import validate_coco
 from segpipe.data.validate_common import Issue, Report
 from segpipe.data.validate_folders import validate_class_folders, validate_mask_folders
@@ -82,7 +83,7 @@ def validate_source(config: JobConfig, source: SourceConfig, *, decode: bool = T
     """Validate one split (`source`) with the settings of `config` (task, classes, ignore index)."""
     if config.data is None:
         raise ConfigError("the config has no 'data' section: nothing to validate")
-    return source.layout_entry().validate(source, config.data, config.task, decode)
+    return source.layout_entry().validator()(source, config.data, config.task, decode)
 
 
 def validate_paths(
@@ -100,7 +101,7 @@ def validate_paths(
     paths: Mapping[str, str | Path] | None = None,
 ) -> Report:
     """Validate one dataset given by its path keys (`images`... or `paths`, for a layout's own keys),
-    as the CLI's flags give it: the keys choose the layout (`segpipe.data.layouts`). Raises ConfigError
+    as the CLI's flags give it: the keys choose the layout (`segpipe.layouts`). Raises ConfigError
     naming every layout's keys when they fit none (and for image + mask folders without a `task`)."""
     given = {k: v for k, v in (("images", images), ("annotations", annotations), ("masks", masks),
                                ("root", root), *(paths or {}).items()) if v is not None}
@@ -110,4 +111,24 @@ def validate_paths(
         data = DataConfig(train=source, classes=classes, foreground_value=foreground_value, ignore_index=ignore_index)
     except ValidationError as e:
         raise ConfigError("; ".join(explain_error(err, DataConfig) for err in e.errors())) from None
-    return source.layout_entry().validate(source, data, task, decode)
+    return source.layout_entry().validator()(source, data, task, decode)
+
+
+def check_coco(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
+    """The ``coco`` layout's validator."""
+    return validate_coco(source.path("images"), source.path("annotations"), decode=decode, task=task)
+
+
+def check_mask_folders(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
+    """The ``mask_folders`` layout's validator: needs a task (semantic or binary)."""
+    if task is None:
+        raise ConfigError("image + mask folders need a task: semantic or binary")
+    settings: dict[str, Any] = {} if data is None else {"classes": data.classes, "foreground_value": data.foreground_value,
+                                        "ignore_index": data.ignore_index}
+    return validate_mask_folders(source.path("images"), source.path("masks"), task=task,
+                                 mask_suffix=source.mask_suffix, decode=decode, **settings)
+
+
+def check_class_folders(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
+    """The ``class_folders`` layout's validator."""
+    return validate_class_folders(source.path("root"), decode=decode)

@@ -82,7 +82,7 @@ def check_data(data: DataConfig, where: str) -> None:
 
 def _check_source(source: SourceConfig, where: str) -> None:
     paths = source.paths()
-    for key in source.layout_entry().paths:  # each a folder or a file (`segpipe.data.layouts`)
+    for key in source.layout_entry().paths:  # each a folder or a file (`segpipe.layouts`)
         if not _exists(paths[key.name], folder=key.folder):
             raise ConfigError(f"{where}.{key.name}: {paths[key.name]}: no such {'folder' if key.folder else 'file'}")
 

@@ -165,7 +165,7 @@ def _confine_data(data: DataConfig, roots: list[Path]) -> None:
 
 
 def _confine_source(source: SourceConfig, roots: list[Path], where: str) -> None:
-    for key, value in source.paths().items():  # every path key of its layout (`segpipe.data.layouts`)
+    for key, value in source.paths().items():  # every path key of its layout (`segpipe.layouts`)
         source.set_path(key, confine(value, roots, what=f"{where}.{key}"))
 
 

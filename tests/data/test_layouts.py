@@ -9,8 +9,8 @@ import pytest
 
 from segpipe import config as cfg
 from segpipe.config import DataConfig, SourceConfig
-from segpipe.data import layouts
-from segpipe.data.layouts import LAYOUTS, Layout, PathKey
+from segpipe import layouts
+from segpipe.layouts import LAYOUTS, Layout, PathKey
 from segpipe.data.sources import build_source
 from segpipe.data.validate import validate_config, validate_paths
 from segpipe.data.validate_common import Report

@@ -10,13 +10,14 @@ carries everything the rest of segpipe asks of it:
 - ``hash_paths``: what a model version's dataset hash covers (`segpipe.retrain`).
 
 The config loader, path resolution and confinement, submit-time checks, the retraining schedule and
-``segpipe validate`` all go through this registry, so a new layout is one `LAYOUTS.add` here plus its
-reader module. This module stays light (the config layer imports it): readers and validators are
-imported when they run.
+``segpipe validate`` all go through this registry, so a new layout is one `register` here plus its
+reader module. This module is vocabulary (the config layer imports it): a reader and a validator are
+named as ``(module, function)`` and imported when they run, as job kinds name their runners.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,8 @@ class Layout:
     title: str  # what error messages call it: "COCO", "class-per-folder"
     paths: tuple[PathKey, ...]
     tasks: tuple[str, ...]
-    read: Reader
-    validate: Validator
+    read: tuple[str, str] | Reader  # (module, function), imported when a source is built
+    validate: tuple[str, str] | Validator  # (module, function), imported when a split is checked
     default_task: str | None = None  # `segpipe validate --plots` without --task; None: --task required
     excludes_images: bool = False  # `read` drops the excluded image ids itself (else sources.py wraps it)
     hashed: Callable[[SourceConfig], list[Any]] | None = None  # None: every path, in `paths` order
@@ -72,11 +73,25 @@ class Layout:
             raise ConfigError(f"{where}{self.title} data ({{{', '.join(p.name for p in self.paths)}}}) "
                               f"only fits {fits}, not {task}")
 
+    def reader(self) -> Reader:
+        return _function(self.read)  # type: ignore[return-value]
+
+    def validator(self) -> Validator:
+        return _function(self.validate)  # type: ignore[return-value]
+
     def hash_paths(self, source: SourceConfig) -> list[Any]:
         """The files and folders (paths or URIs) whose content identifies this split's data."""
         if self.hashed is not None:
             return self.hashed(source)
         return list(source.paths().values())
+
+
+def _function(ref: tuple[str, str] | Callable[..., Any]) -> Callable[..., Any]:
+    if isinstance(ref, tuple):
+        module, name = ref
+        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return found
+    return ref
 
 
 LAYOUTS: Registry[Layout] = Registry("data layout")
@@ -120,71 +135,23 @@ def folder_keys(layout: Layout) -> Sequence[str]:
 
 # ---------------------------------------------------------------------------------------- built-ins
 
-
-def _read_coco(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
-               exclude_annotations: Collection[int]) -> Source:
-    from segpipe.data.coco import CocoSource
-
-    return CocoSource(source.path("images"), source.path("annotations"), task, categories=data.categories,
-                      classification_source=data.classification_source, crop_padding=data.crop_padding,
-                      ignore_index=data.ignore_index, exclude_images=exclude_images,  # type: ignore[arg-type]
-                      exclude_annotations=exclude_annotations)
-
-
-def _validate_coco(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
-    from segpipe.data.validate_coco import validate_coco
-
-    return validate_coco(source.path("images"), source.path("annotations"), decode=decode, task=task)
-
-
-def _read_mask_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
-                       exclude_annotations: Collection[int]) -> Source:
-    from segpipe.data.folders import MaskFolderSource
-
-    return MaskFolderSource(source.path("images"), source.path("masks"), task, classes=data.classes,
-                            foreground_value=data.foreground_value, mask_suffix=source.mask_suffix,
-                            ignore_index=data.ignore_index)
-
-
-def _validate_mask_folders(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
-    from segpipe.data.validate_folders import validate_mask_folders
-
-    if task is None:
-        raise ConfigError("image + mask folders need a task: semantic or binary")
-    settings = {} if data is None else {"classes": data.classes, "foreground_value": data.foreground_value,
-                                        "ignore_index": data.ignore_index}
-    return validate_mask_folders(source.path("images"), source.path("masks"), task=task,
-                                 mask_suffix=source.mask_suffix, decode=decode, **settings)
-
-
-def _read_class_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
-                        exclude_annotations: Collection[int]) -> Source:
-    from segpipe.data.folders import ClassFolderSource
-
-    return ClassFolderSource(source.path("root"))
-
-
-def _validate_class_folders(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
-    from segpipe.data.validate_folders import validate_class_folders
-
-    return validate_class_folders(source.path("root"), decode=decode)
-
-
 register(Layout(
     "coco", "COCO",
     (PathKey("images", True, "folder of the images"), PathKey("annotations", False, "COCO instances JSON file")),
     ("classification", "semantic", "binary", "instance", "detection"),
-    _read_coco, _validate_coco, default_task="instance", excludes_images=True,
+    ("segpipe.data.sources", "read_coco"), ("segpipe.data.validate", "check_coco"),
+    default_task="instance", excludes_images=True,
 ), description="COCO instances JSON over an image folder")
 register(Layout(
     "mask_folders", "image + mask folder",
     (PathKey("images", True, "folder of the images"), PathKey("masks", True, "folder of mask PNGs, one per image")),
     ("semantic", "binary"),
-    _read_mask_folders, _validate_mask_folders,
+    ("segpipe.data.sources", "read_mask_folders"), ("segpipe.data.validate", "check_mask_folders"),
 ), description="image folder + mask PNG folder (mask of a.jpg is masks/a.png)")
 register(Layout(
     "class_folders", "class-per-folder",
     (PathKey("root", True, "class-per-folder images: root/<class name>/*"),),
     ("classification",),
-    _read_class_folders, _validate_class_folders, default_task="classification",
+    ("segpipe.data.sources", "read_class_folders"), ("segpipe.data.validate", "check_class_folders"),
+    default_task="classification",
 ), description="root/<class name>/*.png")
