@@ -28,10 +28,9 @@ from pydantic import (
     model_validator,
 )
 
-from segpipe import safe_yaml
+from segpipe import layouts, safe_yaml
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_FLOOR, DEFAULT_SCORE_THRESHOLD
-from segpipe import layouts
 from segpipe.storage.uri import Location, to_location
 
 TaskKind = Literal["classification", "semantic", "binary", "instance", "detection"]

@@ -49,8 +49,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from segpipe.config import DataConfig, JobConfig, SourceConfig, explain_error
 from segpipe import layouts
+from segpipe.config import DataConfig, JobConfig, SourceConfig, explain_error
 from segpipe.data.validate_coco import validate_coco
 from segpipe.data.validate_common import Issue, Report
 from segpipe.data.validate_folders import validate_class_folders, validate_mask_folders
@@ -123,8 +123,8 @@ def check_mask_folders(source: SourceConfig, data: DataConfig | None, task: str 
     """The ``mask_folders`` layout's validator: needs a task (semantic or binary)."""
     if task is None:
         raise ConfigError("image + mask folders need a task: semantic or binary")
-    settings: dict[str, Any] = {} if data is None else {"classes": data.classes, "foreground_value": data.foreground_value,
-                                        "ignore_index": data.ignore_index}
+    settings: dict[str, Any] = {} if data is None else {
+        "classes": data.classes, "foreground_value": data.foreground_value, "ignore_index": data.ignore_index}
     return validate_mask_folders(source.path("images"), source.path("masks"), task=task,
                                  mask_suffix=source.mask_suffix, decode=decode, **settings)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from segpipe import config as cfg
-from segpipe.config import DataConfig, SourceConfig
 from segpipe import layouts
-from segpipe.layouts import LAYOUTS, Layout, PathKey
+from segpipe.config import DataConfig, SourceConfig
 from segpipe.data.sources import build_source
 from segpipe.data.validate import validate_config, validate_paths
 from segpipe.data.validate_common import Report
 from segpipe.errors import ConfigError
+from segpipe.layouts import LAYOUTS, Layout, PathKey
 from segpipe.retrain.schedule import dataset_paths
 
 
