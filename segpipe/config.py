@@ -13,29 +13,35 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from segpipe import safe_yaml
+from segpipe import layouts, safe_yaml
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_FLOOR, DEFAULT_SCORE_THRESHOLD
-from segpipe.storage.uri import Location
-from segpipe.task_kinds import DENSE_TASKS, TaskKind, traits
+from segpipe.storage.uri import Location, to_location
+from segpipe.task_kinds import TaskKind
 from segpipe.vocabulary import IGNORE_INDEX, Segmentation
 
 PRESET_NAMES: tuple[str, ...] = ("none", "light", "default", "heavy")
 # A model-version reference: NAME@production, NAME@latest, NAME@3 (resolved against the version store).
 VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<which>production|latest|\d+)$")
+# Marks a str field that names a model (a version, ``job:ID``, a run folder or checkpoint path), so that
+# `resolve_paths` resolves it as a path only when it is one.
+MODEL_REF = "model reference"
+ModelRef = Annotated[str, MODEL_REF]
 
 
 class Section(BaseModel):
@@ -43,13 +49,14 @@ class Section(BaseModel):
 
 
 class SourceConfig(Section):
-    """Where one split's samples come from. Exactly one layout:
+    """Where one split's samples come from. Exactly one registered layout (`segpipe.layouts`):
 
     - COCO: ``{images: DIR, annotations: FILE.json}``
     - image + mask PNG folders: ``{images: DIR, masks: DIR}`` (mask of ``a.jpg`` is ``masks/a.png``)
     - class-per-folder: ``{root: DIR}`` (``root/<class name>/*.png``)
 
-    Each may be a local path or an object-store URI (``s3://bucket/prefix``, `segpipe.storage`).
+    Each may be a local path or an object-store URI (``s3://bucket/prefix``, `segpipe.storage`). A
+    layout registered with path keys of its own gives them here too (`path`, `paths`).
     """
 
     images: Location | None = Field(None, description="folder of the images (COCO, or image + mask folders)")
@@ -57,22 +64,58 @@ class SourceConfig(Section):
     masks: Location | None = Field(None, description="folder of mask PNGs, one per image")
     root: Location | None = Field(None, description="class-per-folder images: root/<class name>/*")
     mask_suffix: str = Field(".png", description="mask file name = image stem + this suffix")
+    # the path keys of registered layouts that are not fields above, by key (written back by `_flat`)
+    _layout_paths: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _one_layout(self) -> SourceConfig:
-        given = {k for k in ("images", "annotations", "masks", "root") if getattr(self, k) is not None}
-        if given not in ({"images", "annotations"}, {"images", "masks"}, {"root"}):
-            raise ValueError(
-                f"a data source takes {{images, annotations}} (COCO), {{images, masks}} (mask folders) "
-                f"or {{root}} (class-per-folder); got {{{', '.join(sorted(given)) or 'nothing'}}}"
-            )
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _own_keys(cls, raw: Any, handler: ValidatorFunctionWrapHandler) -> SourceConfig:
+        own: dict[str, Any] = {}
+        if isinstance(raw, dict):
+            theirs = [k for k in raw if k not in cls.model_fields and k in layouts.path_keys()]
+            own = {k: to_location(raw[k]) for k in theirs if raw[k] is not None}
+            raw = {k: v for k, v in raw.items() if k not in theirs}
+        source = handler(raw)
+        source._layout_paths.update(own)
+        try:
+            layouts.layout_for(source.paths())
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return source
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {**handler(self), **{k: str(v) for k, v in self._layout_paths.items()}}
+
+    def path(self, key: str) -> Any:  # noqa: ANN401 - a Path or a Uri (`Location`)
+        """The path or URI at `key` (a declared field or a registered layout's own key), or None."""
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        return self._layout_paths.get(key)
+
+    def paths(self) -> dict[str, Any]:
+        """Every path or URI this source gives, by key, in its layout's order when it has one."""
+        given = {k: self.path(k) for k in layouts.path_keys() if self.path(k) is not None}
+        try:
+            order = [p.name for p in layouts.layout_for(given).paths]
+        except ConfigError:
+            return given
+        return {k: given[k] for k in order}
+
+    def set_path(self, key: str, value: Any) -> None:  # noqa: ANN401 - a Path or a Uri
+        """Replace the path at `key` (resolution and confinement write back through this)."""
+        if key in type(self).model_fields:
+            setattr(self, key, value)
+        else:
+            self._layout_paths[key] = value
 
     @property
-    def layout(self) -> Literal["coco", "mask_folders", "class_folders"]:
-        if self.root is not None:
-            return "class_folders"
-        return "coco" if self.annotations is not None else "mask_folders"
+    def layout(self) -> str:
+        """The registered layout's name: ``coco``, ``mask_folders``, ``class_folders``, …"""
+        return layouts.layout_for(self.paths()).name
+
+    def layout_entry(self) -> layouts.Layout:
+        return layouts.layout_for(self.paths())
 
 
 class DataConfig(Section):
@@ -143,13 +186,13 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(description="a registered model (`segpipe models --architectures`)")
-    weights: str | None = Field(
+    weights: Annotated[str | None, MODEL_REF] = Field(
         None,
         description="whole-model weights to start from: a safetensors or torch file, a segpipe run "
         "directory or checkpoint, a model version NAME@production / NAME@latest / NAME@3, or pretrained "
         "weights by name: torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1, torchvision:DEFAULT",
     )
-    backbone_weights: str | None = Field(
+    backbone_weights: Annotated[str | None, MODEL_REF] = Field(
         None,
         description="backbone/encoder weights only: a safetensors or torch file, or by name: "
         "torchvision:ResNet50_Weights.IMAGENET1K_V2, smp:resnet34/imagenet",
@@ -306,14 +349,11 @@ class JobConfig(Section):
         if self.data is None:
             return self
         for split, src in (("train", self.data.train), ("val", self.data.val)):
-            if src is None:
-                continue
-            if src.layout == "class_folders" and traits(self.task).target != "class_id":
-                raise ValueError(f"data.{split}: class-per-folder data ({{root}}) only fits task classification")
-            if src.layout == "mask_folders" and not traits(self.task).dense:
-                raise ValueError(
-                    f"data.{split}: image + mask folders only fit tasks {' and '.join(DENSE_TASKS)}, not {self.task}"
-                )
+            if src is not None:
+                try:
+                    src.layout_entry().check_task(self.task, f"data.{split}: ")
+                except ConfigError as e:
+                    raise ValueError(str(e)) from None
         return self
 
 
@@ -355,7 +395,7 @@ def from_dict(
     except ValidationError as e:
         raise ConfigError(f"{source}: " + "; ".join(explain_error(err) for err in e.errors())) from None
     if base_dir is not None:
-        _resolve_paths(config, Path(base_dir).resolve())
+        resolve_paths(config, Path(base_dir).resolve())
     return config
 
 
@@ -392,18 +432,46 @@ def dump(config: JobConfig) -> str:
     return safe_yaml.dump(data)
 
 
-def _resolve_paths(model: BaseModel, base: Path) -> None:
-    for name in type(model).model_fields:
+def resolve_paths(model: BaseModel, base: Path) -> None:
+    """Resolve, in place, every path that `model` (a job config, a job spec, any section) names, by
+    `resolve_location`: the one rule for configs, specs and the schedule, from a file or the CLI.
+
+    Paths are fields typed `Path` / `Location` (alone or in a list), a data source's path keys, and
+    model references (`ModelRef` fields, ``model.weights``, ``model.backbone_weights``)."""
+    for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if isinstance(value, Path) and not value.is_absolute():
-            setattr(model, name, (base / value).resolve())
-        elif isinstance(value, BaseModel):
-            _resolve_paths(value, base)
-    if isinstance(model, ModelConfig):
-        for key in ("weights", "backbone_weights"):
-            ref = getattr(model, key)
-            if ref and not is_model_ref(ref) and not is_named_weights(ref) and not Path(ref).is_absolute():
-                setattr(model, key, str((base / ref).resolve()))
+        if isinstance(value, BaseModel):
+            resolve_paths(value, base)
+        elif MODEL_REF in info.metadata and isinstance(value, str):
+            setattr(model, name, resolve_model_ref(value, base))
+        elif isinstance(value, Path):
+            setattr(model, name, resolve_location(value, base))
+        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+            setattr(model, name, [resolve_location(v, base) for v in value])
+    if isinstance(model, SourceConfig):
+        for key, value in model.paths().items():
+            model.set_path(key, resolve_location(value, base))
+
+
+def resolve_location(value: Any, base: Path) -> Any:  # noqa: ANN401 - str, Path or Uri in, the same out
+    """A path written in a file whose folder is `base`: an object-store URI (``s3://…``) and an absolute
+    path stay as written; a relative path is taken from `base`. Text stays text."""
+    from segpipe.storage.uri import is_uri
+
+    if value is None or is_uri(value) or Path(value).is_absolute():
+        return value
+    if isinstance(value, str) and value.lower().startswith("file://"):
+        return value  # `to_location` makes it a path; it names an absolute one
+    resolved = (base / value).resolve()
+    return str(resolved) if isinstance(value, str) else resolved
+
+
+def resolve_model_ref(ref: str, base: Path) -> str:
+    """A model or weights reference: version refs, ``job:ID``, named weights and URIs stay; a relative
+    path is taken from `base`."""
+    if is_model_ref(ref) or is_named_weights(ref):
+        return ref
+    return str(resolve_location(ref, base))
 
 
 def is_version_ref(ref: str | Path) -> bool:

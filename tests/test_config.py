@@ -107,3 +107,23 @@ def test_dump_round_trips(tmp_path: Path) -> None:
     job = cfg.load(write(tmp_path, MINIMAL))
     again = cfg.from_dict(cfg.parse_yaml(cfg.dump(job)))
     assert again == job
+
+
+def test_one_rule_resolves_paths_uris_and_model_refs(tmp_path: Path) -> None:
+    base = tmp_path / "specs"
+    assert cfg.resolve_location("s3://bucket/data/x", base) == "s3://bucket/data/x"
+    assert cfg.resolve_location("imgs", base) == str(base / "imgs")  # text stays text
+    assert cfg.resolve_location(Path("../imgs"), base) == tmp_path / "imgs"
+    assert cfg.resolve_location(Path("/abs/imgs"), base) == Path("/abs/imgs")
+    for ref in ("shapes@production", "job:abc", "torchvision:DEFAULT", "s3://bucket/models/m.pt"):
+        assert cfg.resolve_model_ref(ref, base) == ref
+    assert cfg.resolve_model_ref("runs/exp", base) == str(base / "runs/exp")
+
+
+def test_uris_in_a_train_config_stay_uris(tmp_path: Path) -> None:
+    text = MINIMAL.replace("{images: imgs, annotations: train.json}",
+                           "{images: s3://bucket/data/imgs, annotations: s3://bucket/data/train.json}")
+    job = cfg.load(write(tmp_path, text))
+    assert job.data.train.images == "s3://bucket/data/imgs"
+    assert job.data.train.annotations == "s3://bucket/data/train.json"
+    assert job.data.val.images == tmp_path / "imgs"

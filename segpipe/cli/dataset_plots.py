@@ -14,18 +14,15 @@ if TYPE_CHECKING:
 SUMMARY = "dataset_summary.png"
 
 
-def _config_from_paths(images: Path | None, annotations: Path | None, masks: Path | None, root: Path | None,
-                       task: str | None, classes: str | None) -> JobConfig:
+def _config_from_paths(paths: dict[str, Path], task: str | None, classes: str | None) -> JobConfig:
     from segpipe.config import from_dict
+    from segpipe.layouts import layout_for
 
-    source = {k: str(v) for k, v in (("images", images), ("annotations", annotations), ("masks", masks),
-                                      ("root", root)) if v is not None}
-    if root is not None:
-        task = task or "classification"
-    elif annotations is not None:
-        task = task or "instance"
-    elif task is None:
-        raise ConfigError("image + mask folders need a task: semantic or binary")
+    source = {k: str(v) for k, v in paths.items() if v is not None}
+    layout = layout_for(source, what="a dataset is")
+    task = task or layout.default_task
+    if task is None:
+        raise ConfigError(f"{layout.title} data needs a task: {' or '.join(layout.tasks)}")
     data: dict[str, Any] = {"train": source}
     if classes:
         data["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
@@ -35,13 +32,15 @@ def _config_from_paths(images: Path | None, annotations: Path | None, masks: Pat
 
 def write_dataset_summary(out_dir: Path, reports: dict[str, Report], max_images: int, *, config: JobConfig | None,
                           images: Path | None = None, annotations: Path | None = None, masks: Path | None = None,
-                          root: Path | None = None, task: str | None = None, classes: str | None = None) -> Path:
+                          root: Path | None = None, task: str | None = None, classes: str | None = None,
+                          paths: dict[str, Path] | None = None) -> Path:
     """Statistics of every split that has no dataset-wide error (its bad images left out), drawn to
     ``out_dir/dataset_summary.png``; returns the picture's path."""
     from segpipe.data.sources import build_source
     from segpipe.data.summary import dataset_stats, plot_dataset_summary
 
-    job = config or _config_from_paths(images, annotations, masks, root, task, classes)
+    given = {"images": images, "annotations": annotations, "masks": masks, "root": root, **(paths or {})}
+    job = config or _config_from_paths({k: v for k, v in given.items() if v is not None}, task, classes)
     if job.data is None:
         raise ConfigError("the config has no 'data' section: nothing to summarise")
     splits = []

@@ -48,31 +48,26 @@ def submit(
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow the job's progress until it ends."),
 ) -> None:
     """Queue a job; a `segpipe worker` runs it. Paths must lie inside SEGPIPE_DATA_ROOTS."""
-    from segpipe import config as config_mod
     from segpipe.service import submit as do_submit
 
     stores, celery_app, settings = _open()
-    if kind == "train":  # relative paths resolve against the config's folder, as with `segpipe train`
-        spec: Any = config_mod.load(config, overrides or []).model_dump(mode="json")
-    else:
-        raw = config_mod.apply_overrides(config_mod.parse_yaml(config.read_text(), source=str(config), aliases=True), overrides or [])
-        spec = _resolve_relative(raw, config.parent.resolve())
+    spec = _read_spec(config, kind, overrides or [])
     job = do_submit(stores, celery_app, settings, kind, spec, submitted_by="cli", queue=queue)
     console.print(f"queued {kind} job [bold]{job.id}[/] on queue {job.queue}")
     if follow:
         _follow(stores, job.id)
 
 
-def _resolve_relative(raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Predict/evaluate specs: relative file paths are taken from the spec file's folder."""
-    out = dict(raw)
-    for key in ("images", "annotations"):
-        if isinstance(out.get(key), str) and not Path(out[key]).is_absolute():
-            out[key] = str(base / out[key])
-    model = out.get("model")
-    if isinstance(model, str) and not model.startswith("job:") and "@" not in model and not Path(model).is_absolute():
-        out["model"] = str(base / model)
-    return out
+def _read_spec(path: Path, kind: str, overrides: list[str]) -> dict[str, Any]:
+    """A job spec file of `kind`, validated, its relative paths taken from the file's folder (URIs and
+    model references as written): the loader's rule (`segpipe.config.resolve_paths`), for every kind."""
+    from segpipe import config as config_mod
+    from segpipe.jobs.specs import parse_spec
+
+    raw = config_mod.apply_overrides(config_mod.parse_yaml(path.read_text(), source=str(path), aliases=True), overrides)
+    spec = parse_spec(kind, raw, source=str(path))
+    config_mod.resolve_paths(spec, path.parent.resolve())
+    return spec.model_dump(mode="json")
 
 
 @app.command()

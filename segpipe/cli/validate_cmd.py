@@ -30,6 +30,10 @@ def validate(
     annotations: Path | None = typer.Option(None, "--annotations", help="COCO instances JSON."),
     masks: Path | None = typer.Option(None, "--masks", help="Mask PNG folder (mask of a.jpg is a.png)."),
     root: Path | None = typer.Option(None, "--root", help="Class-per-folder root: root/<class>/<images>."),
+    path: list[str] = typer.Option(
+        [], "--path", help="KEY=PATH: a path key of any registered data layout (`segpipe.layouts`), "
+        "such as annotations=coco.json; repeat for each key."
+    ),
     task: TaskKind | None = typer.Option(None, "--task", help="Task kind (mask folders: semantic or binary)."),
     classes: str | None = typer.Option(None, "--classes", help="Mask class names by pixel value, comma-separated."),
     foreground_value: int | None = typer.Option(
@@ -56,15 +60,16 @@ def validate(
     from segpipe.config import load
     from segpipe.data import validate as v
 
+    keyed = _keyed_paths(path)
     if config is not None:
-        if any(x is not None for x in (images, annotations, masks, root)):
+        if any(x is not None for x in (images, annotations, masks, root)) or keyed:
             raise typer.BadParameter("give a CONFIG or dataset paths (--images, ...), not both")
         reports = v.validate_config(load(config), decode=not fast)
     else:
         names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
         report = v.validate_paths(images=images, annotations=annotations, masks=masks, root=root, task=task,
                                   classes=names, foreground_value=foreground_value, mask_suffix=mask_suffix,
-                                  ignore_index=ignore_index, decode=not fast)
+                                  ignore_index=ignore_index, decode=not fast, paths=keyed)
         reports = {"dataset": report}
     if as_json:
         _print_json(reports)
@@ -75,9 +80,21 @@ def validate(
 
         job = load(config) if config is not None else None
         picture = write_dataset_summary(plots, reports, plots_max_images, config=job, images=images,
-                                        annotations=annotations, masks=masks, root=root, task=task, classes=classes)
+                                        annotations=annotations, masks=masks, root=root, task=task, classes=classes,
+                                        paths=keyed)
         (sys.stderr if as_json else sys.stdout).write(f"dataset summary: {picture}\n")
     raise typer.Exit(0 if all(r.ok for r in reports.values()) else 1)
+
+
+def _keyed_paths(items: list[str]) -> dict[str, Path]:
+    """``--path KEY=PATH`` options as ``{key: path}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise typer.BadParameter(f"--path {item!r}: expected KEY=PATH")
+        out[key.strip()] = Path(value)
+    return out
 
 
 def _print_json(reports: dict[str, Report]) -> None:

@@ -11,8 +11,6 @@ from segpipe.data.categories import CategoryMap
 from segpipe.data.coco import CocoSource
 from segpipe.data.folders import ClassFolderSource, MaskFolderSource
 from segpipe.data.sample import ImageId, Sample
-from segpipe.errors import ConfigError
-from segpipe.task_kinds import traits
 
 
 @runtime_checkable
@@ -21,6 +19,8 @@ class Source(Protocol):
 
     ``image_ids[i]`` is the ``image_id`` of ``load(i)`` (ids may repeat: COCO classification crops);
     ``load`` decodes on every call (no caching) and raises DataError naming file / image / annotation.
+    A source that feeds ``instance`` or ``detection`` also has ``coco``: its ground truth as a
+    pycocotools ``COCO`` (original sizes, the same image ids), which box and mask AP are computed on.
     """
 
     category_map: CategoryMap
@@ -42,41 +42,38 @@ def build_source(
     exclude_images: Collection[ImageId] = (),
     exclude_annotations: Collection[int] = (),
 ) -> Source:
-    """The Source for one split, chosen by ``source.layout``.
+    """The Source for one split, read by its registered layout (`segpipe.layouts`).
 
     ``exclude_images`` / ``exclude_annotations`` are ids that validation flagged, dropped when
     ``data.skip_invalid`` is on (folder layouts have no annotations; their image ids are file stems).
     """
-    layout = source.layout
-    if layout == "coco":
-        return CocoSource(
-            source.images,  # type: ignore[arg-type]  # the layout guarantees both paths
-            source.annotations,  # type: ignore[arg-type]
-            task,
-            categories=data.categories,
-            classification_source=data.classification_source,
-            crop_padding=data.crop_padding,
-            ignore_index=data.ignore_index,
-            exclude_images=exclude_images,  # type: ignore[arg-type]
-            exclude_annotations=exclude_annotations,
-        )
-    if layout == "mask_folders":
-        built: Source = MaskFolderSource(
-            source.images,  # type: ignore[arg-type]
-            source.masks,  # type: ignore[arg-type]
-            task,
-            classes=data.classes,
-            foreground_value=data.foreground_value,
-            mask_suffix=source.mask_suffix,
-            ignore_index=data.ignore_index,
-        )
-    elif layout == "class_folders":
-        if traits(task).target != "class_id":
-            raise ConfigError(f"class-per-folder data only fits task classification, not {task}")
-        built = ClassFolderSource(source.root)  # type: ignore[arg-type]
-    else:  # pragma: no cover - SourceConfig.layout has exactly three values
-        raise ConfigError(f"unknown data layout {layout!r}")
-    return _without(built, exclude_images) if exclude_images else built
+    layout = source.layout_entry()
+    layout.check_task(task, "")
+    built = layout.reader()(source, data, task, exclude_images, exclude_annotations)
+    return _without(built, exclude_images) if exclude_images and not layout.excludes_images else built
+
+
+def read_coco(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
+              exclude_annotations: Collection[int]) -> Source:
+    """The ``coco`` layout's reader."""
+    return CocoSource(source.path("images"), source.path("annotations"), task, categories=data.categories,
+                      classification_source=data.classification_source, crop_padding=data.crop_padding,
+                      ignore_index=data.ignore_index, exclude_images=exclude_images,  # type: ignore[arg-type]
+                      exclude_annotations=exclude_annotations)
+
+
+def read_mask_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
+                      exclude_annotations: Collection[int]) -> Source:
+    """The ``mask_folders`` layout's reader (excluded images are dropped by `build_source`)."""
+    return MaskFolderSource(source.path("images"), source.path("masks"), task, classes=data.classes,
+                            foreground_value=data.foreground_value, mask_suffix=source.mask_suffix,
+                            ignore_index=data.ignore_index)
+
+
+def read_class_folders(source: SourceConfig, data: DataConfig, task: str, exclude_images: Collection[ImageId],
+                       exclude_annotations: Collection[int]) -> Source:
+    """The ``class_folders`` layout's reader (excluded images are dropped by `build_source`)."""
+    return ClassFolderSource(source.path("root"))
 
 
 class _Subset:

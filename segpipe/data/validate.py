@@ -10,8 +10,8 @@ Entry points:
   mask_suffix=".png", ignore_index=255, decode=True)`
 - `validate_class_folders(root, *, decode=True)`
 - `validate_config(config, *, decode=True)`: every split of a job config, whatever its layout.
-- `validate_paths(images=, annotations=, masks=, root=, ...)`: one dataset given by its paths (the
-  same three layouts as a config's data source), as the CLI's flags give it.
+- `validate_paths(images=, annotations=, masks=, root=, paths=, ...)`: one dataset given by its paths
+  (any registered layout, `segpipe.layouts`), as the CLI's flags give it.
 
 ``decode=False`` reads image headers only: fast on huge datasets, blind to truncated files.
 
@@ -43,9 +43,14 @@ Class folders
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from segpipe.config import JobConfig, SourceConfig
+from pydantic import ValidationError
+
+from segpipe import layouts
+from segpipe.config import DataConfig, JobConfig, SourceConfig, explain_error
 from segpipe.data.validate_coco import validate_coco
 from segpipe.data.validate_common import Issue, Report
 from segpipe.data.validate_folders import validate_class_folders, validate_mask_folders
@@ -77,23 +82,9 @@ def validate_config(config: JobConfig, *, decode: bool = True) -> dict[str, Repo
 
 def validate_source(config: JobConfig, source: SourceConfig, *, decode: bool = True) -> Report:
     """Validate one split (`source`) with the settings of `config` (task, classes, ignore index)."""
-    data = config.data
-    if data is None:
+    if config.data is None:
         raise ConfigError("the config has no 'data' section: nothing to validate")
-    if source.layout == "coco":
-        return validate_coco(source.images, source.annotations, decode=decode, task=config.task)
-    if source.layout == "mask_folders":
-        return validate_mask_folders(
-            source.images,
-            source.masks,
-            task=config.task,
-            classes=data.classes,
-            foreground_value=data.foreground_value,
-            mask_suffix=source.mask_suffix,
-            ignore_index=data.ignore_index,
-            decode=decode,
-        )
-    return validate_class_folders(source.root, decode=decode)
+    return source.layout_entry().validator()(source, config.data, config.task, decode)
 
 
 def validate_paths(
@@ -108,21 +99,37 @@ def validate_paths(
     mask_suffix: str = ".png",
     ignore_index: int = IGNORE_INDEX,
     decode: bool = True,
+    paths: Mapping[str, str | Path] | None = None,
 ) -> Report:
-    """Validate one dataset given by paths: {images, annotations} (COCO), {images, masks} (mask
-    folders, needs `task` semantic or binary) or {root} (class folders). Raises ConfigError naming
-    the accepted combinations when the paths fit none of them."""
-    given = {k for k, v in (("images", images), ("annotations", annotations), ("masks", masks),
-                            ("root", root)) if v is not None}
-    if given == {"images", "annotations"}:
-        return validate_coco(images, annotations, decode=decode, task=task)
-    if given == {"images", "masks"}:
-        if task is None:
-            raise ConfigError("image + mask folders need a task: semantic or binary")
-        return validate_mask_folders(images, masks, task=task, classes=classes, foreground_value=foreground_value,
-                                     mask_suffix=mask_suffix, ignore_index=ignore_index, decode=decode)
-    if given == {"root"}:
-        return validate_class_folders(root, decode=decode)
-    got = ", ".join(sorted(given)) or "nothing"
-    raise ConfigError(f"a dataset is {{images, annotations}} (COCO), {{images, masks}} (mask folders) or "
-                      f"{{root}} (class folders); got {{{got}}}")
+    """Validate one dataset given by its path keys (`images`... or `paths`, for a layout's own keys),
+    as the CLI's flags give it: the keys choose the layout (`segpipe.layouts`). Raises ConfigError
+    naming every layout's keys when they fit none (and for image + mask folders without a `task`)."""
+    given = {k: v for k, v in (("images", images), ("annotations", annotations), ("masks", masks),
+                               ("root", root), *(paths or {}).items()) if v is not None}
+    layouts.layout_for(given, what="a dataset is")
+    try:
+        source = SourceConfig.model_validate({**given, "mask_suffix": mask_suffix})
+        data = DataConfig(train=source, classes=classes, foreground_value=foreground_value, ignore_index=ignore_index)
+    except ValidationError as e:
+        raise ConfigError("; ".join(explain_error(err, DataConfig) for err in e.errors())) from None
+    return source.layout_entry().validator()(source, data, task, decode)
+
+
+def check_coco(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
+    """The ``coco`` layout's validator."""
+    return validate_coco(source.path("images"), source.path("annotations"), decode=decode, task=task)
+
+
+def check_mask_folders(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
+    """The ``mask_folders`` layout's validator: needs a task (semantic or binary)."""
+    if task is None:
+        raise ConfigError("image + mask folders need a task: semantic or binary")
+    settings: dict[str, Any] = {} if data is None else {
+        "classes": data.classes, "foreground_value": data.foreground_value, "ignore_index": data.ignore_index}
+    return validate_mask_folders(source.path("images"), source.path("masks"), task=task,
+                                 mask_suffix=source.mask_suffix, decode=decode, **settings)
+
+
+def check_class_folders(source: SourceConfig, data: DataConfig | None, task: str | None, decode: bool) -> Report:
+    """The ``class_folders`` layout's validator."""
+    return validate_class_folders(source.path("root"), decode=decode)

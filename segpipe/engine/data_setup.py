@@ -103,7 +103,7 @@ def prepare_data(config: JobConfig, run_dir: Path | None, *, rank: int = 0, worl
 
     train_source = source_for("train")
     if len(train_source) == 0:
-        raise DataError(f"data.train: no usable samples in {data.train.images or data.train.root}")
+        raise DataError(f"data.train: no usable samples in {next(iter(data.train.paths().values()))}")
     train_tf = build_transform(config.augment, task, cfg.image_size, train=True, ignore_index=data.ignore_index)
     train_set = TaskDataset(train_source, train_tf, task)
     sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, rank=rank, world_size=world_size,

@@ -81,12 +81,10 @@ def check_data(data: DataConfig, where: str) -> None:
 
 
 def _check_source(source: SourceConfig, where: str) -> None:
-    folders = {"images": source.images, "masks": source.masks, "root": source.root}
-    for key, path in folders.items():
-        if path is not None and not _exists(path, folder=True):
-            raise ConfigError(f"{where}.{key}: {path}: no such folder")
-    if source.annotations is not None and not _exists(source.annotations, folder=False):
-        raise ConfigError(f"{where}.annotations: {source.annotations}: no such file")
+    paths = source.paths()
+    for key in source.layout_entry().paths:  # each a folder or a file (`segpipe.layouts`)
+        if not _exists(paths[key.name], folder=key.folder):
+            raise ConfigError(f"{where}.{key.name}: {paths[key.name]}: no such {'folder' if key.folder else 'file'}")
 
 
 def _exists(path: Any, *, folder: bool) -> bool:  # noqa: ANN401 - a Path or a Uri

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from segpipe import config as config_mod
-from segpipe.config import DataConfig, JobConfig, PredictConfig, Section, SourceConfig
+from segpipe.config import DataConfig, JobConfig, ModelRef, PredictConfig, Section, SourceConfig
 from segpipe.errors import ConfigError
 from segpipe.gate_config import GateConfig
 from segpipe.paths import confine
@@ -41,13 +41,13 @@ _VERSION_REF = config_mod.VERSION_REF
 
 
 class EvaluateSpec(Section):
-    model: str
+    model: ModelRef
     data: DataConfig
     split: Literal["val", "train"] = "val"
 
 
 class PredictSpec(Section):
-    model: str
+    model: ModelRef
     images: Location
     annotations: Location | None = None
     predict: PredictConfig = PredictConfig()
@@ -103,7 +103,7 @@ class BoxMaskSpec(Section):
     image as displayed, so the worker scales it by the size it decodes (EXIF orientation applied).
     ``label`` is a class name of the model, or None to let the model's box head choose."""
 
-    model: str
+    model: ModelRef
     image: Location
     box: tuple[float, float, float, float]
     label: str | None = Field(None, max_length=500)
@@ -165,10 +165,8 @@ def _confine_data(data: DataConfig, roots: list[Path]) -> None:
 
 
 def _confine_source(source: SourceConfig, roots: list[Path], where: str) -> None:
-    for field in ("images", "annotations", "masks", "root"):
-        value = getattr(source, field)
-        if value is not None:
-            setattr(source, field, confine(value, roots, what=f"{where}.{field}"))
+    for key, value in source.paths().items():  # every path key of its layout (`segpipe.layouts`)
+        source.set_path(key, confine(value, roots, what=f"{where}.{key}"))
 
 
 def dump_spec(spec: Spec) -> str:

@@ -271,7 +271,7 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
         if entry.validation is not None:
             validation = _absolute(validation, base)
         if entry.dataset.paths is not None:
-            paths = tuple(p if p.is_absolute() else (base / p).resolve() for p in entry.dataset.paths)
+            paths = tuple(config_mod.resolve_location(p, base) for p in entry.dataset.paths)
         else:
             paths = tuple(dataset_paths(config))
     return ModelSchedule(
@@ -298,10 +298,9 @@ def _check_gate_metrics(gate: GateConfig, task: str, where: str) -> None:
 
 
 def _absolute(source: SourceConfig, base: Path) -> SourceConfig:
-    fields = ("images", "annotations", "masks", "root")
-    return source.model_copy(update={
-        f: (base / v).resolve() for f in fields if (v := getattr(source, f)) is not None and not v.is_absolute()
-    })
+    resolved = source.model_copy(deep=True)
+    config_mod.resolve_paths(resolved, base)
+    return resolved
 
 
 def dataset_paths(config: JobConfig) -> list[Path]:
@@ -313,4 +312,4 @@ def dataset_paths(config: JobConfig) -> list[Path]:
 
 
 def _source_paths(source: SourceConfig) -> list[Path]:
-    return [p for p in (source.images, source.annotations, source.masks, source.root) if p is not None]
+    return source.layout_entry().hash_paths(source)

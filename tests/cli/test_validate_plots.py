@@ -26,7 +26,7 @@ def _summary(args: list[str], out: Path) -> None:
 def test_coco_summary_counts_what_training_sees(tmp_path: Path) -> None:
     coco = make_shapes_coco(tmp_path / "coco", n_images=10, size=(64, 96), seed=4)
     _summary(["--images", str(coco.images), "--annotations", str(coco.annotations)], tmp_path / "plots")
-    config = _config_from_paths(coco.images, coco.annotations, None, None, None, None)
+    config = _config_from_paths({"images": coco.images, "annotations": coco.annotations}, None, None)
     source = build_source(config.data.train, config.data, "instance")
     stats = dataset_stats(source, "train")
     assert stats.images == 10 and stats.image_sizes == [(64, 96)] * 10
@@ -42,7 +42,7 @@ def test_mask_and_class_folder_summaries(tmp_path: Path) -> None:
               "--classes", "background,circle,square,triangle"], tmp_path / "p1")
     root = make_class_folders(tmp_path / "classes", per_class=3, size=(32, 32))
     _summary(["--root", str(root)], tmp_path / "p2")
-    config = _config_from_paths(None, None, None, root, None, None)
+    config = _config_from_paths({"root": root}, None, None)
     stats = dataset_stats(build_source(config.data.train, config.data, "classification"), "train")
     assert sum(stats.images_per_class.values()) == stats.images == len(stats.image_sizes)
     assert not stats.has_objects
