@@ -71,15 +71,15 @@ def populate(stores: Stores, images_dir: Path, images: int, per_image: int) -> s
     now = stores.jobs.now()
     for start in range(0, images, 1000):
         keys = [f"img{i:06d}" for i in range(start, min(start + 1000, images))]
-        markers = [dict(job_id=job.id, image_key=k, instances=per_image, height=IMAGE_H, width=IMAGE_W, created_at=now)
+        markers = [{"job_id": job.id, "image_key": k, "instances": per_image, "height": IMAGE_H, "width": IMAGE_W, "created_at": now}
                    for k in keys]
         rows = []
         for key in keys:
             for instance in range(per_image):
                 rle, bbox = pool[int(rng.integers(len(pool)))]
                 cid, name = CLASSES[int(rng.integers(len(CLASSES)))]
-                rows.append(dict(job_id=job.id, image_key=key, instance=instance, category_id=cid, category_name=name,
-                                 score=float(rng.uniform(0.3, 1.0)), bbox=bbox, rle=rle, height=IMAGE_H, width=IMAGE_W))
+                rows.append({"job_id": job.id, "image_key": key, "instance": instance, "category_id": cid, "category_name": name,
+                                 "score": float(rng.uniform(0.3, 1.0)), "bbox": bbox, "rle": rle, "height": IMAGE_H, "width": IMAGE_W})
         with stores.db.write() as session:
             session.execute(insert(PredictionImage), markers)
             session.execute(insert(Prediction), rows)

@@ -124,7 +124,7 @@ def test_label_studio_profile_allows_private_addresses_and_is_wired_to_segpipe(c
     env = ls["environment"]
     assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
     assert env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] == "/data"
-    assert any(v.endswith(":/data:rw") or v.endswith(":/data") for v in ls["volumes"])
+    assert any(v.endswith((":/data:rw", ":/data")) for v in ls["volumes"])
     api_env = compose["services"]["api"]["environment"]
     assert api_env["SEGPIPE_LABEL_STUDIO_URL"] == "http://label-studio:8080"
     assert api_env["SEGPIPE_LABEL_STUDIO_FILES_ROOT"] == "/data"

@@ -153,7 +153,7 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _leaf_routes(routes: Any) -> Any:  # noqa: ANN401 - Starlette/FastAPI route objects
+def _leaf_routes(routes: Any) -> Any:  # Starlette/FastAPI route objects
     """The routes themselves, looking inside included routers (our routers carry their own prefix)."""
     for route in routes:
         inner = getattr(getattr(route, "original_router", None), "routes", None)

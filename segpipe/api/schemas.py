@@ -253,7 +253,7 @@ class ModelDetail(BaseModel):
     decisions: list[DecisionOut] = Field(default_factory=list, description="newest first (at most 100)")
 
 
-def _json_integer(value: Any) -> Any:  # noqa: ANN401 - validator input
+def _json_integer(value: Any) -> Any:  # validator input
     """A JSON integer (1 or 1.0) or null, never a boolean or a string: JSON ``true`` is not version 1."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ValueError("must be a JSON integer")

@@ -114,7 +114,6 @@ def predict(
     from segpipe.config import PredictConfig
     from segpipe.engine.predict import image_items
     from segpipe.engine.runner import predict_to_files
-
     from segpipe.masks.formats import check_formats
 
     names = check_formats(formats.split(","), None) if formats else None  # unknown names: ConfigError

@@ -16,9 +16,9 @@ from rich.table import Table
 
 from segpipe import jobkinds
 from segpipe.cli import app
+from segpipe.cli.run_cmds import OVERRIDES_HELP
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
-from segpipe.cli.run_cmds import OVERRIDES_HELP
 
 console = Console(highlight=False)
 STATE_COLOURS = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}

@@ -37,7 +37,6 @@ from pycocotools.coco import COCO
 from segpipe.config import TASK_KINDS
 from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_image
-from segpipe.paths import active_roots, check_read, confine_name
 from segpipe.data.sample import Sample
 from segpipe.data.targets import (
     annotation_error,
@@ -49,6 +48,7 @@ from segpipe.data.targets import (
     xywh_to_xyxy,
 )
 from segpipe.errors import ConfigError, DataError
+from segpipe.paths import active_roots, check_read, confine_name
 
 _REQUIRED_KEYS = {"images": ("id", "file_name"), "annotations": ("id", "image_id", "category_id"),
                   "categories": ("id", "name")}
@@ -230,10 +230,10 @@ class CocoSource:
         anns = [a for a in self._geometric(item.image_id, need_mask=True) if not a.get("iscrowd")]
         masks = self._masks(anns, *image.shape[:2])
         keep = masks.any(axis=(1, 2))
-        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if k]
-        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if not k]
+        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if k]
+        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if not k]
         masks = masks[keep] if not keep.all() else masks
-        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep) if k], np.int64)
+        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep, strict=False) if k], np.int64)
         return Sample(image, item.image_id, masks=masks, boxes=masks_to_boxes(masks), labels=labels, meta=meta)
 
     def _detection(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
@@ -242,9 +242,9 @@ class CocoSource:
         boxes = xywh_to_xyxy([self._bbox(a, h, w) for a in anns])
         np.clip(boxes, 0, [w, h, w, h], out=boxes)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if k]
-        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if not k]
-        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep) if k], np.int64)
+        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if k]
+        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if not k]
+        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep, strict=False) if k], np.int64)
         return Sample(image, item.image_id, boxes=boxes[keep], labels=labels, meta=meta)
 
     def _semantic(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:

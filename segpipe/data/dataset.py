@@ -120,7 +120,7 @@ def collate_items(items: list[Item], task: str) -> Batch:
 def _stack(tensors: list[torch.Tensor], dtype: torch.dtype, image_ids: list[Any]) -> torch.Tensor:
     """Copy same-shape tensors into one new contiguous (B, ...) tensor of `dtype`."""
     shape = tensors[0].shape
-    for t, image_id in zip(tensors, image_ids):
+    for t, image_id in zip(tensors, image_ids, strict=False):
         if t.shape != shape:
             raise DataError(
                 f"images {image_ids[0]} ({_hw(shape)}) and {image_id} ({_hw(t.shape)}) differ in size and "

@@ -325,7 +325,7 @@ class _CocoChecker:
         entries = [(i, im) for i, im in self.images.items() if im.file_name is not None]
         self._duplicate_files(entries)
         paths = [self.images_dir / im.file_name for _, im in entries]
-        for (image_id, image), path, found in zip(entries, paths, inspect_images(paths, decode)):
+        for (image_id, image), path, found in zip(entries, paths, inspect_images(paths, decode), strict=False):
             where = f"image {image_id} ({image.file_name})"
             if found.problem is not None:
                 code, words = found.problem

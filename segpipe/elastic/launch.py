@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+import contextlib
 
 RANK_MODULE = "segpipe.elastic.rank"
 _PR_SET_PDEATHSIG = 1
@@ -108,10 +109,8 @@ def supervise(command: list[str], env: dict[str, str], log_path: Path, *,
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(path: Path, lines: int = 60) -> str:

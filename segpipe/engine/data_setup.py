@@ -17,10 +17,10 @@ from segpipe.data.augment import build_transform
 from segpipe.data.categories import CategoryMap
 from segpipe.data.dataset import TaskDataset, build_loader
 from segpipe.data.sources import Source, build_source
-from segpipe.models.tasks import adapter_class
 from segpipe.data.validate import validate_config
 from segpipe.engine.sampler import EpochSampler
 from segpipe.errors import ConfigError, DataError
+from segpipe.models.tasks import adapter_class
 
 _SHOWN_ISSUES = 8
 

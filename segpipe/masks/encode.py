@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -244,10 +244,10 @@ class CocoResultsWriter:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> CocoResultsWriter:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: Any, *_: object) -> None:
         self.abort() if exc_type is not None else self.close()
 
 

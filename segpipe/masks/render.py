@@ -146,7 +146,7 @@ def overlay_grid(
     caption_h = 22
     cell_h = max(p.shape[0] for p in pictures) + caption_h  # no empty bands for landscape images
     sheet = np.full((rows * cell_h, cols * tile, 3), 30, np.uint8)
-    for n, ((_, target), picture) in enumerate(zip(items, pictures)):
+    for n, ((_, target), picture) in enumerate(zip(items, pictures, strict=False)):
         top, left = (n // cols) * cell_h, (n % cols) * tile
         y0 = top + caption_h
         x0 = left + (tile - picture.shape[1]) // 2
@@ -213,7 +213,7 @@ def _draw_box(
     text: _TextStyle,
 ) -> None:
     colour = label_colour(label)
-    x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in box)
+    x1, y1, x2, y2 = (round(float(v) * scale) for v in box)
     cv2.rectangle(canvas, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), colour, text.thickness, cv2.LINE_AA)
     label_text = _name_score(category_map, label, score)
     (_, th), base = cv2.getTextSize(label_text, _FONT, text.scale, text.thickness)

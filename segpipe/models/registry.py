@@ -20,8 +20,8 @@ from torch import nn
 
 from segpipe.config import TASK_KINDS, ModelConfig
 from segpipe.errors import ConfigError
-from segpipe.models.tasks import adapter_class
 from segpipe.models.finetune import freeze_backbone_batchnorm, freeze_backbone_stages
+from segpipe.models.tasks import adapter_class
 from segpipe.models.transfer import HeadSpec, LoadReport, label_rows, transfer_weights
 from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_weights
 from segpipe.registry import Registry

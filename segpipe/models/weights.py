@@ -152,7 +152,7 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        found = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, re.S)
+        found = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, re.DOTALL)
         why = " ".join((found.group(1) if found else text).split()).split(" Please use ")[0]
         if "Unsupported global" in why:
             raise WeightsError(

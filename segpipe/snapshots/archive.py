@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from segpipe.errors import DataError
+from typing import Self
 
 MAX_MEMBERS = 200_000
 MAX_TOTAL_BYTES = 8 * 1024**3  # uncompressed, all members together
@@ -63,7 +64,7 @@ class Archive:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> Archive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

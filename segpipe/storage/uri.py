@@ -18,7 +18,7 @@ from pydantic import PlainSerializer, PlainValidator
 
 from segpipe.errors import ConfigError
 
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 LOCAL_SCHEMES = frozenset({"file", "local"})
 
 

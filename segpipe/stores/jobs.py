@@ -139,15 +139,15 @@ class JobStore:
         pending cancel is marked cancelled, one already claimed ``max_attempts`` times is failed.
         """
         now = self.now()
-        lease = dict(
-            state="running",
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=Job.attempts + 1,
-            started_at=func.coalesce(Job.started_at, now),
-            worker=owner,
-            updated_at=now,
-        )
+        lease = {
+            "state": "running",
+            "lease_owner": owner,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "attempts": Job.attempts + 1,
+            "started_at": func.coalesce(Job.started_at, now),
+            "worker": owner,
+            "updated_at": now,
+        }
         allowed: builtins.list[ColumnElement[bool]] = [Job.cancel_requested.is_(False)]
         if max_attempts is not None:
             allowed.append(Job.attempts < max_attempts)

@@ -4,8 +4,8 @@ from typing import get_args
 
 from fastapi.testclient import TestClient
 
-from segpipe.api.schemas import JobKind, JobState
 from segpipe import jobkinds
+from segpipe.api.schemas import JobKind, JobState
 from segpipe.stores import JOB_STATES, Stores
 from tests.api.conftest import ANNOTATOR, ENGINEER
 

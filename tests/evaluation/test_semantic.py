@@ -80,7 +80,7 @@ def test_targets_as_samples_arrays_and_tensors_agree_and_batches_accumulate():
         results.append(ev.result())
     assert all(r == results[0] for r in results)
     one_by_one = SemanticEvaluator(num_classes=3)
-    for p, t in zip(preds, targets):
+    for p, t in zip(preds, targets, strict=False):
         one_by_one.process([p], [t])
     assert one_by_one.result() == results[0]
     one_by_one.reset()

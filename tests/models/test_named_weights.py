@@ -286,7 +286,7 @@ def _cli():
 
 def test_a_remote_artifact_root_shares_the_weights_between_hosts(
     host: WeightsHost, resnet18_file: tuple[str, dict[str, torch.Tensor]], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server,
 ) -> None:
     """Artifact root in object storage (a real S3 API server on loopback): the first host downloads and
     uploads; another host, offline, copies it from the bucket into its own cache and checks it; a copy

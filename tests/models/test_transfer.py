@@ -47,8 +47,8 @@ def test_coco_mask_rcnn_into_a_one_class_model(tmp_path: Path) -> None:
     assert model.roi_heads.box_predictor.cls_score.out_features == 2  # background + the one class
     # the file's batch norm counters have nowhere to go (pretrained R-CNN: frozen batch norm)
     assert report.ignored and all(k.endswith("num_batches_tracked") for k in report.ignored)
-    assert "class-dependent layer: file (91, 1024) vs model (2, 1024)" == report.reinitialised[
-        "roi_heads.box_predictor.cls_score.weight"]
+    assert report.reinitialised[
+        "roi_heads.box_predictor.cls_score.weight"] == "class-dependent layer: file (91, 1024) vs model (2, 1024)"
 
 
 def test_imagenet_resnet_into_a_two_class_classifier_ddp_wrapped(tmp_path: Path) -> None:

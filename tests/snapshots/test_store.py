@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from segpipe.errors import DataError, NotFoundError
+from segpipe.settings import Settings
 from segpipe.snapshots.archive import Archive
 from segpipe.snapshots.draft import Draft, DraftImage
-from segpipe.settings import Settings
 from segpipe.snapshots.formats import PullContext
 from segpipe.snapshots.pull import pull
 from segpipe.snapshots.store import SnapshotStore

@@ -10,7 +10,6 @@ with one 0/255 PNG per object. Prints ``{"files": [...]}``, the archive's member
 """
 
 import json
-import shutil
 import sys
 import tempfile
 import zipfile

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from segpipe.api.auth import Principal, annotator
-from segpipe.api.deps import context, ApiContext
+from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.job_images import BROWSER_TYPES
 from segpipe.api.schemas import MAX_INT64, ErrorOut
@@ -134,5 +134,5 @@ def job_image_file(
 
     from segpipe.data.images import read_image
 
-    ok, png = cv2.imencode(".png", read_image(path)[:, :, ::-1])
+    _ok, png = cv2.imencode(".png", read_image(path)[:, :, ::-1])
     return Response(png.tobytes(), media_type="image/png", headers=headers)

@@ -11,7 +11,18 @@ from fastapi import APIRouter, Depends, Query, Response
 from segpipe import service
 from segpipe.api.auth import Principal, annotator, engineer
 from segpipe.api.deps import ApiContext, context
-from segpipe.api.schemas import MAX_INT64, ErrorOut, JobDetail, JobKind, JobOut, JobPage, JobState, JobSubmit, job_detail, job_out
+from segpipe.api.schemas import (
+    MAX_INT64,
+    ErrorOut,
+    JobDetail,
+    JobKind,
+    JobOut,
+    JobPage,
+    JobState,
+    JobSubmit,
+    job_detail,
+    job_out,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_PAGE = 200

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from segpipe.errors import ConfigError, DataError
-from segpipe.paths import PathNotAllowed, output_path
 from segpipe.masks.duplicates import DEFAULT_DUPLICATE_IOU, suppress_duplicates
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
+from segpipe.paths import PathNotAllowed, output_path
 from segpipe.registry import Registry
 
 TASKS = ("classification", "semantic", "binary", "instance", "detection")
