@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     def artifacts(self) -> Path:
         """The artifact root: a resolved local folder, or a `Uri` (then workers keep a local mirror)."""
         if is_uri(self.artifact_root):
-            return self.artifact_root  # type: ignore[return-value] - a Uri stands for a Path
+            return self.artifact_root  # type: ignore[return-value]  # a Uri stands for a Path
         return Path(self.artifact_root or self.home_dir / "artifacts").expanduser().resolve()
 
     @property
@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         roots = [p if is_uri(p) else Path(p).expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
         if not is_uri(self.artifact_root):
             roots.append(self.artifacts / SNAPSHOTS_DIR)
-        return roots
+        return roots  # type: ignore[return-value]  # a Uri stands for a Path
 
     @property
     def cache_dir(self) -> Path:

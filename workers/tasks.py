@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from segpipe.settings import get_settings
 from workers.celery_app import RECONCILE, RETRAIN_TICK, RUN_JOB, app
 
+if TYPE_CHECKING:
+    from segpipe.stores import Stores
+
 log = logging.getLogger("segpipe.worker")
-_stores = None
 
 
-def stores():  # noqa: ANN201 - one Stores per worker process, opened lazily (after any fork)
-    global _stores
-    if _stores is None:
-        from segpipe.stores import Stores
+@functools.cache
+def stores() -> Stores:
+    """One Stores per worker process, opened lazily (after any fork) and kept."""
+    from segpipe.stores import Stores
 
-        _stores = Stores.from_settings()
-    return _stores
+    return Stores.from_settings()
 
 
 def owner_name() -> str:

@@ -7,7 +7,7 @@ Times are ISO 8601 UTC. Boxes are ``[x, y, w, h]`` pixels; masks compressed COCO
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -17,8 +17,12 @@ from segpipe.stores import Job, ModelVersion, PromotionDecision
 MAX_INT64 = 2**63 - 1  # SQL OFFSET / 64-bit columns; larger numbers are refused at the door, not sent on
 MAX_INT32 = 2**31 - 1  # model version numbers are INTEGER columns
 # from the one registry of job kinds (`segpipe.jobkinds`): what may be submitted, and what may be listed
-JobKindIn = Literal[jobkinds.submittable()]  # type: ignore[valid-type]
-JobKind = Literal[jobkinds.names()]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # the registry is read at import: to a type checker the kinds are strings
+    JobKindIn = str
+    JobKind = str
+else:
+    JobKindIn = Literal[jobkinds.submittable()]
+    JobKind = Literal[jobkinds.names()]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QueueName = Literal["gpu", "cpu"]
 

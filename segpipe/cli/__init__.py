@@ -24,7 +24,7 @@ from segpipe.errors import SegpipeError
 class _Group(TyperGroup):
     """Runs every subcommand; turns a SegpipeError into a one-line message and exit status 2."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # click's base Context is private to typer
         try:
             return super().invoke(ctx)
         except SegpipeError as e:

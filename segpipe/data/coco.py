@@ -229,7 +229,7 @@ class CocoSource:
     def _instance(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
         anns = [a for a in self._geometric(item.image_id, need_mask=True) if not a.get("iscrowd")]
         masks = self._masks(anns, *image.shape[:2])
-        keep = masks.any(axis=(1, 2))
+        keep = np.asarray(masks.any(axis=(1, 2)))
         meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if k]
         meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if not k]
         masks = masks[keep] if not keep.all() else masks
@@ -263,6 +263,7 @@ class CocoSource:
 
     def _classification(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
         if item.annotation_id is None:  # image-level label
+            assert item.category_id is not None
             return Sample(image, item.image_id, class_id=self.category_map.to_label(item.category_id), meta=meta)
         ann = self.coco.anns[item.annotation_id]
         h, w = image.shape[:2]

@@ -79,9 +79,12 @@ def validate_source(config: JobConfig, source: SourceConfig, *, decode: bool = T
     data = config.data
     if data is None:
         raise ConfigError("the config has no 'data' section: nothing to validate")
+    # SourceConfig has checked that the paths of its layout are given
     if source.layout == "coco":
+        assert source.images is not None and source.annotations is not None
         return validate_coco(source.images, source.annotations, decode=decode, task=config.task)
     if source.layout == "mask_folders":
+        assert source.images is not None and source.masks is not None
         return validate_mask_folders(
             source.images,
             source.masks,
@@ -92,6 +95,7 @@ def validate_source(config: JobConfig, source: SourceConfig, *, decode: bool = T
             ignore_index=data.ignore_index,
             decode=decode,
         )
+    assert source.root is not None
     return validate_class_folders(source.root, decode=decode)
 
 
@@ -114,13 +118,16 @@ def validate_paths(
     given = {k for k, v in (("images", images), ("annotations", annotations), ("masks", masks),
                             ("root", root)) if v is not None}
     if given == {"images", "annotations"}:
+        assert images is not None and annotations is not None
         return validate_coco(images, annotations, decode=decode, task=task)
     if given == {"images", "masks"}:
         if task is None:
             raise ConfigError("image + mask folders need a task: semantic or binary")
+        assert images is not None and masks is not None
         return validate_mask_folders(images, masks, task=task, classes=classes, foreground_value=foreground_value,
                                      mask_suffix=mask_suffix, ignore_index=ignore_index, decode=decode)
     if given == {"root"}:
+        assert root is not None
         return validate_class_folders(root, decode=decode)
     got = ", ".join(sorted(given)) or "nothing"
     raise ConfigError(f"a dataset is {{images, annotations}} (COCO), {{images, masks}} (mask folders) or "

@@ -78,7 +78,7 @@ def validate_mask_folders(
             report.error("mask-unreadable", f"{where}: mask {mask.name}: {mask_found.problem}", file=mask,
                          image_id=image.stem)
             continue
-        if found.size is not None and mask_found.size != found.size:
+        if found.size is not None and mask_found.size is not None and mask_found.size != found.size:
             (h, w), (mh, mw) = found.size, mask_found.size
             report.error("mask-size-mismatch", f"{where}: mask {mask.name} is {mw}×{mh} (w×h), the image is "
                          f"{w}×{h}", file=mask, image_id=image.stem)

@@ -232,7 +232,9 @@ def _agreed(should_stop: Callable[[], bool], info: dist_mod.DistInfo) -> Callabl
 
 
 def _bare(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)  # under DistributedDataParallel's wrapper, or not
+    assert isinstance(inner, torch.nn.Module)
+    return inner
 
 
 def _load_resume_point(run_dir: Path, resume: bool | str | Path, device: torch.device,

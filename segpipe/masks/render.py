@@ -293,7 +293,7 @@ _NOT_PLOTTED = {
 def read_metric_records(metrics_jsonl_path: str | Path) -> list[dict[str, Any]]:
     """The JSON objects of a metrics JSONL file; blank, truncated or non-object lines are skipped
     (a log being written by a running job may end mid-line)."""
-    records = []
+    records: list[dict[str, Any]] = []
     path = Path(metrics_jsonl_path)
     if not path.is_file():
         return records
@@ -322,7 +322,7 @@ def metric_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[li
         split = str(record.get("split", "train"))
         seen[split] += 1
         epoch = record.get("epoch")
-        if _is_number(epoch):
+        if isinstance(epoch, int | float) and _is_number(epoch):
             last_epoch[split] = float(epoch)
         x = last_epoch.get(split, float(seen[split]))
         for key, value in record.items():

@@ -111,7 +111,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
     obj = _torch_load(path)
     cmap = obj.get("category_map") if isinstance(obj, Mapping) else None
-    return _state_dict_of(obj, path), cmap if isinstance(cmap, Mapping) else None
+    return _state_dict_of(obj, path), dict(cmap) if isinstance(cmap, Mapping) else None
 
 
 def load_weights(

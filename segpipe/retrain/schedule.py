@@ -263,6 +263,7 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
     if bound and (entry.validation is not None or entry.dataset.paths is not None):
         raise ConfigError(f"{where}: a model bound to a Label Studio project takes its data and validation set "
                           "from the project's snapshots: leave 'validation' and 'dataset.paths' out")
+    paths: tuple[Path, ...]
     if bound:
         validation, paths = None, ()
     else:
@@ -313,4 +314,4 @@ def dataset_paths(config: JobConfig) -> list[Path]:
 
 
 def _source_paths(source: SourceConfig) -> list[Path]:
-    return [p for p in (source.images, source.annotations, source.masks, source.root) if p is not None]
+    return [p for p in (source.images, source.annotations, source.masks, source.root) if p is not None]  # type: ignore[misc]  # a Uri stands for a Path

@@ -116,7 +116,7 @@ class JobStore:
         Shards of a predict job are listed only when asked for by ``kind``: their parent stands for them."""
         if state is not None and state not in JOB_STATES:
             raise ConfigError(f"unknown job state {state!r}; known states: {', '.join(JOB_STATES)}")
-        filters = [] if kind is not None else [Job.parent_id.is_(None)]
+        filters: list[ColumnElement[bool]] = [] if kind is not None else [Job.parent_id.is_(None)]
         if state is not None:
             filters.append(Job.state == state)
         if kind is not None:

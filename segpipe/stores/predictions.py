@@ -15,7 +15,7 @@ dataset's own ``category_id`` (already mapped back from contiguous labels).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -154,7 +154,7 @@ class PredictionStore:
             .order_by(PredictionImage.uncertainty.desc(), PredictionImage.image_key)
         )
         with self.store.read() as session:
-            return [RankedImage(key, float(u), f) for key, u, f in session.execute(query)]
+            return [RankedImage(key, float(u), f) for key, u, f in session.execute(query) if u is not None]
 
     def uncertainty(self, job_id: str, image_key: str) -> float | None:
         """The model's uncertainty about one image of a job (None: not stored, or stored before it existed)."""
@@ -198,7 +198,7 @@ class PredictionStore:
         with self.store.read() as session:
             return [PredictionRow(*row) for row in session.execute(query)]
 
-    def iter_job(self, job_id: str, batch_size: int = 1000) -> Iterator[PredictionRow]:
+    def iter_job(self, job_id: str, batch_size: int = 1000) -> Generator[PredictionRow, None, None]:
         """Stream a job's rows ordered by (image_key, instance), ``batch_size`` at a time from the server.
 
         Uses a server-side cursor on PostgreSQL, so memory stays flat however many rows there are.

@@ -139,9 +139,9 @@ def open_mlflow(ctx: TrackingContext) -> MlflowTracker | None:
         client.call("POST", "runs/update", {"run_id": info["run_id"], "status": "RUNNING"})
     else:
         experiment = client.experiment_id(os.environ.get("SEGPIPE_MLFLOW_EXPERIMENT") or ctx.experiment)
-        tags = [{"key": "mlflow.runName", "value": ctx.run_name}, {"key": "mlflow.source.name", "value": "segpipe"}]
+        run_tags = [{"key": "mlflow.runName", "value": ctx.run_name}, {"key": "mlflow.source.name", "value": "segpipe"}]
         info = client.call("POST", "runs/create", {"experiment_id": experiment, "run_name": ctx.run_name,
-                                                   "start_time": int(time.time() * 1000), "tags": tags})["run"]["info"]
+                                                   "start_time": int(time.time() * 1000), "tags": run_tags})["run"]["info"]
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({"uri": uri, "run_id": info["run_id"]}))
     tracker = MlflowTracker(client, info["run_id"], info["artifact_uri"], uri)

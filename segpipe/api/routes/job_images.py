@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse
@@ -27,7 +27,7 @@ from segpipe.stores.prediction_pages import image_page, job_categories
 router = APIRouter(prefix="/jobs", tags=["job images"])
 MAX_PAGE = 500
 MAX_LABEL_NEXT = 10_000
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 @router.get("/{job_id}/images", responses=_ERRORS)

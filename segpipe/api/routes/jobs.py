@@ -6,6 +6,8 @@ thread pool rather than on the event loop.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Response
 
 from segpipe import service
@@ -27,7 +29,7 @@ from segpipe.api.schemas import (
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_PAGE = 200
 
-_AUTH_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
 
 
 @router.post(

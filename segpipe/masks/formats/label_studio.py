@@ -172,7 +172,9 @@ def regions(rows: Sequence[PredictionRow], height: int, width: int, task: str, s
             out.append(_base("rectangle", row, height, width) | {"value": value})
         if row.rle is None:
             continue
-        mask = encode.rle_to_mask(row.rle) if ("brush" in kinds or "polygon" in kinds) else None
+        if "brush" not in kinds and "polygon" not in kinds:
+            continue
+        mask = encode.rle_to_mask(row.rle)
         if "brush" in kinds:
             value = {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": [name]}
             out.append(_base("brush", row, height, width) | {"value": value})
