@@ -46,7 +46,7 @@ def _task_id(payload: Any) -> str | None:  # a message as the transport stores i
 
 def _redis_ids(channel: Any, queues: list[str]) -> set[str]:  # kombu's channel
     client = channel.client
-    keys = {channel._q_for_pri(queue, pri) for queue in queues for pri in channel.priority_steps}
+    keys = {channel._q_for_pri(queue, pri) for queue in queues for pri in channel.priority_steps}  # noqa: SLF001 - kombu has no public name for its priority queues
     found: set[str] = set()
     for key in keys:
         found.update(filter(None, (_task_id(raw) for raw in client.lrange(key, 0, -1))))
@@ -58,5 +58,5 @@ def _sqla_ids(channel: Any, queues: list[str]) -> set[str]:  # kombu's channel
     found: set[str] = set()
     for queue in queues:
         # visible: waiting; not visible: delivered, not yet acknowledged (deleted on ack)
-        found.update(filter(None, (_task_id(m.payload) for m in channel._query_all(queue))))
+        found.update(filter(None, (_task_id(m.payload) for m in channel._query_all(queue))))  # noqa: SLF001 - kombu's only listing
     return found

@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
     # -- limits on what comes in (docs/operations.md has the whole table) --
     max_image_megapixels: float = Field(
-        40.0, gt=0, description="pixels (width × height, in millions) any image may have, at every door; read from the header before decoding")
+        40.0, gt=0, description="pixels (width × height, in millions) any image may have, at every door; "
+                                "read from the header before decoding")
     max_image_mb: float = Field(50.0, gt=0, description="bytes (MB) any image file may have, at every door")
     max_annotations_per_dataset: int = Field(
         500_000, ge=1, description="annotations one COCO file may hold; checked before the annotations are loaded")

@@ -53,7 +53,8 @@ def submit(
     if kind == "train":  # relative paths resolve against the config's folder, as with `segpipe train`
         spec: Any = config_mod.load(config, overrides or []).model_dump(mode="json")
     else:
-        raw = config_mod.apply_overrides(config_mod.parse_yaml(config.read_text(), source=str(config), aliases=True), overrides or [])
+        parsed = config_mod.parse_yaml(config.read_text(), source=str(config), aliases=True)
+        raw = config_mod.apply_overrides(parsed, overrides or [])
         spec = _resolve_relative(raw, config.parent.resolve())
     job = do_submit(stores, celery_app, settings, kind, spec, submitted_by="cli", queue=queue)
     console.print(f"queued {kind} job [bold]{job.id}[/] on queue {job.queue}")

@@ -365,7 +365,8 @@ def _check_node(node: Any, where: str, task: str) -> None:
         )
     needed = {"semantic": Targets.MASK, "binary": Targets.MASK, "instance": Targets.MASK,
               "detection": Targets.BBOXES}.get(task)  # fmt: skip
-    if isinstance(transform, A.DualTransform) and needed is not None and needed not in transform._targets:
+    # albumentations says which targets a transform handles only in its private _targets
+    if isinstance(transform, A.DualTransform) and needed is not None and needed not in transform._targets:  # noqa: SLF001
         raise ConfigError(f"{where} ({short}): does not transform {needed.value.lower()}, needed for task {task}")
 
 

@@ -144,7 +144,8 @@ def _batch_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return torch.empty(shape, dtype=dtype)
     # in a worker the batch goes to the main process through shared memory: allocate it there directly
     proto = torch.empty(0, dtype=dtype)
-    storage = proto._typed_storage()._new_shared(math.prod(shape), device=proto.device)
+    # what torch's default_collate does; torch has no public call for it
+    storage = proto._typed_storage()._new_shared(math.prod(shape), device=proto.device)  # noqa: SLF001
     return proto.new(storage).view(shape)
 
 

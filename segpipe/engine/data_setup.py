@@ -69,7 +69,8 @@ def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str
         try:
             report.raise_for_errors(skip_invalid=config.data.skip_invalid, max_shown=_SHOWN_ISSUES)
         except DataError as e:
-            hint = "" if config.data.skip_invalid else " (fix them, or set data.skip_invalid: true to skip the bad images/annotations)"
+            hint = ("" if config.data.skip_invalid
+                    else " (fix them, or set data.skip_invalid: true to skip the bad images/annotations)")
             failure = DataError(f"data.{split}: {e}{hint}")
             break
         skipped[split] = {

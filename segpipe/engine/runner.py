@@ -102,7 +102,8 @@ def train(
     ``should_stop`` is polled between steps (cooperative cancellation: the checkpoint is kept)."""
     cfg = config.train
     run_dir = Path(config.output_dir)
-    info = dist_mod.init_from_env("cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    on_gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    info = dist_mod.init_from_env("cuda" if on_gpu else "cpu")
     device = dist_mod.device_for(cfg.device, info)
     seed_everything(cfg.seed, cfg.deterministic)
     configure_threads(cfg.threads)

@@ -297,8 +297,8 @@ def read_metric_records(metrics_jsonl_path: str | Path) -> list[dict[str, Any]]:
     path = Path(metrics_jsonl_path)
     if not path.is_file():
         return records
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
+    for raw_line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw_line.strip()
         if not line:
             continue
         try:

@@ -161,8 +161,7 @@ def _torch_load(path: Path) -> Any:
                 f"plain state dict instead (torch.save(model.state_dict(), path)) or use .safetensors."
             ) from None
         raise WeightsError(f"{path}: not a readable torch file ({why or 'unpickling failed'})") from None
-    except Exception as e:
-        # torch raises a zoo of types for corrupt files (KeyError, RuntimeError, EOFError, ...)
+    except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for corrupt files (KeyError, EOFError, ...)
         raise WeightsError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Self
 
 import numpy as np
 from PIL import Image
 
 from segpipe.errors import DataError
-from typing import Self
 
 MAX_MEMBERS = 200_000
 MAX_TOTAL_BYTES = 8 * 1024**3  # uncompressed, all members together

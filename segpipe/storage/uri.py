@@ -85,7 +85,7 @@ def to_location(value: Any) -> Path | Uri:
     if isinstance(value, (Path, Uri)):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"expected a path or a URI, got {type(value).__name__}")
+        raise ValueError(f"expected a path or a URI, got {type(value).__name__}")  # noqa: TRY004 - pydantic reports ValueError
     if is_uri(value):
         return parse_uri(value)
     if value.lower().startswith("file://"):

@@ -215,7 +215,9 @@ class PredictionStore:
             for row in session.execute(query):
                 yield PredictionRow(*row)
 
-    def iter_job_images(self, job_id: str, batch_size: int = 1000) -> Iterator[tuple[str, int | None, int | None, list[PredictionRow]]]:
+    def iter_job_images(
+        self, job_id: str, batch_size: int = 1000
+    ) -> Iterator[tuple[str, int | None, int | None, list[PredictionRow]]]:
         """Stream a job's images in key order as ``(image_key, height, width, rows)``, including the images
         where nothing was found (``rows == []``): what every export reads. One query (done markers LEFT
         JOIN rows), streamed like `iter_job`; close it when stopping early."""

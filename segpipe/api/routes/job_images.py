@@ -1,6 +1,7 @@
 """A predict job's images, for browsing: ``GET /jobs/{id}/images`` (one page of keys with instance counts),
 ``GET /jobs/{id}/categories`` (what it found), ``GET /jobs/{id}/label-next`` (the images to label next, as a
-list or as a Label Studio / CVAT file: `segpipe.api.label_next`) and ``GET /jobs/{id}/images/{key}/file`` (the source image, from inside the data roots). All annotator+.
+list or as a Label Studio / CVAT file: `segpipe.api.label_next`) and ``GET /jobs/{id}/images/{key}/file``
+(the source image, from inside the data roots). All annotator+.
 The review pages draw masks over these files in the browser.
 """
 
