@@ -23,6 +23,7 @@ random's. Prints a table, writes the curves as a picture, and ends with one JSON
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -42,7 +43,6 @@ from segpipe.models.registry import build_model  # noqa: E402
 from segpipe.models.tasks import get_adapter  # noqa: E402
 from segpipe.ranking.fingerprints import dhash  # noqa: E402
 from segpipe.ranking.select import Candidate, rank  # noqa: E402
-import itertools
 
 SHARED = BENCH.parent.parent / "shared" / "data"
 

@@ -106,7 +106,7 @@ def test_instance_and_detection_batches(shapes, task):
     assert set(batch) == {"images", "image_ids", "targets", "meta"}
     assert isinstance(batch["images"], list) and len(batch["images"]) == 6
     total = 0
-    for image, target, image_id in zip(batch["images"], batch["targets"], batch["image_ids"], strict=False):
+    for image, target in zip(batch["images"], batch["targets"], strict=True):
         assert image.dtype == torch.uint8 and image.shape == (3, 32, 48)
         n = len(target["labels"])
         total += n

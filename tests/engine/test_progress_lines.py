@@ -4,6 +4,7 @@ records when each line arrived."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import threading
@@ -20,7 +21,6 @@ from segpipe.engine.runner import train
 from segpipe.stores.db import Store
 from segpipe.stores.jobs import JobStore
 from tests.engine.runs import job_config, same_split
-import itertools
 
 INTERVAL = 0.4
 STEP_LINE = re.compile(

@@ -255,13 +255,14 @@ def test_names_resolve_through_the_catalogues_and_unknown_ones_list_the_options(
     assert lookup("torchvision:DEFAULT", model="maskrcnn_resnet50_fpn").url == lookup(
         "torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1").url
     assert lookup("torchvision:ResNet50_Weights.IMAGENET1K_V2", role="backbone_weights").sha256_prefix == "11ad3fa6"
-    with pytest.raises(ConfigError, match="ResNet50_Weights has ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2"):
+    listed = r"ResNet50_Weights has ResNet50_Weights\.IMAGENET1K_V1, ResNet50_Weights\.IMAGENET1K_V2"
+    with pytest.raises(ConfigError, match=listed):
         lookup("torchvision:ResNet50_Weights.IMAGENET9")
     with pytest.raises(ConfigError, match="'maskrcnn_resnet18_fpn' is not one"):
         lookup("torchvision:DEFAULT", model="maskrcnn_resnet18_fpn")
     with pytest.raises(ConfigError, match="encoder 'resnet34' has weights resnet34/imagenet"):
         lookup("smp:resnet34/instagram", role="backbone_weights")
-    with pytest.raises(ConfigError, match="give them as model.backbone_weights"):
+    with pytest.raises(ConfigError, match=r"give them as model\.backbone_weights"):
         lookup("smp:resnet34/imagenet", role="weights")
 
 

@@ -40,7 +40,8 @@ def test_coco_mask_rcnn_into_a_one_class_model(tmp_path: Path) -> None:
     state = coco.state_dict()
     torch.save(state, path)
     del coco
-    model, report = build_model_reported(ModelConfig(name="maskrcnn_resnet50_fpn", weights=path), "instance", 2)  # background + 1 class
+    # 2 labels: background + 1 class
+    model, report = build_model_reported(ModelConfig(name="maskrcnn_resnet50_fpn", weights=path), "instance", 2)
     heads = {f"roi_heads.box_predictor.{p}.{t}" for p in ("cls_score", "bbox_pred") for t in ("weight", "bias")}
     heads |= {"roi_heads.mask_predictor.mask_fcn_logits.weight", "roi_heads.mask_predictor.mask_fcn_logits.bias"}
     _check_transfer(model, state, report, heads)

@@ -99,5 +99,5 @@ def test_an_export_without_images_says_how_to_export_it(tmp_path: Path) -> None:
 
 def test_a_zip_of_the_wrong_format_names_what_it_lacks(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "other.zip", {"readme.txt": b"hello"})
-    with pytest.raises(DataError, match="labelmap.txt"):
+    with pytest.raises(DataError, match=r"labelmap\.txt"):
         pull(SnapshotStore(tmp_path), "cvat-mask", str(archive), PullContext(Settings()))
