@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -15,14 +14,17 @@ if TYPE_CHECKING:
     from segpipe.stores import Stores
 
 log = logging.getLogger("segpipe.worker")
+_stores: Stores | None = None
 
 
-@functools.cache
 def stores() -> Stores:
     """One Stores per worker process, opened lazily (after any fork) and kept."""
-    from segpipe.stores import Stores
+    global _stores  # noqa: PLW0603 - the process's one Stores; tests reset it
+    if _stores is None:
+        from segpipe.stores import Stores
 
-    return Stores.from_settings()
+        _stores = Stores.from_settings()
+    return _stores
 
 
 def owner_name() -> str:
