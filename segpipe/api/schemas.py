@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from segpipe import jobkinds
+from segpipe import job_kinds
 from segpipe.stores import Job, ModelVersion, PromotionDecision
 
 MAX_INT64 = 2**63 - 1  # SQL OFFSET / 64-bit columns; larger numbers are refused at the door, not sent on
 MAX_INT32 = 2**31 - 1  # model version numbers are INTEGER columns
-# from the one registry of job kinds (`segpipe.jobkinds`): what may be submitted, and what may be listed
+# from the one registry of job kinds (`segpipe.job_kinds`): what may be submitted, and what may be listed
 if TYPE_CHECKING:  # the registry is read at import: to a type checker the kinds are strings
     JobKindIn = str
     JobKind = str
 else:
-    JobKindIn = Literal[jobkinds.submittable()]
-    JobKind = Literal[jobkinds.names()]
+    JobKindIn = Literal[job_kinds.submittable()]
+    JobKind = Literal[job_kinds.names()]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QueueName = Literal["gpu", "cpu"]
 

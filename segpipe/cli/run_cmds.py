@@ -45,7 +45,7 @@ def train(
 
     job = load(config, overrides or [])
     if job.model.weights and is_model_ref(job.model.weights):
-        from segpipe.pipeline import resolve_weights_ref
+        from segpipe.jobs.model_refs import resolve_weights_ref
         from segpipe.stores import Stores
 
         resolve_weights_ref(job, Stores.from_settings())

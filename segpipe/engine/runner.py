@@ -10,7 +10,7 @@ A run directory (``config.output_dir``) holds everything a person or a later job
                        ap_per_class.png (box/mask AP), confusion.png (dense tasks, classes)
     events.out.tfevents.*  TensorBoard scalars and pictures
 
-The same function runs under a queue worker (``segpipe.pipeline``) and from ``segpipe train``.
+The same function runs under a queue worker (``segpipe.jobs.training``) and from ``segpipe train``.
 """
 
 from __future__ import annotations

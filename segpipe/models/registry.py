@@ -124,7 +124,7 @@ def build_model_reported(
     rows of the categories both know.
 
     ``cfg.weights`` must be a path here (a run directory, checkpoint or weights file); model-version
-    references are resolved by the caller that holds the stores (``segpipe.pipeline``)."""
+    references are resolved by the caller that holds the stores (``segpipe.jobs.model_refs``)."""
     spec, params = check_model(cfg, task)
     # Names (torchvision:…, smp:…) become checked files of the shared store, downloaded once.
     from segpipe.pretrained import resolve_named

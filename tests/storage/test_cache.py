@@ -8,7 +8,7 @@ import fsspec
 import pytest
 
 from segpipe.errors import ConfigError
-from segpipe.jobspec import PredictSpec
+from segpipe.jobs.specs import PredictSpec
 from segpipe.storage.cache import DownloadCache
 from segpipe.storage.staging import stage_spec
 from segpipe.storage.uri import Uri
