@@ -13,7 +13,7 @@ TOOLS  ?= .tools
 UV     := $(TOOLS)/bin/uv
 LOCKS  := requirements
 
-.PHONY: install demo test test-fast bench docs clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
+.PHONY: install demo test test-fast lint bench docs clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
 
 # uv reads no pip configuration: hand it the extra indexes and wheel folders pip is set up with (a local
 # package mirror, where the machine has one). Every file is checked against the lock's hashes whichever
@@ -68,6 +68,12 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not integration"
+
+# ruff (rules, line length and per-file exceptions in pyproject.toml [tool.ruff]) over the code, tests and
+# benchmarks, then mypy over segpipe and workers ([tool.mypy]). Either failing fails the target.
+lint: install
+	$(BIN)/ruff check segpipe workers tests bench docs
+	$(BIN)/mypy
 
 # The documentation site (mkdocs-material) into site/; the reference pages are generated from the code
 # (docs/hooks/reference.py). CI builds it with --strict: a broken link or anchor fails.

@@ -52,13 +52,13 @@ from typing import Any
 # imported from bench/, so drop it.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch
+import torch  # noqa: E402
 
-from segpipe.config import JobConfig, load
-from segpipe.data.digits import digits_split, write_digits
-from segpipe.data.holdout import holdout_coco, holdout_mask_folders
-from segpipe.data.images import read_mask
-from segpipe.engine.runner import evaluate_checkpoint, train
+from segpipe.config import JobConfig, load  # noqa: E402
+from segpipe.data.digits import digits_split, write_digits  # noqa: E402
+from segpipe.data.holdout import holdout_coco, holdout_mask_folders  # noqa: E402
+from segpipe.data.images import read_mask  # noqa: E402
+from segpipe.engine.runner import evaluate_checkpoint, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ISBI_TARGET = {"iou": 0.92, "pixel_error": 0.065, "minutes": 15}  # issue 11, slices 25–29, 2 CPU cores

@@ -80,7 +80,7 @@ def bare_binary(images: list[Path], masks: list[Path], foreground: int) -> Calla
         compose = bare_compose("binary", seed)
         for start in range(0, len(images), BATCH_SIZE):
             batch_images, batch_maps = [], []
-            for image_path, mask_path in zip(images[start : start + BATCH_SIZE], masks[start : start + BATCH_SIZE]):
+            for image_path, mask_path in zip(images[start : start + BATCH_SIZE], masks[start : start + BATCH_SIZE], strict=False):
                 label = (cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED) == foreground).view(np.uint8)
                 out = compose(image=read_rgb(image_path), mask=label)
                 batch_images.append(out["image"])
@@ -227,7 +227,7 @@ def measure(case: Case, rounds: int) -> dict[str, object]:
 
     def paired(times: dict[str, list[float]]) -> float:
         # a round's two passes run back to back, so their ratio cancels slow drifts in machine load
-        return statistics.median(a / b for a, b in zip(times["segpipe"], times["bare"]))
+        return statistics.median(a / b for a, b in zip(times["segpipe"], times["bare"], strict=False))
 
     seg, bare = statistics.median(wall["segpipe"]), statistics.median(wall["bare"])
     cpu_ratio = paired(cpu)

@@ -25,18 +25,16 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, interleave, machine, print_table  # noqa: E402
+from common import emit, interleave, machine, print_table
 
-from segpipe.config import ModelConfig, TrainConfig  # noqa: E402
-from segpipe.engine.hooks import MetricsLogHook, ProgressCallbackHook  # noqa: E402
-from segpipe.engine.train import TrainContext, build_optimizer, fit  # noqa: E402
-from segpipe.models import build_model, get_adapter  # noqa: E402
-from segpipe.models import losses  # noqa: E402
-from segpipe.models.adapter import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from segpipe.config import DataConfig, SourceConfig  # noqa: E402
-from segpipe.data.dataset import TaskDataset, collate  # noqa: E402
-from segpipe.data.sources import build_source  # noqa: E402
-from segpipe.data.synthetic import make_shapes_coco  # noqa: E402
+from segpipe.config import DataConfig, ModelConfig, SourceConfig, TrainConfig
+from segpipe.data.dataset import TaskDataset, collate
+from segpipe.data.sources import build_source
+from segpipe.data.synthetic import make_shapes_coco
+from segpipe.engine.hooks import MetricsLogHook, ProgressCallbackHook
+from segpipe.engine.train import TrainContext, build_optimizer, fit
+from segpipe.models import build_model, get_adapter, losses
+from segpipe.models.adapter import IMAGENET_MEAN, IMAGENET_STD
 
 TARGET = 0.97
 

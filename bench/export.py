@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py only
-from common import emit, interleave, machine, print_table  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import emit, interleave, machine, print_table  # noqa: E402
 from pycocotools import mask as mask_utils  # noqa: E402
 
 from segpipe.masks import encode  # noqa: E402
@@ -43,7 +42,7 @@ def make_images(n: int, seed: int = 0) -> list[ExportImage]:
         rows = []
         if i % 10:
             for k in range(5):
-                cy, cx, r = rng.integers(16, SIZE - 16, 2).tolist() + [int(rng.integers(5, 16))]
+                cy, cx, r = [*rng.integers(16, SIZE - 16, 2).tolist(), int(rng.integers(5, 16))]
                 mask = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.uint8)
                 rle = encode.mask_to_rle(mask)
                 cid, name = CATEGORIES[int(rng.integers(len(CATEGORIES)))]

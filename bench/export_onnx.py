@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import emit, interleave, machine, print_table  # noqa: E402
+from common import emit, interleave, machine, print_table
 
 from segpipe.data.categories import CategoryMap  # noqa: E402
 from segpipe.data.synthetic import SHAPE_CATEGORIES  # noqa: E402

@@ -156,8 +156,8 @@ def train_steps(family: str, amp: str, steps: int) -> dict[str, Any]:
         bare_model.train()
         torch.cuda.synchronize()
         t = time.perf_counter()
-        for b in case["batches"]:
-            b = _to(b, device)
+        for batch in case["batches"]:
+            b = _to(batch, device)
             with torch.autocast("cuda", dtype=dtype):
                 loss = case["bare_loss"](bare_model, b)
             if bare_scaler is not None:

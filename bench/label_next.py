@@ -23,6 +23,7 @@ random's. Prints a table, writes the curves as a picture, and ends with one JSON
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -102,7 +103,7 @@ def isbi_experiment(quick: bool) -> Experiment | None:
                     labels.append(label[y:y + 128, x:x + 128])
         return np.stack(images), np.stack(labels)
 
-    pool_images, pool_targets = patches(range(0, 25))
+    pool_images, pool_targets = patches(range(25))
     test_images, test_targets = patches(range(25, 30))
 
     def iou(preds: list[Any], targets: np.ndarray) -> float:
@@ -180,7 +181,7 @@ def run_strategy(exp: Experiment, strategy: str, seed: int, fingerprints: list[i
 
 def labels_to_reach(curve: Sequence[tuple[int, float]], target: float) -> float | None:
     """Labels at which a (labels, score) curve first reaches ``target``, interpolated; None if never."""
-    for (n0, s0), (n1, s1) in zip(curve, curve[1:], strict=False):
+    for (n0, s0), (n1, s1) in itertools.pairwise(curve):
         if s0 >= target:
             return float(n0)
         if s1 >= target:

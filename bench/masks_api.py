@@ -121,7 +121,7 @@ def populate(stores: Stores, images: int, per_image: int, seed: int = 0) -> str:
     for start in range(0, images, batch_images):
         keys = [f"img{i:06d}" for i in range(start, min(start + batch_images, images))]
         markers = [
-            dict(job_id=job.id, image_key=k, instances=per_image, height=IMAGE_H, width=IMAGE_W, created_at=now)
+            {"job_id": job.id, "image_key": k, "instances": per_image, "height": IMAGE_H, "width": IMAGE_W, "created_at": now}
             for k in keys
         ]
         rows = []
@@ -129,18 +129,18 @@ def populate(stores: Stores, images: int, per_image: int, seed: int = 0) -> str:
             for instance in range(per_image):
                 rle, bbox = pool[int(rng.integers(len(pool)))]
                 rows.append(
-                    dict(
-                        job_id=job.id,
-                        image_key=key,
-                        instance=instance,
-                        category_id=int(rng.integers(1, 91)),
-                        category_name="thing",
-                        score=float(rng.uniform(0.3, 1.0)),
-                        bbox=bbox,
-                        rle=rle,
-                        height=IMAGE_H,
-                        width=IMAGE_W,
-                    )
+                    {
+                        "job_id": job.id,
+                        "image_key": key,
+                        "instance": instance,
+                        "category_id": int(rng.integers(1, 91)),
+                        "category_name": "thing",
+                        "score": float(rng.uniform(0.3, 1.0)),
+                        "bbox": bbox,
+                        "rle": rle,
+                        "height": IMAGE_H,
+                        "width": IMAGE_W,
+                    }
                 )
         with stores.db.write() as session:
             session.execute(insert(PredictionImage), markers)

@@ -26,17 +26,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, interleave, machine, print_table  # noqa: E402
+from common import emit, interleave, machine, print_table
 
-from segpipe import config as config_mod  # noqa: E402
-from segpipe.config import PredictConfig  # noqa: E402
-from segpipe.data.categories import CategoryMap  # noqa: E402
-from segpipe.data.images import read_image  # noqa: E402
-from segpipe.data.synthetic import SHAPE_CATEGORIES, make_shapes_coco  # noqa: E402
-from segpipe.engine.predict import LoadedModel, predict_arrays  # noqa: E402
-from segpipe.masks.encode import prediction_to_coco_results  # noqa: E402
-from segpipe.models import build_model, get_adapter  # noqa: E402
-from segpipe.models.adapter import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from segpipe import config as config_mod
+from segpipe.config import PredictConfig
+from segpipe.data.categories import CategoryMap
+from segpipe.data.images import read_image
+from segpipe.data.synthetic import SHAPE_CATEGORIES, make_shapes_coco
+from segpipe.engine.predict import LoadedModel, predict_arrays
+from segpipe.masks.encode import prediction_to_coco_results
+from segpipe.models import build_model, get_adapter
+from segpipe.models.adapter import IMAGENET_MEAN, IMAGENET_STD
 
 TARGET = 0.90
 CMAP = CategoryMap(tuple(c for c, _ in SHAPE_CATEGORIES), tuple(n for _, n in SHAPE_CATEGORIES), offset=1)
@@ -54,7 +54,7 @@ def bare_unet(model: torch.nn.Module, images: list[np.ndarray], size: int) -> in
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     x = torch.from_numpy(np.stack([cv2.resize(im, (size, size)) for im in images])).permute(0, 3, 1, 2)
     with torch.no_grad():
-        model(((x.float() - mean) / std)).argmax(dim=1)
+        model((x.float() - mean) / std).argmax(dim=1)
     return len(images)
 
 

@@ -113,7 +113,7 @@ def _train_isbi(root: Path, epochs: int) -> Path:
     from segpipe.config import from_dict
     from segpipe.engine.runner import train
 
-    train_images, train_annotations = _isbi_cells(root / "train", range(0, 22))
+    train_images, train_annotations = _isbi_cells(root / "train", range(22))
     val_images, val_annotations = _isbi_cells(root / "val", range(22, 25))
     spec = {
         "name": "isbi-cells", "task": "instance", "output_dir": str(root / "run"),

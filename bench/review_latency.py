@@ -71,15 +71,16 @@ def populate(stores: Stores, images_dir: Path, images: int, per_image: int) -> s
     now = stores.jobs.now()
     for start in range(0, images, 1000):
         keys = [f"img{i:06d}" for i in range(start, min(start + 1000, images))]
-        markers = [dict(job_id=job.id, image_key=k, instances=per_image, height=IMAGE_H, width=IMAGE_W, created_at=now)
-                   for k in keys]
+        markers = [{"job_id": job.id, "image_key": k, "instances": per_image, "height": IMAGE_H, "width": IMAGE_W,
+                    "created_at": now} for k in keys]
         rows = []
         for key in keys:
             for instance in range(per_image):
                 rle, bbox = pool[int(rng.integers(len(pool)))]
                 cid, name = CLASSES[int(rng.integers(len(CLASSES)))]
-                rows.append(dict(job_id=job.id, image_key=key, instance=instance, category_id=cid, category_name=name,
-                                 score=float(rng.uniform(0.3, 1.0)), bbox=bbox, rle=rle, height=IMAGE_H, width=IMAGE_W))
+                rows.append({"job_id": job.id, "image_key": key, "instance": instance, "category_id": cid,
+                             "category_name": name, "score": float(rng.uniform(0.3, 1.0)), "bbox": bbox, "rle": rle,
+                             "height": IMAGE_H, "width": IMAGE_W})
         with stores.db.write() as session:
             session.execute(insert(PredictionImage), markers)
             session.execute(insert(Prediction), rows)
@@ -187,8 +188,8 @@ def worker_side(db_url: str, root: Path, data: Path, artifacts: Path, stores: St
                 pixels = np.random.default_rng(1000 + i).integers(0, 255, (64, 64, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(data / name)
                 body = {"tasks": [{"id": i, "data": {"image": f"/data/local-files/?d={name}"}}]}
-                first = timed(lambda: client.post("/ls/tiny@production/predict", headers=auth, json=body))
-                again = timed(lambda: client.post("/ls/tiny@production/predict", headers=auth, json=body))
+                first = timed(lambda body=body: client.post("/ls/tiny@production/predict", headers=auth, json=body))
+                again = timed(lambda body=body: client.post("/ls/tiny@production/predict", headers=auth, json=body))
                 if i:
                     uncached.append(first)
                     cached.append(again)

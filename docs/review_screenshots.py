@@ -2,7 +2,8 @@
 
 Builds a throwaway store with a finished predict job over generated shapes (their true masks stored as
 the "predictions", with made-up scores), serves the API with uvicorn on loopback, logs in with Debian's
-chromium and saves docs/review-*.png (jobs, gallery, label next, one image, model). Needs `make browser-deps` and the test extra (playwright).
+chromium and saves docs/review-*.png (jobs, gallery, label next, one image, model). Needs
+`make browser-deps` and the test extra (playwright).
 """
 
 from __future__ import annotations

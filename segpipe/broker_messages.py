@@ -33,7 +33,7 @@ def job_ids_in_broker(celery_app: Celery, queues: Iterable[str]) -> set[str] | N
     return None
 
 
-def _task_id(payload: Any) -> str | None:  # noqa: ANN401 - a message as the transport stores it
+def _task_id(payload: Any) -> str | None:  # a message as the transport stores it
     try:
         message = json.loads(payload) if isinstance(payload, (str, bytes)) else payload
         if isinstance(message, list):  # the unacked hash: [message, exchange, routing key]
@@ -44,9 +44,9 @@ def _task_id(payload: Any) -> str | None:  # noqa: ANN401 - a message as the tra
     return str(task_id) if task_id else None
 
 
-def _redis_ids(channel: Any, queues: list[str]) -> set[str]:  # noqa: ANN401 - kombu's channel
+def _redis_ids(channel: Any, queues: list[str]) -> set[str]:  # kombu's channel
     client = channel.client
-    keys = {channel._q_for_pri(queue, pri) for queue in queues for pri in channel.priority_steps}
+    keys = {channel._q_for_pri(queue, pri) for queue in queues for pri in channel.priority_steps}  # noqa: SLF001 - kombu has no public name for its priority queues
     found: set[str] = set()
     for key in keys:
         found.update(filter(None, (_task_id(raw) for raw in client.lrange(key, 0, -1))))
@@ -54,9 +54,9 @@ def _redis_ids(channel: Any, queues: list[str]) -> set[str]:  # noqa: ANN401 - k
     return found
 
 
-def _sqla_ids(channel: Any, queues: list[str]) -> set[str]:  # noqa: ANN401 - kombu's channel
+def _sqla_ids(channel: Any, queues: list[str]) -> set[str]:  # kombu's channel
     found: set[str] = set()
     for queue in queues:
         # visible: waiting; not visible: delivered, not yet acknowledged (deleted on ack)
-        found.update(filter(None, (_task_id(m.payload) for m in channel._query_all(queue))))
+        found.update(filter(None, (_task_id(m.payload) for m in channel._query_all(queue))))  # noqa: SLF001 - kombu's only listing
     return found

@@ -55,7 +55,7 @@ def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | 
     if is_uri(path):
         if not roots:
             raise PathNotAllowed(f"{what} {path}: no data roots are configured (set SEGPIPE_DATA_ROOTS)")
-        return confine_uri(str(path), roots, what=what)  # type: ignore[return-value] - a Uri stands for a Path
+        return confine_uri(str(path), roots, what=what)  # type: ignore[return-value]  # a Uri stands for a Path
     local_roots = [r for r in roots if not is_uri(r)]
     if roots and not local_roots:
         allowed = ", ".join(str(r) for r in roots)

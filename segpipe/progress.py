@@ -43,7 +43,7 @@ def format_duration(seconds: float | None) -> str:
     """``2h05m``, ``3m20s``, ``12s``; ``?`` when unknown."""
     if seconds is None or seconds != seconds or seconds < 0:
         return "?"
-    s = int(round(seconds))
+    s = round(seconds)
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     if s >= 60:
@@ -56,14 +56,12 @@ def format_fields(fields: dict[str, Any]) -> str:
     for key, value in fields.items():
         if value is None:
             continue
-        if isinstance(value, float):
-            value = f"{value:.4f}"
-        parts.append(f"{key} {value}")
+        parts.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
     return " ".join(parts)
 
 
 def timestamp() -> str:
-    return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")  # local time, as a log line reads
 
 
 class Reporter(Protocol):

@@ -26,7 +26,7 @@ class DocumentTooLarge(ConfigError):
 class _NoAliasLoader(yaml.SafeLoader):
     """PyYAML's safe loader (no python/* tags) that refuses aliases (``*name``) outright."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's own signature
+    def compose_node(self, parent: Any, index: Any) -> Any:  # PyYAML's own signature
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             mark = event.start_mark
@@ -37,7 +37,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load(text: str, *, source: str = "<config>", aliases: bool = False) -> Any:  # noqa: ANN401 - any YAML
+def load(text: str, *, source: str = "<config>", aliases: bool = False) -> Any:  # any YAML
     """Parse YAML `text` safely: no tags that build Python objects, bounded structure.
 
     Aliases are refused unless `aliases` (files an operator wrote, text segpipe stored earlier): PyYAML
@@ -58,7 +58,7 @@ def load(text: str, *, source: str = "<config>", aliases: bool = False) -> Any: 
 
 
 def check_structure(
-    value: Any,  # noqa: ANN401 - any parsed document
+    value: Any,  # any parsed document
     *,
     source: str = "<config>",
     max_depth: int = MAX_DEPTH,
@@ -89,10 +89,10 @@ def check_structure(
 class _NoAliasDumper(yaml.SafeDumper):
     """Writes a value that appears twice in full, twice: what we store must load with `load`."""
 
-    def ignore_aliases(self, data: Any) -> bool:  # noqa: ANN401 - PyYAML's own signature
+    def ignore_aliases(self, data: Any) -> bool:  # PyYAML's own signature
         return True
 
 
-def dump(value: Any) -> str:  # noqa: ANN401 - any plain data
+def dump(value: Any) -> str:  # any plain data
     """YAML text of plain data (keys in insertion order), never with anchors or aliases."""
     return yaml.dump(value, Dumper=_NoAliasDumper, sort_keys=False)

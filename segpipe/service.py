@@ -78,7 +78,7 @@ def _create_and_publish(stores: Stores, celery_app: Celery, kind: str, stored: s
     job = stores.jobs.create(kind, stored, queue, submitted_by=submitted_by, model_name=model_name)
     try:
         publish(celery_app, job.id, queue)
-    except Exception as e:  # the row must not wait for a message that was never sent
+    except Exception as e:  # noqa: BLE001 - the row must not wait for a message that was never sent
         stores.jobs.mark_failed(job.id, f"could not queue the job: broker unreachable ({type(e).__name__}: {e})")
         raise BrokerUnavailable(f"job {job.id}: the broker did not accept it ({type(e).__name__}: {e})") from None
     return job

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from segpipe.storage.uri import Location, is_uri, to_location
 
@@ -63,7 +62,8 @@ class Settings(BaseSettings):
     max_upload_files: int = Field(500, ge=1, description="image files per POST /uploads")
     # -- limits on what comes in (docs/operations.md has the whole table) --
     max_image_megapixels: float = Field(
-        40.0, gt=0, description="pixels (width × height, in millions) any image may have, at every door; read from the header before decoding")
+        40.0, gt=0, description="pixels (width × height, in millions) any image may have, at every door; "
+                                "read from the header before decoding")
     max_image_mb: float = Field(50.0, gt=0, description="bytes (MB) any image file may have, at every door")
     max_annotations_per_dataset: int = Field(
         500_000, ge=1, description="annotations one COCO file may hold; checked before the annotations are loaded")
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     def artifacts(self) -> Path:
         """The artifact root: a resolved local folder, or a `Uri` (then workers keep a local mirror)."""
         if is_uri(self.artifact_root):
-            return self.artifact_root  # type: ignore[return-value] - a Uri stands for a Path
+            return self.artifact_root  # type: ignore[return-value]  # a Uri stands for a Path
         return Path(self.artifact_root or self.home_dir / "artifacts").expanduser().resolve()
 
     @property
@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         roots = [p if is_uri(p) else Path(p).expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
         if not is_uri(self.artifact_root):
             roots.append(self.artifacts / SNAPSHOTS_DIR)
-        return roots
+        return roots  # type: ignore[return-value]  # a Uri stands for a Path
 
     @property
     def cache_dir(self) -> Path:

@@ -29,7 +29,7 @@ def _reconcile_loop(every: float, stop: threading.Event) -> None:
     while not stop.wait(every):
         try:
             reconcile(stores(), app, lost_after_seconds=get_settings().lost_message_seconds)
-        except Exception:  # noqa: BLE001 - keep reconciling; the next round may succeed
+        except Exception:  # keep reconciling; the next round may succeed
             log.exception("reconcile failed")
 
 

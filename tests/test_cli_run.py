@@ -117,7 +117,8 @@ def test_bad_dataset_is_one_line_naming_the_ids(tmp_path: Path) -> None:
     ann["segmentation"] = [[1, 2, 3, 4]]
     coco.annotations.write_text(json.dumps(dataset))
     config = tmp_path / "bad.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "data": {"train": {"images": "data/images", "annotations": "data/annotations.json"}}}))
+    train = {"images": "data/images", "annotations": "data/annotations.json"}
+    config.write_text(yaml.safe_dump({**CONFIG, "data": {"train": train}}))
     result = runner.invoke(app, ["train", str(config), "-q"])
     assert result.exit_code == 2
     assert f"annotation {ann['id']}" in result.output and "skip_invalid" in result.output

@@ -55,7 +55,7 @@ def test_wrong_type_and_enum_values_are_named(tmp_path: Path) -> None:
 
 
 def test_source_layout_must_be_one_of_three(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="data.train: a data source takes"):
+    with pytest.raises(ConfigError, match=r"data\.train: a data source takes"):
         cfg.load(write(tmp_path, MINIMAL.replace("train: {images: imgs, annotations: train.json}", "train: {images: imgs}")))
 
 
@@ -77,11 +77,11 @@ def test_overrides_set_nested_values_with_yaml_types(tmp_path: Path) -> None:
 
 
 def test_bad_override_is_explained(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="expected key.sub=value"):
+    with pytest.raises(ConfigError, match=r"expected key\.sub=value"):
         cfg.load(write(tmp_path, MINIMAL), ["train.epochs"])
-    with pytest.raises(ConfigError, match="train.epochs is a value, not a section"):
+    with pytest.raises(ConfigError, match=r"train\.epochs is a value, not a section"):
         cfg.load(write(tmp_path, MINIMAL), ["train.epochs.x=1"])
-    with pytest.raises(ConfigError, match="train.epochs: unknown key|train.epochz: unknown key"):
+    with pytest.raises(ConfigError, match=r"train\.epochs: unknown key|train\.epochz: unknown key"):
         cfg.load(write(tmp_path, MINIMAL), ["train.epochz=1"])
 
 

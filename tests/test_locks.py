@@ -3,10 +3,10 @@ an upstream release, sentry-sdk 3.0, break the Label Studio server overnight).""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 from pathlib import Path
+
+import pytest
 
 from tests.tools.locks import Environment, drift, environments, npm_drift, read_lock
 

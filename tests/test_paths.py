@@ -61,7 +61,7 @@ def test_reads_are_confined_while_roots_are_active(layout: tuple[Path, Path]) ->
     with confined_to([root]):
         assert active_roots() == (root.resolve(),)
         assert read_image(root / "ok.png").shape == (4, 4, 3)
-        with pytest.raises(PathNotAllowed, match="link.png"):
+        with pytest.raises(PathNotAllowed, match=r"link\.png"):
             read_image(root / "link.png")
         with pytest.raises(PathNotAllowed):
             check_read(outside / "secret.png")

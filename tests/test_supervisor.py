@@ -34,7 +34,7 @@ def test_gpu_lists_are_checked() -> None:
             parse_gpus(bad)
 
 
-def _wait_for(predicate, timeout: float = 30.0):  # noqa: ANN001, ANN202
+def _wait_for(predicate, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while not (found := predicate()):
         assert time.monotonic() < deadline, "timed out"

@@ -5,16 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from segpipe.settings import get_settings
 from workers.celery_app import RECONCILE, RETRAIN_TICK, RUN_JOB, app
 
+if TYPE_CHECKING:
+    from segpipe.stores import Stores
+
 log = logging.getLogger("segpipe.worker")
-_stores = None
+_stores: Stores | None = None
 
 
-def stores():  # noqa: ANN201 - one Stores per worker process, opened lazily (after any fork)
-    global _stores
+def stores() -> Stores:
+    """One Stores per worker process, opened lazily (after any fork) and kept."""
+    global _stores  # noqa: PLW0603 - the process's one Stores; tests reset it
     if _stores is None:
         from segpipe.stores import Stores
 

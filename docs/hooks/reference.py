@@ -251,8 +251,9 @@ def api_reference(openapi: dict[str, Any] | None = None) -> str:
                 rows = ["| parameter | in | type | required | description |", "|---|---|---|---|---|"]
                 for p in params:
                     schema = p.get("schema", {})
+                    description = p.get("description") or schema.get("description") or ""
                     rows.append(f"| `{p['name']}` | {p.get('in', '')} | {_cell(_schema_type(schema))} | "
-                                f"{'yes' if p.get('required') else 'no'} | {_cell(p.get('description') or schema.get('description') or '')} |")
+                                f"{'yes' if p.get('required') else 'no'} | {_cell(description)} |")
                 out.append("\n".join(rows) + "\n")
             body = op.get("requestBody", {}).get("content", {})
             if body:

@@ -28,9 +28,9 @@ import anyio.to_thread
 from celery import Celery
 from fastapi import FastAPI
 
+from segpipe.api import labelstudio, pages
 from segpipe.api.auth import Authenticator
 from segpipe.api.deps import ApiContext
-from segpipe.api import labelstudio, pages
 from segpipe.api.errors import BodyLimitMiddleware, NulRefusingMiddleware, install_error_handlers
 from segpipe.api.image_lookup import JobImageFiles
 from segpipe.api.job_task import JobTasks

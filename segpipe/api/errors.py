@@ -19,6 +19,7 @@ Status codes:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy.exc
@@ -53,7 +54,7 @@ class ApiError(HTTPException):
 
 
 def error_response(
-    status_code: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+    status_code: int, message: str, detail: Any = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": message, "detail": detail}, status_code=status_code, headers=headers)
 
@@ -137,7 +138,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal server error; the server log has the details", None)
 
 
@@ -153,7 +154,7 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _leaf_routes(routes: Any) -> Any:  # noqa: ANN401 - Starlette/FastAPI route objects
+def _leaf_routes(routes: Any) -> Any:  # Starlette/FastAPI route objects
     """The routes themselves, looking inside included routers (our routers carry their own prefix)."""
     for route in routes:
         inner = getattr(getattr(route, "original_router", None), "routes", None)

@@ -18,6 +18,7 @@ this module never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +78,9 @@ def write_file(ctx: ApiContext, ranked: RankedJob, fmt: str, scratch: Path, **op
         raise ApiError(422, f"label-next format {fmt!r} is not a file format; use one of {', '.join(FILE_FORMATS)}")
     files: dict[str, tuple[str, Path]] = {}
     for key in ranked.keys:
-        try:
+        # the image file may be gone: the export then names it after its key, without pixels
+        with contextlib.suppress(NotFoundError):
             files[key] = ctx.images.named(ranked.job_id, key)
-        except NotFoundError:
-            pass  # the image file is gone: the export names it after its key, without pixels
     source = job_source(ctx.stores, ranked.job_id, files=files, checkpoint_fallback=False)
     out = scratch / "out"
     if fmt == "cvat":

@@ -185,7 +185,7 @@ class ImageMaskReader:
             statement, params = self._latest, {"image_key": image_key}
         else:
             statement, params = self._by_job, {"image_key": image_key, "job_id": job_id}
-        rows = self._fetch(statement, params)
+        rows = [tuple(row) for row in self._fetch(statement, params)]
         if not rows:
             return None
         first = rows[0]

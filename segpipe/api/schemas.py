@@ -7,7 +7,7 @@ Times are ISO 8601 UTC. Boxes are ``[x, y, w, h]`` pixels; masks compressed COCO
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -18,8 +18,12 @@ from segpipe.vocabulary import JobState
 MAX_INT64 = 2**63 - 1  # SQL OFFSET / 64-bit columns; larger numbers are refused at the door, not sent on
 MAX_INT32 = 2**31 - 1  # model version numbers are INTEGER columns
 # from the one registry of job kinds (`segpipe.job_kinds`): what may be submitted, and what may be listed
-JobKindIn = Literal[job_kinds.submittable()]  # type: ignore[valid-type]
-JobKind = Literal[job_kinds.names()]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # the registry is read at import: to a type checker the kinds are strings
+    JobKindIn = str
+    JobKind = str
+else:
+    JobKindIn = Literal[job_kinds.submittable()]
+    JobKind = Literal[job_kinds.names()]
 QueueName = Literal["gpu", "cpu"]
 
 
@@ -253,7 +257,7 @@ class ModelDetail(BaseModel):
     decisions: list[DecisionOut] = Field(default_factory=list, description="newest first (at most 100)")
 
 
-def _json_integer(value: Any) -> Any:  # noqa: ANN401 - validator input
+def _json_integer(value: Any) -> Any:  # validator input
     """A JSON integer (1 or 1.0) or null, never a boolean or a string: JSON ``true`` is not version 1."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ValueError("must be a JSON integer")

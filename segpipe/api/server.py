@@ -78,10 +78,10 @@ class _HeaderTimeoutProtocol(_HeaderTimeout):
     """The hooks both uvicorn protocols share; mixed in before the protocol class, so ``super()`` is it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self._init_header_timeout()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._arm_header_timer()
 

@@ -24,7 +24,7 @@ from segpipe.errors import SegpipeError
 class _Group(TyperGroup):
     """Runs every subcommand; turns a SegpipeError into a one-line message and exit status 2."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # click's base Context is private to typer
         try:
             return super().invoke(ctx)
         except SegpipeError as e:
@@ -62,5 +62,16 @@ def main(
 
 
 # Each module registers its commands on `app` when imported.
-from segpipe.cli import data_cmds, inspect_cmd, model_cmds, run_cmds, service_cmds, validate_cmd  # noqa: E402,F401
-from segpipe.cli import export_cmd, gc_cmd, labelstudio_cmds, snapshot_cmds, weights_cmds  # noqa: E402,F401
+from segpipe.cli import (  # noqa: E402,F401
+    data_cmds,
+    export_cmd,
+    gc_cmd,
+    inspect_cmd,
+    labelstudio_cmds,
+    model_cmds,
+    run_cmds,
+    service_cmds,
+    snapshot_cmds,
+    validate_cmd,
+    weights_cmds,
+)

@@ -52,6 +52,7 @@ def inspect(
 
         subject = from_config(load(config, overrides or []), num_labels=num_labels, source=str(config))
     else:
+        assert model is not None  # one of the two, checked above
         subject = from_run(model, device=device)
     names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
     result = inspect_model(subject, image=image, layers=names, out_dir=None if table_only else out, depth=depth,

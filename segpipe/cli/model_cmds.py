@@ -259,7 +259,7 @@ def schedule(
     stores, celery_app, settings = _open()
     plan = configured_schedule(settings, path)
     results = {r.name: r for r in run_tick(stores, celery_app, settings, plan)} if tick else {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in plan.models.values():
         slot = stores.retrain.get(entry.name)
         active = stores.retrain.active_job(entry.name)

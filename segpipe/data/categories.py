@@ -64,7 +64,7 @@ class CategoryMap:
 
     @cached_property
     def _label_of(self) -> dict[int, int]:
-        merged = {cid: self.offset for cid in self.foreground_ids}
+        merged = dict.fromkeys(self.foreground_ids, self.offset)
         return merged | {cid: i + self.offset for i, cid in enumerate(self.ids)}
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from pycocotools.coco import COCO
 
 from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_image
-from segpipe.paths import active_roots, check_read, confine_name
 from segpipe.data.sample import Sample
 from segpipe.data.targets import (
     annotation_error,
@@ -48,6 +47,7 @@ from segpipe.data.targets import (
     xywh_to_xyxy,
 )
 from segpipe.errors import ConfigError, DataError
+from segpipe.paths import active_roots, check_read, confine_name
 from segpipe.task_kinds import traits
 from segpipe.vocabulary import IGNORE_INDEX
 
@@ -229,11 +229,11 @@ class CocoSource:
     def _instance(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
         anns = [a for a in self._geometric(item.image_id, need_mask=True) if not a.get("iscrowd")]
         masks = self._masks(anns, *image.shape[:2])
-        keep = masks.any(axis=(1, 2))
-        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if k]
-        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if not k]
+        keep = np.asarray(masks.any(axis=(1, 2)))
+        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if k]
+        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if not k]
         masks = masks[keep] if not keep.all() else masks
-        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep) if k], np.int64)
+        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep, strict=False) if k], np.int64)
         return Sample(image, item.image_id, masks=masks, boxes=masks_to_boxes(masks), labels=labels, meta=meta)
 
     def _detection(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
@@ -242,9 +242,9 @@ class CocoSource:
         boxes = xywh_to_xyxy([self._bbox(a, h, w) for a in anns])
         np.clip(boxes, 0, [w, h, w, h], out=boxes)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if k]
-        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep) if not k]
-        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep) if k], np.int64)
+        meta["annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if k]
+        meta["empty_annotation_ids"] = [a["id"] for a, k in zip(anns, keep, strict=False) if not k]
+        labels = np.array([self.category_map.to_label(a["category_id"]) for a, k in zip(anns, keep, strict=False) if k], np.int64)
         return Sample(image, item.image_id, boxes=boxes[keep], labels=labels, meta=meta)
 
     def _semantic(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
@@ -263,6 +263,7 @@ class CocoSource:
 
     def _classification(self, item: _Item, image: np.ndarray, meta: dict[str, Any]) -> Sample:
         if item.annotation_id is None:  # image-level label
+            assert item.category_id is not None
             return Sample(image, item.image_id, class_id=self.category_map.to_label(item.category_id), meta=meta)
         ann = self.coco.anns[item.annotation_id]
         h, w = image.shape[:2]

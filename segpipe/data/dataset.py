@@ -119,7 +119,7 @@ def collate_items(items: list[Item], task: str) -> Batch:
 def _stack(tensors: list[torch.Tensor], dtype: torch.dtype, image_ids: list[Any]) -> torch.Tensor:
     """Copy same-shape tensors into one new contiguous (B, ...) tensor of `dtype`."""
     shape = tensors[0].shape
-    for t, image_id in zip(tensors, image_ids):
+    for t, image_id in zip(tensors, image_ids, strict=False):
         if t.shape != shape:
             raise DataError(
                 f"images {image_ids[0]} ({_hw(shape)}) and {image_id} ({_hw(t.shape)}) differ in size and "
@@ -143,7 +143,8 @@ def _batch_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return torch.empty(shape, dtype=dtype)
     # in a worker the batch goes to the main process through shared memory: allocate it there directly
     proto = torch.empty(0, dtype=dtype)
-    storage = proto._typed_storage()._new_shared(math.prod(shape), device=proto.device)
+    # what torch's default_collate does; torch has no public call for it
+    storage = proto._typed_storage()._new_shared(math.prod(shape), device=proto.device)  # noqa: SLF001
     return proto.new(storage).view(shape)
 
 

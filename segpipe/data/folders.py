@@ -36,7 +36,7 @@ from segpipe.vocabulary import IGNORE_INDEX
 def natural_key(name: str) -> tuple[object, ...]:
     """Sort key comparing digit runs as numbers: ``img2`` < ``img10``; case-insensitive, ties by name."""
     parts = re.split(r"(\d+)", name)
-    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)) + (name,)
+    return (*tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name)
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
@@ -78,7 +78,7 @@ class MaskFolderSource:
             raise DataError(f"{self.images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         self._masks = [self.masks_dir / (p.stem + mask_suffix) for p in self._images]
         seen: dict[str, Path] = {}
-        for image, mask in zip(self._images, self._masks):
+        for image, mask in zip(self._images, self._masks, strict=False):
             if image.stem in seen:
                 raise DataError(f"{seen[image.stem]} and {image}: two images share the stem {image.stem!r}")
             seen[image.stem] = image

@@ -68,6 +68,8 @@ class Sample:
         if self.boxes.dtype != np.float32 or self.boxes.shape != (n, 4):
             raise ValueError(f"image {self.image_id}: boxes must be {n}×4 float32, got {self.boxes.shape} {self.boxes.dtype}")
         if self.labels.dtype != np.int64 or self.labels.ndim != 1:
-            raise ValueError(f"image {self.image_id}: labels must be int64 of shape (N,), got {self.labels.shape} {self.labels.dtype}")
+            raise ValueError(f"image {self.image_id}: labels must be int64 of shape (N,), "
+                             f"got {self.labels.shape} {self.labels.dtype}")
         if self.label_map is not None and (self.label_map.dtype != np.uint8 or self.label_map.shape != (h, w)):
-            raise ValueError(f"image {self.image_id}: label_map must be {h}×{w} uint8, got {self.label_map.shape} {self.label_map.dtype}")
+            raise ValueError(f"image {self.image_id}: label_map must be {h}×{w} uint8, "
+                             f"got {self.label_map.shape} {self.label_map.dtype}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,7 +26,7 @@ class Source(Protocol):
     category_map: CategoryMap
 
     @property
-    def image_ids(self) -> list[ImageId]: ...
+    def image_ids(self) -> Sequence[ImageId]: ...
 
     def image_path(self, index: int) -> Path: ...
 

@@ -71,11 +71,11 @@ def plot_dataset_summary(splits: list[DatasetStats], out_png: str | Path) -> Pat
         axes[0].set_xlabel("images")
         if s.has_objects:
             top = max(s.objects_per_image) if s.objects_per_image else 0
-            axes[1].hist(s.objects_per_image, bins=np.arange(top + 2) - 0.5, color="#d5663a")
+            axes[1].hist(s.objects_per_image, bins=list(np.arange(top + 2) - 0.5), color="#d5663a")
             axes[1].set_title(f"{s.name}: objects per image")
             axes[1].set_xlabel("objects")
             sides = np.asarray(s.object_sides)
-            bins = np.geomspace(max(sides.min(), 1.0), max(sides.max(), 2.0), 30) if sides.size else 10
+            bins: list[float] | int = list(np.geomspace(max(sides.min(), 1.0), max(sides.max(), 2.0), 30)) if sides.size else 10
             axes[2].hist(sides, bins=bins, color="#5aa05a")
             axes[2].set_xscale("log")
             for bound, label in ((SMALL, "small | medium"), (LARGE, "medium | large")):

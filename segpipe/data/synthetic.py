@@ -130,7 +130,7 @@ def _crowd_annotation(ann_id: int, image_id: int, cat_id: int, mask: np.ndarray)
     bounds = np.concatenate([[0], changes, [flat.size]])
     counts = np.diff(bounds).tolist()
     if flat[0] == 1:
-        counts = [0] + counts
+        counts = [0, *counts]
     encoded = mask_utils.encode(np.asfortranarray(mask))
     return {
         "id": ann_id,

@@ -130,7 +130,7 @@ def _checked_polygons(segm: list[Any], fail: Any) -> list[list[float]]:
 
 
 def _checked_run_lengths(counts: list[Any], total: int, fail: Any) -> list[int]:
-    if not all(isinstance(c, Real) and c >= 0 and float(c).is_integer() for c in counts):
+    if not all(isinstance(c, Real) and float(c) >= 0 and float(c).is_integer() for c in counts):
         raise fail("uncompressed RLE counts must be non-negative integers")
     runs = [int(c) for c in counts]
     if sum(runs) != total:

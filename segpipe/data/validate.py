@@ -32,7 +32,8 @@ COCO annotations
   no-segmentation (E for instance/semantic/binary, aggregated W when the task is unknown),
   empty-segmentation (W when a bbox remains, E for mask tasks or without a bbox), no-geometry E
 Image files (all layouts)
-  image-missing E, image-unreadable E, image-too-large E (pixels), image-too-big E (bytes), image-truncated E, image-corrupt E, image-size-mismatch E
+  image-missing E, image-unreadable E, image-too-large E (pixels), image-too-big E (bytes), image-truncated E,
+  image-corrupt E, image-size-mismatch E
   (COCO width/height vs the file, EXIF orientation applied), duplicate-stem (E mask folders, W class folders)
 Mask folders
   folder-missing E, empty-dataset E, mask-missing E, mask-without-image W, mask-unreadable E,

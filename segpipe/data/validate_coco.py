@@ -271,7 +271,7 @@ class _CocoChecker:
     def _annotation_refs(self, ann: dict[str, Any], where: str, image_id: int | None, ann_id: int) -> _Image | None:
         """Check image_id and category_id; count the annotation for its image and category."""
         image = None
-        if self._field(ann, "image_id", where, None, int, ann_id) is not None:
+        if self._field(ann, "image_id", where, None, int, ann_id) is not None and image_id is not None:
             image = self.images.get(image_id)
             if image is None:
                 self.error("unknown-image", f"{where}: image {image_id} is not in 'images'", image_id, ann_id)
@@ -325,13 +325,13 @@ class _CocoChecker:
     def _image_files(self, decode: bool) -> None:
         entries = [(i, im) for i, im in self.images.items() if im.file_name is not None]
         self._duplicate_files(entries)
-        paths = [self.images_dir / im.file_name for _, im in entries]
-        for (image_id, image), path, found in zip(entries, paths, inspect_images(paths, decode)):
+        paths = [self.images_dir / im.file_name for _, im in entries if im.file_name is not None]
+        for (image_id, image), path, found in zip(entries, paths, inspect_images(paths, decode), strict=False):
             where = f"image {image_id} ({image.file_name})"
             if found.problem is not None:
                 code, words = found.problem
                 self.report.error(code, f"{where}: {words}", file=path, image_id=image_id)
-            elif image.size is not None and found.size != image.size:
+            elif image.size is not None and found.size is not None and found.size != image.size:
                 (h, w), (jh, jw) = found.size, image.size
                 hint = (" (the JSON matches the file before its EXIF rotation, which segpipe applies)"
                         if found.stored_size == image.size else "")

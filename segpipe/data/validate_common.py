@@ -159,7 +159,8 @@ def inspect_image(path: Path, decode: bool = True, roots: Sequence[Path] | None 
     """Check one image file: it exists, its header parses, and (`decode`) all its pixel data decodes.
 
     Codes: ``image-outside-roots`` (it, or the symlink it is, resolves outside `roots`: never opened),
-    ``image-missing``, ``image-too-large`` / ``image-too-big`` (over the admission limits, pixels / bytes), ``image-unreadable`` (header), ``image-truncated`` / ``image-corrupt``
+    ``image-missing``, ``image-too-large`` / ``image-too-big`` (over the admission limits, pixels / bytes),
+    ``image-unreadable`` (header), ``image-truncated`` / ``image-corrupt``
     (pixel data). Call inside `strict_decoding()` so that Pillow does not pad truncated files.
     """
     from PIL import Image

@@ -71,7 +71,7 @@ def validate_mask_folders(
     image_checks = inspect_images([image for image, _ in pairs], decode)
     with strict_decoding():
         mask_checks = parallel_map(lambda pair: _inspect_mask(pair[1], decode), pairs)
-    for (image, mask), found, mask_found in zip(pairs, image_checks, mask_checks):
+    for (image, mask), found, mask_found in zip(pairs, image_checks, mask_checks, strict=False):
         where = f"image {image.stem}"
         if found.problem is not None:
             code, words = found.problem
@@ -80,7 +80,7 @@ def validate_mask_folders(
             report.error("mask-unreadable", f"{where}: mask {mask.name}: {mask_found.problem}", file=mask,
                          image_id=image.stem)
             continue
-        if found.size is not None and mask_found.size != found.size:
+        if found.size is not None and mask_found.size is not None and mask_found.size != found.size:
             (h, w), (mh, mw) = found.size, mask_found.size
             report.error("mask-size-mismatch", f"{where}: mask {mask.name} is {mw}×{mh} (w×h), the image is "
                          f"{w}×{h}", file=mask, image_id=image.stem)
@@ -202,7 +202,7 @@ def validate_class_folders(root: str | Path, *, decode: bool = True) -> Report:
     files = [f for class_files in images.values() for f in class_files]
     ids = [f.relative_to(root).with_suffix("").as_posix() for f in files]  # as segpipe.data.folders names them
     _shared_ids(files, ids, root, report)
-    for path, image_id, found in zip(files, ids, inspect_images(files, decode)):
+    for path, image_id, found in zip(files, ids, inspect_images(files, decode), strict=False):
         if found.problem is not None:
             code, words = found.problem
             report.error(code, f"image {image_id} ({path.name}): {words}", file=path, image_id=image_id)
@@ -211,7 +211,7 @@ def validate_class_folders(root: str | Path, *, decode: bool = True) -> Report:
 
 def _shared_ids(files: list[Path], ids: list[str], root: Path, report: Report) -> None:
     by_id: defaultdict[str, list[Path]] = defaultdict(list)
-    for f, image_id in zip(files, ids):
+    for f, image_id in zip(files, ids, strict=False):
         by_id[image_id].append(f)
     clashes = [f"{i} ({', '.join(f.name for f in fs)})" for i, fs in by_id.items() if len(fs) > 1]
     if clashes:

@@ -41,16 +41,16 @@ def segmentation_problems(seg: Any, size: tuple[int, int] | None) -> tuple[list[
         return _polygons(seg, size)
     if isinstance(seg, dict):
         return _rle(seg, size)
-    return [("error", "bad-segmentation", f"segmentation is {kind_of(seg)}, needs a list of polygons or an "
-             "RLE object {size, counts}")], False
+    return [("error", "bad-segmentation", (f"segmentation is {kind_of(seg)}, needs a list of polygons or an "
+                                           "RLE object {size, counts}"))], False
 
 
 def _polygons(seg: list[Any], size: tuple[int, int] | None) -> tuple[list[Finding], bool]:
     if not seg:
         return [], True
     if all(is_number(v) for v in seg):
-        return [("error", "bad-polygon", f"segmentation is a flat list of {len(seg)} numbers; polygons are "
-                 "a list of lists: [[x1, y1, x2, y2, ...], ...]")], False
+        return [("error", "bad-polygon", (f"segmentation is a flat list of {len(seg)} numbers; polygons are "
+                                          "a list of lists: [[x1, y1, x2, y2, ...], ...]"))], False
     findings: list[Finding] = []
     area = 0.0
     for k, poly in enumerate(seg):
@@ -70,8 +70,8 @@ def _polygons(seg: list[Any], size: tuple[int, int] | None) -> tuple[list[Findin
             if size is not None and _outside(xs, ys, size):
                 height, width = size
                 findings.append(("warning", "polygon-outside-image",
-                                 f"{name} spans x {min(xs)}..{max(xs)}, y {min(ys)}..{max(ys)}, beyond the "
-                                 f"{width}×{height} (w×h) image; it is clipped"))
+                                 (f"{name} spans x {min(xs)}..{max(xs)}, y {min(ys)}..{max(ys)}, beyond the "
+                                  f"{width}×{height} (w×h) image; it is clipped")))
     return findings, not findings and area == 0.0
 
 
@@ -102,8 +102,8 @@ def _rle(seg: dict[str, Any], size: tuple[int, int] | None) -> tuple[list[Findin
             return [("error", "bad-rle", f"RLE counts hold {bad[0]!r}, needs run lengths ≥ 0")], False
         runs = counts
     else:
-        return [("error", "bad-rle", f"RLE counts is {kind_of(counts)}, needs a string (compressed) or a "
-                 "list of run lengths")], False
+        return [("error", "bad-rle", (f"RLE counts is {kind_of(counts)}, needs a string (compressed) or a "
+                                      "list of run lengths"))], False
     if sum(runs) != h * w:
         return [("error", "bad-rle", f"RLE counts cover {sum(runs)} pixels, its size {w}×{h} has {h * w}")], False
     return [], sum(runs[1::2]) == 0  # runs alternate background, foreground, starting with background

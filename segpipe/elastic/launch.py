@@ -9,6 +9,7 @@ killed takes its ranks with it) and kills the whole group when the job must stop
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -64,10 +65,8 @@ def free_port(host: str = "") -> int:
 
 def die_with_parent() -> None:
     """Linux: this process gets SIGKILL when its parent dies (a killed worker leaves no stray ranks)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the ranks end when their collectives time out
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the ranks end when their collectives time out
-        pass
 
 
 @dataclass
@@ -108,10 +107,8 @@ def supervise(command: list[str], env: dict[str, str], log_path: Path, *,
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -71,7 +71,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
 def rng_state() -> dict[str, Any]:
     """RNG states as tensors and plain values (weights_only-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state()
+    assert isinstance(numpy_state, tuple)  # the legacy form: (kind, keys, pos, has_gauss, cached)
+    kind, keys, pos, has_gauss, cached = numpy_state
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

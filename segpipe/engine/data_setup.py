@@ -17,10 +17,10 @@ from segpipe.data.augment import build_transform
 from segpipe.data.categories import CategoryMap
 from segpipe.data.dataset import TaskDataset, build_loader
 from segpipe.data.sources import Source, build_source
-from segpipe.models.tasks import adapter_class
 from segpipe.data.validate import validate_config
 from segpipe.engine.sampler import EpochSampler
 from segpipe.errors import ConfigError, DataError
+from segpipe.models.tasks import adapter_class
 from segpipe.vocabulary import IGNORE_INDEX, RunFiles
 
 _SHOWN_ISSUES = 8
@@ -70,7 +70,8 @@ def check_dataset(config: JobConfig, run_dir: Path | None) -> dict[str, dict[str
         try:
             report.raise_for_errors(skip_invalid=config.data.skip_invalid, max_shown=_SHOWN_ISSUES)
         except DataError as e:
-            hint = "" if config.data.skip_invalid else " (fix them, or set data.skip_invalid: true to skip the bad images/annotations)"
+            hint = ("" if config.data.skip_invalid
+                    else " (fix them, or set data.skip_invalid: true to skip the bad images/annotations)")
             failure = DataError(f"data.{split}: {e}{hint}")
             break
         skipped[split] = {

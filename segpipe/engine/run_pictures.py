@@ -52,10 +52,8 @@ class ValidationShowcase:
         for i, (image, pred, meta) in enumerate(zip(batch["images"], predictions, batch["meta"], strict=True)):
             if len(self.items) >= self.limit:
                 return
-            picture = image.permute(1, 2, 0).numpy()
-            truth = ground_truth(batch, i, picture)
-            picture, pred, truth = _image_region(picture, pred, truth, meta)
-            self.items.append((picture, pred, truth))
+            whole = image.permute(1, 2, 0).numpy()
+            self.items.append(_image_region(whole, pred, ground_truth(batch, i, whole), meta))
 
     def draw(self, category_map: CategoryMap, path: Path, score_threshold: float) -> Path | None:
         from segpipe.masks import render

@@ -103,7 +103,8 @@ def train(
     ``should_stop`` is polled between steps (cooperative cancellation: the checkpoint is kept)."""
     cfg = config.train
     run_dir = Path(config.output_dir)
-    info = dist_mod.init_from_env("cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    on_gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    info = dist_mod.init_from_env("cuda" if on_gpu else "cpu")
     device = dist_mod.device_for(cfg.device, info)
     seed_everything(cfg.seed, cfg.deterministic)
     configure_threads(cfg.threads)
@@ -233,7 +234,9 @@ def _agreed(should_stop: Callable[[], bool], info: dist_mod.DistInfo) -> Callabl
 
 
 def _bare(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)  # under DistributedDataParallel's wrapper, or not
+    assert isinstance(inner, torch.nn.Module)
+    return inner
 
 
 def _load_resume_point(run_dir: Path, resume: bool | str | Path, device: torch.device,

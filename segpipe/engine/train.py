@@ -11,7 +11,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -91,8 +91,14 @@ class TrainContext:
         if self.state.stop_reason is None:
             self.state.stop_reason = reason
 
+    def _unwrapped(self) -> nn.Module:
+        """The model itself, under DistributedDataParallel's wrapper when there is one."""
+        inner = getattr(self.model, "module", self.model)
+        assert isinstance(inner, nn.Module)
+        return inner
+
     def checkpoint_state(self) -> dict[str, Any]:
-        model = self.model.module if hasattr(self.model, "module") else self.model
+        model = self._unwrapped()
         return {
             "model": model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -104,7 +110,7 @@ class TrainContext:
         }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
-        model = self.model.module if hasattr(self.model, "module") else self.model
+        model = self._unwrapped()
         if "optimizer" not in checkpoint:
             raise ConfigError("this checkpoint holds weights only (a best.pt): resume from the run's last.pt, "
                               "or start a new training with it as model.weights")
@@ -181,7 +187,7 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def is_better(value: float, best: float | None, mode: str) -> bool:
+def is_better(value: float | None, best: float | None, mode: str) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
     return best is None or (value > best if mode == "max" else value < best)
@@ -215,7 +221,7 @@ def fit(
         s.metrics = validate(ctx) if validate is not None else {}
         value = s.metrics.get(ctx.monitor)
         s.improved = is_better(value, s.best, ctx.monitor_mode)
-        if s.improved:
+        if s.improved and value is not None:
             s.best, s.best_epoch = float(value), s.epoch
         for h in hooks:
             h.after_epoch(ctx)
@@ -231,11 +237,11 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
     sums: dict[str, torch.Tensor] = {}
     counted = 0
     limit = cfg.max_steps_per_epoch * cfg.accumulate if cfg.max_steps_per_epoch else None
-    for batch in loader:
-        batch = ctx.adapter.prepare(batch, ctx.device)
+    for raw_batch in loader:
+        batch = ctx.adapter.prepare(raw_batch, ctx.device)
         with autocast(ctx.device, cfg.amp):
             losses = ctx.adapter.loss(model, batch)
-        total = sum(losses.values())
+        total = cast(torch.Tensor, sum(losses.values()))  # the adapter returns at least one loss
         loss = total / cfg.accumulate
         (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
         s.batch_in_epoch += 1
@@ -244,7 +250,7 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
             _optimizer_step(ctx)
         detached = {k: v.detach() for k, v in losses.items()}
         detached["loss"] = total.detach()
-        ctx._loss_tensors = detached
+        ctx._loss_tensors = detached  # noqa: SLF001 - the context's own slot, written by the loop that owns it
         for k, v in detached.items():
             sums[k] = sums.get(k, 0) + v
         counted += 1

@@ -58,7 +58,7 @@ class ClassificationEvaluator:
             ids = ", ".join(str(p.image_id) for p in predictions)
             raise DataError(f"images {ids}: {e}") from None
         self.num_samples += len(predictions)
-        for pred, truth in zip(predictions, truths):
+        for pred, truth in zip(predictions, truths, strict=False):
             if pred.scores is None:
                 continue
             scores = as_numpy(pred.scores).reshape(-1)

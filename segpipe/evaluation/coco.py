@@ -137,7 +137,7 @@ class CocoEvaluator:
                 evaluator.summarize()
             self.summaries[iou_type] = text.getvalue()
             self.evals[iou_type] = evaluator
-            for name, value in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)]):
+            for name, value in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)], strict=False):
                 out[f"{iou_type}_{name}"] = float(value)
             out[f"{iou_type}_AP_per_category"] = self._per_category(evaluator, cat_ids)
         return out
@@ -184,7 +184,7 @@ class CocoEvaluator:
             mean[iou_type] = {n: averaged[:, k] for k, n in enumerate(names)}
         images = sorted(self.image_ids)
         anns = self.coco_gt.loadAnns(self.coco_gt.getAnnIds(imgIds=images, iscrowd=False)) if images else []
-        counts = {n: sum(1 for a in anns if a["category_id"] == c) for c, n in zip(cat_ids, names)}
+        counts = {n: sum(1 for a in anns if a["category_id"] == c) for c, n in zip(cat_ids, names, strict=False)}
         return PrCurves(recall=np.asarray(first.params.recThrs), precision50=at50, precision=mean, gt_counts=counts)
 
     def summary(self) -> str:

@@ -54,8 +54,8 @@ def iou_dice_from_confusion(cm: np.ndarray) -> tuple[list[float | None], list[fl
     fp = cm.sum(axis=0) - tp
     fn = cm.sum(axis=1) - tp
     union = tp + fp + fn
-    iou = [float(t / u) if u > 0 else None for t, u in zip(tp, union)]
-    dice = [float(2 * t / (u + t)) if u > 0 else None for t, u in zip(tp, union)]
+    iou = [float(t / u) if u > 0 else None for t, u in zip(tp, union, strict=False)]
+    dice = [float(2 * t / (u + t)) if u > 0 else None for t, u in zip(tp, union, strict=False)]
     return iou, dice
 
 

@@ -141,9 +141,10 @@ def _capture(model: nn.Module, adapter: TaskAdapter, image: np.ndarray,
     with evaluating(model), hooked(modules, keep):
         prepared = adapter.prepare(batch, device)
         if is_detector(model):
+            detector: Any = model  # torchvision's GeneralizedRCNN, untyped
             # a torchvision detector: its own resize + normalise, then the backbone
             run_forward(f"{type(model).__name__} backbone",
-                        lambda: model.backbone(model.transform(prepared["images"])[0].tensors))
+                        lambda: detector.backbone(detector.transform(prepared["images"])[0].tensors))
         else:
             run_forward(type(model).__name__, lambda: adapter.forward_logits(model, prepared))
     return outputs

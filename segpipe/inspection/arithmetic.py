@@ -85,7 +85,7 @@ def size_rules(module: nn.Module, in_size: tuple[int, int]) -> tuple[SizeRule, S
             SizeRule(
                 kernel=module.kernel_size[i],
                 stride=module.stride[i],
-                pad_total=2 * module.padding[i],  # type: ignore[index]
+                pad_total=2 * int(module.padding[i]),  # a transposed conv's padding is numbers, never 'same'
                 dilation=module.dilation[i],
                 transposed=True,
                 output_padding=module.output_padding[i],
@@ -119,7 +119,7 @@ def _conv_pad_total(conv: nn.Conv2d, dim: int) -> int:
         return 0
     if conv.padding == "same":
         return conv.dilation[dim] * (conv.kernel_size[dim] - 1)
-    return 2 * conv.padding[dim]  # type: ignore[index]
+    return 2 * int(conv.padding[dim])
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:

@@ -113,7 +113,7 @@ def layer_table(model: nn.Module, input_shape: Sequence[int], depth: int | None 
     chosen = _row_names(root, {c.name for c in calls}, depth)
     counted: set[int] = set()  # ids of parameters already on a row
     times: dict[str, int] = {}
-    rows = []
+    rows: list[LayerRow] = []
     for call in (c for c in calls if c.name in chosen):
         times[call.name] = times.get(call.name, 0) + 1
         params, trainable = _count_new(call.module.parameters(), counted)
@@ -143,7 +143,7 @@ COLUMNS = ("#", "layer", "kind", "kernel", "stride", "pad", "output", "params", 
 def display_rows(table: LayerTable) -> list[tuple[str, ...]]:
     """The rows as text, one cell per ``COLUMNS`` entry (for a terminal table). The arithmetic cell
     ends in ✓ when it gives the real output size, else ✗ and the real size."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in table.rows:
         kernel = format_pair(r.kernel)
         if r.dilation is not None and r.dilation != (1, 1):

@@ -13,7 +13,7 @@ a model from before those files existed is read from its checkpoint (torch), unl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -117,7 +117,7 @@ def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, lis
         # only the task and the category map are read: the weights stay on disk (a parent finishing
         # its shards spent a third of a second loading them, bench/scale_out.py)
         checkpoint = load_checkpoint(resolve_checkpoint(resolve_model_ref(ref, stores)), mmap=True)
-    except Exception as exc:  # noqa: BLE001 - say which job and model, whatever went wrong
+    except Exception as exc:  # say which job and model, whatever went wrong
         raise ConfigError(f"job {job_id}: cannot read its model {ref!r} to export: {exc}") from exc
     task = checkpoint.get("task")
     if task is None:
@@ -139,7 +139,7 @@ def _image_files(spec: Any) -> dict[str, tuple[str, Path]]:
 
 
 def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None = None,
-               task_data: Mapping[str, dict[str, Any]] | None = None) -> Iterator[ExportImage]:
+               task_data: Mapping[str, dict[str, Any]] | None = None) -> Generator[ExportImage, None, None]:
     """The job's images, in key order, each with its rows (possibly none); with ``keys``, those images in
     that order (keys the job has not stored are left out); ``task_data``: image key → its
     `ExportImage.task_data`."""
@@ -147,8 +147,9 @@ def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None 
 
     stored = (stores.predictions.iter_job_images(source.job_id) if keys is None
               else stores.predictions.images_in_order(source.job_id, keys))
-    for key, height, width, rows in stored:
+    for key, stored_height, stored_width, rows in stored:
         file_name, path = source.files.get(key, (key, None))
+        height, width = stored_height, stored_width
         if height is None or width is None:  # markers written before sizes were recorded
             height, width = (rows[0].height, rows[0].width) if rows else (0, 0)
         load = (lambda p=path: read_image(p)) if path is not None and path.is_file() else None

@@ -87,7 +87,7 @@ def _check_source(source: SourceConfig, where: str) -> None:
             raise ConfigError(f"{where}.{key.name}: {paths[key.name]}: no such {'folder' if key.folder else 'file'}")
 
 
-def _exists(path: Any, *, folder: bool) -> bool:  # noqa: ANN401 - a Path or a Uri
+def _exists(path: Any, *, folder: bool) -> bool:  # a Path or a Uri
     """A local folder / file, or an object-store prefix with objects / an object (`segpipe.storage`)."""
     from segpipe.storage.uri import Uri, is_uri
 

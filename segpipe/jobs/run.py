@@ -98,7 +98,7 @@ class Heartbeat(threading.Thread):
                     return
                 if self.run_.parent_id is not None:  # a running shard keeps its parent alive
                     self.run_.stores.shards.renew(self.run_.parent_id, s.lease_seconds)
-            except Exception:  # noqa: BLE001 - a DB hiccup must not kill the job; the lease decides
+            except Exception:  # a DB hiccup must not kill the job; the lease decides
                 log.exception("job %s: heartbeat failed", self.run_.job_id)
 
 

@@ -24,7 +24,7 @@ configured roots: a spec that arrives over HTTP is untrusted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, ValidationError
 
@@ -121,7 +121,8 @@ def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec
     if model is None:
         return config_mod.from_dict(raw, source=source)
     try:
-        return model.model_validate(raw)
+        # the registry names one of the Spec models for every kind that has one
+        return cast(Spec, model.model_validate(raw))
     except ValidationError as e:
         raise ConfigError(f"{source}: " + "; ".join(config_mod.explain_error(err, model) for err in e.errors())) from None
 
@@ -148,10 +149,12 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
         _confine_data(spec.data, roots)
     elif isinstance(spec, BoxMaskSpec):
         spec.image = confine(spec.image, roots, what="image")
-    else:
+    elif isinstance(spec, PredictSpec):
         spec.images = confine(spec.images, roots, what="images")
         if spec.annotations is not None:
             spec.annotations = confine(spec.annotations, roots, what="annotations")
+    else:  # shards and nodes are made by their parent job from specs it confined; nobody submits them
+        raise TypeError(f"{type(spec).__name__} is confined by its parent job, not on its own")
     if not spec.model.startswith("job:") and not _VERSION_REF.match(spec.model):
         spec.model = str(confine(spec.model, [*roots, artifact_root], what="model"))
     return spec

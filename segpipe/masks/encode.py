@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -107,11 +107,12 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.25) -> list[list[flo
     contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polygons = []
     for contour in contours:
+        outline = contour
         if tolerance > 0:
             simplified = cv2.approxPolyDP(contour, tolerance * s, True)
             # a thin sliver may collapse to a segment; keep its unsimplified outline instead
-            contour = simplified if len(simplified) >= 3 else contour
-        points = contour.reshape(-1, 2).astype(np.float64)
+            outline = simplified if len(simplified) >= 3 else contour
+        points = outline.reshape(-1, 2).astype(np.float64)
         if len(points) < 3:
             continue
         # upsampled pixel u has its centre at (u + 0.5) / s in original continuous coordinates
@@ -245,10 +246,10 @@ class CocoResultsWriter:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> CocoResultsWriter:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.abort() if exc_type is not None else self.close()
 
 

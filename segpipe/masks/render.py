@@ -146,7 +146,7 @@ def overlay_grid(
     caption_h = 22
     cell_h = max(p.shape[0] for p in pictures) + caption_h  # no empty bands for landscape images
     sheet = np.full((rows * cell_h, cols * tile, 3), 30, np.uint8)
-    for n, ((_, target), picture) in enumerate(zip(items, pictures)):
+    for n, ((_, target), picture) in enumerate(zip(items, pictures, strict=False)):
         top, left = (n // cols) * cell_h, (n % cols) * tile
         y0 = top + caption_h
         x0 = left + (tile - picture.shape[1]) // 2
@@ -213,7 +213,7 @@ def _draw_box(
     text: _TextStyle,
 ) -> None:
     colour = label_colour(label)
-    x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in box)
+    x1, y1, x2, y2 = (round(float(v) * scale) for v in box)
     cv2.rectangle(canvas, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), colour, text.thickness, cv2.LINE_AA)
     label_text = _name_score(category_map, label, score)
     (_, th), base = cv2.getTextSize(label_text, _FONT, text.scale, text.thickness)
@@ -293,12 +293,12 @@ _NOT_PLOTTED = {
 def read_metric_records(metrics_jsonl_path: str | Path) -> list[dict[str, Any]]:
     """The JSON objects of a metrics JSONL file; blank, truncated or non-object lines are skipped
     (a log being written by a running job may end mid-line)."""
-    records = []
+    records: list[dict[str, Any]] = []
     path = Path(metrics_jsonl_path)
     if not path.is_file():
         return records
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
+    for raw_line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw_line.strip()
         if not line:
             continue
         try:
@@ -322,7 +322,7 @@ def metric_curves(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[li
         split = str(record.get("split", "train"))
         seen[split] += 1
         epoch = record.get("epoch")
-        if _is_number(epoch):
+        if isinstance(epoch, int | float) and _is_number(epoch):
             last_epoch[split] = float(epoch)
         x = last_epoch.get(split, float(seen[split]))
         for key, value in record.items():

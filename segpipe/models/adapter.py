@@ -104,7 +104,7 @@ class TaskAdapter(ABC):
 
         return build_transform(augment, cls.task, image_size, train=False, ignore_index=ignore_index)
 
-    def configure_inference(self, predict: Any, *, evaluation: bool) -> None:
+    def configure_inference(self, predict: Any, *, evaluation: bool) -> None:  # noqa: B027 - a hook; most tasks have none
         """Take the inference options of a PredictConfig that apply to `eval_step` (segmentation: tiles
         when ``evaluate_tiled``; test-time augmentation when `evaluation`, not in training's validation)."""
 

@@ -11,6 +11,7 @@ time of that pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +48,11 @@ def mask_for_box(model: nn.Module, image: np.ndarray, box: tuple[float, float, f
         raise DataError(f"box {tuple(box)} covers no pixel of the {width}×{height} image")
     device = next(model.parameters()).device
     model.eval()
+    rcnn: Any = model  # torchvision's GeneralizedRCNN, untyped: its parts are reached as Any
     with torch.no_grad():
         tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).to(device).float().div_(255.0)
-        images, _ = model.transform([tensor])
-        features = model.backbone(images.tensors)
+        images, _ = rcnn.transform([tensor])
+        features = rcnn.backbone(images.tensors)
         resized_h, resized_w = images.image_sizes[0]
         scale = torch.tensor([resized_w / width, resized_h / height] * 2, device=device)
         original = torch.tensor([[x1, y1, x2, y2]], device=device)

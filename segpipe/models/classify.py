@@ -74,10 +74,10 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> None:
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
+        _pair(conv.kernel_size),
+        stride=_pair(conv.stride),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+        dilation=_pair(conv.dilation),
         bias=conv.bias is not None,
     )
     # the init torchvision gives its resnet and mobilenet convs
@@ -94,6 +94,12 @@ class ResNetParams(Params):
 
 class MobileNetParams(Params):
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the last layer")
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d setting as stored (one value per spatial dimension) as the pair its constructor takes."""
+    first, second = value
+    return first, second
 
 
 def _torchvision_resnet(arch: str) -> None:

@@ -61,7 +61,7 @@ def tiled_logits(forward: Forward, image: np.ndarray | torch.Tensor, tile: int, 
     from overlapping `tile`×`tile` windows (see the module doc). `forward` gets B×C×tile×tile windows of
     the image's own dtype."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) if isinstance(image, np.ndarray) else image
-    stride = max(1, int(round(tile * (1 - overlap))))
+    stride = max(1, round(tile * (1 - overlap)))
     h, w = x.shape[-2:]
     margin = (tile - stride) // 2 if border == "mirror" else 0
     if margin:

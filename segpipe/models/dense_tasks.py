@@ -43,7 +43,8 @@ def required_multiple(model: nn.Module) -> int:
     """Side length that H and W must be a multiple of (smp's own protocol: models that need it set
     ``requires_divisible_input_shape`` and expose ``encoder.output_stride``); 1 for other models."""
     if getattr(model, "requires_divisible_input_shape", False):
-        return int(model.encoder.output_stride)
+        smp_model: Any = model  # smp's models are untyped
+        return int(smp_model.encoder.output_stride)
     return 1
 
 

@@ -110,7 +110,8 @@ def _freeze_resnet_stages(model: nn.Module, trainable: int) -> None:
     stages = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable]
     if trainable == 5:
         stages.append("bn1")
-    for name, param in model.backbone.body.named_parameters():
+    rcnn: Any = model  # torchvision's GeneralizedRCNN, untyped
+    for name, param in rcnn.backbone.body.named_parameters():
         if not name.startswith(tuple(stages)):
             param.requires_grad_(False)
 

@@ -141,9 +141,9 @@ class _RcnnAdapter(TaskAdapter):
             scores = out["scores"][keep].float().cpu().numpy()
             rles: list[dict | None] = [None] * len(scores)
             if self.with_masks:
-                rles = encode_masks((out["masks"][keep][:, 0] > _MASK_THRESHOLD).cpu().numpy())
+                rles = list(encode_masks((out["masks"][keep][:, 0] > _MASK_THRESHOLD).cpu().numpy()))
             instances = [
-                Instance(box=tuple(float(v) for v in b), label=int(lab), score=float(s), rle=r)
+                Instance(box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), label=int(lab), score=float(s), rle=r)
                 for b, lab, s, r in zip(boxes, labels, scores, rles, strict=True)
             ]
             h, w = image.shape[-2:]

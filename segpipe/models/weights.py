@@ -112,7 +112,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
     obj = _torch_load(path)
     cmap = obj.get("category_map") if isinstance(obj, Mapping) else None
-    return _state_dict_of(obj, path), cmap if isinstance(cmap, Mapping) else None
+    return _state_dict_of(obj, path), dict(cmap) if isinstance(cmap, Mapping) else None
 
 
 def load_weights(
@@ -153,7 +153,7 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        found = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, re.S)
+        found = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, re.DOTALL)
         why = " ".join((found.group(1) if found else text).split()).split(" Please use ")[0]
         if "Unsupported global" in why:
             raise WeightsError(
@@ -162,8 +162,7 @@ def _torch_load(path: Path) -> Any:
                 f"plain state dict instead (torch.save(model.state_dict(), path)) or use .safetensors."
             ) from None
         raise WeightsError(f"{path}: not a readable torch file ({why or 'unpickling failed'})") from None
-    except Exception as e:
-        # torch raises a zoo of types for corrupt files (KeyError, RuntimeError, EOFError, ...)
+    except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for corrupt files (KeyError, EOFError, ...)
         raise WeightsError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
 
 

@@ -104,7 +104,7 @@ def _torchvision(name: str, model: str | None, role: Role) -> RemoteWeights:
                 + (f"; {model!r} is not one" if model else "")
                 + "; name the weights instead, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2"
             )
-        entry = get_model_weights(model).DEFAULT  # type: ignore[attr-defined]
+        entry = get_model_weights(model).DEFAULT
     else:
         try:
             entry = get_weight(name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores import PromotionDecision, Stores
 
-
 MAX_REASON = 1000  # characters of a person's reason kept with a decision
 
 

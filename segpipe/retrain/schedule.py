@@ -54,7 +54,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def parse_interval(value: str | float) -> timedelta:
     """``90`` / ``"90s"`` / ``"15m"`` / ``"6h"`` / ``"1d"`` / ``"1h30m"`` / ``"2w"`` → a positive timedelta."""
     if isinstance(value, bool):
-        raise ValueError(f"interval {value!r}: expected seconds or a duration such as 15m, 6h, 1d")
+        raise ValueError(f"interval {value!r}: expected seconds or a duration such as 15m, 6h, 1d")  # noqa: TRY004 - for pydantic
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -263,6 +263,7 @@ def _resolve(name: str, entry: ScheduleEntry, base: Path, where: str) -> ModelSc
     if bound and (entry.validation is not None or entry.dataset.paths is not None):
         raise ConfigError(f"{where}: a model bound to a Label Studio project takes its data and validation set "
                           "from the project's snapshots: leave 'validation' and 'dataset.paths' out")
+    paths: tuple[Path, ...]
     if bound:
         validation, paths = None, ()
     else:

@@ -61,7 +61,7 @@ def tick(
     for entry in schedule.models.values():
         try:
             result = check_model(stores, celery_app, settings, entry, schedule.debounce, hasher=hasher)
-        except Exception as e:  # noqa: BLE001 - a broken entry or dataset must not stop the other models
+        except Exception as e:  # a broken entry or dataset must not stop the other models
             reason = str(e) if isinstance(e, SegpipeError) else f"{type(e).__name__}: {e}"
             log.log(logging.WARNING if isinstance(e, SegpipeError) else logging.ERROR,
                     "model %s: retraining check failed: %s", entry.name, reason, exc_info=not isinstance(e, SegpipeError))
@@ -150,5 +150,5 @@ def run_tick(stores: Stores, celery_app: Celery, settings: Settings) -> list[Tic
 def _note(stores: Stores, name: str, digest: str | None, note: str) -> None:
     try:
         stores.retrain.note_check(name, digest, note[:2000])
-    except Exception:  # noqa: BLE001 - bookkeeping only; the outcome is already decided
+    except Exception:  # bookkeeping only; the outcome is already decided
         log.exception("model %s: could not record the check", name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Self
 
 import numpy as np
 from PIL import Image
@@ -63,7 +64,7 @@ class Archive:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> Archive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

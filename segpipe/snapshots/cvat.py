@@ -95,8 +95,11 @@ def read_cvat_images(archive: Archive) -> Draft:
     if len(xml_files) != 1:
         raise DataError(f"{archive.path}: needs exactly one top-level XML file for \"CVAT for images 1.1\", "
                         f"found {xml_files}")
+    text = archive.read(xml_files[0])
+    if b"<!DOCTYPE" in text.upper() or b"<!ENTITY" in text.upper():  # CVAT writes neither
+        raise DataError(f"{archive.path}: {xml_files[0]}: DOCTYPE and ENTITY declarations are not accepted")
     try:
-        root = ElementTree.fromstring(archive.read(xml_files[0]))
+        root = ElementTree.fromstring(text)  # noqa: S314 - no DOCTYPE, so no entity can expand
     except ElementTree.ParseError as e:
         raise DataError(f"{archive.path}: {xml_files[0]} is not XML ({e})") from None
     draft = Draft(categories=[label.findtext("name", "") for label in root.iter("label")])

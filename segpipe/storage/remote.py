@@ -41,7 +41,7 @@ def tag(info: dict[str, Any]) -> str:
 def files_under(uri: Uri) -> dict[str, dict[str, Any]]:
     """Relative key → info of every object under ``uri`` (a "folder"); {} if there are none."""
     fs = filesystem(uri)
-    root = fs._strip_protocol(str(uri)).rstrip("/")  # the backend's own spelling (memory:// adds a "/")
+    root = fs._strip_protocol(str(uri)).rstrip("/")  # noqa: SLF001 - the backend's own spelling (memory:// adds a "/")
     prefix = root + "/"
     found = fs.find(root, detail=True)
     return {name[len(prefix) :]: info for name, info in found.items()

@@ -40,7 +40,7 @@ class CheckpointUpload(Hook):
             try:
                 self.artifacts.upload(self.job_id, self.artifacts.relative(self.job_id, path))
                 self._sent[name] = path.stat().st_mtime_ns
-            except Exception:  # noqa: BLE001 - an upload that fails now is retried after the next epoch
+            except Exception:  # an upload that fails now is retried after the next epoch
                 log.exception("job %s: could not upload %s", self.job_id, name)
 
 

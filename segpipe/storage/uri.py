@@ -18,7 +18,7 @@ from pydantic import PlainSerializer, PlainValidator
 
 from segpipe.errors import ConfigError
 
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 LOCAL_SCHEMES = frozenset({"file", "local"})
 
 
@@ -85,7 +85,7 @@ def to_location(value: Any) -> Path | Uri:
     if isinstance(value, (Path, Uri)):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"expected a path or a URI, got {type(value).__name__}")
+        raise ValueError(f"expected a path or a URI, got {type(value).__name__}")  # noqa: TRY004 - pydantic reports ValueError
     if is_uri(value):
         return parse_uri(value)
     if value.lower().startswith("file://"):

@@ -158,7 +158,7 @@ def _switch_to_wal(cursor: sqlite3.Cursor, timeout_s: float) -> None:
             if not busy or time.monotonic() + delay_s > deadline:
                 raise
         # Jitter keeps the connections that collided from retrying in lockstep.
-        time.sleep(delay_s * random.uniform(0.5, 1.5))
+        time.sleep(delay_s * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not a secret
         delay_s = min(delay_s * 2, 0.1)
 
 
@@ -233,7 +233,7 @@ def _restore_sqlite_foreign_keys(conn: Connection) -> None:
     """Foreign keys back on; a connection where that fails is invalidated, so the pool never reuses it."""
     try:
         restored = _switch_sqlite_foreign_keys(conn, on=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever failed, the connection is dropped instead of reused
         restored = False
     if not restored:
         conn.invalidate()

@@ -117,7 +117,7 @@ class JobStore:
         Shards of a predict job are listed only when asked for by ``kind``: their parent stands for them."""
         if state is not None and state not in JOB_STATES:
             raise ConfigError(f"unknown job state {state!r}; known states: {', '.join(JOB_STATES)}")
-        filters = [] if kind is not None else [Job.parent_id.is_(None)]
+        filters: list[ColumnElement[bool]] = [] if kind is not None else [Job.parent_id.is_(None)]
         if state is not None:
             filters.append(Job.state == state)
         if kind is not None:
@@ -140,15 +140,15 @@ class JobStore:
         pending cancel is marked cancelled, one already claimed ``max_attempts`` times is failed.
         """
         now = self.now()
-        lease = dict(
-            state="running",
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=Job.attempts + 1,
-            started_at=func.coalesce(Job.started_at, now),
-            worker=owner,
-            updated_at=now,
-        )
+        lease = {
+            "state": "running",
+            "lease_owner": owner,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "attempts": Job.attempts + 1,
+            "started_at": func.coalesce(Job.started_at, now),
+            "worker": owner,
+            "updated_at": now,
+        }
         allowed: builtins.list[ColumnElement[bool]] = [Job.cancel_requested.is_(False)]
         if max_attempts is not None:
             allowed.append(Job.attempts < max_attempts)

@@ -15,7 +15,7 @@ dataset's own ``category_id`` (already mapped back from contiguous labels).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -100,7 +100,7 @@ class PredictionStore:
         now = self.now()
         markers: list[dict[str, Any]] = []
         rows_of: dict[str, list[dict[str, Any]]] = {}
-        for image in map(lambda item: PredictedImage(*item), images):
+        for image in (PredictedImage(*item) for item in images):
             image_key, rows, height, width = image.key, image.rows, image.height, image.width
             values = [_row_values(job_id, image_key, i, row, height, width) for i, row in enumerate(rows)]
             instances = [v["instance"] for v in values]
@@ -109,8 +109,8 @@ class PredictionStore:
             if values:
                 height, width = values[0]["height"], values[0]["width"]
             uncertainty = None if image.uncertainty is None else float(image.uncertainty)
-            markers.append(dict(job_id=job_id, image_key=image_key, instances=len(values), height=height,
-                                width=width, created_at=now, uncertainty=uncertainty, fingerprint=image.fingerprint))
+            markers.append({"job_id": job_id, "image_key": image_key, "instances": len(values), "height": height,
+                                "width": width, "created_at": now, "uncertainty": uncertainty, "fingerprint": image.fingerprint})
             rows_of[image_key] = values
         with self.store.write() as session:
             mark = self._insert(PredictionImage).values(markers).on_conflict_do_nothing()
@@ -125,7 +125,7 @@ class PredictionStore:
     def record_failure(self, job_id: str, image_key: str, reason: str) -> bool:
         """Record that ``job_id`` could not read ``image_key`` and why; False if it was recorded before
         (the first reason stays)."""
-        values = dict(job_id=job_id, image_key=image_key, reason=reason, created_at=self.now())
+        values = {"job_id": job_id, "image_key": image_key, "reason": reason, "created_at": self.now()}
         with self.store.write() as session:
             insert = self._insert(PredictionFailure).values(**values).on_conflict_do_nothing()
             return session.scalar(insert.returning(PredictionFailure.job_id)) is not None
@@ -154,7 +154,7 @@ class PredictionStore:
             .order_by(PredictionImage.uncertainty.desc(), PredictionImage.image_key)
         )
         with self.store.read() as session:
-            return [RankedImage(key, float(u), f) for key, u, f in session.execute(query)]
+            return [RankedImage(key, float(u), f) for key, u, f in session.execute(query) if u is not None]
 
     def uncertainty(self, job_id: str, image_key: str) -> float | None:
         """The model's uncertainty about one image of a job (None: not stored, or stored before it existed)."""
@@ -198,7 +198,7 @@ class PredictionStore:
         with self.store.read() as session:
             return [PredictionRow(*row) for row in session.execute(query)]
 
-    def iter_job(self, job_id: str, batch_size: int = 1000) -> Iterator[PredictionRow]:
+    def iter_job(self, job_id: str, batch_size: int = 1000) -> Generator[PredictionRow, None, None]:
         """Stream a job's rows ordered by (image_key, instance), ``batch_size`` at a time from the server.
 
         Uses a server-side cursor on PostgreSQL, so memory stays flat however many rows there are.
@@ -215,7 +215,9 @@ class PredictionStore:
             for row in session.execute(query):
                 yield PredictionRow(*row)
 
-    def iter_job_images(self, job_id: str, batch_size: int = 1000) -> Iterator[tuple[str, int | None, int | None, list[PredictionRow]]]:
+    def iter_job_images(
+        self, job_id: str, batch_size: int = 1000
+    ) -> Iterator[tuple[str, int | None, int | None, list[PredictionRow]]]:
         """Stream a job's images in key order as ``(image_key, height, width, rows)``, including the images
         where nothing was found (``rows == []``): what every export reads. One query (done markers LEFT
         JOIN rows), streamed like `iter_job`; close it when stopping early."""
@@ -299,18 +301,18 @@ def _row_values(
         rle = {"size": [int(s) for s in rle["size"]], "counts": counts}
     bbox = row.get("bbox")
     category_id, score = row.get("category_id"), row.get("score")
-    return dict(
-        job_id=job_id,
-        image_key=image_key,
-        instance=int(row.get("instance", position)),
-        category_id=None if category_id is None else int(category_id),
-        category_name=row.get("category_name"),
-        score=None if score is None else float(score),
-        bbox=None if bbox is None else [float(v) for v in bbox],
-        rle=rle,
-        height=int(h),
-        width=int(w),
-    )
+    return {
+        "job_id": job_id,
+        "image_key": image_key,
+        "instance": int(row.get("instance", position)),
+        "category_id": None if category_id is None else int(category_id),
+        "category_name": row.get("category_name"),
+        "score": None if score is None else float(score),
+        "bbox": None if bbox is None else [float(v) for v in bbox],
+        "rle": rle,
+        "height": int(h),
+        "width": int(w),
+    }
 
 
 class PredictionBuffer:

@@ -45,7 +45,11 @@ class ShardStore:
     def create_children(self, parent: Job, kind: str, rows: Sequence[tuple[str, str]]) -> None:
         """Queued child rows of ``kind`` (``(id, resolved YAML)`` each) under ``parent``; ids that exist are
         skipped. Shards use it, and so do the nodes of a multi-node training (`segpipe.elastic`)."""
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[self.store.dialect]
+        # the same statement in both dialects: an id that exists is skipped
+        skip_existing = {
+            "postgresql": postgresql.insert(Job).on_conflict_do_nothing(index_elements=["id"]),
+            "sqlite": sqlite.insert(Job).on_conflict_do_nothing(index_elements=["id"]),
+        }[self.store.dialect]
         now = self.now()
         values = []
         for child_id, text in rows:
@@ -54,7 +58,7 @@ class ShardStore:
             values.append({c.key: getattr(job, c.key) for c in Job.__table__.columns})
         with self.store.write() as session:
             if values:
-                session.execute(insert(Job).on_conflict_do_nothing(index_elements=["id"]), values)
+                session.execute(skip_existing, values)
 
     def children(self, parent_id: str) -> list[Job]:
         """The parent's shards in index order (detached snapshots)."""

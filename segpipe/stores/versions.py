@@ -45,18 +45,18 @@ class ModelVersionStore:
 
         With ``job_id`` the job row also records the name and the new version number (same transaction).
         """
-        fields = dict(
-            name=name,
-            task=task,
-            stage="candidate",
-            config=config_text,
-            dataset_hash=dataset_hash,
-            metrics=dict(metrics or {}),
-            checkpoint=checkpoint,
-            parent_version=parent_version,
-            job_id=job_id,
-            created_at=self.now(),
-        )
+        fields = {
+            "name": name,
+            "task": task,
+            "stage": "candidate",
+            "config": config_text,
+            "dataset_hash": dataset_hash,
+            "metrics": dict(metrics or {}),
+            "checkpoint": checkpoint,
+            "parent_version": parent_version,
+            "job_id": job_id,
+            "created_at": self.now(),
+        }
         tries = 1
         while True:
             try:

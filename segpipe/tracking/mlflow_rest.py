@@ -45,7 +45,8 @@ class MlflowClient:
              query: dict[str, str] | None = None) -> dict[str, Any]:
         url = f"{self.base}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        # the configured tracking server (http or https)
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310
         return self._send(request)
 
     def _send(self, request: urllib.request.Request) -> dict[str, Any]:
@@ -76,7 +77,7 @@ class MlflowClient:
                               f"(start `mlflow server` with --serve-artifacts)")
         remote = f"{parsed.path.strip('/')}/{rel_path}"
         url = f"{self.base}/api/2.0/mlflow-artifacts/artifacts/{urllib.parse.quote(remote)}"
-        request = urllib.request.Request(url, data=file.read_bytes(), method="PUT",
+        request = urllib.request.Request(url, data=file.read_bytes(), method="PUT",  # noqa: S310 - the tracking server
                                          headers={"Content-Type": "application/octet-stream"})
         self._send(request)
 
@@ -139,9 +140,9 @@ def open_mlflow(ctx: TrackingContext) -> MlflowTracker | None:
         client.call("POST", "runs/update", {"run_id": info["run_id"], "status": "RUNNING"})
     else:
         experiment = client.experiment_id(os.environ.get("SEGPIPE_MLFLOW_EXPERIMENT") or ctx.experiment)
-        tags = [{"key": "mlflow.runName", "value": ctx.run_name}, {"key": "mlflow.source.name", "value": "segpipe"}]
+        run_tags = [{"key": "mlflow.runName", "value": ctx.run_name}, {"key": "mlflow.source.name", "value": "segpipe"}]
         info = client.call("POST", "runs/create", {"experiment_id": experiment, "run_name": ctx.run_name,
-                                                   "start_time": int(time.time() * 1000), "tags": tags})["run"]["info"]
+                                                   "start_time": int(time.time() * 1000), "tags": run_tags})["run"]["info"]
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({"uri": uri, "run_id": info["run_id"]}))
     tracker = MlflowTracker(client, info["run_id"], info["artifact_uri"], uri)

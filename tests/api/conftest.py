@@ -42,17 +42,17 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        home=tmp_path / "home",
-        data_roots=[tmp_path / "data"],
-        artifact_root=tmp_path / "artifacts",
-        tokens=dict(TOKENS),
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        auth="on",
-        max_upload_mb=1.0,
-        max_config_kb=16.0,
-        max_upload_files=8,
-    )
+    values: dict[str, Any] = {
+        "home": tmp_path / "home",
+        "data_roots": [tmp_path / "data"],
+        "artifact_root": tmp_path / "artifacts",
+        "tokens": dict(TOKENS),
+        "broker_url": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        "auth": "on",
+        "max_upload_mb": 1.0,
+        "max_config_kb": 16.0,
+        "max_upload_files": 8,
+    }
     values.update(overrides)
     (tmp_path / "data").mkdir(exist_ok=True)
     return Settings(**values)

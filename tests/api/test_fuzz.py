@@ -33,7 +33,7 @@ from schemathesis import GenerationMode
 
 from segpipe.api.app import create_app
 from segpipe.stores import Stores
-from tests.api.conftest import ADMIN, _empty, claimed_job, finish, make_settings, rows_for, box_mask
+from tests.api.conftest import ADMIN, _empty, box_mask, claimed_job, finish, make_settings, rows_for
 from workers.celery_app import create_app as create_celery
 
 pytestmark = [pytest.mark.integration]

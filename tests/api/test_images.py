@@ -3,8 +3,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from segpipe.masks.encode import polygons_to_mask, rle_to_mask
 from segpipe.stores import Stores

@@ -64,7 +64,7 @@ def test_artifact_names_cannot_leave_the_job_folder(client: TestClient, stores: 
         r = client.get(f"/jobs/{job_id}/artifacts/{name}", headers=ANNOTATOR)
         assert r.status_code == 403, name
         assert reason in r.json()["error"], r.json()
-        assert "secret" != r.text
+        assert r.text != "secret"
     evil = [
         a for a in client.get(f"/jobs/{job_id}/artifacts", headers=ANNOTATOR).json()["artifacts"] if a["name"] == "evil"
     ]
@@ -94,7 +94,7 @@ def test_results_stream_coco_json(client: TestClient, stores: Stores) -> None:
     assert [(res["image_id"], res["category_id"]) for res in results] == [(1, 7), (1, 7), (2, 9)]
     dt = _gt().loadRes(results)
     assert len(dt.dataset["annotations"]) == 3 and {a["image_id"] for a in dt.dataset["annotations"]} == {1, 2}
-    assert [ann["area"] for ann in dt.loadAnns(dt.getAnnIds(imgIds=[1]))][0] == 8 * 17
+    assert next(ann["area"] for ann in dt.loadAnns(dt.getAnnIds(imgIds=[1]))) == 8 * 17
     finish(stores, job_id)
     assert client.get(f"/jobs/{job_id}/results", headers=ANNOTATOR).headers["x-segpipe-job-state"] == "succeeded"
 

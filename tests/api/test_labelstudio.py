@@ -234,7 +234,7 @@ def test_malformed_interactive_contexts_get_422_naming_the_field(setup: dict[str
     answer = _interactive(setup["client"], context)
     assert answer.status_code == 422, answer.text
     assert needle in answer.json()["error"]
-    assert not [j for j in setup["stores"].jobs.list(kind="box-mask")[0]], "nothing was queued"
+    assert not list(setup["stores"].jobs.list(kind="box-mask")[0]), "nothing was queued"
 
 
 def test_box_to_mask_refuses_a_model_that_is_not_an_instance_model(setup: dict[str, Any]) -> None:

@@ -74,8 +74,8 @@ def test_upload_of_144_megapixels_is_413_naming_the_limit(sqlite_client: TestCli
     bomb = png_bomb(tmp_path / "big.png", 12000, 12000).read_bytes()
     error = _error(sqlite_client.post("/uploads", files=[("files", ("big.png", bomb, "image/png"))],
                                       headers=ENGINEER), 413)
-    assert error == "file 'big.png': image is 144.0 megapixels, over the 40-megapixel limit " \
-                    "(SEGPIPE_MAX_IMAGE_MEGAPIXELS)"
+    assert error == ("file 'big.png': image is 144.0 megapixels, over the 40-megapixel limit "
+                     "(SEGPIPE_MAX_IMAGE_MEGAPIXELS)")
 
 
 def test_database_errors_name_the_value_that_did_not_fit(stores: Stores) -> None:

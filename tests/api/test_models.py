@@ -79,7 +79,6 @@ def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:
         "/uploads",
         "/snapshots",
         "/snapshots/{snapshot_id}",
-        "/jobs/{job_id}/export",
         # review pages' data (issue 10)
         "/jobs/{job_id}/images",
         "/jobs/{job_id}/categories",

@@ -76,7 +76,7 @@ def test_masks_names_the_known_formats(job: tuple[str, np.ndarray], tmp_path: Pa
 
 
 def test_masks_categories_keeps_only_those(job: tuple[str, np.ndarray], tmp_path: Path) -> None:
-    job_id, mask = job
+    job_id, _mask = job
     kept = runner.invoke(app, ["masks", job_id, "--out", str(tmp_path / "tree"), "--format", "coco,png",
                                "--categories", "5"])
     assert kept.exit_code == 0, kept.output

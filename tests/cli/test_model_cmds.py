@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from segpipe.cli import app
+from segpipe.data.synthetic import make_mask_folders
 from segpipe.retrain.promotion import cli_actor
 from segpipe.retrain.schedule import load_schedule
-from segpipe.data.synthetic import make_mask_folders
 from segpipe.settings import get_settings
 from segpipe.stores import Stores
 

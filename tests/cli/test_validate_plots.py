@@ -7,11 +7,11 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from segpipe.cli import app
+from segpipe.cli.dataset_plots import _config_from_paths
 from segpipe.data.images import read_image
 from segpipe.data.sources import build_source
 from segpipe.data.summary import dataset_stats
 from segpipe.data.synthetic import make_class_folders, make_mask_folders, make_shapes_coco
-from segpipe.cli.dataset_plots import _config_from_paths
 
 runner = CliRunner()
 

@@ -88,7 +88,7 @@ def test_presets_give_valid_samples_of_the_image_size(preset: str, task: str) ->
             assert all(m.any() for m in out.masks)
             assert out.boxes.tolist() == [bounds(m) for m in out.masks]
         if task in ("instance", "detection"):
-            ids = dict(zip(sample.meta["annotation_ids"], sample.labels.tolist()))
+            ids = dict(zip(sample.meta["annotation_ids"], sample.labels.tolist(), strict=False))
             assert [ids[a] for a in out.meta["annotation_ids"]] == out.labels.tolist()
             assert ((out.boxes >= 0) & (out.boxes <= size)).all()
     for name, array in before.items():  # the input sample is left as it was

@@ -80,7 +80,8 @@ def test_instance_masks_match_pycocotools_and_crowd_is_left_out(shapes):
     seen = set()
     for i in range(len(source)):
         sample = source.load(i)
-        for ann_id, mask, label, box in zip(sample.meta["annotation_ids"], sample.masks, sample.labels, sample.boxes):
+        for ann_id, mask, label, box in zip(sample.meta["annotation_ids"], sample.masks, sample.labels, sample.boxes,
+                                            strict=True):
             ann = coco.anns[ann_id]
             np.testing.assert_array_equal(mask, coco.annToMask(ann))
             assert source.category_map.to_category(int(label)) == ann["category_id"]

@@ -106,7 +106,7 @@ def test_instance_and_detection_batches(shapes, task):
     assert set(batch) == {"images", "image_ids", "targets", "meta"}
     assert isinstance(batch["images"], list) and len(batch["images"]) == 6
     total = 0
-    for image, target, image_id in zip(batch["images"], batch["targets"], batch["image_ids"]):
+    for image, target in zip(batch["images"], batch["targets"], strict=True):
         assert image.dtype == torch.uint8 and image.shape == (3, 32, 48)
         n = len(target["labels"])
         total += n
@@ -126,7 +126,7 @@ def _signature(batches: list[dict]) -> list:
 
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(
-        ia == ib and torch.equal(xa, xb) and torch.equal(ya, yb) for (ia, xa, ya), (ib, xb, yb) in zip(a, b)
+        ia == ib and torch.equal(xa, xb) and torch.equal(ya, yb) for (ia, xa, ya), (ib, xb, yb) in zip(a, b, strict=False)
     )
 
 

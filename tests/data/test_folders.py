@@ -45,7 +45,7 @@ def test_semantic_needs_classes_and_rejects_unknown_values(tmp_path):
     mask = np.zeros((8, 8), np.uint8)
     mask[0, 0], mask[1, 1], mask[2, 2] = 2, 255, 7
     _pair(tmp_path, "a", mask)
-    with pytest.raises(ConfigError, match="need data.classes"):
+    with pytest.raises(ConfigError, match=r"need data\.classes"):
         MaskFolderSource(tmp_path / "images", tmp_path / "masks", "semantic")
     source = MaskFolderSource(tmp_path / "images", tmp_path / "masks", "semantic", classes=["x", "y"])
     with pytest.raises(DataError, match=r"a\.png: pixel values \[7\] are not classes \(0\.\.2, 255 = ignore\)"):

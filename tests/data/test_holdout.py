@@ -97,7 +97,7 @@ def test_overwrite_never_removes_folders_it_did_not_write(tmp_path: Path) -> Non
     precious = tmp_path / "out" / "train"
     precious.mkdir(parents=True)
     (precious / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="no split.json"):
+    with pytest.raises(ConfigError, match=r"no split\.json"):
         holdout_mask_folders(images, masks, tmp_path / "out", "3", overwrite=True)
     assert (precious / "keep.txt").read_text() == "mine"
 

@@ -101,7 +101,7 @@ def test_annotation_error_format():
 def test_masks_to_boxes_matches_nonzero_extent(masks):
     boxes = masks_to_boxes(masks)
     assert boxes.dtype == np.float32 and boxes.shape == (len(masks), 4)
-    for mask, box in zip(masks, boxes):
+    for mask, box in zip(masks, boxes, strict=False):
         ys, xs = np.nonzero(mask)
         expected = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
         np.testing.assert_array_equal(box, expected)
@@ -136,7 +136,7 @@ def test_label_map_draws_small_instances_on_top(small_first):
 
 
 def test_crowd_is_ignored_except_under_instances():
-    big, small = _squares()
+    _big, small = _squares()
     crowd = np.zeros((H, W), np.uint8)
     crowd[0:6, 0:6] = 1
     masks = np.stack([crowd, small])

@@ -692,7 +692,7 @@ def test_validate_paths_picks_the_layout(coco: Path, masks: Path, tmp_path: Path
     assert validate_paths(images=coco / "images", annotations=coco / "annotations.json").source.startswith("COCO")
     assert validate_paths(images=masks / "images", masks=masks / "masks", task="semantic").ok
     assert validate_paths(root=make_class_folders(tmp_path / "c", per_class=1)).ok
-    with pytest.raises(ConfigError, match="got {annotations, root}"):
+    with pytest.raises(ConfigError, match=r"got {annotations, root}"):
         validate_paths(root=tmp_path, annotations=coco / "annotations.json")
     with pytest.raises(ConfigError, match="need a task"):
         validate_paths(images=masks / "images", masks=masks / "masks")

@@ -23,9 +23,9 @@ def test_resources_default_to_one_process_and_are_validated() -> None:
     config = from_dict(BASE)
     assert (config.resources.gpus_per_node, config.resources.nodes, config.resources.world_size) == (1, 1, 1)
     assert from_dict({**BASE, "resources": {"gpus_per_node": 4, "nodes": 2}}).resources.world_size == 8
-    with pytest.raises(ConfigError, match="resources.nodes"):
+    with pytest.raises(ConfigError, match=r"resources\.nodes"):
         from_dict({**BASE, "resources": {"nodes": 0}})
-    with pytest.raises(ConfigError, match="resources: unknown key|resources.gpus: unknown key"):
+    with pytest.raises(ConfigError, match=r"resources: unknown key|resources\.gpus: unknown key"):
         from_dict({**BASE, "resources": {"gpus": 2}})
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segpipe.evaluation.coco import load_coco_quietly
 from segpipe.engine.predict import load_model
 from segpipe.errors import ConfigError, DataError
+from segpipe.evaluation.coco import load_coco_quietly
 from segpipe.models.box_prompt import mask_for_box
 from tests.engine.runs import Run
 

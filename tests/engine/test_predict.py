@@ -48,7 +48,8 @@ def predict_folder(run: Run, folder: Path, out: Path, **options: object) -> dict
     """predict_to_files over a folder; returns the predictions by output name."""
     preds: dict[str, Prediction] = {}
     cfg = PredictConfig(**options)  # type: ignore[arg-type]
-    summary = predict_to_files(run.dir, folder, out, cfg, device="cpu", on_image=lambda it, p, _cmap: preds.setdefault(it.name, p))
+    summary = predict_to_files(run.dir, folder, out, cfg, device="cpu",
+                               on_image=lambda it, p, _cmap: preds.setdefault(it.name, p))
     assert summary["images"] == len(preds) and summary["task"] == run.config.task
     assert summary["checkpoint"] == str(run.dir / BEST)
     return preds

@@ -4,6 +4,7 @@ records when each line arrived."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import threading
@@ -52,7 +53,7 @@ class TimedStream:
 class SteadySteps(Hook):
     """Makes every step take a known minimum time, so the cadence is measurable on a busy CPU."""
 
-    def after_step(self, ctx) -> None:  # noqa: ANN001
+    def after_step(self, ctx) -> None:
         time.sleep(0.05)
 
 
@@ -83,7 +84,7 @@ def test_training_prints_plain_lines_at_a_steady_interval(tmp_path: Path, monkey
     epochs = [line for line in texts if " done: " in line]
     assert [EPOCH_LINE.match(line).group(1) for line in epochs] == ["1", "2", "3"], epochs
     for _, m in steps:
-        epoch, step, per_epoch, loss, rate, eta = m.groups()
+        epoch, step, per_epoch, loss, rate, _eta = m.groups()
         assert 1 <= int(step) <= int(per_epoch) == 12 and 1 <= int(epoch) <= 3
         assert float(loss) >= 0 and float(rate) > 0
     etas = [_eta_seconds(m.group(6)) for _, m in steps]
@@ -91,9 +92,9 @@ def test_training_prints_plain_lines_at_a_steady_interval(tmp_path: Path, monkey
     # cadence: never two step lines closer than the interval; and steady: within an epoch, no gap
     # longer than the interval plus a few steps
     times = [t for t, _ in steps]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= INTERVAL - 0.01, gaps
-    same_epoch = [b - a for (a, ma), (b, mb) in zip(steps, steps[1:]) if ma.group(1) == mb.group(1)]
+    same_epoch = [b - a for (a, ma), (b, mb) in itertools.pairwise(steps) if ma.group(1) == mb.group(1)]
     assert same_epoch and sorted(same_epoch)[len(same_epoch) // 2] < INTERVAL + 0.5, same_epoch
 
 

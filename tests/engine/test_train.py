@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from segpipe.config import TrainConfig
 from segpipe.engine.checkpoint import LAST, load_checkpoint, save_checkpoint
-from segpipe.engine.hooks import CheckpointHook, Hook, EarlyStopHook, MetricsLogHook, StopRequestHook
+from segpipe.engine.hooks import CheckpointHook, EarlyStopHook, Hook, MetricsLogHook, StopRequestHook
 from segpipe.engine.sampler import EpochSampler
 from segpipe.engine.train import TrainContext, build_optimizer, build_scheduler, fit
 from segpipe.errors import WeightsError

@@ -45,7 +45,7 @@ def test_absent_class_is_none_and_macro_f1_agrees_with_sklearn():
     r = ev.result()
     assert r["f1_per_class"][3] is None and r["precision_per_class"][3] is None
     assert r["macro_f1"] == pytest.approx(f1_score(TRUTH, PREDICTED, average="macro", zero_division=0))
-    p, rec, f, _ = precision_recall_fscore_support(TRUTH, PREDICTED, labels=[0, 1, 2], zero_division=0)
+    p, rec, _f, _ = precision_recall_fscore_support(TRUTH, PREDICTED, labels=[0, 1, 2], zero_division=0)
     assert r["precision_per_class"][:3] == pytest.approx(p.tolist())
     assert r["recall_per_class"][:3] == pytest.approx(rec.tolist())
 

@@ -69,18 +69,18 @@ def test_targets_as_samples_arrays_and_tensors_agree_and_batches_accumulate():
     preds = [_pred(PRED, 1), _pred(np.zeros_like(PRED), 2)]
     targets = [TARGET, np.full_like(TARGET, 2)]
     results = []
-    for given in (
+    for batch in (
         targets,
         np.stack(targets),
         torch.from_numpy(np.stack(targets)).long(),
         [Sample(image=np.zeros((2, 3, 3), np.uint8), image_id=i + 1, label_map=t) for i, t in enumerate(targets)],
     ):
         ev = SemanticEvaluator(num_classes=3)
-        ev.process(preds, given)
+        ev.process(preds, batch)
         results.append(ev.result())
     assert all(r == results[0] for r in results)
     one_by_one = SemanticEvaluator(num_classes=3)
-    for p, t in zip(preds, targets):
+    for p, t in zip(preds, targets, strict=False):
         one_by_one.process([p], [t])
     assert one_by_one.result() == results[0]
     one_by_one.reset()

@@ -37,7 +37,7 @@ def test_cnn_small_arithmetic_matches_real_shapes(size: int, sizes_after_pools: 
     assert first.input_shape == (1, 3, size, size) and first.output_shape == (1, 32, size, size)
     assert [r.output_shape[-1] for r in conv_pool if r.kind == "MaxPool2d"] == sizes_after_pools
     # the shapes chain: each row's input is the previous row's output
-    for prev, row in zip(table.rows, table.rows[1:]):
+    for prev, row in zip(table.rows, table.rows[1:], strict=False):
         assert row.input_shape == prev.output_shape
     assert table.rows[-1].output_shape == (1, 3)
     assert all(r.arithmetic is None for r in table.rows if r.kind not in ("Conv2d", "MaxPool2d"))

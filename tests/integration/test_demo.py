@@ -39,9 +39,11 @@ def test_demo_runs_end_to_end_without_servers(tmp_path: Path) -> None:
     plots = {p.name for p in (out / "training_plots").glob("*.png")}
     assert {"curves.png", "val_overlays.png", "pr_curves.png", "ap_per_class.png"} <= plots, plots
     # its stdout is no terminal: plain progress lines, not a bar, then the validation AP and the paths
-    assert re.search(r"^\S+ \S+ job \w+ running train epoch 1/1 step \d+/1 loss \d", done.stdout, re.M), story
-    assert re.search(r"^\S+ \S+ job \w+ (running|succeeded) predict \d/6 images", done.stdout, re.M), story  # a fast job may skip "running"
-    assert re.search(r"^validation \(8 images the model never trained on\): segm_AP -?\d\.\d{3}", done.stdout, re.M), story
+    assert re.search(r"^\S+ \S+ job \w+ running train epoch 1/1 step \d+/1 loss \d", done.stdout, re.MULTILINE), story
+    # a fast job may skip "running"
+    assert re.search(r"^\S+ \S+ job \w+ (running|succeeded) predict \d/6 images", done.stdout, re.MULTILINE), story
+    assert re.search(r"^validation \(8 images the model never trained on\): segm_AP -?\d\.\d{3}", done.stdout,
+                     re.MULTILINE), story
     assert "━" not in done.stdout, story  # no bar drawn into a log
     results = json.loads((out / "masks_coco_rle" / "predictions.json").read_text())
     assert isinstance(results, list)

@@ -59,7 +59,8 @@ def rank_processes(worker_pid: int) -> list[int]:
                 return True
         return False
 
-    return [pid for pid, cmd in commands.items() if "segpipe.elastic.rank" in cmd and "torch.distributed.run" not in cmd and descends(pid)]
+    return [pid for pid, cmd in commands.items()
+            if "segpipe.elastic.rank" in cmd and "torch.distributed.run" not in cmd and descends(pid)]
 
 
 def test_two_ranks_equal_one_process_with_the_global_batch(svc: Service, tmp_path: Path) -> None:

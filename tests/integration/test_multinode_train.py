@@ -106,7 +106,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(s3_server: S3Server, tmp_path: Path) -> Iterator[Cluster]:  # noqa: F811
+def cluster(s3_server: S3Server, tmp_path: Path) -> Iterator[Cluster]:
     import s3fs
 
     broker = redis.Redis.from_url(REDIS_URL)

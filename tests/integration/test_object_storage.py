@@ -69,7 +69,7 @@ def _start_worker(root: Path, env: dict[str, str], name: str) -> WorkerProcess:
 
 
 @pytest.mark.integration
-def test_train_on_one_worker_predict_on_two_others_through_s3(s3_server: S3Server, tmp_path: Path) -> None:  # noqa: F811
+def test_train_on_one_worker_predict_on_two_others_through_s3(s3_server: S3Server, tmp_path: Path) -> None:
     import s3fs
 
     try:
@@ -171,7 +171,7 @@ def test_train_on_one_worker_predict_on_two_others_through_s3(s3_server: S3Serve
 
 
 @pytest.mark.integration
-def test_a_training_killed_on_one_host_resumes_on_another_from_the_object_store(  # noqa: F811
+def test_a_training_killed_on_one_host_resumes_on_another_from_the_object_store(
     s3_server: S3Server, tmp_path: Path,
 ) -> None:
     import time

@@ -1,9 +1,9 @@
 """A real Prometheus (Debian's ``prometheus`` package) scrapes a running API (``segpipe api --workers 2``: its
 metrics shared across both processes) and a running ``segpipe worker``, each with the metrics token; after a
 train job and a sharded predict job ran, PromQL answers the job counters, the images predicted (each once),
-the store's job states and the API's request counts. Every PromQL expression of the Grafana dashboard (deploy/grafana/segpipe.json)
-is run against the same server, so a panel whose query does not parse fails here. The worker logs JSON
-lines carrying the job id (SEGPIPE_LOG_FORMAT=json)."""
+the store's job states and the API's request counts. Every PromQL expression of the Grafana dashboard
+(deploy/grafana/segpipe.json) is run against the same server, so a panel whose query does not parse fails
+here. The worker logs JSON lines carrying the job id (SEGPIPE_LOG_FORMAT=json)."""
 
 from __future__ import annotations
 

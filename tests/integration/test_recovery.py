@@ -9,9 +9,9 @@ reconciler re-queues a running job whose lease expired. Either way it is claimed
 from __future__ import annotations
 
 import json
-from datetime import timezone
 import time
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -110,7 +110,7 @@ def test_killed_predict_job_stores_every_image_exactly_once(svc: Service, tiny_m
                                          .where(PredictionImage.job_id == job_id)).all())
     for key, before in first_rows.items():
         assert svc.stores.predictions.for_image(key, job_id) == before, f"image {key}: its rows changed"
-        stamp = marked_at[key] if marked_at[key].tzinfo else marked_at[key].replace(tzinfo=timezone.utc)
+        stamp = marked_at[key] if marked_at[key].tzinfo else marked_at[key].replace(tzinfo=UTC)
         assert stamp.timestamp() < killed_at + 1, f"image {key} was stored again"
     assert all((masks / f"{key}.png").is_file() for key in keys)
 

@@ -182,7 +182,8 @@ def test_label_studio_gets_predictions_and_fires_the_webhook(backend: Backend) -
     by_task = {}
     for task in tasks:
         predictions = _ls(ls, "GET", f"/api/predictions?task={task['id']}")
-        assert len(predictions) == 1, f"task {task['id']} ({task['data']}): {predictions}\n{backend.worker_log.read_text()[-2000:]}"
+        log_tail = backend.worker_log.read_text()[-2000:]
+        assert len(predictions) == 1, f"task {task['id']} ({task['data']}): {predictions}\n{log_tail}"
         by_task[task["id"]] = (task, predictions[0])
 
     interactive = [j for j in stores.jobs.list(kind="predict")[0] if j.queue == "interactive"]

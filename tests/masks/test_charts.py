@@ -85,7 +85,7 @@ def test_pr_curves_and_ap_table_match_cocoeval(shapes_coco, tmp_path, iou_types)
         assert np.mean([curves.ap(t, n) for n in curves.gt_counts]) == pytest.approx(metrics[f"{t}_AP"])
     header, rows = ap_table_rows(curves)
     assert header[:2] == ["class", "val instances"] and len(header) == 2 + 2 * len(iou_types)
-    assert [r[0] for r in rows] == list(CMAP.names[1:]) or [r[0] for r in rows] == [n for n in curves.gt_counts]
+    assert [r[0] for r in rows] == list(CMAP.names[1:]) or [r[0] for r in rows] == list(curves.gt_counts)
     assert sum(int(r[1]) for r in rows) == len(gt.getAnnIds(iscrowd=False))
     written = draw_evaluation(ev, metrics, tmp_path)
     assert sorted(p.name for p in written) == ["ap_per_class.png", "pr_curves.png"]

@@ -4,7 +4,6 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from segpipe.data.categories import CategoryMap
 from segpipe.data.images import read_mask
@@ -178,7 +177,7 @@ def test_semantic_results_one_rle_per_class_present():
     results = prediction_to_coco_results(pred, CMAP)
     assert [r["category_id"] for r in results] == [3, 12]
     assert type(results[0]["image_id"]) is int
-    for r, label in zip(results, (1, 3)):
+    for r, label in zip(results, (1, 3), strict=False):
         assert np.array_equal(rle_to_mask(r["segmentation"]), label_map == label)
     assert results[1]["bbox"] == [0.0, 8.0, 16.0, 8.0]
 
@@ -284,7 +283,7 @@ def test_polygons_json_round_trip(tmp_path):
     objects = doc["objects"]
     names = [(o["category_id"], o["category_name"]) for o in objects]
     assert names == [(3, "circle"), (12, "triangle"), (7, "square")]
-    for o, mask in zip(objects, masks):
+    for o, mask in zip(objects, masks, strict=False):
         assert _iou(polygons_to_mask(o["polygons"], 48, 64), mask) >= 0.95
     assert objects[2]["polygons"] == [[1.0, 2.0, 5.0, 2.0, 5.0, 9.0, 1.0, 9.0]]
     assert objects[2]["bbox"] == [1.0, 2.0, 4.0, 7.0]

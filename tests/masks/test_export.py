@@ -65,7 +65,8 @@ def instance_predictions(root: Path) -> tuple[dict[str, tuple[np.ndarray, Predic
         s = source.load(i)
         instances = [
             Instance(tuple(float(v) for v in box), int(label), float(score), mask_to_rle(mask))
-            for box, label, mask, score in zip(s.boxes, s.labels, s.masks, rng.permutation(len(s.labels)) / 10 + 0.5)
+            for box, label, mask, score in zip(s.boxes, s.labels, s.masks, rng.permutation(len(s.labels)) / 10 + 0.5,
+                                               strict=True)
         ]
         out[Path(s.meta["file_name"]).stem] = (s.image, Prediction(s.image_id, "instance", *s.size, instances=instances))
     return out, source.category_map, coco.annotations

@@ -35,7 +35,7 @@ def _instance_prediction(h=48, w=64):
 
 
 def test_instance_overlay_tints_the_mask_and_leaves_the_rest():
-    pred, mask = _instance_prediction()
+    pred, _mask = _instance_prediction()
     out = overlay(_image(), pred, CMAP, alpha=0.5)
     assert out.shape == (48, 64, 3) and out.dtype == np.uint8
     inside = out[30, 45]  # well inside the mask, away from the outline and caption

@@ -62,7 +62,7 @@ def test_static_axes_and_torchscript(checkpoint, tmp_path: Path) -> None:
     assert result.parity["passed"] and result.model_file.name == "model.ts"
     onnx = export_model(run, tmp_path / "onnx", "onnx", dynamic=(), image_size=32)
     session = ort.InferenceSession(str(onnx.model_file), providers=["CPUExecutionProvider"])
-    assert [d for d in session.get_inputs()[0].shape] == [2, 3, 32, 32]  # the check's batch of 2, fixed
+    assert list(session.get_inputs()[0].shape) == [2, 3, 32, 32]  # the check's batch of 2, fixed
 
 
 @pytest.mark.slow

@@ -72,7 +72,7 @@ def test_segmentation_adapter_predicts_with_tta_and_tiles() -> None:
     adapter.tta = True
     _, (pred,) = adapter.eval_step(model, batch)
     with torch.no_grad():
-        by_hand = dihedral_average(lambda x: model(x), batch["images"])
+        by_hand = dihedral_average(model, batch["images"])
     assert np.array_equal(pred.label_map, (by_hand[0, 0] > 0).numpy().astype(np.uint8))
 
 

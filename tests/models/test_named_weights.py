@@ -255,13 +255,14 @@ def test_names_resolve_through_the_catalogues_and_unknown_ones_list_the_options(
     assert lookup("torchvision:DEFAULT", model="maskrcnn_resnet50_fpn").url == lookup(
         "torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1").url
     assert lookup("torchvision:ResNet50_Weights.IMAGENET1K_V2", role="backbone_weights").sha256_prefix == "11ad3fa6"
-    with pytest.raises(ConfigError, match="ResNet50_Weights has ResNet50_Weights.IMAGENET1K_V1, ResNet50_Weights.IMAGENET1K_V2"):
+    listed = r"ResNet50_Weights has ResNet50_Weights\.IMAGENET1K_V1, ResNet50_Weights\.IMAGENET1K_V2"
+    with pytest.raises(ConfigError, match=listed):
         lookup("torchvision:ResNet50_Weights.IMAGENET9")
     with pytest.raises(ConfigError, match="'maskrcnn_resnet18_fpn' is not one"):
         lookup("torchvision:DEFAULT", model="maskrcnn_resnet18_fpn")
     with pytest.raises(ConfigError, match="encoder 'resnet34' has weights resnet34/imagenet"):
         lookup("smp:resnet34/instagram", role="backbone_weights")
-    with pytest.raises(ConfigError, match="give them as model.backbone_weights"):
+    with pytest.raises(ConfigError, match=r"give them as model\.backbone_weights"):
         lookup("smp:resnet34/imagenet", role="weights")
 
 
@@ -287,7 +288,7 @@ def _cli():
 
 def test_a_remote_artifact_root_shares_the_weights_between_hosts(
     host: WeightsHost, resnet18_file: tuple[str, dict[str, torch.Tensor]], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server,
 ) -> None:
     """Artifact root in object storage (a real S3 API server on loopback): the first host downloads and
     uploads; another host, offline, copies it from the bucket into its own cache and checks it; a copy

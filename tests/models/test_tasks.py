@@ -59,7 +59,7 @@ def test_prepare_normalises_on_the_device_and_leaves_the_input_alone() -> None:
     assert torch.allclose(gray[:, 0], (raw["images"].float().mean(dim=1) - mean) / std, atol=1e-5)
 
     rcnn = get_adapter("detection", num_labels=4).prepare(make_batch("detection", 4, size=(8, 8)), "cpu")
-    assert all(im.dtype == torch.float32 and 0 <= im.min() and im.max() <= 1 for im in rcnn["images"])
+    assert all(im.dtype == torch.float32 and im.min() >= 0 and im.max() <= 1 for im in rcnn["images"])
 
 
 def test_targets_that_do_not_fit_the_labels_name_the_image() -> None:

@@ -40,15 +40,16 @@ def test_coco_mask_rcnn_into_a_one_class_model(tmp_path: Path) -> None:
     state = coco.state_dict()
     torch.save(state, path)
     del coco
-    model, report = build_model_reported(ModelConfig(name="maskrcnn_resnet50_fpn", weights=path), "instance", 2)  # background + 1 class
+    # 2 labels: background + 1 class
+    model, report = build_model_reported(ModelConfig(name="maskrcnn_resnet50_fpn", weights=path), "instance", 2)
     heads = {f"roi_heads.box_predictor.{p}.{t}" for p in ("cls_score", "bbox_pred") for t in ("weight", "bias")}
     heads |= {"roi_heads.mask_predictor.mask_fcn_logits.weight", "roi_heads.mask_predictor.mask_fcn_logits.bias"}
     _check_transfer(model, state, report, heads)
     assert model.roi_heads.box_predictor.cls_score.out_features == 2  # background + the one class
     # the file's batch norm counters have nowhere to go (pretrained R-CNN: frozen batch norm)
     assert report.ignored and all(k.endswith("num_batches_tracked") for k in report.ignored)
-    assert "class-dependent layer: file (91, 1024) vs model (2, 1024)" == report.reinitialised[
-        "roi_heads.box_predictor.cls_score.weight"]
+    assert report.reinitialised[
+        "roi_heads.box_predictor.cls_score.weight"] == "class-dependent layer: file (91, 1024) vs model (2, 1024)"
 
 
 def test_imagenet_resnet_into_a_two_class_classifier_ddp_wrapped(tmp_path: Path) -> None:

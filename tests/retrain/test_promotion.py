@@ -14,7 +14,8 @@ def test_promote_by_hand_and_roll_back(stores):
     for _ in range(3):
         stores.versions.register("roads", "binary", "cfg")
     d1 = promote_by_hand(stores, "roads", 1, by="cli")
-    assert (d1.outcome, d1.source, d1.reason) == ("promoted", "manual", "promoted by hand by cli, replacing no production version")
+    assert (d1.outcome, d1.source, d1.reason) == (
+        "promoted", "manual", "promoted by hand by cli, replacing no production version")
     promote_by_hand(stores, "roads", 3)
     assert stages(stores) == {1: "archived", 2: "candidate", 3: "production"}
     again = promote_by_hand(stores, "roads", 3)

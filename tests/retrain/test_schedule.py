@@ -167,5 +167,5 @@ def test_a_bound_model_takes_no_other_validation_set(tmp_path: Path):
     with pytest.raises(ConfigError, match="takes its data and validation set from the project's snapshots"):
         load_schedule(write(tmp_path, {"cells": entry(label_studio={"project": 3},
                                                       validation={"images": "v", "masks": "m"})}))
-    with pytest.raises(ConfigError, match="label_studio.project"):
+    with pytest.raises(ConfigError, match=r"label_studio\.project"):
         load_schedule(write(tmp_path, {"cells": entry(label_studio={"project": 0})}))

@@ -46,7 +46,8 @@ def test_a_tick_queues_only_for_new_data_and_never_twice(stores, celery_app, set
     (first,) = tick(stores, celery_app, settings, schedule)
     assert first.outcome == "queued" and first.dataset_hash == dataset_hash(schedule.get("shapes").dataset_paths)
     job = stores.jobs.get(first.job_id)
-    assert (job.kind, job.state, job.queue, job.submitted_by, job.model_name) == ("retrain", "queued", "gpu", "schedule", "shapes")
+    assert (job.kind, job.state, job.queue, job.submitted_by, job.model_name) == (
+        "retrain", "queued", "gpu", "schedule", "shapes")
     spec = load_spec("retrain", job.config)
     assert isinstance(spec, RetrainSpec) and spec.trigger == "first check: no production version yet"
     assert spec.dataset[0] == data / "train/images" and spec.gate.metric == "iou"

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from segpipe.errors import DataError, NotFoundError
+from segpipe.settings import Settings
 from segpipe.snapshots.archive import Archive
 from segpipe.snapshots.draft import Draft, DraftImage
-from segpipe.settings import Settings
 from segpipe.snapshots.formats import PullContext
 from segpipe.snapshots.pull import pull
 from segpipe.snapshots.store import SnapshotStore
@@ -99,5 +99,5 @@ def test_an_export_without_images_says_how_to_export_it(tmp_path: Path) -> None:
 
 def test_a_zip_of_the_wrong_format_names_what_it_lacks(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "other.zip", {"readme.txt": b"hello"})
-    with pytest.raises(DataError, match="labelmap.txt"):
+    with pytest.raises(DataError, match=r"labelmap\.txt"):
         pull(SnapshotStore(tmp_path), "cvat-mask", str(archive), PullContext(Settings()))

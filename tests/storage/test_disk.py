@@ -66,7 +66,7 @@ def test_enospc_mid_write_leaves_no_partial_file_and_keeps_the_previous(small_di
 def test_plain_bytes_and_the_reserve(small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from segpipe.settings import get_settings
 
-    with pytest.raises(DiskFull, match="needed 3.0 MB"):
+    with pytest.raises(DiskFull, match=r"needed 3\.0 MB"):
         write_bytes_atomic(small_disk / "blob", b"x" * 3 * MB)
     write_bytes_atomic(small_disk / "blob", b"x" * MB)
     monkeypatch.setenv("SEGPIPE_MIN_FREE_MB", "1.5")

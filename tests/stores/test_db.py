@@ -21,8 +21,8 @@ from segpipe.stores.db import (
 )
 from segpipe.stores.models import VERSION_TABLE, Base
 
-TABLES = {"jobs", "predictions", "prediction_images", "prediction_failures", "model_versions", "promotion_decisions", "retrain_slots",
-          VERSION_TABLE}
+TABLES = {"jobs", "predictions", "prediction_images", "prediction_failures", "model_versions", "promotion_decisions",
+          "retrain_slots", VERSION_TABLE}
 
 
 def test_migrate_creates_the_schema_and_is_idempotent(fresh_db_url):
@@ -64,7 +64,7 @@ def test_two_processes_migrating_at_once_both_succeed(fresh_db_url):
         barrier.wait()
         try:
             results.append(migrate(fresh_db_url))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the main thread asserts on what each thread got
             results.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]

@@ -6,7 +6,7 @@ from segpipe.stores.jobs import JobStore
 from segpipe.stores.shards import SHARDS, ShardStore, shard_id
 
 
-def _split(jobs: JobStore, shards: ShardStore, n: int = 3):  # noqa: ANN202
+def _split(jobs: JobStore, shards: ShardStore, n: int = 3):
     parent = jobs.create("predict", "model: m@1\nimages: /x\n", "gpu")
     assert jobs.claim(parent.id, "w1", 30).claimed
     children = shards.create(parent, [f"part: {i}\n" for i in range(n)])

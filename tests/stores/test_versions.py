@@ -25,7 +25,7 @@ def _threads(target, args_list) -> None:
         barrier.wait()
         try:
             target(*args)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which fails the test
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=a) for a in args_list]

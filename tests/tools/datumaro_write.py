@@ -5,12 +5,12 @@ datumaro's own exporters (CVAT's export formats are datumaro's), and zip it as C
 
 FORMAT is a datumaro exporter: ``coco_instances`` (CVAT "COCO 1.0"), ``voc_segmentation`` (CVAT
 "Segmentation mask 1.1") or ``cvat`` (CVAT for images 1.1). SPEC.json is
-``{"labels": [names], "colours": {name: [r, g, b]} (optional), "items": [{"id", "image": PNG path, "objects": [{"label": name, "mask": PNG path}]}]}``
-with one 0/255 PNG per object. Prints ``{"files": [...]}``, the archive's members.
+``{"labels": [names], "colours": {name: [r, g, b]} (optional),
+"items": [{"id", "image": PNG path, "objects": [{"label": name, "mask": PNG path}]}]}`` with one 0/255 PNG per
+object. Prints ``{"files": [...]}``, the archive's members.
 """
 
 import json
-import shutil
 import sys
 import tempfile
 import zipfile

@@ -43,7 +43,8 @@ def tool_python(tool: str) -> Path:
 def run_tool(tool: str, script: str, *args: str | Path, timeout: float = 300) -> Any:
     """Run ``tests/tools/<script>`` in the tool's venv; its stdout is JSON. Fails with the tool's stderr."""
     done = subprocess.run([str(tool_python(tool)), str(TOOLS / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                          text=True, timeout=timeout, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                          check=False)
     if done.returncode != 0:
         raise AssertionError(f"{tool} {script} {' '.join(map(str, args))} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout)

@@ -32,7 +32,7 @@ def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(r.read())
 
 
-def _config(root: Path, name: str, epochs: int):  # noqa: ANN202
+def _config(root: Path, name: str, epochs: int):
     data = make_class_folders(root / "data", per_class=4, size=(32, 32))
     config = job_config("classification", same_split({"root": str(data)}),
                         {"name": "cnn_small", "channels": [8], "hidden": 16}, root / "run",

@@ -7,7 +7,8 @@
    job's own image for the key is the very same file.
 2. Otherwise the images (admitted already: `segpipe.data.admission`) go, named by content hash, into a
    fresh folder under the artifact root (``ls-inbox/``; refused with 503 past ``SEGPIPE_LS_INBOX_MAX_MB``
-   or without disk space; the worker removes the folder when the job ends), and ONE predict job for all of them is queued on the ``interactive`` queue (a
+   or without disk space; the worker removes the folder when the job ends), and ONE predict job for all of
+   them is queued on the ``interactive`` queue (a
    `segpipe worker -Q interactive` serves it: the API never builds a model). The request waits for it
    up to ``SEGPIPE_LS_PREDICT_TIMEOUT`` seconds; past that it answers 503 with the job id, and a retry
    then finds the stored predictions.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -115,7 +117,8 @@ def write_inbox(ctx: ApiContext, images: Sequence[tuple[str, TaskImage]]) -> Pat
     used = folder_bytes(inbox)
     if used + incoming > quota:
         raise ApiError(503, f"the Label Studio inbox is full: {used / MB:.2f} MB waiting for workers plus "
-                            f"{incoming / MB:.2f} MB in this request is over {ctx.settings.ls_inbox_max_mb:g} MB (SEGPIPE_LS_INBOX_MAX_MB); "
+                            f"{incoming / MB:.2f} MB in this request is over {ctx.settings.ls_inbox_max_mb:g} MB "
+                            "(SEGPIPE_LS_INBOX_MAX_MB); "
                             "try again when the queued predictions have run", headers={"Retry-After": "30"})
     folder = inbox / uuid.uuid4().hex
     try:
@@ -135,10 +138,8 @@ def folder_bytes(folder: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # removed meanwhile by a worker ending its job
                 total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:  # removed meanwhile by a worker ending its job
-                pass
     return total
 
 

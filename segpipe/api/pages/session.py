@@ -49,7 +49,7 @@ def page_user(request: Request) -> Principal:
         return caller(request)
     except ApiError as exc:
         if exc.status_code == 401:
-            raise LoginRequired(target, "" if session_id(request) is None else "your session has ended")
+            raise LoginRequired(target, "" if session_id(request) is None else "your session has ended") from exc
         raise
 
 

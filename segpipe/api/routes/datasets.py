@@ -8,6 +8,7 @@ retraining only if the content is new and none is queued or running for the mode
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends
 
@@ -16,7 +17,7 @@ from segpipe.api.deps import ApiContext, context
 from segpipe.api.schemas import DatasetChangedOut, ErrorOut, SignalledModel
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 @router.post("/{name}/changed", status_code=202, response_model=DatasetChangedOut, responses=_ERRORS)

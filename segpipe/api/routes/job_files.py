@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -35,7 +35,7 @@ from segpipe.vocabulary import Segmentation
 router = APIRouter(prefix="/jobs", tags=["job files"])
 MAX_LISTED_FILES = 10_000
 STREAM_CHUNK_BYTES = 64 * 1024
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 # What a download is served as (and all the OpenAPI document declares): anything else is octet-stream.
 _MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".json": "application/json",
           ".csv": "text/csv", ".yaml": "application/yaml", ".jsonl": "application/x-ndjson", ".txt": "text/plain"}

@@ -1,6 +1,7 @@
 """A predict job's images, for browsing: ``GET /jobs/{id}/images`` (one page of keys with instance counts),
 ``GET /jobs/{id}/categories`` (what it found), ``GET /jobs/{id}/label-next`` (the images to label next, as a
-list or as a Label Studio / CVAT file: `segpipe.api.label_next`) and ``GET /jobs/{id}/images/{key}/file`` (the source image, from inside the data roots). All annotator+.
+list or as a Label Studio / CVAT file: `segpipe.api.label_next`) and ``GET /jobs/{id}/images/{key}/file``
+(the source image, from inside the data roots). All annotator+.
 The review pages draw masks over these files in the browser.
 """
 
@@ -9,14 +10,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from segpipe.api.auth import Principal, annotator
-from segpipe.api.deps import context, ApiContext
+from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.image_lookup import BROWSER_TYPES
 from segpipe.api.schemas import MAX_INT64, ErrorOut
@@ -28,7 +29,7 @@ from segpipe.vocabulary import Segmentation
 router = APIRouter(prefix="/jobs", tags=["job images"])
 MAX_PAGE = 500
 MAX_LABEL_NEXT = 10_000
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 @router.get("/{job_id}/images", responses=_ERRORS)
@@ -135,5 +136,5 @@ def job_image_file(
 
     from segpipe.data.images import read_image
 
-    ok, png = cv2.imencode(".png", read_image(path)[:, :, ::-1])
+    _ok, png = cv2.imencode(".png", read_image(path)[:, :, ::-1])
     return Response(png.tobytes(), media_type="image/png", headers=headers)

@@ -6,17 +6,30 @@ thread pool rather than on the event loop.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Response
 
 from segpipe import service
 from segpipe.api.auth import Principal, annotator, engineer
 from segpipe.api.deps import ApiContext, context
-from segpipe.api.schemas import MAX_INT64, ErrorOut, JobDetail, JobKind, JobOut, JobPage, JobState, JobSubmit, job_detail, job_out
+from segpipe.api.schemas import (
+    MAX_INT64,
+    ErrorOut,
+    JobDetail,
+    JobKind,
+    JobOut,
+    JobPage,
+    JobState,
+    JobSubmit,
+    job_detail,
+    job_out,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_PAGE = 200
 
-_AUTH_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
 
 
 @router.post(

@@ -4,6 +4,7 @@ retrain by hand (engineer+). Every promotion and rollback is recorded as a decis
 from __future__ import annotations
 
 from itertools import groupby
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi import Path as PathParam
@@ -27,7 +28,7 @@ from segpipe.api.schemas import (
 from segpipe.errors import NotFoundError
 
 router = APIRouter(prefix="/models", tags=["models"])
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 @router.get("", response_model=list[ModelSummary], responses=_ERRORS)

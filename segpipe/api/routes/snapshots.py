@@ -5,6 +5,7 @@ thread pool; nothing here imports torch."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from segpipe.snapshots.store import Snapshot, SnapshotStore
 from segpipe.storage.uri import is_uri
 
 router = APIRouter(prefix="/snapshots", tags=["snapshots"])
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 def _store(ctx: ApiContext) -> SnapshotStore:

@@ -86,7 +86,7 @@ def child_ended(stores: Stores, parent_id: str, publish: Publish | None) -> None
         parent = stores.jobs.get(parent_id)
         try:
             publish(parent_id, parent.queue)
-        except Exception:  # noqa: BLE001 - the reconciler re-publishes queued rows whose lease expired
+        except Exception:  # the reconciler re-publishes queued rows whose lease expired
             log.exception("job %s: all shards ended but its message could not be published", parent_id)
 
 

@@ -8,6 +8,7 @@ COCO file); each shard then downloads only its own images (`local_items`).
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import overload
 
 from segpipe.engine.predict import ImageItem, image_items
 from segpipe.errors import ConfigError
@@ -54,6 +55,14 @@ def local_items(images: Path | Uri, items: list[Item], cache: DownloadCache) -> 
         root = Path(images)
     return [ImageItem(check_read(root / safe_name(rel) if not Path(rel).is_absolute() else Path(rel),
                                  what=f"image {name}"), image_id, name) for rel, image_id, name in items]
+
+
+@overload
+def _local(path: Path | Uri, cache: DownloadCache) -> Path: ...
+
+
+@overload
+def _local(path: None, cache: DownloadCache) -> None: ...
 
 
 def _local(path: Path | Uri | None, cache: DownloadCache) -> Path | None:

@@ -61,7 +61,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     # one store transaction per batch of images, not per image (`bench/scale_out.py`)
     buffer = PredictionBuffer(stores.predictions, parent, size=max(cfg.batch_size, 16), on_flush=flushed)
     try:
-        for item, image, pred in predict_items(loaded, todo, cfg, on_failed=on_failed):
+        for item, _image, pred in predict_items(loaded, todo, cfg, on_failed=on_failed):
             if run.should_stop():
                 raise _Stop()
             buffer.add(str(item.image_id), prediction_rows(pred, loaded.category_map, cfg.topk), pred.height, pred.width,

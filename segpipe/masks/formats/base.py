@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segpipe.errors import ConfigError, DataError
-from segpipe.paths import PathNotAllowed, output_path
 from segpipe.masks.duplicates import DEFAULT_DUPLICATE_IOU, suppress_duplicates
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, PredictionRow
+from segpipe.paths import PathNotAllowed, output_path
 from segpipe.registry import Registry
 from segpipe.task_kinds import INSTANCE_TASKS, TASK_KINDS, traits
 from segpipe.vocabulary import Segmentation

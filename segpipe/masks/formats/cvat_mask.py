@@ -33,7 +33,11 @@ MAX_OBJECTS = 254  # VOC palette colours 1..254 (255 is VOC's "void")
 def label_colours(categories: list[tuple[int, str]]) -> dict[int, tuple[int, int, int]]:
     """category id → RGB: VOC palette colour of the category's position 1..K (0, black, is background)."""
     palette = encode.voc_palette(256)
-    return {cid: tuple(int(v) for v in palette[(i % 254) + 1]) for i, (cid, _name) in enumerate(categories)}
+    colours: dict[int, tuple[int, int, int]] = {}
+    for i, (cid, _name) in enumerate(categories):
+        r, g, b = (int(v) for v in palette[(i % 254) + 1])
+        colours[cid] = (r, g, b)
+    return colours
 
 
 def labelmap_text(categories: list[tuple[int, str]]) -> str:
@@ -79,6 +83,8 @@ class CvatMaskWriter(FormatWriter):
         # objects are numbered 1..N in instance order, painted lowest score first
         number = {r.instance: n for n, r in enumerate(sorted(rows, key=lambda r: r.instance), start=1)}
         for row in rows:
+            if row.rle is None:
+                continue
             mask = encode.rle_to_mask(row.rle).astype(bool)
             if row.category_id not in self._colours:
                 raise DataError(f"image {image.key}: category {row.category_id} is not one of the model's categories")

@@ -30,7 +30,7 @@ def rows_to_prediction(image: ExportImage, rows: Sequence[PredictionRow], ctx: E
     pred = Prediction(image.key, ctx.task, image.height, image.width)
     if kind.target == "class_id":
         if rows:
-            pred.class_id = cmap.to_label(int(rows[0].category_id))
+            pred.class_id = cmap.to_label(int(rows[0].category_id or 0))
         return pred, cmap
     if kind.dense:
         from segpipe.masks.encode import rle_to_mask
@@ -38,12 +38,12 @@ def rows_to_prediction(image: ExportImage, rows: Sequence[PredictionRow], ctx: E
         label_map = np.zeros((image.height, image.width), np.uint8)
         for row in rows:
             if row.rle is not None:
-                label_map[rle_to_mask(row.rle).astype(bool)] = cmap.to_label(int(row.category_id))
+                label_map[rle_to_mask(row.rle).astype(bool)] = cmap.to_label(int(row.category_id or 0))
         pred.label_map = label_map
         return pred, cmap
     for row in rows:
         x, y, w, h = row.bbox or (0.0, 0.0, 0.0, 0.0)
-        pred.instances.append(Instance((x, y, x + w, y + h), cmap.to_label(int(row.category_id)),
+        pred.instances.append(Instance((x, y, x + w, y + h), cmap.to_label(int(row.category_id or 0)),
                                        float(row.score or 0.0), row.rle))
     return pred, cmap
 

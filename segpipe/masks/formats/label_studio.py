@@ -64,7 +64,8 @@ def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
     cap = 1 << RLE_FIELD_BITS[-1]
     header = f"{pixels.size * CHANNELS:032b}{WORD_BITS - 1:05b}" + "".join(f"{b - 1:04b}" for b in RLE_FIELD_BITS)
     pieces = [header]
-    for length, value in zip(lengths.tolist(), values.tolist(), strict=True):
+    for run_length, value in zip(lengths.tolist(), values.tolist(), strict=True):
+        length = run_length
         while length > 0:
             n = min(length, cap)
             size_class = next(i for i, bits in enumerate(RLE_FIELD_BITS) if n - 1 < (1 << bits))
@@ -137,11 +138,11 @@ def labeling_config(task: str, categories: Sequence[tuple[int, str]], segmentati
     for kind, tag, name, smart in controls:
         extra = ' choice="single"' if kind == "choices" else smart
         lines.append(f'  <{tag} name="{name}" toName="{TO_NAME}"{extra}>')
-        for index, (_cid, name) in enumerate(categories, start=1):
+        for index, (_cid, label) in enumerate(categories, start=1):
             r, g, b = (int(v) for v in colours[index % 255 or 1])
             child = "Choice" if kind == "choices" else "Label"
             colour = "" if kind == "choices" else f' background="#{r:02x}{g:02x}{b:02x}"'
-            lines.append(f"    <{child} value={quoteattr(name)}{colour}/>")
+            lines.append(f"    <{child} value={quoteattr(label)}{colour}/>")
         lines.append(f"  </{tag}>")
     lines.append("</View>")
     return "\n".join(lines) + "\n"
@@ -174,7 +175,9 @@ def regions(rows: Sequence[PredictionRow], height: int, width: int, task: str, s
             out.append(_base("rectangle", row, height, width) | {"value": value})
         if row.rle is None:
             continue
-        mask = encode.rle_to_mask(row.rle) if ("brush" in kinds or "polygon" in kinds) else None
+        if "brush" not in kinds and "polygon" not in kinds:
+            continue
+        mask = encode.rle_to_mask(row.rle)
         if "brush" in kinds:
             value = {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": [name]}
             out.append(_base("brush", row, height, width) | {"value": value})

@@ -47,6 +47,8 @@ def maps(rows: Sequence[PredictionRow], height: int, width: int) -> tuple[np.nda
     classes = np.zeros((height, width), np.uint16 if ids and max(ids) > 255 else np.uint8)
     instances = np.zeros((height, width), np.uint16 if top > 255 else np.uint8)
     for row in painting_order(rows):
+        if row.rle is None:
+            continue
         mask = encode.rle_to_mask(row.rle).astype(bool)
         classes[mask] = int(row.category_id or 0)
         instances[mask] = row.instance + 1
@@ -113,4 +115,9 @@ class PngWriter(FormatWriter):
 def read_png(path: Path) -> np.ndarray:
     """A map written here, values as stored (palette indices, 8- or 16-bit gray)."""
     im = Image.open(path)
-    return np.asarray(im) if im.mode in ("P", "L") else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if im.mode in ("P", "L"):
+        return np.asarray(im)
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ValueError(f"{path}: not an image OpenCV can read")
+    return pixels

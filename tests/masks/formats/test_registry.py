@@ -25,7 +25,7 @@ def test_every_format_writes_every_image(fmt: str, task: str, tmp_path: Path) ->
     images, ctx = case(task)
     if fmt == "overlay":
         images = [ExportImage(i.key, i.file_name, i.height, i.width, i.rows,
-                              lambda: np.zeros((i.height, i.width, 3), np.uint8)) for i in images]
+                              lambda i=i: np.zeros((i.height, i.width, 3), np.uint8)) for i in images]
     files = export(images, [fmt], ctx, tmp_path)[fmt]
     assert files and all(p.is_file() for p in files)
     for image in images:  # every image is in the export, whatever it holds
