@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.hostile_files import png_bomb
+from tests.support.hostile_files import png_bomb
 from tests.integration.conftest import Service, predict_spec
 
 BOMB = (20000, 20000)

@@ -32,8 +32,8 @@ from segpipe.masks.formats.label_studio import BOX_PROMPT, labeling_config
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
 from tests.engine.runs import Run
-from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import live_api, spawn_segpipe
+from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.live_server import live_api, spawn_segpipe
 from tests.tools.venvs import run_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
