@@ -8,6 +8,7 @@ suite-wide ones):
 - `clock.Clock`: a settable clock for the stores.
 - `settings.settings_for`: `Settings` with every folder inside one test's tmp_path.
 - `postgres`: a uniquely named PostgreSQL database per use, created and dropped.
+- `redis_db.flush_or_skip`: a clean Redis broker database, or a skip saying Redis is unreachable.
 - servers: `live_server` (uvicorn, segpipe processes), `labelstudio_server`, `s3_server` (moto).
 - `hostile_files`: hostile inputs (decompression bombs).
 """

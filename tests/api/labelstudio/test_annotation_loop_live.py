@@ -47,6 +47,7 @@ from tests.engine.runs import train_on_one_thread
 from tests.support.auth import ENGINEER, tokens_variable
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.live_server import live_api, spawn_segpipe
+from tests.support.redis_db import flush_or_skip
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -99,12 +100,7 @@ def _train_blind(root: Path, artifacts: Path) -> Path:
 
 @pytest.fixture
 def loop(label_studio_server: LabelStudioServer, tmp_path: Path) -> Iterator[Loop]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     from segpipe.data.synthetic import make_shapes_coco
 
     root, ls = tmp_path, label_studio_server

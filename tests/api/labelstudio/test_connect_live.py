@@ -39,6 +39,7 @@ from tests.support.auth import ENGINEER, tokens_variable
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.live_server import live_api
 from tests.support.paths import REPO
+from tests.support.redis_db import flush_or_skip
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -75,12 +76,7 @@ def _personal_access_token(ls: LabelStudioServer) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     ls = label_studio_server
     root = tmp_path_factory.mktemp("ls-connect")
     artifacts = root / "artifacts"

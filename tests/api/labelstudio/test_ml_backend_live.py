@@ -34,6 +34,7 @@ from tests.engine.runs import train_on_one_thread
 from tests.support.auth import ENGINEER, tokens_variable
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.live_server import live_api, spawn_segpipe
+from tests.support.redis_db import flush_or_skip
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -83,12 +84,7 @@ def _wait_job(api: str, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     root = tmp_path_factory.mktemp("ls-backend")
     ls = label_studio_server  # the session's server (allows private addresses, as the compose profile)
     # Label Studio serves local files from its files root: segpipe's data root is a folder inside it
