@@ -97,7 +97,7 @@ $(MLFLOW_VENV)/.installed: $(LOCKS)/mlflow.lock $(UV)
 clean:
 	rm -rf $(VENV) $(TOOLS) .venvs .pytest_cache .hypothesis demo_out runs site
 
-# -- review pages: Debian's chromium for the browser tests (tests/pages), driven by Playwright's Python
+# -- review pages: Debian's chromium for the browser tests (tests/api/pages), driven by Playwright's Python
 # API with executable_path=/usr/bin/chromium. Never `playwright install`: nothing is downloaded at run time.
 # Grafana's own dashboard types (@grafana/schema) and the TypeScript compiler that checks
 # deploy/grafana/segpipe.json against them (tests/test_grafana_dashboard.py); exact versions, from npm.

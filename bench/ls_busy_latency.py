@@ -38,7 +38,7 @@ from bench.masks_api import machine  # noqa: E402
 from bench.review_latency import stats  # noqa: E402
 from segpipe.processes import stop_process  # noqa: E402
 from segpipe.stores import Stores  # noqa: E402
-from tests.live_server import live_api  # noqa: E402
+from tests.support.live_server import live_api  # noqa: E402
 
 REDIS_URL = os.environ.get("SEGPIPE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 TOKEN = "bench-token"

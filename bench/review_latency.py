@@ -46,7 +46,7 @@ from segpipe.data.categories import CategoryMap  # noqa: E402
 from segpipe.processes import stop_process  # noqa: E402
 from segpipe.stores import Stores  # noqa: E402
 from segpipe.stores.models import Prediction, PredictionImage  # noqa: E402
-from tests.live_server import live_api  # noqa: E402
+from tests.support.live_server import live_api  # noqa: E402
 
 REDIS_URL = os.environ.get("SEGPIPE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 TOKEN = "bench-token"

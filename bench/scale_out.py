@@ -137,7 +137,7 @@ def database(kind: str) -> tuple[str | None, Any]:
     (``SEGPIPE_TEST_PG_URL``) and the function that drops it."""
     if kind == "sqlite":
         return None, lambda: None
-    from tests.stores.conftest import create_pg_database, drop_pg_database
+    from tests.support.postgres import create_pg_database, drop_pg_database
 
     url = create_pg_database()
     return url.render_as_string(hide_password=False), lambda: drop_pg_database(url)

@@ -9,6 +9,7 @@ the thread default sets or removes ``OMP_NUM_THREADS`` itself.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -34,10 +35,29 @@ if _XDIST_WORKER:
 
 # One real Label Studio server per test session, shared by every module that asks for it (it takes
 # minutes to start on a busy machine); defined here so that pytest sees a single session fixture.
+from tests.support.labelstudio_server import label_studio_server  # noqa: E402,F401
+# One S3-API server for the whole session: a session fixture imported into several modules would be one
+# server per module, each re-pointing AWS_ENDPOINT_URL while clients made earlier keep the old one.
+from tests.support.s3_server import s3_server  # noqa: E402,F401
 # The trained Mask R-CNN the engine's tests and the Label Studio box-to-mask test share (trained once).
 from tests.engine.instance_run import instance_run  # noqa: E402,F401
 
-# One S3-API server for the whole session: a session fixture imported into several modules would be one
-# server per module, each re-pointing AWS_ENDPOINT_URL while clients made earlier keep the old one.
-from tests.integration.s3_server import s3_server  # noqa: E402,F401
-from tests.labelstudio_server import label_studio_server  # noqa: E402,F401
+
+import pytest  # noqa: E402
+
+from segpipe.settings import Settings  # noqa: E402
+from tests.support.clock import Clock  # noqa: E402
+from tests.support.settings import settings_for  # noqa: E402
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A settable clock for the stores (`tests.support.clock`): a test moves time instead of sleeping."""
+    return Clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with home, data root, artifact root and broker inside the test's tmp_path; the API's
+    tests override it with tokens and limits (tests/api/conftest.py)."""
+    return settings_for(tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 SHARED_SERVER = "label_studio_server"
 GROUP_MARK = 'xdist_group("label-studio")'
-DEFINES_IT = {TESTS / "conftest.py", TESTS / "labelstudio_server.py"}
+DEFINES_IT = {TESTS / "conftest.py", TESTS / "support" / "labelstudio_server.py"}
 
 
 def test_every_module_using_the_label_studio_server_is_in_its_xdist_group() -> None:

@@ -30,32 +30,19 @@ from segpipe.stores.models import (
     PromotionDecision,
     RetrainSlot,
 )
-from tests.stores.conftest import create_pg_database, drop_pg_database
+from tests.support.auth import ADMIN, ANNOTATOR, ENGINEER, TOKENS  # noqa: F401  (the API tests import them here)
+from tests.support.postgres import BACKENDS, pg_database
+from tests.support.settings import settings_for
 from workers.celery_app import create_app as create_celery
 
-TOKENS = {"ann-token": "annotator", "eng-token": "engineer", "adm-token": "admin"}
-ANNOTATOR = {"Authorization": "Bearer ann-token"}
-ENGINEER = {"Authorization": "Bearer eng-token"}
-ADMIN = {"Authorization": "Bearer adm-token"}
 REDIS_URL = os.environ.get("SEGPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "home": tmp_path / "home",
-        "data_roots": [tmp_path / "data"],
-        "artifact_root": tmp_path / "artifacts",
-        "tokens": dict(TOKENS),
-        "broker_url": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        "auth": "on",
-        "max_upload_mb": 1.0,
-        "max_config_kb": 16.0,
-        "max_upload_files": 8,
-    }
-    values.update(overrides)
-    (tmp_path / "data").mkdir(exist_ok=True)
-    return Settings(**values)
+    """The suite's `settings_for` with authentication on (`TOKENS`) and small upload limits."""
+    values: dict[str, Any] = dict(tokens=dict(TOKENS), auth="on", max_upload_mb=1.0, max_config_kb=16.0,
+                                  max_upload_files=8)
+    return settings_for(tmp_path, **{**values, **overrides})
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +61,8 @@ def predict_inputs(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def api_pg_url() -> Iterator[URL]:
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
+    with pg_database() as url:
+        yield url
 
 
 def _empty(stores: Stores) -> None:

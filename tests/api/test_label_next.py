@@ -29,7 +29,7 @@ from tests.api.conftest import (
     finish,
     rows_for,
 )
-from tests.live_server import REPO
+from tests.support.paths import REPO
 from tests.tools.venvs import run_tool
 
 

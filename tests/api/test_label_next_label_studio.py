@@ -15,8 +15,8 @@ from segpipe.masks.formats.label_studio import labeling_config
 from segpipe.stores import Stores
 from tests.api.conftest import ANNOTATOR
 from tests.api.test_label_next import RANK_ORDER, ROWS, UNCERTAIN, ranked_job
-from tests.labelstudio_server import LabelStudioServer
 from tests.masks.formats.test_tool_imports import _bits
+from tests.support.labelstudio_server import LabelStudioServer
 from tests.tools.venvs import run_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("label-studio")]

@@ -1,5 +1,5 @@
 """The Label Studio ML backend routes against the real app and store (no worker: stored predictions, and the
-timeout path for images nobody predicted). The live Label Studio server test is tests/labelstudio/."""
+timeout path for images nobody predicted). The live Label Studio server test is tests/api/labelstudio/."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from segpipe.stores import Stores
 from segpipe.stores.db_errors import explain
 from tests.api.conftest import ENGINEER, claimed_job, make_settings
 from tests.api.test_labelstudio import _version
-from tests.hostile_files import png_bomb
+from tests.support.hostile_files import png_bomb
 from workers.celery_app import create_app as create_celery
 
 LONG = "n" * 300  # one path component of 300 bytes: over NAME_MAX (255)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_server import REPO, free_port, live_api
+from tests.support.live_server import live_api
+from tests.support.paths import REPO
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 HEADER_TIMEOUT = "1"

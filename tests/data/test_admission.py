@@ -17,7 +17,7 @@ from segpipe.data.admission import ImageLimits, ImageRefused, admit_bytes, admit
 from segpipe.data.images import read_image, read_mask
 from segpipe.data.validate import validate_coco
 from segpipe.errors import DataError
-from tests.hostile_files import png_bomb
+from tests.support.hostile_files import png_bomb
 
 BOMB = (20000, 20000)  # 400 megapixels: 1.2 GB as 8-bit RGB, about 48 KB as a 1-bit PNG
 REPO = Path(__file__).resolve().parents[2]

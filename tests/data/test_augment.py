@@ -55,6 +55,14 @@ def make_sample(task: str, h: int = 48, w: int = 64, seed: int = 0) -> Sample:
     return Sample(image=image, image_id=7, masks=masks, boxes=boxes, labels=labels, meta=meta)
 
 
+def smooth_picture(h: int, w: int) -> np.ndarray:
+    """Ramps and a slow wave in the three channels: resizing changes it little, and no flat, mirrored
+    or shifted picture is close to it."""
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    channels = [255 * xx / (w - 1), 255 * yy / (h - 1), 127.5 + 100 * np.sin(2 * np.pi * (xx / w + yy / h))]
+    return np.stack(channels, axis=-1).round().astype(np.uint8)
+
+
 def custom(transforms: list[A.BasicTransform]) -> AugmentConfig:
     return AugmentConfig(pipeline=A.to_dict(A.Compose(transforms)))
 
@@ -119,6 +127,7 @@ def test_seeded_transforms_repeat_and_survive_pickling() -> None:
 @pytest.mark.parametrize("task", ["semantic", "binary", "instance", "detection"])
 def test_eval_letterbox_is_deterministic_and_maps_back(task: str) -> None:
     sample = make_sample(task, h=48, w=64)
+    sample.image = smooth_picture(48, 64)  # noise would not survive halving: nothing to compare
     transform = build_transform(AugmentConfig(preset="heavy"), task, 32, train=False)
     out, again = transform(sample), transform(sample)
     np.testing.assert_array_equal(out.image, again.image)
@@ -126,7 +135,9 @@ def test_eval_letterbox_is_deterministic_and_maps_back(task: str) -> None:
     assert (h, w) == (24, 32)
     assert (out.image[h:] == 0).all()  # padding only below/right of the image: top-left anchored
     restored = cv2.resize(out.image[:h, :w], (64, 48), interpolation=cv2.INTER_LINEAR)
-    assert np.abs(restored.astype(int) - sample.image.astype(int)).mean() < 80  # the same picture, blurred
+    # the same picture at half the resolution, a grey level or so off; a flat picture is ~65 levels off,
+    # a mirrored one ~70, one shifted by a pixel ~9
+    assert np.abs(restored.astype(int) - sample.image.astype(int)).mean() < 5
     if task in ("semantic", "binary"):
         assert (out.label_map[h:] == IGNORE).all() and (out.label_map[:h, :w] != IGNORE).all()
     if task in ("instance", "detection"):

@@ -7,27 +7,21 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from segpipe.retrain.promotion import cli_actor
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_worked_example_runs_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGPIPE_")}
-    env.update(SEGPIPE_EXAMPLE_PORT=str(_free_port()), OMP_NUM_THREADS="1")
+    env.update(SEGPIPE_EXAMPLE_PORT=str(free_port()), OMP_NUM_THREADS="1")
     done = subprocess.run(["bash", str(REPO / "docs/examples/retraining.sh"), str(tmp_path / "work")], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1800, check=False)
     out = done.stdout + done.stderr

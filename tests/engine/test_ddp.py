@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +23,13 @@ from segpipe.engine.hooks import Hook
 from segpipe.engine.sampler import EpochSampler
 from segpipe.engine.train import TrainContext
 from tests.engine.runs import job_config, same_split
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 2
 # torchrun starts two Python processes that import torch: tens of seconds on 2 busy cores. `make test`
 # (and so CI) runs it; `make test-fast` leaves it out.
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_processes_share_the_work(tmp_path: Path) -> None:

@@ -38,12 +38,10 @@ from sqlalchemy.engine import URL
 from segpipe.processes import stop_process
 from segpipe.settings import Settings
 from segpipe.stores import Stores
-from tests.stores.conftest import create_pg_database, drop_pg_database
+from tests.support.auth import ANNOTATOR, ENGINEER, TOKENS  # noqa: F401  (the integration tests import them here)
+from tests.support.postgres import create_pg_database, drop_pg_database
 
 REDIS_URL = os.environ.get("SEGPIPE_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/11")
-ENGINEER = {"Authorization": "Bearer eng-token"}
-ANNOTATOR = {"Authorization": "Bearer ann-token"}
-TOKENS = {"eng-token": "engineer", "ann-token": "annotator"}
 LEASE_SECONDS = 5.0
 HEARTBEAT_SECONDS = 1.0
 VISIBILITY_TIMEOUT = 5

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,24 +30,19 @@ from typer.testing import CliRunner
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 from tests.integration.conftest import ENGINEER, TOKENS, WorkerProcess, predict_spec
-from tests.stores.conftest import create_pg_database, drop_pg_database
+from tests.support.ports import free_port
+from tests.support.postgres import create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.integration]
 N_JOBS = 3
 REPUBLISHED = "message is gone from the broker; re-published"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """A redis-server process of this test's own: loopback, free port, data in ``folder``."""
 
     def __init__(self, folder: Path, *, aof: bool) -> None:
-        self.folder, self.aof, self.port = folder, aof, _free_port()
+        self.folder, self.aof, self.port = folder, aof, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 

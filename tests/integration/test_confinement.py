@@ -17,7 +17,7 @@ from segpipe.jobs.specs import dump_spec, parse_spec
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 from tests.integration.conftest import binary_train_spec, predict_spec
-from tests.stores.conftest import create_pg_database, drop_pg_database
+from tests.support.postgres import create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.hostile_files import png_bomb
 from tests.integration.conftest import Service, predict_spec
+from tests.support.hostile_files import png_bomb
 
 BOMB = (20000, 20000)
 GOOD = 197

@@ -37,10 +37,10 @@ from tests.integration.conftest import (
     WorkerProcess,
     _service_env,
 )
-from tests.integration.s3_server import S3Server
 from tests.integration.test_distributed_train import CNN
 from tests.integration.test_object_storage import _start_worker
-from tests.stores.conftest import create_pg_database, drop_pg_database
+from tests.support.postgres import create_pg_database, drop_pg_database
+from tests.support.s3_server import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # its own Redis database: no worker another module started may take its jobs, nor it theirs

@@ -33,8 +33,8 @@ from tests.integration.conftest import (
     _service_env,
     binary_train_spec,
 )
-from tests.integration.s3_server import S3Server
-from tests.stores.conftest import create_pg_database, drop_pg_database
+from tests.support.postgres import create_pg_database, drop_pg_database
+from tests.support.s3_server import S3Server
 
 # A broker of its own: the session's `service` workers listen on the integration Redis database.
 REDIS_URL = __import__("os").environ.get("SEGPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")

@@ -26,13 +26,15 @@ import yaml
 from segpipe.data.synthetic import make_shapes_coco
 from segpipe.processes import stop_process
 from tests.integration.conftest import JOB_TIMEOUT, TERMINAL, binary_train_spec
-from tests.live_server import REPO, free_port, live_api
+from tests.support.auth import ENGINEER
+from tests.support.live_server import live_api
+from tests.support.paths import REPO
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 REDIS_URL = os.environ.get("SEGPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 METRICS_TOKEN = "scrape-token-for-the-test"
-ENGINEER = {"Authorization": "Bearer eng-token"}
 DASHBOARD = REPO / "deploy" / "grafana" / "segpipe.json"
 # Grafana's own variables, as Grafana would fill them in before sending a panel's query
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}

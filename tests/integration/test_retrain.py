@@ -26,7 +26,7 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +45,10 @@ from segpipe.retrain.trigger import signal_dataset
 from segpipe.stores import Stores
 from tests.integration.beat_process import tick_once
 from tests.integration.conftest import UNET_TINY, Service, predict_spec
+from tests.support.clock import Clock
 
 pytestmark = pytest.mark.integration
 SIZE = 32
-
-
-class Clock:
-    """The schedule's "now": starts at the real time, moves only when the test says."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 def training_config(data: Path) -> dict[str, Any]:
@@ -126,7 +113,9 @@ def ticks_from_two_processes(svc: Service, schedule: Path, now: datetime) -> lis
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    """The schedule's "now": starts at the real time (the store's rows carry real times), moves only
+    when the test says."""
+    return Clock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture

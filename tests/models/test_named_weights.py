@@ -25,7 +25,7 @@ from segpipe.errors import ConfigError, WeightsError
 from segpipe.models import build_model
 from segpipe.pretrained import lookup
 from segpipe.settings import get_settings
-from tests.integration.s3_server import S3Server
+from tests.support.s3_server import S3Server
 
 
 class WeightsHost:

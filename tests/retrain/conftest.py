@@ -1,5 +1,6 @@
 """Fixtures for the retraining tests: a tiny binary mask dataset, real stores on a SQLite file with a
-settable clock, a real Celery app publishing to a SQLite broker file (no worker runs here)."""
+settable clock, a real Celery app publishing to a SQLite broker file (no worker runs here). ``settings``
+and ``clock`` are the suite's (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from segpipe.data.synthetic import make_mask_folders
 from segpipe.retrain.schedule import Schedule, parse_schedule
 from segpipe.settings import Settings
 from segpipe.stores import Stores
-from tests.stores.conftest import Clock
+from tests.support.clock import Clock
 from workers.celery_app import create_app as create_celery
 
 
@@ -45,18 +46,6 @@ def schedule_for(data: Path, base: Path, **entry: Any) -> Schedule:
     raw = {"debounce_seconds": 30, "models": {"shapes": {
         "every": "1h", "config": tiny_config(data), "gate": {"metric": "iou", "min_delta": 0.05}, **entry}}}
     return parse_schedule(raw, base)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "data").mkdir(exist_ok=True)
-    return Settings(home=tmp_path / "home", data_roots=[tmp_path / "data"], artifact_root=tmp_path / "artifacts",
-                    broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
 
 
 @pytest.fixture

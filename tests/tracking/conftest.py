@@ -8,9 +8,7 @@ tests skip, saying so, only when no such executable exists.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from segpipe.processes import stop_process
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 from tests.tools.venvs import venv
 
 STARTUP_S = 240.0  # a first start creates the SQLite schema (~40 migrations): slow on a busy CPU
@@ -29,10 +29,12 @@ def mlflow_bin() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +43,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if exe is None:
         pytest.skip("no MLflow server executable: run `make mlflow-venv` (or set SEGPIPE_TEST_MLFLOW_BIN)")
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     log = (root / "server.log").open("wb")
     proc = subprocess.Popen(
         [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -50,20 +52,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_S
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not up after {STARTUP_S:.0f} s: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+        try:
+            wait_until(lambda: _healthy(url), what="mlflow server", timeout=STARTUP_S, process=proc,
+                       log=root / "server.log", interval=0.5)
+        except RuntimeError as e:
+            pytest.fail(str(e))
         yield url
     finally:
         stop_process(proc)

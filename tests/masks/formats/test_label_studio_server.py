@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from segpipe.masks.formats import export
-from tests.labelstudio_server import LabelStudioServer
 from tests.masks.formats.samples import case
 from tests.masks.formats.test_tool_imports import check_label_studio_read
+from tests.support.labelstudio_server import LabelStudioServer
 from tests.tools.venvs import run_tool
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker

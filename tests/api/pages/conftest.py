@@ -1,6 +1,6 @@
 """Review-page fixtures: a real uvicorn serving the API over a SQLite store with a finished predict job,
 and Debian's chromium driven through Playwright (installed by ``make browser-deps``; never a
-downloaded browser)."""
+downloaded browser). The API fixtures (``client``, ``stores``, ``settings``…) are tests/api/conftest.py's."""
 
 from __future__ import annotations
 
@@ -16,23 +16,14 @@ from PIL import Image
 
 from segpipe.masks.encode import mask_to_rle
 from segpipe.stores import Stores
-from tests.api.conftest import (  # noqa: F401  (fixtures)
-    api_pg_url,
-    celery_app,
-    client,
-    settings,
-    sqlite_client,
-    sqlite_stores,
-    stores,
-)
-from tests.live_server import live_api
+from tests.support.auth import tokens_variable
+from tests.support.live_server import live_api
 
 CHROMIUM = os.environ.get("SEGPIPE_TEST_CHROMIUM", "/usr/bin/chromium")
 # The flags that work on these machines: no sandbox as root, no GPU, and no background traffic to a
 # network that is closed.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}
 H, W = 96, 128
 GREY = 128
 CAT, DOG = 1, 2
@@ -96,6 +87,12 @@ def _demo_model(stores: Stores) -> None:  # noqa: F811 - a Stores of its own, no
     promote_by_hand(stores, "demo", 1, by="engineer:test")
 
 
+@pytest.fixture
+def predict_inputs() -> None:
+    """The API route tests' predict inputs (tests/api/conftest.py, autouse) are not written here: the
+    servers these tests start read folders of their own."""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("pages")
@@ -133,7 +130,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "SEGPIPE_ARTIFACT_ROOT": str(root / "artifacts"),
         "SEGPIPE_DATA_ROOTS": str(data),
         "SEGPIPE_HOME": str(root / "home"),
-        "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()),
+        "SEGPIPE_TOKENS": tokens_variable(),
     }
     with live_api(env, root / "uvicorn.log") as base:
         yield Site(base, job.id, running.id, stores, data, interactive.id)

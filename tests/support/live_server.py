@@ -4,10 +4,8 @@ variables, for clients that must speak HTTP to it (a browser, a Label Studio ser
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,14 +13,9 @@ from pathlib import Path
 import httpx
 
 from segpipe.processes import stop_process
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.paths import REPO
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
 @contextmanager
@@ -41,21 +34,17 @@ def live_api(env: dict[str, str], log: Path, timeout: float = 60.0, command: Seq
         proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until(lambda: _answers(f"{base}/health"), what="uvicorn", timeout=timeout, process=proc, log=log)
         yield base
     finally:
         stop_process(proc, grace=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def spawn_segpipe(args: Sequence[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:

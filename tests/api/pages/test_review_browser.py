@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.pages.conftest import CAT, DOG, GREY, Site, canvas_pixels, log_in
+from tests.api.pages.conftest import CAT, DOG, GREY, Site, canvas_pixels, log_in
 
 pytestmark = pytest.mark.integration
 

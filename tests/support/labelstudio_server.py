@@ -1,6 +1,6 @@
 """A real Label Studio server for tests: its own venv, its own SQLite data dir, loopback, a free port.
 
-Reusable: ``from tests.labelstudio_server import label_studio_server`` in a test module (or conftest)
+Reusable: ``from tests.support.labelstudio_server import label_studio_server`` in a test module (or conftest)
 makes the session fixture (one server per test session) available; it yields a `LabelStudioServer` with
 ``url`` and ``token`` (a legacy API token, usable as ``Authorization: Token …`` and by label-studio-sdk's
 ``LabelStudio(api_key=)``).
@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+from tests.support.waiting import log_tail, wait_until
 from tests.tools.venvs import tool_python
 
 
@@ -43,7 +43,7 @@ class LabelStudioServer:
     log: Path
 
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else "(no log)"
+        return log_tail(self.log, chars)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -53,12 +53,6 @@ class LabelStudioServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # The two switches docker-compose's `labelstudio` profile sets (docs/label-studio.md): Label Studio refuses
@@ -72,7 +66,7 @@ def start_label_studio(base: Path, timeout: float | None = None, env: dict[str, 
     ``env`` adds variables to Label Studio's environment (e.g. `PRIVATE_ADDRESSES`)."""
     python = tool_python("label-studio")
     executable = python.parent / "label-studio"
-    port = _free_port()
+    port = free_port()
     data_dir, files_root = base / "data", base / "files"
     data_dir.mkdir(parents=True, exist_ok=True)
     files_root.mkdir(parents=True, exist_ok=True)
@@ -95,20 +89,23 @@ def start_label_studio(base: Path, timeout: float | None = None, env: dict[str, 
                                    start_new_session=True)
     server = LabelStudioServer(f"http://127.0.0.1:{port}", token, username, password, data_dir, files_root, process, log)
     limit = timeout or float(os.environ.get("SEGPIPE_LABEL_STUDIO_START_TIMEOUT", "900"))
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"label-studio exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            request = urllib.request.Request(server.url + "/api/projects/", headers={"Authorization": f"Token {token}"})
-            with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    return server
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(2)
-    server.stop()
-    raise RuntimeError(f"label-studio did not answer within {limit:.0f} s:\n{server.log_tail()}")
+    try:
+        wait_until(lambda: _answers(server), what="label-studio", timeout=limit, process=process, log=log, interval=2)
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+def _answers(server: LabelStudioServer) -> bool:
+    """Whether Label Studio serves its API with the admin's token (not only its health page: the
+    migrations that create the token run after the web server is up)."""
+    request = urllib.request.Request(server.url + "/api/projects/", headers={"Authorization": f"Token {server.token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -31,15 +31,15 @@ from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_confi
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
 from tests.engine.runs import train_on_one_thread
-from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import live_api, spawn_segpipe
+from tests.support.auth import ENGINEER, tokens_variable
+from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.live_server import live_api, spawn_segpipe
+from tests.support.redis_db import flush_or_skip
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
 
 REDIS_URL = os.environ.get("SEGPIPE_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/11")
-TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}
-ENGINEER = {"Authorization": "Bearer eng-token"}
 UNET_TINY = {"name": "unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 16, 16]}
 
 
@@ -84,12 +84,7 @@ def _wait_job(api: str, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     root = tmp_path_factory.mktemp("ls-backend")
     ls = label_studio_server  # the session's server (allows private addresses, as the compose profile)
     # Label Studio serves local files from its files root: segpipe's data root is a folder inside it
@@ -117,7 +112,7 @@ def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.Tem
     env = {
         "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,
         "SEGPIPE_DATA_ROOTS": str(data), "SEGPIPE_ARTIFACT_ROOT": str(artifacts),
-        "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()), "SEGPIPE_SCHEDULE": str(schedule),
+        "SEGPIPE_TOKENS": tokens_variable(), "SEGPIPE_SCHEDULE": str(schedule),
         "SEGPIPE_LABEL_STUDIO_URL": ls.url, "SEGPIPE_LABEL_STUDIO_TOKEN": ls.token,
         "SEGPIPE_LABEL_STUDIO_FILES_ROOT": str(ls.files_root), "SEGPIPE_LS_PREDICT_TIMEOUT": "120",
         "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",

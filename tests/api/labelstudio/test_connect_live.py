@@ -34,16 +34,17 @@ import yaml
 from segpipe.masks.formats.label_studio import brush_rle_to_mask
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
-from tests.labelstudio.test_ml_backend_live import UNET_TINY, _train_tiny
-from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import REPO, live_api
+from tests.api.labelstudio.test_ml_backend_live import UNET_TINY, _train_tiny
+from tests.support.auth import ENGINEER, tokens_variable
+from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.live_server import live_api
+from tests.support.paths import REPO
+from tests.support.redis_db import flush_or_skip
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
 
 REDIS_URL = os.environ.get("SEGPIPE_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/11")
-TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}
-ENGINEER = {"Authorization": "Bearer eng-token"}
 LATENCY_SECONDS = 60  # the stated answer time under load on 2 shared cores: SEGPIPE_LS_PREDICT_TIMEOUT
 
 
@@ -75,12 +76,7 @@ def _personal_access_token(ls: LabelStudioServer) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     ls = label_studio_server
     root = tmp_path_factory.mktemp("ls-connect")
     artifacts = root / "artifacts"
@@ -123,7 +119,7 @@ def deployment(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.
     env = {
         "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,
         "SEGPIPE_DATA_ROOTS": f"{data},{root / 'train-shapes'}", "SEGPIPE_ARTIFACT_ROOT": str(artifacts),
-        "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()), "SEGPIPE_SCHEDULE": str(schedule),
+        "SEGPIPE_TOKENS": tokens_variable(), "SEGPIPE_SCHEDULE": str(schedule),
         # only a personal access token, written the way the README once suggested for legacy ones
         "SEGPIPE_LABEL_STUDIO_URL": ls.url, "SEGPIPE_LABEL_STUDIO_TOKEN": f"Token {pat}",
         "SEGPIPE_LABEL_STUDIO_FILES_ROOT": str(ls.files_root), "SEGPIPE_LS_PREDICT_TIMEOUT": str(LATENCY_SECONDS),

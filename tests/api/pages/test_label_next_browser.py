@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.pages.conftest import UNCERTAINTY, Site, canvas_pixels, log_in
-from tests.pages.test_review_browser import CAT_CENTRE, DOWNLOAD_TIMEOUT_MS, coloured
+from tests.api.pages.conftest import UNCERTAINTY, Site, canvas_pixels, log_in
+from tests.api.pages.test_review_browser import CAT_CENTRE, DOWNLOAD_TIMEOUT_MS, coloured
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,9 @@ from segpipe.masks.formats.label_studio import BOX_PROMPT, labeling_config
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
 from tests.engine.runs import Run
-from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import live_api, spawn_segpipe
+from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.live_server import live_api, spawn_segpipe
+from tests.support.redis_db import flush_or_skip
 from tests.tools.venvs import run_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
@@ -58,12 +59,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(label_studio_server: LabelStudioServer, instance_run: Run,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     root = tmp_path_factory.mktemp("ls-box-to-mask")
     ls = label_studio_server
     data, artifacts = ls.files_root / "box-to-mask-live", root / "artifacts"

@@ -42,17 +42,17 @@ from segpipe.processes import stop_process
 from segpipe.snapshots.split import side_of
 from segpipe.snapshots.store import SnapshotStore
 from segpipe.stores import Stores
+from tests.api.labelstudio.test_ml_backend_live import UNET_TINY
 from tests.engine.runs import train_on_one_thread
-from tests.labelstudio.test_ml_backend_live import UNET_TINY
-from tests.labelstudio_server import LabelStudioServer
-from tests.live_server import live_api, spawn_segpipe
+from tests.support.auth import ENGINEER, tokens_variable
+from tests.support.labelstudio_server import LabelStudioServer
+from tests.support.live_server import live_api, spawn_segpipe
+from tests.support.redis_db import flush_or_skip
 
 # one Label Studio server per test process: every test that needs it runs in the same xdist worker
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
 
 REDIS_URL = os.environ.get("SEGPIPE_TEST_INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/11")
-TOKENS = {"ann-token": "annotator", "eng-token": "engineer"}
-ENGINEER = {"Authorization": "Bearer eng-token"}
 SIZE = 32
 VAL_FRACTION = 0.5
 BATCH_SEED = 30  # its six images split 3 / 3 by content at VAL_FRACTION: both sides get corrections
@@ -100,12 +100,7 @@ def _train_blind(root: Path, artifacts: Path) -> Path:
 
 @pytest.fixture
 def loop(label_studio_server: LabelStudioServer, tmp_path: Path) -> Iterator[Loop]:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    flush_or_skip(REDIS_URL)
     from segpipe.data.synthetic import make_shapes_coco
 
     root, ls = tmp_path, label_studio_server
@@ -115,7 +110,7 @@ def loop(label_studio_server: LabelStudioServer, tmp_path: Path) -> Iterator[Loo
         "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": f"sqlite:///{root / 'segpipe.db'}",
         "SEGPIPE_BROKER_URL": REDIS_URL, "SEGPIPE_DATA_ROOTS": str(root / "data"),
         "SEGPIPE_ARTIFACT_ROOT": str(artifacts), "SEGPIPE_SCHEDULE": str(root / "schedule.yaml"),
-        "SEGPIPE_TOKENS": ",".join(f"{t}:{r}" for t, r in TOKENS.items()),
+        "SEGPIPE_TOKENS": tokens_variable(),
         "SEGPIPE_LABEL_STUDIO_URL": ls.url, "SEGPIPE_LABEL_STUDIO_TOKEN": ls.token,
         "SEGPIPE_LS_PREDICT_TIMEOUT": "120", "SEGPIPE_RETRAIN_TICK_SECONDS": "1",
         "SEGPIPE_LEASE_SECONDS": "30", "SEGPIPE_HEARTBEAT_SECONDS": "2",

@@ -7,10 +7,8 @@ as a deployment sets them for MinIO). Skips with the reason when moto's server i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from segpipe.processes import stop_process
+from tests.support.ports import free_port
+from tests.support.waiting import port_open, wait_until
 
 
 @dataclass
@@ -31,12 +31,6 @@ class S3Server:
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     try:
@@ -44,22 +38,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         import s3fs  # noqa: F401
     except ImportError as e:
         pytest.skip(f"moto[server] / s3fs not installed ({e}); `make install` installs the test extra")
-    port = _free_port()
+    port = free_port()
     log = Path(tmp_path_factory.mktemp("s3")) / "moto.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT)
     server = S3Server(f"http://127.0.0.1:{port}", proc)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto server did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
+    try:
+        wait_until(lambda: port_open(port), what="moto server", timeout=60, process=proc, log=log)
+    except RuntimeError as e:
+        proc.kill()
+        pytest.fail(str(e))
     saved = {k: os.environ.get(k) for k in server.env}
     os.environ.update(server.env)  # this process (the API, the test's own reads) talks to it too
     try:
