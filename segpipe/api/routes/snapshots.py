@@ -24,9 +24,7 @@ _ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": Er
 
 
 def _store(ctx: ApiContext) -> SnapshotStore:
-    if is_uri(ctx.settings.artifacts):
-        raise ApiError(409, "snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
-    return SnapshotStore(ctx.settings.artifacts)
+    return SnapshotStore.from_settings(ctx.settings)
 
 
 def _out(snapshot: Snapshot) -> SnapshotOut:
