@@ -13,8 +13,8 @@ from pathlib import Path
 from segpipe.api.errors import ApiError
 from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
-from segpipe.jobspec import version_ref
-from segpipe.pipeline import resolve_version
+from segpipe.jobs.model_refs import resolve_version
+from segpipe.jobs.specs import version_ref
 from segpipe.stores import Stores
 
 
