@@ -86,7 +86,7 @@ def digits_experiment(quick: bool) -> Experiment:
     )
 
 
-def isbi_experiment(quick: bool) -> Experiment | None:
+def isbi_experiment(quick: bool, patch: int = 128) -> Experiment | None:
     root = SHARED / "isbi2012_em" / "train"
     if not root.is_dir():
         return None
@@ -97,10 +97,10 @@ def isbi_experiment(quick: bool) -> Experiment | None:
         for i in indices:
             image = np.asarray(Image.open(root / "image" / f"{i}.png").convert("L"))
             label = (np.asarray(Image.open(root / "label" / f"{i}.png").convert("L")) > 127).astype(np.uint8)
-            for y in range(0, 512, 128):
-                for x in range(0, 512, 128):
-                    images.append(np.repeat(image[None, y:y + 128, x:x + 128], 3, axis=0))
-                    labels.append(label[y:y + 128, x:x + 128])
+            for y in range(0, 512, patch):
+                for x in range(0, 512, patch):
+                    images.append(np.repeat(image[None, y:y + patch, x:x + patch], 3, axis=0))
+                    labels.append(label[y:y + patch, x:x + patch])
         return np.stack(images), np.stack(labels)
 
     pool_images, pool_targets = patches(range(25))
@@ -222,15 +222,23 @@ def main() -> None:
     parser.add_argument("--only", default="digits,isbi")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", type=Path, default=Path("bench_out/label_next.png"))
+    parser.add_argument("--patch", type=int, default=128, help="isbi: patch size (512 / patch squared per slice)")
+    for name in ("start", "step", "rounds", "train_steps"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"override the experiment's {name}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    builders = {"digits": digits_experiment, "isbi": isbi_experiment}
+    builders: dict[str, Callable[[bool], Experiment | None]] = {
+        "digits": digits_experiment, "isbi": lambda quick: isbi_experiment(quick, args.patch)}
     results: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
         exp = builders[name](args.quick)
         if exp is None:
             print(f"{name}: skipped (no {SHARED})")
             continue
+        for field_name in ("start", "step", "rounds", "train_steps"):
+            if getattr(args, field_name) is not None:
+                setattr(exp, field_name, getattr(args, field_name))
         started = time.perf_counter()
         fingerprints = [dhash(im.transpose(1, 2, 0)) for im in exp.pool_images]
         curves: dict[str, list[list[tuple[int, float]]]] = {"random": [], "uncertainty": []}

@@ -154,12 +154,12 @@ class Settings(BaseSettings):
 
     @property
     def roots(self) -> list[Path]:
-        """Allowed data roots, resolved (URIs as given), then the snapshots folder of a local artifact root:
+        """Allowed data roots, resolved (URIs as given), then the artifact root's snapshots folder or prefix:
         a dataset snapshot (`segpipe.snapshots`) is data every job may read, wherever the data roots are —
         a retraining bound to a Label Studio project trains on one."""
         roots = [p if is_uri(p) else Path(p).expanduser().resolve() for p in self.data_roots] or [self.home_dir / "data"]
-        if not is_uri(self.artifact_root):
-            roots.append(self.artifacts / SNAPSHOTS_DIR)
+        # (in an object-store artifact root, the snapshots prefix: a `Uri`, which stands for a Path here)
+        roots.append(self.artifacts / SNAPSHOTS_DIR)
         return roots  # type: ignore[return-value]  # a Uri stands for a Path
 
     @property

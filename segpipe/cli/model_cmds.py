@@ -193,11 +193,13 @@ def promote(
 ) -> None:
     """Make a version the production one (the previous production version is archived). The decision
     records your operating-system user and the reason."""
-    from segpipe.retrain.promotion import cli_actor, promote_by_hand
+    from segpipe.retrain.promotion import cli_actor, promote_by_hand, tell_label_studio
 
-    stores, _, _ = _open()
+    stores, _, settings = _open()
     decision = promote_by_hand(stores, name, version, by=cli_actor(), reason=reason)
     console.print(f"{name}: version {version} is {_stage('production')} ({escape(decision.reason)})")
+    for line in tell_label_studio(settings, stores, name):
+        console.print(f"  {escape(line)}")
 
 
 @app.command()
@@ -210,10 +212,13 @@ def rollback(
     records your operating-system user and the reason."""
     from segpipe.retrain.promotion import cli_actor
     from segpipe.retrain.promotion import rollback as do_rollback
+    from segpipe.retrain.promotion import tell_label_studio
 
-    stores, _, _ = _open()
+    stores, _, settings = _open()
     decision = do_rollback(stores, name, to=to, by=cli_actor(), reason=reason)
     console.print(f"{name}: {escape(decision.reason)}; predict jobs using {name}@production now get v{decision.version}")
+    for line in tell_label_studio(settings, stores, name):
+        console.print(f"  {escape(line)}")
 
 
 @app.command()

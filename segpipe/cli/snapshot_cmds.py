@@ -24,15 +24,10 @@ app.add_typer(data_app, name="data")
 
 
 def _store() -> SnapshotStore:
-    from segpipe.errors import ConfigError
     from segpipe.settings import get_settings
     from segpipe.snapshots.store import SnapshotStore
-    from segpipe.storage.uri import is_uri
 
-    artifacts = get_settings().artifacts
-    if is_uri(artifacts):
-        raise ConfigError("snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
-    return SnapshotStore(Path(artifacts))
+    return SnapshotStore.from_settings(get_settings())
 
 
 @data_app.command("pull")

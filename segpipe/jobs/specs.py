@@ -59,7 +59,8 @@ class RetrainSpec(Section):
 
     name: str = Field(pattern=NAME_PATTERN)
     config: JobConfig
-    dataset: list[Path] = Field(min_length=1, description="files/folders whose content hash the version records")
+    dataset: list[Location] = Field(min_length=1, description="files/folders (or object-store URIs) whose content "
+                                                               "hash the version records")
     validation: SourceConfig
     gate: GateConfig
     fine_tune_from_production: bool = False

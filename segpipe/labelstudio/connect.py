@@ -213,6 +213,13 @@ def follow_version(ls: LabelStudioClient, pid: int, name: str, label: str) -> li
     return steps
 
 
+def follow_version_everywhere(ls: LabelStudioClient, name: str, label: str) -> list[tuple[int, Step]]:
+    """`follow_version` in every project the token sees: a promotion or rollback by hand does not say
+    which projects follow ``NAME@production``, and Label Studio lists backends per project only."""
+    return [(project["id"], step) for project in ls.listing("/api/projects")
+            for step in follow_version(ls, project["id"], name, label)]
+
+
 def _check_connected(backend: dict[str, Any], url: str) -> None:
     if backend.get("state") != "CO":
         raise ConfigError(f"Label Studio could not use segpipe at {url}: its ML backend state is "

@@ -11,17 +11,16 @@ production version, to the labels of the project's labeling config, in the order
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from segpipe.data.categories import CategoryMap
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, NotFoundError
 from segpipe.retrain.schedule import ModelSchedule
 from segpipe.settings import Settings
 from segpipe.snapshots.formats import PullContext
 from segpipe.snapshots.pull import pull
 from segpipe.snapshots.split import split_snapshot
 from segpipe.snapshots.store import Snapshot, SnapshotStore
-from segpipe.storage.uri import is_uri
 from segpipe.stores import Stores
 from segpipe.vocabulary import RunFiles
 
@@ -33,19 +32,18 @@ def entry_on_latest_snapshot(stores: Stores, settings: Settings, entry: ModelSch
     binding = entry.label_studio
     if binding is None:
         raise ValueError(f"model {entry.name} is not bound to a Label Studio project")
-    if is_uri(settings.artifacts):
-        raise ConfigError("snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
     production = production_categories(stores, entry.name)
     context = PullContext(settings, [name for _id, name in production], [cid for cid, _name in production]) \
         if production else PullContext(settings, project_labels(settings, binding.project))
-    snapshot, _new = pull(SnapshotStore(Path(settings.artifacts)), "label-studio", str(binding.project), context)
+    store = SnapshotStore.from_settings(settings)
+    snapshot, _new = pull(store, "label-studio", str(binding.project), context)
     if snapshot.images == 0:
         raise ConfigError(f"Label Studio project {binding.project} has no annotated task yet")
-    split = split_snapshot(snapshot, binding.val_fraction)
+    split = split_snapshot(store, snapshot, binding.val_fraction)
     if not split.counts["train"] or not split.counts["val"]:
         raise ConfigError(f"snapshot {snapshot.id} of project {binding.project}: {split.counts['train']} training and "
                           f"{split.counts['val']} validation images; both sides need at least one")
-    return entry.on_snapshot(split.images, split.train, split.val), snapshot
+    return entry.on_snapshot(split.images, split.train, split.val, local=split.local), snapshot
 
 
 def production_categories(stores: Stores, name: str) -> list[tuple[int, str]]:
@@ -54,9 +52,14 @@ def production_categories(stores: Stores, name: str) -> list[tuple[int, str]]:
     if version is None or not version.checkpoint:
         return []
     checkpoint = Path(version.checkpoint)
-    if not checkpoint.is_absolute():
-        checkpoint = stores.artifacts.root / checkpoint
-    categories = checkpoint.parent / RunFiles.CATEGORIES
+    if checkpoint.is_absolute():
+        categories = checkpoint.parent / RunFiles.CATEGORIES
+    else:  # relative to the artifact root, which may be an object store: this host's copy of the file
+        try:
+            categories = stores.artifacts.fetch_from_root((PurePosixPath(version.checkpoint).parent
+                                                           / RunFiles.CATEGORIES).as_posix())
+        except NotFoundError:
+            categories = stores.artifacts.root / checkpoint.parent / RunFiles.CATEGORIES
     if not categories.is_file():
         raise ConfigError(f"model {name}@{version.version}: {categories} is missing; it names the classes")
     cmap = CategoryMap.load(categories)

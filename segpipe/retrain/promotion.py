@@ -1,12 +1,21 @@
 """Promotions by hand and rollbacks: each one changes the production version and leaves a decision row.
 
 Predict jobs that name ``NAME@production`` resolve it when they start, so they follow both at once.
+Label Studio projects whose segpipe backend follows ``NAME@production`` are retitled afterwards
+(`tell_label_studio`), as a gate's promotion retitles its bound project: the data manager sorts by the
+prediction scores of the version the backend is titled with.
 """
 
 from __future__ import annotations
 
-from segpipe.errors import ConfigError, NotFoundError
+import logging
+
+from segpipe.errors import ConfigError, NotFoundError, SegpipeError
+from segpipe.settings import Settings
 from segpipe.stores import PromotionDecision, Stores
+
+log = logging.getLogger("segpipe.promotion")
+
 
 MAX_REASON = 1000  # characters of a person's reason kept with a decision
 
@@ -52,6 +61,30 @@ def rollback(stores: Stores, name: str, *, to: int | None = None, by: str | None
     if decision.outcome != "promoted":
         raise ConfigError(f"model {name!r}: rollback not applied: {decision.reason}")
     return decision
+
+
+def tell_label_studio(settings: Settings, stores: Stores, name: str) -> list[str]:
+    """Retitle every Label Studio backend that follows ``NAME@production`` with the production version;
+    what changed, a line per backend ([] without a configured Label Studio). The production change stands
+    whatever Label Studio answers: a failure is logged and returned as a line."""
+    production = stores.versions.production(name)
+    if production is None or not settings.label_studio_url or not settings.label_studio_token:
+        return []
+    from segpipe.labelstudio.client import LabelStudioClient
+    from segpipe.labelstudio.connect import follow_version_everywhere
+
+    label = f"{name}@{production.version}"
+    try:
+        with LabelStudioClient(settings.label_studio_url, settings.label_studio_token) as ls:
+            changed = follow_version_everywhere(ls, name, label)
+    except SegpipeError as e:
+        log.warning("%s is production, but Label Studio backends following %s@production were not retitled: %s",
+                    label, name, e)
+        return [f"Label Studio not updated: {e}"]
+    lines = [f"Label Studio project {pid}: {step}" for pid, step in changed]
+    for line in lines:
+        log.info("%s", line)
+    return lines
 
 
 def _because(reason: str | None) -> str:

@@ -46,6 +46,7 @@ from segpipe.errors import ConfigError, NotFoundError
 from segpipe.evaluation.metric_names import is_metric, known_metrics
 from segpipe.gate_config import GateConfig
 from segpipe.jobs.specs import NAME_PATTERN, RetrainSpec
+from segpipe.storage.uri import Location
 
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -139,12 +140,22 @@ class ModelSchedule:
     cron: str | None
     config: JobConfig
     dataset_name: str
-    dataset_paths: tuple[Path, ...]
+    dataset_paths: tuple[Location, ...]  # what the version's data hash covers (URIs for object-store snapshots)
     validation: SourceConfig | None  # None: a Label Studio project's, known once a snapshot is pulled
     fine_tune_from_production: bool
     gate: GateConfig
     queue: str
     label_studio: LabelStudioBinding | None = None
+    # The same files on this host when dataset_paths are URIs (a snapshot this host just wrote): hashed
+    # here instead of downloaded; a worker hashes its own download of dataset_paths, which is the same bytes.
+    local_paths: tuple[Path, ...] | None = None
+
+    @property
+    def hash_paths(self) -> tuple[Path, ...]:
+        """The local files the tick hashes for this entry."""
+        if self.local_paths is not None:
+            return self.local_paths
+        return tuple(Path(p) for p in self.dataset_paths)
 
     def next_check(self, after: datetime) -> datetime:
         """When the check after one made at ``after`` is due."""
@@ -165,8 +176,10 @@ class ModelSchedule:
             return "schedule"
         return None
 
-    def on_snapshot(self, images: Path, train: Path, val: Path) -> ModelSchedule:
-        """This entry training on a snapshot's split: COCO ``train``/``val`` files over ``images``."""
+    def on_snapshot(self, images: Location, train: Location, val: Location,
+                    local: tuple[Path, Path, Path] | None = None) -> ModelSchedule:
+        """This entry training on a snapshot's split: COCO ``train``/``val`` files over ``images``
+        (``local``: the same three on this host, when they are URIs)."""
         from dataclasses import replace
 
         source = {"images": images, "annotations": train}
@@ -174,7 +187,7 @@ class ModelSchedule:
         data = self.config.data.model_copy(update={"train": SourceConfig(**source), "val": validation}) \
             if self.config.data is not None else config_mod.DataConfig(train=SourceConfig(**source), val=validation)
         return replace(self, config=self.config.model_copy(update={"data": data}),
-                       dataset_paths=(images, train, val), validation=validation)
+                       dataset_paths=(images, train, val), validation=validation, local_paths=local)
 
     def retrain_spec(self, trigger: str) -> RetrainSpec:
         """The ``retrain`` job this entry queues."""

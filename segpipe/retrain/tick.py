@@ -108,7 +108,7 @@ def check_model(
         project = entry.label_studio.project
         entry, snapshot = entry_on_latest_snapshot(stores, settings, entry)
         snapshot_note = f" (snapshot {snapshot.id} of Label Studio project {project})"
-    digest = hasher(entry.dataset_paths)
+    digest = hasher(entry.hash_paths)
     seen = stores.versions.trained_on(name, digest)
     if seen is not None:
         detail = f"unchanged: version {seen.version} ({seen.stage}) was trained on this data{snapshot_note}"

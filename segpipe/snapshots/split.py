@@ -8,7 +8,10 @@ version was judged on. (Changing the fraction is the one way to move images, and
 schedule, not a new snapshot.)
 
 The split is written beside the snapshot as two COCO files, ``split-<fraction>/train.json`` and
-``val.json``, whose image ``file_name``s point into the snapshot's ``images/``.
+``val.json``, whose image ``file_name``s point into the snapshot's ``images/``. In an object-store
+artifact root they are written in this host's copy and uploaded beside the snapshot: the split's
+locations are then URIs, which any worker reads through its cache; ``local`` is this host's copy
+(what the retraining tick hashes, so it need not download what it just wrote).
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from segpipe.errors import ConfigError
-from segpipe.snapshots.store import Snapshot
+from segpipe.snapshots.store import Snapshot, SnapshotStore
+from segpipe.storage.uri import Location, to_location
 
 
 @dataclass(frozen=True)
 class SnapshotSplit:
-    images: Path  # the snapshot's images/ folder
-    train: Path  # COCO annotations of the training side
-    val: Path
+    images: Location  # the snapshot's images/ folder (a path, or a URI in an object-store artifact root)
+    train: Location  # COCO annotations of the training side
+    val: Location
     counts: dict[str, int]  # images per side
+    local: tuple[Path, Path, Path]  # images, train and val on this host (the same as above for a local root)
 
 
 def side_of(image_bytes: bytes, val_fraction: float) -> str:
@@ -37,12 +42,13 @@ def side_of(image_bytes: bytes, val_fraction: float) -> str:
     return "val" if position < val_fraction else "train"
 
 
-def split_snapshot(snapshot: Snapshot, val_fraction: float) -> SnapshotSplit:
+def split_snapshot(store: SnapshotStore, snapshot: Snapshot, val_fraction: float) -> SnapshotSplit:
     """Write (once) and return the snapshot's split for ``val_fraction`` (0 < f < 1)."""
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
-    root = Path(snapshot.path)
-    folder = root / f"split-{val_fraction:g}"
+    root = store.local_copy(snapshot)
+    name = f"split-{val_fraction:g}"
+    folder = root / name
     train, val = folder / "train.json", folder / "val.json"
     coco = json.loads((root / "annotations.json").read_text())
     sides: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
@@ -50,10 +56,14 @@ def split_snapshot(snapshot: Snapshot, val_fraction: float) -> SnapshotSplit:
         sides[side_of((root / "images" / image["file_name"]).read_bytes(), val_fraction)].append(image)
     if not (train.is_file() and val.is_file()):
         folder.mkdir(exist_ok=True)
-        for name, images in sides.items():
+        for side, images in sides.items():
             ids = {image["id"] for image in images}
             part = {**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
-            staging = folder / f".{name}.json.tmp"
+            staging = folder / f".{side}.json.tmp"
             staging.write_text(json.dumps(part))
-            staging.replace(folder / f"{name}.json")
-    return SnapshotSplit(root / "images", train, val, {name: len(images) for name, images in sides.items()})
+            staging.replace(folder / f"{side}.json")
+    counts = {side: len(images) for side, images in sides.items()}
+    return SnapshotSplit(images=to_location(f"{snapshot.path}/images"),
+                         train=to_location(store.publish(snapshot, train, f"{name}/train.json")),
+                         val=to_location(store.publish(snapshot, val, f"{name}/val.json")),
+                         counts=counts, local=(root / "images", train, val))

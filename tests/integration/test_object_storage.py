@@ -247,3 +247,81 @@ def test_a_training_killed_on_one_host_resumes_on_another_from_the_object_store(
         stores.close()
         broker.flushdb()
         drop_pg_database(pg_url)
+
+
+def _cvat_coco_archive(folder: Path, out: Path) -> list[str]:
+    """A CVAT "COCO 1.0" export (annotations/instances_default.json + images/) of a shapes dataset."""
+    import zipfile
+
+    local = make_shapes_coco(folder, n_images=8, size=(32, 32), seed=7, crowd=False)
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.write(local.annotations, "annotations/instances_default.json")
+        for image in sorted(local.images.glob("*.png")):
+            archive.write(image, f"images/{image.name}")
+    return sorted(p.name for p in local.images.glob("*.png"))
+
+
+@pytest.mark.integration
+def test_a_snapshot_pulled_into_the_object_store_trains_on_a_worker_of_another_host(  # noqa: F811
+    s3_server: S3Server, tmp_path: Path,
+) -> None:
+    """The API host pulls a CVAT export into a snapshot in ``s3://``; a worker with a home of its own
+    (nothing shared but the bucket) trains from the snapshot's URIs, downloading the same bytes."""
+    import s3fs
+
+    try:
+        broker = redis.Redis.from_url(REDIS_URL)
+        broker.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); set SEGPIPE_TEST_REDIS_URL")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    (tmp_path / "data").mkdir()
+    names = _cvat_coco_archive(tmp_path / "export", tmp_path / "data" / "task.zip")
+    pg_url = create_pg_database()
+    db_url = pg_url.render_as_string(hide_password=False)
+    settings = Settings(home=tmp_path / "home-api", database_url=db_url, broker_url=REDIS_URL,
+                        data_roots=[tmp_path / "data"], artifact_root=f"s3://{BUCKET}/snapshot-artifacts",
+                        tokens=dict(TOKENS), auth="on", lease_seconds=LEASE_SECONDS,
+                        heartbeat_seconds=HEARTBEAT_SECONDS, visibility_timeout=VISIBILITY_TIMEOUT)
+    broker.flushdb()
+    from segpipe.api.app import create_app
+    from workers.celery_app import create_app as create_celery
+
+    stores = Stores.from_settings(settings)
+    celery = create_celery(settings)
+    env = {**_service_env(settings, db_url), **s3_server.env, "SEGPIPE_BROKER_URL": REDIS_URL}
+    workers: list[WorkerProcess] = []
+    try:
+        with TestClient(create_app(settings, stores, celery)) as client:
+            r = client.post("/snapshots", json={"format": "cvat-coco", "source": "task.zip"}, headers=ENGINEER)
+            assert r.status_code == 201, r.text
+            snapshot = r.json()
+            assert snapshot["images"] == len(names)
+            where = f"s3://{BUCKET}/snapshot-artifacts/snapshots/{snapshot['id']}"
+            assert fs.exists(f"{where}/snapshot.json".removeprefix("s3://"))
+            r = client.get("/snapshots", headers=ANNOTATOR)
+            assert [s["id"] for s in r.json()] == [snapshot["id"]]
+            shutil.rmtree(tmp_path / "home-api" / "cache")  # the API host's copy is gone: only the bucket has it
+
+            workers.append(_start_worker(tmp_path, env, "w"))
+            train = binary_train_spec(f"{where}/images", f"{where}/annotations.json", epochs=1)
+            r = client.post("/jobs", json={"kind": "train", "config": train}, headers=ENGINEER)
+            assert r.status_code == 201, r.text
+            trained = _wait(client, r.json()["id"], workers)
+            assert "best.pt" in trained["artifacts"]
+            downloaded = sorted(p.name for p in (tmp_path / "home-w" / "cache" / "downloads").rglob("*.png"))
+            assert downloaded == names  # the worker read the snapshot's images from the bucket
+
+            outside = binary_train_spec(f"s3://{BUCKET}/snapshot-artifacts/jobs/x", f"{where}/annotations.json",
+                                        epochs=1)
+            r = client.post("/jobs", json={"kind": "train", "config": outside}, headers=ENGINEER)
+            assert r.status_code in (403, 422), r.text  # the rest of the artifact root is not data
+    finally:
+        for w in workers:
+            w.stop()
+        celery.close()
+        stores.close()
+        broker.flushdb()
+        drop_pg_database(pg_url)

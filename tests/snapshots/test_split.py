@@ -37,7 +37,7 @@ def test_validation_images_never_move_to_training_as_the_project_grows(tmp_path:
     store = SnapshotStore(tmp_path)
     first, _ = store.write(_draft(range(40)), source="s", format="label-studio")
     grown, _ = store.write(_draft(range(80), mask_rows=5), source="s", format="label-studio")  # corrected + new
-    a, b = split_snapshot(first, 0.25), split_snapshot(grown, 0.25)
+    a, b = split_snapshot(store, first, 0.25), split_snapshot(store, grown, 0.25)
     val_a = {i["file_name"] for i in json.loads(a.val.read_text())["images"]}
     val_b = {i["file_name"] for i in json.loads(b.val.read_text())["images"]}
     train_b = {i["file_name"] for i in json.loads(b.train.read_text())["images"]}
@@ -57,7 +57,7 @@ def test_the_side_depends_only_on_the_bytes() -> None:
 def test_a_fraction_outside_zero_and_one_is_refused(tmp_path: Path) -> None:
     snapshot, _ = SnapshotStore(tmp_path).write(_draft(range(2)), source="s", format="x")
     with pytest.raises(ConfigError, match="between 0 and 1"):
-        split_snapshot(snapshot, 1.0)
+        split_snapshot(SnapshotStore(tmp_path), snapshot, 1.0)
 
 
 def test_a_retraining_may_read_a_snapshot_and_no_other_artifact(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_retraining_may_read_a_snapshot_and_no_other_artifact(tmp_path: Path) 
 
     settings = Settings(home=tmp_path / "home", data_roots=[tmp_path / "data"], artifact_root=tmp_path / "artifacts")
     snapshot, _ = SnapshotStore(settings.artifacts).write(_draft(range(8)), source="s", format="label-studio")
-    split = split_snapshot(snapshot, 0.5)
+    split = split_snapshot(SnapshotStore(settings.artifacts), snapshot, 0.5)
     config = from_dict({"task": "binary", "name": "cells", "model": {"name": "unet"},
                         "data": {"train": {"images": str(split.images), "annotations": str(split.train)}}})
     spec = RetrainSpec(name="cells", config=config, dataset=[split.images, split.train, split.val],

@@ -94,9 +94,10 @@ def promote(
     name: str, body: Promote, ctx: ApiContext = Depends(context), who: Principal = Depends(engineer)
 ) -> ModelVersionOut:
     """Make ``version`` the production version of ``name``; the previous production version is archived."""
-    from segpipe.retrain.promotion import promote_by_hand
+    from segpipe.retrain.promotion import promote_by_hand, tell_label_studio
 
     promote_by_hand(ctx.stores, name, body.version, by=who.name, reason=body.reason)
+    tell_label_studio(ctx.settings, ctx.stores, name)
     return version_out(ctx.stores.versions.get(name, body.version))
 
 
@@ -107,9 +108,12 @@ def rollback(
     """Put ``to`` — by default the newest earlier version that was production — back into production.
     Predict jobs naming ``NAME@production`` use it from their start on."""
     from segpipe.retrain.promotion import rollback as do_rollback
+    from segpipe.retrain.promotion import tell_label_studio
 
-    return decision_out(do_rollback(ctx.stores, name, to=body.to if body else None, by=who.name,
-                                    reason=body.reason if body else None))
+    decision = do_rollback(ctx.stores, name, to=body.to if body else None, by=who.name,
+                           reason=body.reason if body else None)
+    tell_label_studio(ctx.settings, ctx.stores, name)
+    return decision_out(decision)
 
 
 @router.post(

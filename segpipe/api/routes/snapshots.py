@@ -25,9 +25,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"mod
 
 
 def _store(ctx: ApiContext) -> SnapshotStore:
-    if is_uri(ctx.settings.artifacts):
-        raise ApiError(409, "snapshots are stored in a local artifact root for now; SEGPIPE_ARTIFACT_ROOT is a URI")
-    return SnapshotStore(ctx.settings.artifacts)
+    return SnapshotStore.from_settings(ctx.settings)
 
 
 def _out(snapshot: Snapshot) -> SnapshotOut:

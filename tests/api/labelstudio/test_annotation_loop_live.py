@@ -11,6 +11,8 @@ uvicorn API, a real `segpipe worker` and a real `segpipe beat` (Redis broker, SQ
    validation side, and the gate promotes it. The project's backend now carries ``tiny@2``.
 5. "Retrieve predictions" again: every task gets a ``tiny@2`` prediction, and the project's task list,
    ordered by prediction score in Label Studio's data manager, is segpipe's "label next" ranking.
+6. A rollback and a promotion by hand, through the API, retitle the backend (and so the project's model
+   version) as the gate's promotion did.
 
 Why the gate's outcome is certain after a single epoch: ``tiny@1`` learnt from masks nobody drew (the
 shapes are in its images, its masks are empty), so it marks no pixel and its foreground IoU on any
@@ -250,4 +252,13 @@ def test_corrections_in_label_studio_retrain_promote_and_reorder_its_tasks(loop:
                         headers={"Authorization": "Bearer ann-token"}).json()
     task_of = {hashlib.sha256(image.read_bytes()).hexdigest()[:40]: tid for tid, image in image_of.items()}
     assert in_label_studio == [task_of[i["image_key"]] for i in ranking["images"]], (in_label_studio, ranking)
+
+    # 6. a rollback and a promotion by hand move the project's model version too, as the gate's did
+    r = httpx.post(f"{loop.api}/models/tiny/rollback", headers=ENGINEER, json={"reason": "checking"}, timeout=120)
+    assert r.status_code == 200 and r.json()["version"] == 1, r.text
+    assert _ls(ls, "GET", f"/api/ml/{backend['id']}")["title"] == "tiny@1"
+    assert _ls(ls, "GET", f"/api/projects/{pid}")["model_version"] == "tiny@1"
+    r = httpx.post(f"{loop.api}/models/tiny/promote", headers=ENGINEER, json={"version": 2}, timeout=120)
+    assert r.status_code == 200 and r.json()["stage"] == "production", r.text
+    assert _ls(ls, "GET", f"/api/projects/{pid}")["model_version"] == "tiny@2"
 
