@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from segpipe.errors import WeightsError
+from segpipe.run_files import BEST, LAST  # noqa: F401 - the run-folder names, re-exported for the engine
 
-LAST = "last.pt"
-BEST = "best.pt"
 RESUME_ONLY = frozenset({"optimizer", "scheduler", "scaler", "rng"})
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
 from segpipe.retrain.schedule import ModelSchedule
+from segpipe.run_files import version_categories
 from segpipe.settings import Settings
 from segpipe.snapshots.formats import PullContext
 from segpipe.snapshots.pull import pull
@@ -52,14 +52,7 @@ def production_categories(stores: Stores, name: str) -> list[tuple[int, str]]:
     version = stores.versions.production(name)
     if version is None or not version.checkpoint:
         return []
-    checkpoint = Path(version.checkpoint)
-    if not checkpoint.is_absolute():
-        checkpoint = stores.artifacts.root / checkpoint
-    categories = checkpoint.parent / "categories.json"
-    if not categories.is_file():
-        raise ConfigError(f"model {name}@{version.version}: {categories} is missing; it names the classes")
-    cmap = CategoryMap.load(categories)
-    return list(zip(cmap.ids, cmap.names, strict=True))
+    return version_categories(stores, version)
 
 
 def project_labels(settings: Settings, project: int) -> list[str]:
