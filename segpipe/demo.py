@@ -145,7 +145,7 @@ def _explain_failure(stores: Any, job_id: str, worker: subprocess.Popen[bytes]) 
 
 
 def _collect(stores: Any, train_id: str, predict_id: str, out: Path) -> None:
-    from segpipe.job_exports import export_job
+    from segpipe.jobs.exports import export_job
 
     out.mkdir(parents=True, exist_ok=True)
     predictions = stores.artifacts.job_dir(predict_id) / "predictions"

@@ -2,7 +2,7 @@
 
 The filesystem's limits (a path component of 255 bytes, a path of 4096 bytes: Linux's NAME_MAX and
 PATH_MAX) and the database's (the String columns of `segpipe.stores.models`) are read here once; the
-doors — the API's routes, job submission (`segpipe.preflight`), dataset validation, the Label Studio
+doors — the API's routes, job submission (`segpipe.jobs.preflight`), dataset validation, the Label Studio
 backend — check what comes in against this table and answer with the field, the length and the
 limit (`LimitExceeded`, HTTP 422), instead of letting the OS or the database fail later with a
 reason nobody can act on. The size limits that are settings (image pixels and bytes, uploads,

@@ -11,7 +11,7 @@ A config that arrives over HTTP is untrusted, and so is every name *inside* the 
   file named after an image): absolute names and ``..`` parts are refused outright (as dataset validation
   does), then ``folder / name`` goes through `confine`. Outputs use ``roots=[the job's folder]``, so a
   result file never lands outside it.
-- `confined_to(roots)` — while a queued job runs (``segpipe.pipeline.run_job``) the worker's data roots
+- `confined_to(roots)` — while a queued job runs (``segpipe.jobs.execute.run_job``) the worker's data roots
   plus its artifact root are *active*: `check_read` (called by `segpipe.data.images.read_image`,
   ``read_mask``, ``load_coco``, the predict image lister and dataset validation) confines every file it
   is asked to read. Outside such a block (a local ``segpipe train`` by a person on their own files) reads

@@ -11,12 +11,12 @@ from typing import Any
 
 from celery import Celery
 
-from segpipe import jobkinds
+from segpipe import job_kinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
-from segpipe.jobspec import Spec, confine_spec, dump_spec, parse_spec
+from segpipe.jobs.preflight import preflight
+from segpipe.jobs.specs import Spec, confine_spec, dump_spec, parse_spec
 from segpipe.metrics.definitions import LEASE_EXPIRIES, REPUBLISHED
-from segpipe.preflight import preflight
 from segpipe.safe_yaml import DocumentTooLarge, check_structure
 from segpipe.settings import Settings
 from segpipe.stores import Job, Stores
@@ -41,8 +41,8 @@ def submit(
     model_name: str | None = None,
 ) -> Job:
     """Validate `spec` (a mapping or YAML text), store a queued job and publish its message."""
-    if kind not in jobkinds.submittable():
-        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(jobkinds.submittable())}")
+    if kind not in job_kinds.submittable():
+        raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(job_kinds.submittable())}")
     limit = int(settings.max_config_kb * 1024)
     if isinstance(spec, str):
         if len(spec.encode()) > limit:
@@ -51,9 +51,9 @@ def submit(
     else:
         check_structure(spec, source=f"{kind} job")
     parsed = confine_spec(parse_spec(kind, spec, source=f"{kind} job"), settings.roots, settings.artifacts)
-    if queue is not None and queue not in jobkinds.QUEUES:
-        raise ConfigError(f"unknown queue {queue!r}; known: {', '.join(jobkinds.QUEUES)}")
-    queue = queue or jobkinds.get(kind).queue
+    if queue is not None and queue not in job_kinds.QUEUES:
+        raise ConfigError(f"unknown queue {queue!r}; known: {', '.join(job_kinds.QUEUES)}")
+    queue = queue or job_kinds.get(kind).queue
     name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
     preflight(kind, parsed, stores, settings)  # what the worker will build, short of running it
     stored = dump_spec(parsed)
@@ -66,7 +66,7 @@ def enqueue(stores: Stores, celery_app: Celery, kind: str, spec: Spec, *, submit
             model_name: str | None = None) -> Job:
     """Store and publish a job that segpipe itself queues (a kind people may not submit), on its kind's
     queue. ``spec`` is built by segpipe, not taken from a request, so it skips `submit`'s checks."""
-    entry = jobkinds.get(kind)
+    entry = job_kinds.get(kind)
     if entry.spec is None or not isinstance(spec, entry.spec):
         raise TypeError(f"a {kind} job needs a {entry.spec} spec, got {type(spec).__name__}")
     return _create_and_publish(stores, celery_app, kind, dump_spec(spec), entry.queue, submitted_by=submitted_by,

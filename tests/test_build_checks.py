@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.build_checks import check_train_build
+from segpipe.jobs.build_checks import check_train_build
 from segpipe.config import from_dict
 from segpipe.errors import ConfigError
-from segpipe.preflight import check_train_config
+from segpipe.jobs.preflight import check_train_config
 
 BAD_PIPELINE = {"transform": {"__class_fullname__": "Compose", "transforms": [
     {"__class_fullname__": "HorizontalFlipp", "p": 0.5}]}}
@@ -48,7 +48,7 @@ def test_the_submit_time_checks_import_no_model_library(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from segpipe.config import from_dict\n"
-        "from segpipe.preflight import check_train_config\n"
+        "from segpipe.jobs.preflight import check_train_config\n"
         f"check_train_config(from_dict({{'task': 'semantic', 'model': {{'name': 'unet', 'encoder': 'tu-resnet18'}},"
         f" 'data': {{'train': {{'images': {str(tmp_path / 'images')!r}, 'masks': {str(tmp_path / 'masks')!r}}}}}}}))\n"
         "print(sorted(m for m in ('torch', 'segmentation_models_pytorch', 'timm', 'albumentations') if m in sys.modules))\n"

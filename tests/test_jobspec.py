@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from segpipe.errors import ConfigError
-from segpipe.jobspec import RetrainSpec, confine_spec, dump_spec, load_spec, parse_spec
+from segpipe.jobs.specs import RetrainSpec, confine_spec, dump_spec, load_spec, parse_spec
 from segpipe.paths import PathNotAllowed
 
 

@@ -1,6 +1,6 @@
 """A predict job whose model found instances, none of them at the threshold, says so (and how to see them)."""
 
-from segpipe.pipeline import nothing_shown_warning
+from segpipe.jobs.prediction import nothing_shown_warning
 
 
 def test_warns_when_everything_found_is_below_the_threshold() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from segpipe.jobkinds import QUEUES
+from segpipe.job_kinds import QUEUES
 from segpipe.settings import Settings, get_settings
 from workers.beat import RETRAIN_TICK, retrain_beat_entries  # noqa: F401 - RETRAIN_TICK re-exported beside RUN_JOB
 

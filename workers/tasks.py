@@ -1,4 +1,4 @@
-"""Thin, idempotent Celery tasks: a job id in, `segpipe.pipeline` does the work, the store keeps the state."""
+"""Thin, idempotent Celery tasks: a job id in, `segpipe.jobs.execute` does the work, the store keeps the state."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def owner_name() -> str:
 
 @app.task(name=RUN_JOB, acks_late=True, ignore_result=True)
 def run_job(job_id: str) -> str:
-    from segpipe.pipeline import run_job as run
+    from segpipe.jobs.execute import run_job as run
     from segpipe.service import publish
 
     return run(job_id, stores=stores(), settings=get_settings(), owner=owner_name(),

@@ -140,8 +140,8 @@ def config_reference(job_config: type[BaseModel] | None = None) -> str:
     """The job config (`segpipe.config.JobConfig` unless given), then the other job kinds' specs and
     the retraining schedule."""
     from segpipe.config import JobConfig
-    from segpipe.jobspec import EvaluateSpec, PredictSpec, RetrainSpec
-    from segpipe.retrain.gate import GateConfig
+    from segpipe.gate_config import GateConfig
+    from segpipe.jobs.specs import EvaluateSpec, PredictSpec, RetrainSpec
     from segpipe.retrain.schedule import ScheduleEntry, ScheduleFile
 
     roots: list[tuple[str, type[BaseModel]]] = [
@@ -156,7 +156,7 @@ def config_reference(job_config: type[BaseModel] | None = None) -> str:
     intro = (
         "# Configuration reference\n\n" + GENERATED_NOTE +
         "Every key a YAML job config, a job spec or the schedule file takes, read from the pydantic models "
-        "in `segpipe/config.py`, `segpipe/jobspec.py` and `segpipe/retrain/`. An unknown key is an error "
+        "in `segpipe/config.py`, `segpipe/jobs/specs.py` and `segpipe/retrain/`. An unknown key is an error "
         "that lists the allowed ones; override any key on the command line with `key.sub=value`. "
         "How to write one: [Your own data](../getting-started/your-data.md).\n\n"
     )
@@ -291,7 +291,7 @@ def registries_reference() -> str:
     """What every registry holds: the names configs, the CLI and the API accept."""
     import segpipe.models  # noqa: F401 - registers the builders
     from segpipe.data.augment import PRESETS
-    from segpipe.jobkinds import KINDS
+    from segpipe.job_kinds import KINDS
     from segpipe.masks.formats import FORMATS
     from segpipe.models.adapter import ADAPTERS
     from segpipe.models.registry import MODELS

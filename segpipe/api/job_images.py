@@ -16,7 +16,7 @@ from pathlib import Path
 
 from segpipe.data.images import IMAGE_SUFFIXES
 from segpipe.errors import ConfigError, NotFoundError
-from segpipe.jobspec import PredictSpec, load_spec
+from segpipe.jobs.specs import PredictSpec, load_spec
 from segpipe.paths import PathNotAllowed, confine
 from segpipe.stores import Stores
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from segpipe.config import parse_yaml
 from segpipe.errors import SegpipeError
-from segpipe.jobspec import PredictSpec, load_spec, version_ref
+from segpipe.jobs.specs import PredictSpec, load_spec, version_ref
 from segpipe.stores import Stores
 
 log = logging.getLogger("segpipe.api")

@@ -3,7 +3,7 @@ Label Studio tasks file, and as a CVAT subset, each holding the top images in ra
 predictions as pre-labels. ``GET /jobs/{id}/label-next`` and the review page ``/ui/jobs/{id}/label-next``
 both come here.
 
-The files go through the one export layer (`segpipe.job_exports.export_job` with the ranking's keys):
+The files go through the one export layer (`segpipe.jobs.exports.export_job` with the ranking's keys):
 
 - ``label-studio``: the ``label-studio`` writer's ``tasks.json``, one task per image in rank order (Label
   Studio numbers imported tasks in file order, and its Data Manager lists them by that number), each
@@ -71,7 +71,7 @@ def write_file(ctx: ApiContext, ranked: RankedJob, fmt: str, scratch: Path, **op
     """Write the ranking's file in ``fmt`` (one of `FILE_FORMATS`) under ``scratch``; returns its path.
     ``options`` go to the export context (score threshold, image URL prefix, segmentation…).
     `ConfigError` (422) when the format does not fit the job's task or its model's classes cannot be read."""
-    from segpipe.job_exports import export_job, job_source
+    from segpipe.jobs.exports import export_job, job_source
 
     if fmt not in FILE_FORMATS:
         raise ApiError(422, f"label-next format {fmt!r} is not a file format; use one of {', '.join(FILE_FORMATS)}")

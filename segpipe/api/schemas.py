@@ -11,14 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from segpipe import jobkinds
+from segpipe import job_kinds
 from segpipe.stores import Job, ModelVersion, PromotionDecision
 
 MAX_INT64 = 2**63 - 1  # SQL OFFSET / 64-bit columns; larger numbers are refused at the door, not sent on
 MAX_INT32 = 2**31 - 1  # model version numbers are INTEGER columns
-# from the one registry of job kinds (`segpipe.jobkinds`): what may be submitted, and what may be listed
-JobKindIn = Literal[jobkinds.submittable()]  # type: ignore[valid-type]
-JobKind = Literal[jobkinds.names()]  # type: ignore[valid-type]
+# from the one registry of job kinds (`segpipe.job_kinds`): what may be submitted, and what may be listed
+JobKindIn = Literal[job_kinds.submittable()]  # type: ignore[valid-type]
+JobKind = Literal[job_kinds.names()]  # type: ignore[valid-type]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 QueueName = Literal["gpu", "cpu"]
 

@@ -39,7 +39,7 @@ def export_cmd(
     EXPORT_FORMATS.get(fmt)  # unknown formats fail before any work, listing the known ones
     base = None
     if is_model_ref(model):
-        from segpipe.pipeline import resolve_model_ref
+        from segpipe.jobs.model_refs import resolve_model_ref
         from segpipe.stores import Stores
 
         stores = Stores.from_settings()

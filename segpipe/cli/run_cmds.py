@@ -45,7 +45,7 @@ def train(
 
     job = load(config, overrides or [])
     if job.model.weights and is_model_ref(job.model.weights):
-        from segpipe.pipeline import resolve_weights_ref
+        from segpipe.jobs.model_refs import resolve_weights_ref
         from segpipe.stores import Stores
 
         resolve_weights_ref(job, Stores.from_settings())
@@ -114,7 +114,6 @@ def predict(
     from segpipe.config import PredictConfig
     from segpipe.engine.predict import image_items
     from segpipe.engine.runner import predict_to_files
-
     from segpipe.masks.formats import check_formats
 
     names = check_formats(formats.split(","), None) if formats else None  # unknown names: ConfigError

@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from segpipe import jobkinds
+from segpipe import job_kinds
 from segpipe.cli import app
+from segpipe.cli.run_cmds import OVERRIDES_HELP
 from segpipe.errors import ConfigError
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
-from segpipe.cli.run_cmds import OVERRIDES_HELP
 
 console = Console(highlight=False)
 STATE_COLOURS = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
@@ -41,7 +41,7 @@ def _state(state: str) -> str:
 def submit(
     config: Path = typer.Argument(..., help="Job config / spec YAML.", exists=True, dir_okay=False),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
-    kind: str = typer.Option("train", "--kind", help="One of: " + ", ".join(jobkinds.submittable()) + "."),
+    kind: str = typer.Option("train", "--kind", help="One of: " + ", ".join(job_kinds.submittable()) + "."),
     queue: str | None = typer.Option(None, "--queue", help="gpu or cpu (default: by job kind)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow the job's progress until it ends."),
 ) -> None:
@@ -192,7 +192,7 @@ def masks(
     """Export a predict job's stored predictions, ready to import into CVAT / Label Studio as they are.
 
     The job stored every instance above a low floor: --score-threshold is a view, a lower one gives more."""
-    from segpipe.job_exports import export_job
+    from segpipe.jobs.exports import export_job
     from segpipe.masks.formats import parse_category_ids
 
     if segmentation not in ("rle", "polygons", "both"):

@@ -1,2 +1,3 @@
 """Trainings through the queue beyond one process: ``resources: {gpus_per_node, nodes}`` runs under
-PyTorch's elastic agent (`launch`), each rank running `rank`, the job's nodes scheduled as a gang (`jobs`)."""
+PyTorch's elastic agent (`launch`), each rank running `rank`; the job's nodes are scheduled as a gang by
+`segpipe.jobs.distributed`."""

@@ -84,9 +84,9 @@ def run_rank(context: RankContext) -> int:
         hooks = (CheckpointUpload(stores.artifacts, context.job_id, run_dir),)
 
     def report(values: dict[str, Any]) -> None:
-        from segpipe.pipeline import _jsonable
+        from segpipe.jobs.run import jsonable
 
-        stores.jobs.update_progress(context.job_id, context.owner, _jsonable({"phase": "train", **values}))
+        stores.jobs.update_progress(context.job_id, context.owner, jsonable({"phase": "train", **values}))
 
     result = train(config, resume=True, show_progress=True, report=report,
                    should_stop=CancelFlag(stores, context.job_id), extra_hooks=hooks,

@@ -10,16 +10,16 @@ A run directory (``config.output_dir``) holds everything a person or a later job
                        ap_per_class.png (box/mask AP), confusion.png (dense tasks, classes)
     events.out.tfevents.*  TensorBoard scalars and pictures
 
-The same function runs under a queue worker (``segpipe.pipeline``) and from ``segpipe train``.
+The same function runs under a queue worker (``segpipe.jobs.training``) and from ``segpipe train``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,8 @@ from segpipe.engine.train import (
     fit,
 )
 from segpipe.errors import ConfigError
-from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.evaluation import make_evaluator
+from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.models import get_adapter, model_spec
 from segpipe.models.adapter import TaskAdapter
 from segpipe.models.finetune import backbone_parameters

@@ -20,8 +20,8 @@ from torch import nn
 from segpipe.config import ModelConfig
 from segpipe.model_catalogue import CATALOGUE, check_model_section
 from segpipe.model_params import COMMON_KEYS, Params, parse_params
-from segpipe.models.tasks import adapter_class
 from segpipe.models.finetune import freeze_backbone_batchnorm, freeze_backbone_stages
+from segpipe.models.tasks import adapter_class
 from segpipe.models.transfer import HeadSpec, LoadReport, label_rows, transfer_weights
 from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_weights
 from segpipe.registry import Registry
@@ -114,7 +114,7 @@ def build_model_reported(
     rows of the categories both know.
 
     ``cfg.weights`` must be a path here (a run directory, checkpoint or weights file); model-version
-    references are resolved by the caller that holds the stores (``segpipe.pipeline``)."""
+    references are resolved by the caller that holds the stores (``segpipe.jobs.model_refs``)."""
     spec, params = check_model(cfg, task)
     # Names (torchvision:…, smp:…) become checked files of the shared store, downloaded once.
     from segpipe.pretrained import resolve_named

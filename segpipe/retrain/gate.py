@@ -19,35 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-
-from segpipe.config import Section
-
-Mode = Literal["max", "min"]
-
-
-class Guard(Section):
-    """A metric that must not get worse by more than ``tolerance``."""
-
-    tolerance: float = Field(ge=0, description="the largest allowed drop, in the metric's own units")
-    mode: Mode = Field("max", description="max: higher is better; min: lower is better (losses, errors)")
-
-
-class GateConfig(Section):
-    """``gate:`` of a schedule entry. ``guards`` maps a metric to a tolerance (higher-is-better metric)
-    or to ``{tolerance, mode}``."""
-
-    metric: str = Field(description="the primary metric, as the evaluator names it (e.g. iou, miou, segm_AP)")
-    mode: Mode = "max"
-    min_delta: float = Field(0.0, ge=0, description="the least improvement of the primary metric that promotes")
-    guards: dict[str, Guard] = Field(default_factory=dict)
-
-    @field_validator("guards", mode="before")
-    @classmethod
-    def _plain_tolerances(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: {"tolerance": v} if isinstance(v, (int, float)) else v for k, v in value.items()}
-        return value
+from segpipe.gate_config import GateConfig, Mode
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a ``retrain`` job does, and how any finished training becomes a model version.
 
-`run_retrain` (called by `segpipe.pipeline.run_job`):
+`run_retrain` (called by `segpipe.jobs.execute.run_job`):
 
 1. hash the dataset (the content the new version is trained on);
 2. train the candidate — from production's checkpoint when ``fine_tune_from_production`` — resuming
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from segpipe import config as config_mod
 from segpipe.config import JobConfig
 from segpipe.errors import ConfigError, SegpipeError
-from segpipe.jobspec import RetrainSpec
+from segpipe.jobs.specs import RetrainSpec
 from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.gate import decide, scalar_metrics
 from segpipe.retrain.schedule import dataset_paths
@@ -37,7 +37,7 @@ from segpipe.stores import ModelVersion, PromotionDecision, Stores
 
 if TYPE_CHECKING:
     from segpipe.engine.runner import TrainResult
-    from segpipe.pipeline import JobRun
+    from segpipe.jobs.run import JobRun
 
 log = logging.getLogger("segpipe.retrain")
 
@@ -117,7 +117,7 @@ def hash_for_version(config: JobConfig) -> str | None:
 def run_retrain(run: JobRun, spec: RetrainSpec) -> dict[str, str]:
     """The ``retrain`` job kind (see the module docstring); returns the job's artifacts."""
     from segpipe.engine.runner import train
-    from segpipe.pipeline import run_artifacts
+    from segpipe.jobs.training import run_artifacts
 
     stores = run.stores
     run_dir = run.folder / "run"

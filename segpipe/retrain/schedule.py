@@ -44,8 +44,8 @@ from segpipe import config as config_mod
 from segpipe.config import JobConfig, Section, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.evaluation.metric_names import is_metric, known_metrics
-from segpipe.jobspec import NAME_PATTERN, RetrainSpec
-from segpipe.retrain.gate import GateConfig
+from segpipe.gate_config import GateConfig
+from segpipe.jobs.specs import NAME_PATTERN, RetrainSpec
 
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -14,7 +14,7 @@ from pathlib import Path
 from celery import Celery
 
 from segpipe.errors import NotFoundError
-from segpipe.jobspec import confine_spec, dump_spec
+from segpipe.jobs.specs import confine_spec, dump_spec
 from segpipe.retrain.schedule import ModelSchedule, Schedule, load_schedule
 from segpipe.service import BrokerUnavailable, publish
 from segpipe.settings import Settings

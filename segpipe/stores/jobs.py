@@ -379,10 +379,10 @@ def queued_job(
 ) -> Job:
     """A new queued `Job` row, not yet in any session (`JobStore.create`, and stores that must create a
     job in the same transaction as a row of their own). ``ConfigError`` for an unknown kind."""
-    from segpipe import jobkinds  # the registry of kinds sits above the store
+    from segpipe import job_kinds  # the registry of kinds sits above the store
 
-    if kind not in jobkinds.KINDS:
-        raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(jobkinds.names())}")
+    if kind not in job_kinds.KINDS:
+        raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(job_kinds.names())}")
     return Job(
         id=job_id or new_job_id(),
         kind=kind,

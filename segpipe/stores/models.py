@@ -142,7 +142,7 @@ class Job(Base):
     model_name: Mapped[str | None] = mapped_column(String(255))
     model_version: Mapped[int | None]
     submitted_by: Mapped[str | None] = mapped_column(String(255))
-    # a shard's predict job (`segpipe.sharding`); None for every job people submit
+    # a shard's predict job (`segpipe.jobs.sharding`); None for every job people submit
     parent_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("jobs.id", ondelete="CASCADE"))
 
     @property

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from segpipe.jobspec import load_spec
+from segpipe.jobs.specs import load_spec
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 from tests.api.conftest import ADMIN, ANNOTATOR, ENGINEER, claimed_job, finish

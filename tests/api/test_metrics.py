@@ -119,7 +119,7 @@ def test_a_workers_metrics_server_needs_its_token() -> None:
 
 
 def test_images_predicted_are_counted_per_kind(tmp_path: Path, sqlite_stores: Stores) -> None:
-    from segpipe.pipeline import JobRun
+    from segpipe.jobs.run import JobRun
 
     def counted(kind: str) -> float:
         return REGISTRY.get_sample_value("segpipe_worker_images_predicted_total", {"kind": kind}) or 0.0

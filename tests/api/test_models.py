@@ -4,8 +4,8 @@ from typing import get_args
 
 from fastapi.testclient import TestClient
 
+from segpipe import job_kinds
 from segpipe.api.schemas import JobKind, JobState
-from segpipe import jobkinds
 from segpipe.stores import JOB_STATES, Stores
 from tests.api.conftest import ANNOTATOR, ENGINEER
 
@@ -53,7 +53,7 @@ def test_a_versions_resolved_config_is_readable(client: TestClient, stores: Stor
 
 def test_api_literals_match_the_store() -> None:
     assert get_args(JobState) == JOB_STATES
-    assert get_args(JobKind) == jobkinds.names()
+    assert get_args(JobKind) == job_kinds.names()
 
 
 def test_openapi_documents_every_route(sqlite_client: TestClient) -> None:

@@ -1,6 +1,6 @@
 """The worker confines what a job reads and writes even when the data changed after submit (submit
 refuses the same things earlier: tests/api/test_hardening.py). Runs the worker's own entry point,
-`segpipe.pipeline.run_job`, on a PostgreSQL store, with the job rows written as submit would have."""
+`segpipe.jobs.execute.run_job`, on a PostgreSQL store, with the job rows written as submit would have."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from segpipe.jobspec import dump_spec, parse_spec
-from segpipe.pipeline import run_job
+from segpipe.jobs.execute import run_job
+from segpipe.jobs.specs import dump_spec, parse_spec
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 from tests.integration.conftest import binary_train_spec, predict_spec

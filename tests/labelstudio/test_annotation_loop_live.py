@@ -36,7 +36,7 @@ import pytest
 import yaml
 from pycocotools.coco import COCO
 
-from segpipe.jobspec import load_spec
+from segpipe.jobs.specs import load_spec
 from segpipe.masks.formats.label_studio import mask_to_brush_rle
 from segpipe.processes import stop_process
 from segpipe.snapshots.split import side_of

@@ -266,7 +266,8 @@ def test_names_resolve_through_the_catalogues_and_unknown_ones_list_the_options(
 
 
 def test_a_named_ref_stays_a_name_through_config_loading_and_submit_checks(tmp_path: Path) -> None:
-    from segpipe import config, jobspec
+    from segpipe import config
+    from segpipe.jobs import specs as jobspec
 
     (tmp_path / "job.yaml").write_text(
         "task: classification\nmodel: {name: resnet50, weights: 'torchvision:DEFAULT', "

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from segpipe.retrain.gate import GateConfig, decide, scalar_metrics
+from segpipe.gate_config import GateConfig
+from segpipe.retrain.gate import decide, scalar_metrics
 
 
 def gate(**kw) -> GateConfig:

@@ -1,4 +1,4 @@
-"""The retrain job kind in-process (`segpipe.pipeline.run_job`, no queue): train, register, evaluate
+"""The retrain job kind in-process (`segpipe.jobs.execute.run_job`, no queue): train, register, evaluate
 both versions on the fixed validation set, decide. The queue, a real worker and the schedule are
 exercised together in tests/integration/test_retrain.py."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segpipe.jobspec import dump_spec
-from segpipe.pipeline import JobRun, run_job
+from segpipe.jobs.execute import run_job
+from segpipe.jobs.run import JobRun
+from segpipe.jobs.specs import dump_spec
 from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.job import checkpoint_path, run_retrain
 from segpipe.stores import Stores

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from segpipe.errors import NotFoundError
-from segpipe.jobspec import RetrainSpec, load_spec
+from segpipe.jobs.specs import RetrainSpec, load_spec
 from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.tick import tick
 from segpipe.retrain.trigger import queue_retrain, signal_dataset

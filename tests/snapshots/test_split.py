@@ -64,9 +64,9 @@ def test_a_retraining_may_read_a_snapshot_and_no_other_artifact(tmp_path: Path) 
     """Snapshots live in the artifact root, not in a data root: a retraining bound to a Label Studio
     project trains on one, so the data-root confinement admits the snapshots folder (and only it)."""
     from segpipe.config import from_dict
-    from segpipe.jobspec import RetrainSpec, confine_spec
+    from segpipe.gate_config import GateConfig
+    from segpipe.jobs.specs import RetrainSpec, confine_spec
     from segpipe.paths import PathNotAllowed, confine
-    from segpipe.retrain.gate import GateConfig
     from segpipe.settings import Settings
 
     settings = Settings(home=tmp_path / "home", data_roots=[tmp_path / "data"], artifact_root=tmp_path / "artifacts")

@@ -8,10 +8,10 @@ import fsspec
 import pytest
 
 from segpipe.errors import ConfigError
+from segpipe.jobs.specs import PredictSpec
 from segpipe.storage.cache import DownloadCache
 from segpipe.storage.staging import stage_spec
 from segpipe.storage.uri import Uri
-from segpipe.jobspec import PredictSpec
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.jobspec import PredictSpec, confine_spec, dump_spec, load_spec
+from segpipe.jobs.specs import PredictSpec, confine_spec, dump_spec, load_spec
 from segpipe.paths import PathNotAllowed, confine
 from segpipe.settings import Settings
 from segpipe.storage.uri import Uri, is_uri, parse_uri, to_location

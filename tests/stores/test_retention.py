@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.engine import URL
 
-from segpipe.pipeline import release_inbox
+from segpipe.jobs.execute import release_inbox
 from segpipe.retention import collect
 from segpipe.stores import Job, ModelVersion, Stores
 

@@ -2,7 +2,7 @@
 
 The prompt (`box_context`) and the task's image are checked here, so what a worker gets is a box that
 covers part of an admitted image of an instance model. The image goes into the inbox like an
-interactive prediction's (`predictions.write_inbox`), ONE ``box-mask`` job (`segpipe.box_masks`) is
+interactive prediction's (`predictions.write_inbox`), ONE ``box-mask`` job (`segpipe.jobs.box_mask`) is
 queued on the ``interactive`` queue, and the request waits for it up to ``SEGPIPE_LS_PREDICT_TIMEOUT``.
 Its row becomes the region through the export layer's converter (`segpipe.masks.formats.label_studio`):
 a ``brushlabels`` region (Label Studio's brush RLE), or polygons when the project labels with
@@ -31,14 +31,14 @@ from segpipe.api.labelstudio.predictions import (
 )
 from segpipe.api.labelstudio.task_images import TaskImage
 from segpipe.data.admission import ImageLimits, admit_bytes
-from segpipe.jobspec import BoxMaskSpec
+from segpipe.jobs.specs import BoxMaskSpec
 from segpipe.masks.formats.label_studio import regions
 from segpipe.masks.rows import PredictionRow
 from segpipe.settings import Settings
 from segpipe.stores.models import TERMINAL_STATES
 
 POLL_SECONDS = 0.01  # an annotator waits on this one: the job row is read every 10 ms
-RESULT = "box_mask.json"  # `segpipe.box_masks.RESULT` (the API does not import the worker side)
+RESULT = "box_mask.json"  # `segpipe.jobs.box_mask.RESULT` (the API does not import the worker side)
 
 
 def check_prompt(model: ModelInfo, control: Control, prompt: BoxPrompt) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from segpipe.api.errors import ApiError
 from segpipe.errors import ConfigError
-from segpipe.jobspec import version_ref
-from segpipe.pipeline import resolve_version
+from segpipe.jobs.model_refs import resolve_version
+from segpipe.jobs.specs import version_ref
 from segpipe.run_files import version_categories
 from segpipe.stores import Stores
 

@@ -192,7 +192,7 @@ def label_next_page(
 
 def _job_images(ctx: ApiContext, job_id: str) -> str | None:
     """A predict job's image folder, as its spec names it (None when it cannot be read)."""
-    from segpipe.jobspec import load_spec
+    from segpipe.jobs.specs import load_spec
 
     stored = ctx.stores.jobs.get(job_id)
     if stored.kind != "predict":

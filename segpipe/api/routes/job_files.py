@@ -249,7 +249,7 @@ def job_export(
 ) -> FileResponse:
     """A predict job's stored predictions in any export format, ready for CVAT / Label Studio as they are.
     While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
-    from segpipe.job_exports import export_job, job_source
+    from segpipe.jobs.exports import export_job, job_source
     from segpipe.masks.formats import parse_category_ids
 
     job = ctx.stores.jobs.get(job_id)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from segpipe.api.auth import bearer_scheme, caller, presented_token
 from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
-from segpipe.jobkinds import QUEUES
+from segpipe.job_kinds import QUEUES
 from segpipe.metrics.collectors import BuildInfo, JobStates, QueueDepth
 from segpipe.metrics.exposition import scrape
 

@@ -49,7 +49,7 @@ def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] |
     ``files``: image key → (file name, path) when the caller already resolved the images it exports
     (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
     (no torch; the API's routes): a model without ``categories.json`` is then a `ConfigError`."""
-    from segpipe.jobspec import PredictSpec, load_spec
+    from segpipe.jobs.specs import PredictSpec, load_spec
 
     job = stores.jobs.get(job_id)
     if job.kind != "predict":
@@ -72,8 +72,8 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
     small files; None when one is missing. A version reference means the version the job ran with."""
     from segpipe.config import parse_yaml
     from segpipe.errors import SegpipeError
-    from segpipe.jobspec import version_ref
-    from segpipe.pipeline import resolve_version
+    from segpipe.jobs.model_refs import resolve_version
+    from segpipe.jobs.specs import version_ref
     from segpipe.run_files import CATEGORIES, CONFIG, read_categories, version_categories_file
 
     task: str | None = None
@@ -105,7 +105,7 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
 def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, list[tuple[int, str]]]:
     from segpipe.data.categories import CategoryMap
     from segpipe.engine.checkpoint import load_checkpoint
-    from segpipe.pipeline import resolve_model_ref
+    from segpipe.jobs.model_refs import resolve_model_ref
     from segpipe.run_files import resolve_checkpoint
 
     try:

@@ -1,6 +1,6 @@
 """The checks of a job that need the model libraries, run first thing on the worker.
 
-`segpipe.preflight` refuses a bad job at submit without importing torch (the API never loads it). What only
+`segpipe.jobs.preflight` refuses a bad job at submit without importing torch (the API never loads it). What only
 torch-side code can check runs here, before any data is read or any network is built, so the job fails at
 once with a `ConfigError` naming the key, as a refusal at submit would have:
 

@@ -3,7 +3,7 @@
 A job that will fail on its config must be refused when it is submitted (HTTP 422 / 403), not
 minutes later on a worker. `preflight` takes the spec *as it will be stored* (dumped and read back,
 the way the worker reads it), checks that it parses back to the same kind of spec (a storage bug
-cannot hide), and runs the kind's own check: the ``preflight`` of its entry in `segpipe.jobkinds`,
+cannot hide), and runs the kind's own check: the ``preflight`` of its entry in `segpipe.job_kinds`,
 inside the job's path confinement. Those checks are built from the helpers here, which build what
 needs no data loading or model weights:
 
@@ -20,7 +20,7 @@ reports that per image and annotation), and a referenced training job that later
 
 Nothing here imports torch, torchvision, smp or albumentations (which imports torch): the API runs these
 checks. What needs them, building a custom ``augment.pipeline`` and the model registry's own check, runs
-first thing on the worker (`segpipe.build_checks`), failing the job with the same message naming the key.
+first thing on the worker (`segpipe.jobs.build_checks`), failing the job with the same message naming the key.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segpipe import jobkinds
+from segpipe import job_kinds
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
-from segpipe.jobspec import PredictSpec, Spec, dump_spec, load_spec, version_ref
+from segpipe.jobs.specs import PredictSpec, Spec, dump_spec, load_spec, version_ref
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
 from segpipe.stores import Stores
@@ -41,7 +41,7 @@ def preflight(kind: str, spec: Spec, stores: Stores, settings: Settings) -> Spec
     """The stored form of `spec`, read back as the worker will; raises ConfigError (or PathNotAllowed)
     naming the key when the job could not run."""
     stored = load_spec(kind, dump_spec(spec), source=f"{kind} job (as stored)")
-    check = jobkinds.get(kind).preflight
+    check = job_kinds.get(kind).preflight
     if check is not None:
         with confined_to(settings.roots):
             check(stored, stores)
@@ -120,7 +120,7 @@ def check_model_ref(ref: str, stores: Stores) -> None:
             raise ConfigError(f"model {ref}: job {job_id} {job.state}; it has no model to use")
         return
     if version_ref(ref) is not None:
-        from segpipe.pipeline import resolve_version
+        from segpipe.jobs.model_refs import resolve_version
 
         resolve_version(ref, stores)
         return

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from segpipe.errors import DataError
 
 if TYPE_CHECKING:
-    from segpipe.jobspec import BoxMaskSpec
-    from segpipe.pipeline import JobRun
+    from segpipe.jobs.run import JobRun
+    from segpipe.jobs.specs import BoxMaskSpec
 
 RESULT = "box_mask.json"
 
@@ -38,10 +38,10 @@ def box_pixels(box: tuple[float, float, float, float], height: int, width: int) 
 def run_box_mask(run: JobRun, spec: BoxMaskSpec) -> dict[str, str]:
     from segpipe.data.images import read_image
     from segpipe.engine.model_cache import cached_model
+    from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
     from segpipe.masks import encode
     from segpipe.masks.rows import prediction_rows
     from segpipe.models.box_prompt import mask_for_box
-    from segpipe.pipeline import resolve_model_ref, resolve_version
     from segpipe.prediction import Instance, Prediction
     from segpipe.storage.disk import write_text_atomic
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 from segpipe.engine.predict import ImageItem, image_items
 from segpipe.errors import ConfigError
-from segpipe.jobspec import PredictSpec
+from segpipe.jobs.specs import PredictSpec
 from segpipe.storage.cache import DownloadCache
 from segpipe.storage.uri import Uri, is_uri
 

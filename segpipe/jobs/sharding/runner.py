@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from segpipe.jobspec import ShardSpec
+from segpipe.jobs.specs import ShardSpec
 from segpipe.stores.predictions import PredictionBuffer
 
 if TYPE_CHECKING:
-    from segpipe.pipeline import JobRun
+    from segpipe.jobs.run import JobRun
 
 
 class _Stop(Exception):
@@ -25,12 +25,13 @@ class _Stop(Exception):
 def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     from segpipe.engine.model_cache import cached_model
     from segpipe.engine.predict import predict_items
+    from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
+    from segpipe.jobs.prediction import record_failed_image
     from segpipe.masks.rows import prediction_rows
-    from segpipe.pipeline import record_failed_image, resolve_model_ref, resolve_version
 
     stores, spec, parent = run.stores, shard.spec, shard.parent
     done = stores.predictions.done_images(parent)
-    from segpipe.sharding.listing import local_items
+    from segpipe.jobs.sharding.listing import local_items
     from segpipe.storage.cache import worker_cache
 
     todo_keys = [it for it in shard.items if str(it[1]) not in done]

@@ -36,7 +36,7 @@ from segpipe.elastic.launch import (
 )
 from segpipe.elastic.rank import RESULT, RankContext
 from segpipe.errors import ConfigError, SegpipeError
-from segpipe.jobspec import NodeSpec, dump_spec
+from segpipe.jobs.specs import NodeSpec, dump_spec
 
 log = logging.getLogger("segpipe.elastic")
 NODE_KIND = "train-node"
@@ -51,7 +51,9 @@ def node_job_id(job_id: str, attempt: int, node: int) -> str:
 
 def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
     """The ``train`` kind when ``resources`` asks for more than one rank: this worker is node 0."""
-    from segpipe.pipeline import finish_train, resolve_weights_ref, staged
+    from segpipe.jobs.model_refs import resolve_weights_ref
+    from segpipe.jobs.run import staged
+    from segpipe.jobs.training import finish_train
 
     res = spec.resources
     submitted = spec.model_copy(deep=True)  # what the other nodes stage and resolve for themselves
@@ -102,7 +104,8 @@ def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
 
 def run_node(run: Any, spec: NodeSpec) -> dict[str, str]:
     """The ``train-node`` kind: one more host of a multi-node training, joining its rendezvous."""
-    from segpipe.pipeline import resolve_weights_ref, staged
+    from segpipe.jobs.model_refs import resolve_weights_ref
+    from segpipe.jobs.run import staged
 
     config = staged(run, spec.config)
     run_dir = run.stores.artifacts.job_dir(spec.parent, create=True) / "run"

@@ -8,13 +8,13 @@
                 fine_tune_from_production, trigger}`` — queued by the retraining schedule or
                 ``segpipe retrain`` (`segpipe.retrain.trigger`), never through ``POST /jobs``.
 - ``predict-shard``: ``{parent, index, count, spec: PredictSpec, items: [[path, image_id, name]…]}`` —
-                one slice of a large predict job, queued by the parent (`segpipe.sharding`).
+                one slice of a large predict job, queued by the parent (`segpipe.jobs.sharding`).
 - ``train-node``: ``{parent, node, endpoint, run_id, leader_owner, config: JobConfig}`` — one host of a
                 multi-node training, queued by the training job's first node (`segpipe.elastic`).
 - ``box-mask``: ``{model: REF, image: FILE, box: [x, y, width, height] (percent), label: NAME?}`` — the
                 mask of the object inside a box an annotator drew, queued by the Label Studio backend.
 
-Which kinds exist, their queue and runner: `segpipe.jobkinds` (the one registry).
+Which kinds exist, their queue and runner: `segpipe.job_kinds` (the one registry).
 
 A model REF is ``job:<train job id>``, ``NAME@production`` / ``NAME@<version>`` (model versions), or a
 run directory / checkpoint path inside the data or artifact roots. Every path is confined to the
@@ -31,8 +31,8 @@ from pydantic import Field, ValidationError
 from segpipe import config as config_mod
 from segpipe.config import DataConfig, JobConfig, PredictConfig, Section, SourceConfig
 from segpipe.errors import ConfigError
+from segpipe.gate_config import GateConfig
 from segpipe.paths import confine
-from segpipe.retrain.gate import GateConfig
 from segpipe.storage.uri import Location
 
 # Model names: what a version reference NAME@… and a URL path segment can carry.
@@ -97,7 +97,7 @@ class NodeSpec(Section):
 
 
 class BoxMaskSpec(Section):
-    """One drawn box → the mask of the object inside it (`segpipe.box_masks`), for Label Studio's smart tool.
+    """One drawn box → the mask of the object inside it (`segpipe.jobs.box_mask`), for Label Studio's smart tool.
 
     ``box`` is Label Studio's own rectangle: top-left ``x, y`` and ``width, height`` in percent of the
     image as displayed, so the worker scales it by the size it decodes (EXIF orientation applied).
@@ -115,9 +115,9 @@ Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec | NodeSp
 
 def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:
     """Validate a job document of `kind` (paths still as given); `ConfigError` names the known kinds."""
-    from segpipe import jobkinds
+    from segpipe import job_kinds
 
-    model = jobkinds.get(kind).spec
+    model = job_kinds.get(kind).spec
     if model is None:
         return config_mod.from_dict(raw, source=source)
     try:

@@ -17,20 +17,20 @@ import logging
 from typing import TYPE_CHECKING
 
 from segpipe.errors import SegpipeError
-from segpipe.jobspec import PredictSpec, ShardSpec, dump_spec
+from segpipe.jobs.specs import PredictSpec, ShardSpec, dump_spec
 from segpipe.stores import Job, Stores
 
 if TYPE_CHECKING:
-    from segpipe.pipeline import JobRun, Publish
+    from segpipe.jobs.run import JobRun, Publish
 
-log = logging.getLogger("segpipe.sharding")
+log = logging.getLogger("segpipe.jobs.sharding")
 
 
 def coordinate(run: JobRun, spec: PredictSpec) -> dict[str, str] | None:
     """Split, wait for or finish a sharded predict job; None when the job is small enough for one piece.
 
     Raises `HandedOff` once the shards are on the queue (the parent's row stays running)."""
-    from segpipe.pipeline import HandedOff, LeaseLost
+    from segpipe.jobs.run import HandedOff, LeaseLost
 
     stores = run.stores
     children = stores.shards.children(run.job_id)
@@ -55,7 +55,7 @@ def coordinate(run: JobRun, spec: PredictSpec) -> dict[str, str] | None:
 
 
 def _split(run: JobRun, spec: PredictSpec) -> list[Job]:
-    from segpipe.sharding.listing import list_items
+    from segpipe.jobs.sharding.listing import list_items
     from segpipe.storage.cache import worker_cache
 
     items = list_items(spec, worker_cache(run.settings))
@@ -109,7 +109,7 @@ def finish(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[str, str
 
 def write_exports(run: JobRun, spec: PredictSpec, shards: int) -> dict[str, str]:
     """Every format from the store, as an unsharded job exports (each image exactly once)."""
-    from segpipe.pipeline import export_predictions
+    from segpipe.jobs.prediction import export_predictions
 
     artifacts = export_predictions(run, spec)
     done = run.stores.predictions.count_images(run.job_id)

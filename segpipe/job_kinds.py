@@ -1,13 +1,13 @@
 """Job kinds: the one front door. A kind is one `JobKind` entry — its spec model, its runner, its
-default queue, its submit-time check and whether people may submit it — that `jobspec` (parsing),
-`service` (submit, queue), `preflight` (submit-time checks), `pipeline` (running), the store
+default queue, its submit-time check and whether people may submit it — that `jobs.specs` (parsing),
+`service` (submit, queue), `jobs.preflight` (submit-time checks), `jobs.execute` (running), the store
 (allowed kinds), the API schema and the CLI all read.
 
 Adding a kind = one `register(...)` below plus its spec class, runner and check, nothing else.
 
 Runners are named as ``(module, function)`` and imported when a job of that kind first runs, so
 reading the registry (the API, the CLI) does not import torch. These names are code, never config.
-The checks below import `segpipe.preflight`'s helpers only when they run: reading the registry
+The checks below import `segpipe.jobs.preflight`'s helpers only when they run: reading the registry
 need not import the stores, and `preflight` (which reads this registry) imports it at its top.
 """
 
@@ -22,7 +22,7 @@ from segpipe.registry import Registry
 
 if TYPE_CHECKING:
     from segpipe.config import JobConfig, Section
-    from segpipe.jobspec import EvaluateSpec, PredictSpec
+    from segpipe.jobs.specs import EvaluateSpec, PredictSpec
     from segpipe.stores import Stores
 
 # A submit-time check: ``check(stored_spec, stores)`` raises ConfigError naming the key (see `preflight`).
@@ -86,41 +86,41 @@ def submittable() -> tuple[str, ...]:
 
 
 def _preflight_train(config: JobConfig, _stores: Stores) -> None:
-    from segpipe.preflight import check_train_config
+    from segpipe.jobs.preflight import check_train_config
 
     check_train_config(config)
 
 
 def _preflight_evaluate(spec: EvaluateSpec, stores: Stores) -> None:
-    from segpipe.preflight import check_data, check_model_ref
+    from segpipe.jobs.preflight import check_data, check_model_ref
 
     check_model_ref(spec.model, stores)
     check_data(spec.data, "data")
 
 
 def _preflight_predict(spec: PredictSpec, stores: Stores) -> None:
-    from segpipe.preflight import check_model_ref, check_predict_images
+    from segpipe.jobs.preflight import check_model_ref, check_predict_images
 
     check_model_ref(spec.model, stores)
     check_predict_images(spec)
 
 
 def _register_builtin() -> None:
-    from segpipe.jobspec import BoxMaskSpec, EvaluateSpec, NodeSpec, PredictSpec, RetrainSpec, ShardSpec
+    from segpipe.jobs.specs import BoxMaskSpec, EvaluateSpec, NodeSpec, PredictSpec, RetrainSpec, ShardSpec
 
-    register(JobKind("train", None, ("segpipe.pipeline", "run_train"), preflight=_preflight_train,
+    register(JobKind("train", None, ("segpipe.jobs.training", "run_train"), preflight=_preflight_train,
                      description="train a model from a job config; a named config also registers a version"))
-    register(JobKind("evaluate", EvaluateSpec, ("segpipe.pipeline", "run_evaluate"), preflight=_preflight_evaluate,
+    register(JobKind("evaluate", EvaluateSpec, ("segpipe.jobs.evaluation", "run_evaluate"), preflight=_preflight_evaluate,
                      description="evaluate a model on a dataset split"))
-    register(JobKind("predict", PredictSpec, ("segpipe.pipeline", "run_predict"), preflight=_preflight_predict,
+    register(JobKind("predict", PredictSpec, ("segpipe.jobs.prediction", "run_predict"), preflight=_preflight_predict,
                      description="predict a folder of images; large jobs are split into predict-shard jobs"))
-    register(JobKind("retrain", RetrainSpec, ("segpipe.pipeline", "run_retrain"), submittable=False,
+    register(JobKind("retrain", RetrainSpec, ("segpipe.jobs.training", "run_retrain"), submittable=False,
                      description="scheduled retraining: train, evaluate against production, gate the promotion"))
-    register(JobKind("predict-shard", ShardSpec, ("segpipe.sharding.runner", "run_shard"), submittable=False,
+    register(JobKind("predict-shard", ShardSpec, ("segpipe.jobs.sharding.runner", "run_shard"), submittable=False,
                      description="one slice of a sharded predict job (queued by its parent)"))
-    register(JobKind("train-node", NodeSpec, ("segpipe.elastic.jobs", "run_node"), submittable=False,
+    register(JobKind("train-node", NodeSpec, ("segpipe.jobs.distributed", "run_node"), submittable=False,
                      description="one host of a multi-node training (queued by the training's first node)"))
-    register(JobKind("box-mask", BoxMaskSpec, ("segpipe.box_masks", "run_box_mask"), queue="interactive",
+    register(JobKind("box-mask", BoxMaskSpec, ("segpipe.jobs.box_mask", "run_box_mask"), queue="interactive",
                      submittable=False, description="the mask of the object inside a drawn box (queued by the "
                                                     "Label Studio backend for its smart rectangle tool)"))
 
