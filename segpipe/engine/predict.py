@@ -26,9 +26,10 @@ from torch import nn
 from segpipe import config as config_mod
 from segpipe.config import JobConfig, PredictConfig
 from segpipe.data.categories import CategoryMap
+from segpipe.data.image_list import ImageItem, image_items  # noqa: F401 - image_items: re-exported for its callers
 from segpipe.data.images import read_image
 from segpipe.data.sample import ImageId
-from segpipe.engine.checkpoint import BEST, LAST, load_checkpoint
+from segpipe.engine.checkpoint import load_checkpoint
 from segpipe.engine.distributed import DistInfo, device_for
 from segpipe.engine.train import autocast
 from segpipe.errors import ConfigError, DataError
@@ -38,6 +39,7 @@ from segpipe.models.adapter import TaskAdapter
 from segpipe.prediction import Prediction
 from segpipe.ranking.fingerprints import dhash
 from segpipe.vocabulary import IGNORE_INDEX
+from segpipe.run_files import resolve_checkpoint
 
 
 @dataclass
@@ -56,28 +58,6 @@ class LoadedModel:
     @cached_property
     def eval_transform(self) -> Any:
         return self.adapter.eval_transform(self.config.augment, self.config.train.image_size)
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """One image to predict: where it is, the id to report, and the name its output files get."""
-
-    path: Path
-    image_id: ImageId
-    name: str
-
-
-def resolve_checkpoint(model_ref: str | Path) -> Path:
-    """A run directory (its best.pt, else last.pt) or a checkpoint file."""
-    ref = Path(model_ref)
-    if ref.is_dir():
-        for name in (BEST, LAST):
-            if (ref / name).is_file():
-                return ref / name
-        raise ConfigError(f"{ref}: run directory has no {BEST} or {LAST}")
-    if not ref.is_file():
-        raise ConfigError(f"{ref}: no such run directory or checkpoint")
-    return ref
 
 
 def load_model(model_ref: str | Path, device: str = "auto") -> LoadedModel:
@@ -160,35 +140,3 @@ def predict_arrays(
         loaded.model, images, list(image_ids), cfg, transform=loaded.eval_transform, device=loaded.device,
         autocast=lambda: autocast(loaded.device, loaded.config.train.amp),
     )
-
-
-def image_items(images_dir: str | Path, annotations: str | Path | None = None) -> list[ImageItem]:
-    """The images to predict: every image under a folder (id = relative path without suffix), or the
-    images a COCO file lists (id = the COCO image id, so results import against that dataset).
-
-    Every file is confined (`segpipe.paths`): a COCO ``file_name`` that is absolute or climbs with
-    ``..`` is refused, and with a job's roots active, a file (or a symlink) resolving outside them too."""
-    from segpipe.data.folders import list_images
-    from segpipe.paths import check_read, confine_name
-
-    root = check_read(images_dir, what="images")
-    if not root.is_dir():
-        raise ConfigError(f"{images_dir}: image folder not found")
-    if annotations is None:
-        items = []
-        for path in list_images(root, recursive=True):
-            name = path.relative_to(root).with_suffix("").as_posix()
-            check_text(f"image {name[:80]}…", name, "image key")  # the key predictions are stored under
-            items.append(ImageItem(check_read(path, what=f"image {name}"), name, name))
-        if not items:
-            raise ConfigError(f"{root}: no images found (looked for .jpg, .png, .tif, .bmp, .webp)")
-        return items
-    from segpipe.data.coco import load_coco
-
-    coco = load_coco(annotations)
-    items = []
-    for info in (coco.imgs[i] for i in sorted(coco.imgs)):
-        file_name = info["file_name"]
-        path = confine_name(file_name, root, what=f"{annotations}: image {info['id']}: file_name")
-        items.append(ImageItem(path, int(info["id"]), Path(file_name).with_suffix("").as_posix()))
-    return items

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from segpipe.errors import ConfigError
@@ -72,10 +72,10 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
     """The task and (id, name) categories of the model ``ref`` that predict ``job`` names, from its run's
     small files; None when one is missing. A version reference means the version the job ran with."""
     from segpipe.config import parse_yaml
-    from segpipe.data.categories import CategoryMap
     from segpipe.errors import SegpipeError
     from segpipe.jobs.model_refs import resolve_version
     from segpipe.jobs.specs import version_ref
+    from segpipe.run_files import read_categories, version_categories_file
 
     task: str | None = None
     parsed = version_ref(ref)
@@ -90,10 +90,7 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
             if row is None or not row.checkpoint:
                 return None
             task, config = row.task, None
-            beside = PurePosixPath(row.checkpoint).parent / RunFiles.CATEGORIES
-            categories = Path(beside) if beside.is_absolute() else stores.artifacts.root / beside
-            if not categories.is_file() and not beside.is_absolute():  # an object-store root: download it
-                categories = stores.artifacts.fetch_from_root(str(beside))
+            categories = version_categories_file(stores, row.checkpoint)
         else:
             path = Path(ref)
             folder = path if path.is_dir() else path.parent
@@ -102,7 +99,7 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
             task = parse_yaml(config.read_text(encoding="utf-8"), aliases=True).get("task")
         if not isinstance(task, str) or not categories.is_file():
             return None
-        return task, categories_of(CategoryMap.load(categories))
+        return task, read_categories(categories)
     except (SegpipeError, OSError, ValueError):  # not there, not readable, or a version no longer known
         return None
 
@@ -110,8 +107,8 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
 def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, list[tuple[int, str]]]:
     from segpipe.data.categories import CategoryMap
     from segpipe.engine.checkpoint import load_checkpoint
-    from segpipe.engine.predict import resolve_checkpoint
     from segpipe.jobs.model_refs import resolve_model_ref
+    from segpipe.run_files import resolve_checkpoint
 
     try:
         # only the task and the category map are read: the weights stay on disk (a parent finishing
@@ -126,7 +123,7 @@ def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, lis
 
 
 def _image_files(spec: Any) -> dict[str, tuple[str, Path]]:
-    from segpipe.engine.predict import image_items
+    from segpipe.data.image_list import image_items
 
     files: dict[str, tuple[str, Path]] = {}
     try:

@@ -7,9 +7,9 @@ cannot hide), and runs the kind's own check: the ``preflight`` of its entry in `
 inside the job's path confinement. Those checks are built from the helpers here, which build what
 needs no data loading or model weights:
 
-- `check_train_config`: a ``data`` section; the model's name, task and own parameters (the
-  registry's checks, no network built); the training transform (preset or albumentations pipeline);
-  every data path exists; weights files exist;
+- `check_train_config`: a ``data`` section; the model's name, task and own parameters (the model
+  catalogue's checks, `segpipe.model_catalogue`: no network built, no torch); every data path exists;
+  weights files exist;
 - `check_model_ref`: a model reference names a training job / model version / checkpoint that exists;
 - `check_data`: data folders and files exist;
 - `check_predict_images`: a predict job's image list is read under the job's confinement (absolute,
@@ -17,6 +17,10 @@ needs no data loading or model weights:
 
 What it cannot know: files that change after submit, data content (the worker's dataset validation
 reports that per image and annotation), and a referenced training job that later fails.
+
+Nothing here imports torch, torchvision, smp or albumentations (which imports torch): the API runs these
+checks. What needs them, building a custom ``augment.pipeline`` and the model registry's own check, runs
+first thing on the worker (`segpipe.jobs.build_checks`), failing the job with the same message naming the key.
 """
 
 from __future__ import annotations
@@ -49,19 +53,14 @@ def check_train_config(config: JobConfig) -> None:
     if config.data is None:
         raise ConfigError("data: required key is missing (a training job needs data.train)")
     check_model_config(config.model, config.task)
-    from segpipe.data.augment import build_transform
-
-    build_transform(config.augment, config.task, config.train.image_size, train=True,
-                    ignore_index=config.data.ignore_index)
     check_data(config.data, "data")
 
 
 def check_model_config(cfg: ModelConfig, task: str) -> None:
-    """The registry's checks of a model section (name, task, own parameters) and its weight files."""
-    import segpipe.models  # noqa: F401 - registers every builder
-    from segpipe.models.registry import check_model
+    """The catalogue's checks of a model section (name, task, own parameters) and its weight files."""
+    from segpipe.model_catalogue import check_model_section
 
-    check_model(cfg, task)
+    check_model_section(cfg, task)
     from segpipe.pretrained import is_named, lookup
 
     for field in ("weights", "backbone_weights"):
@@ -123,14 +122,14 @@ def check_model_ref(ref: str, stores: Stores) -> None:
 
         resolve_version(ref, stores)
         return
-    from segpipe.engine.predict import resolve_checkpoint
+    from segpipe.run_files import resolve_checkpoint
 
     resolve_checkpoint(ref)
 
 
 def check_predict_images(spec: PredictSpec) -> None:
     """The images of a predict job exist; a local list is read now, as the worker will read it."""
-    from segpipe.engine.predict import image_items
+    from segpipe.data.image_list import image_items
     from segpipe.storage.uri import is_uri
 
     if is_uri(spec.images) or is_uri(spec.annotations):  # listed by the worker that splits the job

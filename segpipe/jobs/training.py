@@ -15,7 +15,9 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     """A training job: in this worker's process, or — when ``resources`` asks for more than one rank —
     under PyTorch's elastic agent, across the job's nodes (`segpipe.elastic`)."""
     from segpipe.engine.runner import train
+    from segpipe.jobs.build_checks import check_train_build
 
+    check_train_build(spec)  # what the API's submit-time checks leave to a process with torch
     if spec.resources.world_size > 1:
         from segpipe.jobs.distributed import run_distributed_train
 

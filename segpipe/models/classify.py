@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import torch
 import torchvision
-from pydantic import Field
 from torch import nn
 
-from segpipe.models.registry import BuildContext, Params, register_model
+from segpipe.model_params import MobileNetParams, ResNetParams, SmallCNNParams
+from segpipe.models.registry import BuildContext, register_model
 from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
-
-
-class SmallCNNParams(Params):
-    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
-    hidden: int = Field(256, ge=1, description="units of the hidden fully connected layer")
-    dropout: float = Field(0.5, ge=0, lt=1)
-    batch_norm: bool = Field(False, description="batch norm after each conv")
-    grid: int = Field(4, ge=1, description="the conv stack ends in an adaptive pool to grid×grid")
 
 
 class SmallCNN(nn.Module):
@@ -56,9 +48,7 @@ class SmallCNN(nn.Module):
 
 @register_model(
     "cnn_small",
-    tasks=("classification",),
     description="small pyramid CNN (conv-ReLU-pool blocks, FC + dropout); fast on CPU",
-    params=SmallCNNParams,
     backbone=BackboneSpec("features"),
     heads=HeadSpec(heads=("classifier.5.",)),  # the last Linear: one output per class
 )
@@ -88,14 +78,6 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
 
-class ResNetParams(Params):
-    zero_init_residual: bool = Field(False, description="zero-init the last BN of each residual block")
-
-
-class MobileNetParams(Params):
-    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the last layer")
-
-
 def _pair(value: tuple[int, ...]) -> tuple[int, int]:
     """A Conv2d setting as stored (one value per spatial dimension) as the pair its constructor takes."""
     first, second = value
@@ -105,9 +87,7 @@ def _pair(value: tuple[int, ...]) -> tuple[int, int]:
 def _torchvision_resnet(arch: str) -> None:
     @register_model(
         arch,
-        tasks=("classification",),
         description=f"torchvision {arch} (random init)",
-        params=ResNetParams,
         backbone=BackboneSpec("", skip=("fc.",)),
         heads=HeadSpec(heads=("fc.",)),
     )
@@ -121,9 +101,7 @@ def _torchvision_resnet(arch: str) -> None:
 def _torchvision_mobilenet(arch: str) -> None:
     @register_model(
         arch,
-        tasks=("classification",),
         description=f"torchvision {arch} (random init); light, good on CPU",
-        params=MobileNetParams,
         backbone=BackboneSpec("features"),
         heads=HeadSpec(heads=("classifier.3.",)),  # the last Linear of torchvision's classifier
     )

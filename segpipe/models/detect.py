@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
 from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -24,38 +23,14 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone, resn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from segpipe.errors import ConfigError
-from segpipe.models.registry import BuildContext, Params, register_model
+from segpipe.model_params import MobileNetRcnnParams, RcnnParams
+from segpipe.models.registry import BuildContext, register_model
 from segpipe.models.transfer import HeadSpec
 from segpipe.models.weights import BackboneSpec
-from segpipe.vocabulary import SCORE_FLOOR
 
 _RESNET_BODY = BackboneSpec("backbone.body", skip=("fc.",))  # ImageNet resnet: its fc is not used
 # An ImageNet mobilenet_v3_large file names the conv stack "features."; its classifier is not used.
 _MOBILENET_BODY = BackboneSpec("backbone.body", source_prefixes=("features.",), skip=("classifier.",))
-
-
-class RcnnParams(Params):
-    min_size: int | tuple[int, ...] = Field(
-        800, description="shorter side the model resizes to (a list: one picked at random in training)"
-    )
-    max_size: int = Field(1333, ge=1, description="cap on the longer side after resizing")
-    box_detections_per_img: int = Field(100, ge=1)
-    box_score_thresh: float = Field(SCORE_FLOOR, ge=0, le=1, description="detections below are dropped")
-    box_nms_thresh: float = Field(0.5, gt=0, le=1)
-    box_batch_size_per_image: int = Field(
-        512, ge=1, description="proposals sampled per image to train the box (and mask) heads"
-    )
-    rpn_batch_size_per_image: int = Field(256, ge=1, description="anchors sampled per image to train the RPN")
-    # proposals the RPN keeps per image (per FPN level before NMS, in all after it); the second-stage
-    # heads run on every kept proposal, so on a CPU with a few objects per image these set the speed
-    rpn_pre_nms_top_n_train: int = Field(2000, ge=1, description="RPN proposals per level before NMS, training")
-    rpn_pre_nms_top_n_test: int = Field(1000, ge=1, description="RPN proposals per level before NMS, inference")
-    rpn_post_nms_top_n_train: int = Field(2000, ge=1, description="RPN proposals kept after NMS, training")
-    rpn_post_nms_top_n_test: int = Field(1000, ge=1, description="RPN proposals kept after NMS, inference")
-
-
-class MobileNetRcnnParams(RcnnParams):
-    pass
 
 
 def _kwargs(p: RcnnParams) -> dict[str, Any]:
@@ -123,15 +98,10 @@ _MASK_HEADS = HeadSpec(heads=("roi_heads.box_predictor.", "roi_heads.mask_predic
 _BOX_HEADS = HeadSpec(heads=("roi_heads.box_predictor.",),
                       ignorable=("roi_heads.mask_head.", "roi_heads.mask_predictor."))
 
-_INSTANCE = ("instance",)
-_DETECTION = ("detection",)
-
 
 @register_model(
     "maskrcnn_resnet50_fpn",
-    tasks=_INSTANCE,
     description="torchvision Mask R-CNN, ResNet-50 FPN",
-    params=RcnnParams,
     backbone=_RESNET_BODY,
     heads=_MASK_HEADS,
     own_freezing=True,
@@ -143,9 +113,7 @@ def build_maskrcnn_resnet50_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
 
 @register_model(
     "maskrcnn_resnet18_fpn",
-    tasks=_INSTANCE,
     description="light Mask R-CNN, ResNet-18 FPN; trains on a CPU",
-    params=RcnnParams,
     backbone=_RESNET_BODY,
     heads=_MASK_HEADS,
     own_freezing=True,
@@ -157,9 +125,7 @@ def build_maskrcnn_resnet18_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module:
 
 @register_model(
     "maskrcnn_resnet50_fpn_v2",
-    tasks=_INSTANCE,
     description="torchvision Mask R-CNN v2, ResNet-50 FPN (improved recipe, heavier)",
-    params=RcnnParams,
     backbone=_RESNET_BODY,
     heads=_MASK_HEADS,
     own_freezing=True,
@@ -176,9 +142,7 @@ def build_maskrcnn_resnet50_fpn_v2(p: RcnnParams, ctx: BuildContext) -> nn.Modul
 
 @register_model(
     "fasterrcnn_resnet50_fpn",
-    tasks=_DETECTION,
     description="torchvision Faster R-CNN, ResNet-50 FPN",
-    params=RcnnParams,
     backbone=_RESNET_BODY,
     heads=_BOX_HEADS,
     own_freezing=True,
@@ -190,9 +154,7 @@ def build_fasterrcnn_resnet50_fpn(p: RcnnParams, ctx: BuildContext) -> nn.Module
 
 @register_model(
     "fasterrcnn_resnet50_fpn_v2",
-    tasks=_DETECTION,
     description="torchvision Faster R-CNN v2, ResNet-50 FPN (improved recipe, heavier)",
-    params=RcnnParams,
     backbone=_RESNET_BODY,
     heads=_BOX_HEADS,
     own_freezing=True,
@@ -208,9 +170,7 @@ def build_fasterrcnn_resnet50_fpn_v2(p: RcnnParams, ctx: BuildContext) -> nn.Mod
 
 @register_model(
     "fasterrcnn_mobilenet_v3_large_fpn",
-    tasks=_DETECTION,
     description="torchvision Faster R-CNN, MobileNetV3-Large FPN; light",
-    params=MobileNetRcnnParams,
     backbone=_MOBILENET_BODY,
     heads=_BOX_HEADS,
     own_freezing=True,

@@ -1,4 +1,4 @@
-"""The model registry: name → how to build it, which task kinds it serves, and its own parameters.
+"""The model registry: name → how to build it (its task kinds and own parameters: `segpipe.model_catalogue`).
 
 A config's model section is ``{name, weights, backbone_weights, in_channels, **params}``. ``params``
 are validated against the model's ``Params`` class (unknown keys are errors that list the allowed
@@ -13,31 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from segpipe.config import ModelConfig
-from segpipe.errors import ConfigError
+from segpipe.model_catalogue import CATALOGUE, check_model_section
+from segpipe.model_params import COMMON_KEYS, Params, parse_params
 from segpipe.models.finetune import freeze_backbone_batchnorm, freeze_backbone_stages
 from segpipe.models.tasks import adapter_class
 from segpipe.models.transfer import HeadSpec, LoadReport, label_rows, transfer_weights
 from segpipe.models.weights import BackboneSpec, load_backbone_weights, read_weights
 from segpipe.registry import Registry
-from segpipe.task_kinds import TASK_KINDS
 
-# The keys of a model section that every model takes; the rest belong to the model's Params.
-COMMON_KEYS = tuple(ModelConfig.model_fields)
-
-
-class Params(BaseModel):
-    """Base of every model's own parameters; unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-P = TypeVar("P", bound=Params)
+__all__ = ["COMMON_KEYS", "MODELS", "BuildContext", "ModelSpec", "Params", "build_model", "check_model",
+           "describe_models", "model_spec", "parse_params", "register_model"]
 
 
 @dataclass(frozen=True)
@@ -86,23 +76,22 @@ MODELS: Registry[ModelSpec] = Registry("model")
 def register_model(
     name: str,
     *,
-    tasks: tuple[str, ...],
     description: str,
-    params: type[Params] = Params,
     backbone: BackboneSpec,
     heads: HeadSpec = HeadSpec(),
     own_freezing: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder(params, ctx) -> nn.Module`` under `name`.
+    """Decorator registering ``builder(params, ctx) -> nn.Module`` under `name`, a model of the catalogue
+    (`segpipe.model_catalogue`: its task kinds and its ``Params`` class come from there).
 
     heads: the class-dependent layers, re-initialised when ``model.weights`` has another class count."""
-    unknown = set(tasks) - set(TASK_KINDS)
-    if unknown:
-        raise ValueError(f"model {name!r}: unknown task kinds {sorted(unknown)}")
+    if name not in CATALOGUE:
+        raise ValueError(f"model {name!r} is not in segpipe.model_catalogue (its tasks and parameters)")
+    entry = CATALOGUE.entry(name)
 
     def add(builder: Builder) -> Builder:
-        spec = ModelSpec(builder, params, backbone, heads, own_freezing)
-        MODELS.add(name, spec, description=description, tags=tasks)
+        spec = ModelSpec(builder, entry.obj.params, backbone, heads, own_freezing)
+        MODELS.add(name, spec, description=description, tags=entry.tags)
         return builder
 
     return add
@@ -161,38 +150,9 @@ def build_model_reported(
 
 def check_model(cfg: ModelConfig, task: str) -> tuple[ModelSpec, Params]:
     """Everything `build_model` checks before building: the name, the task, the model's own parameters
-    (used at submit time, so a bad model section is refused before the job is queued)."""
-    entry = MODELS.entry(cfg.name)
-    if task not in TASK_KINDS:
-        raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASK_KINDS)}")
-    if task not in entry.tags:
-        raise ConfigError(
-            f"model {cfg.name!r} does not do task {task!r} (it does {', '.join(sorted(entry.tags))}); "
-            f"models for {task}: {', '.join(MODELS.names(task))}"
-        )
-    spec = entry.obj
-    return spec, parse_params(cfg.name, spec.params, cfg.params)
-
-
-def parse_params(name: str, params_type: type[P], raw: dict[str, Any]) -> P:
-    """Validate a model's own keys; ConfigError naming the key and listing the allowed ones."""
-    try:
-        return params_type.model_validate(raw)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                own = ", ".join(params_type.model_fields) or "(none)"
-                problems.append(
-                    f"model.{key}: unknown parameter for model {name!r}; allowed: {own} "
-                    f"(and for every model: {', '.join(COMMON_KEYS)})"
-                )
-            else:
-                msg = err["msg"].removeprefix("Value error, ")
-                where = f"model.{key}" if key else f"model {name!r}"
-                problems.append(f"{where}: {msg}" + (f" (got {err['input']!r})" if key else ""))
-        raise ConfigError("; ".join(problems)) from None
+    (`segpipe.model_catalogue.check_model_section`, which the API runs at submit without this module)."""
+    params = check_model_section(cfg, task)
+    return MODELS.get(cfg.name), params
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -11,18 +11,16 @@ production version, to the labels of the project's labeling config, in the order
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
 
-from segpipe.data.categories import CategoryMap
-from segpipe.errors import ConfigError, NotFoundError
+from segpipe.errors import ConfigError
 from segpipe.retrain.schedule import ModelSchedule
+from segpipe.run_files import version_categories
 from segpipe.settings import Settings
 from segpipe.snapshots.formats import PullContext
 from segpipe.snapshots.pull import pull
 from segpipe.snapshots.split import split_snapshot
 from segpipe.snapshots.store import Snapshot, SnapshotStore
 from segpipe.stores import Stores
-from segpipe.vocabulary import RunFiles
 
 _LABEL = re.compile(r"<(?:Label|Choice)\b[^>]*\bvalue=\"([^\"]+)\"", re.IGNORECASE)
 
@@ -51,19 +49,7 @@ def production_categories(stores: Stores, name: str) -> list[tuple[int, str]]:
     version = stores.versions.production(name)
     if version is None or not version.checkpoint:
         return []
-    checkpoint = Path(version.checkpoint)
-    if checkpoint.is_absolute():
-        categories = checkpoint.parent / RunFiles.CATEGORIES
-    else:  # relative to the artifact root, which may be an object store: this host's copy of the file
-        try:
-            categories = stores.artifacts.fetch_from_root((PurePosixPath(version.checkpoint).parent
-                                                           / RunFiles.CATEGORIES).as_posix())
-        except NotFoundError:
-            categories = stores.artifacts.root / checkpoint.parent / RunFiles.CATEGORIES
-    if not categories.is_file():
-        raise ConfigError(f"model {name}@{version.version}: {categories} is missing; it names the classes")
-    cmap = CategoryMap.load(categories)
-    return list(zip(cmap.ids, cmap.names, strict=True))
+    return version_categories(stores, version)
 
 
 def project_labels(settings: Settings, project: int) -> list[str]:

@@ -1,7 +1,8 @@
 """``GET /jobs/{id}/export?format=…``: a predict job's stored predictions through the export registry,
 one file as it is or a zip; every image listed (also the empty one); bad formats answered with 422 naming
-the known ones or the tasks a format fits. The model is a checkpoint file holding what exports read
-(task, category map); the images are real files, so exports carry their file names."""
+the known ones or the tasks a format fits. The model is a run folder holding what exports read (its
+``config.yaml`` naming the task, ``categories.json``) beside a checkpoint the API never loads; the images
+are real files, so exports carry their file names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
+import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -24,11 +25,14 @@ MASKS = [box_mask(4, 20, 5, 30), disc_mask(32, 45, 9)]
 
 
 def _model(tmp_path: Path, task: str) -> Path:
-    path = tmp_path / f"{task}.pt"
+    """A run folder as training leaves it: what exports read, and a checkpoint anything loading would choke on."""
+    run = tmp_path / "runs" / task
+    run.mkdir(parents=True, exist_ok=True)
     offset = 0 if task == "classification" else 1
-    cmap = CategoryMap((7, 9), ("cat", "dog"), offset=offset)
-    torch.save({"model": {}, "task": task, "category_map": cmap.to_dict(), "config": ""}, path)
-    return path
+    CategoryMap((7, 9), ("cat", "dog"), offset=offset).save(run / "categories.json")
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": task}))
+    (run / "best.pt").write_bytes(b"not a checkpoint: the API reads the small files beside it")
+    return run / "best.pt"
 
 
 def _job(stores: Stores, tmp_path: Path, task: str = "instance") -> str:
@@ -165,3 +169,14 @@ def test_unknown_or_malformed_categories_are_422(sqlite_client: TestClient, sqli
     assert r.json()["error"] == f"job {job_id}: unknown category id(s) 1, 8; the categories are: 7 (cat), 9 (dog)"
     r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco", "categories": "dog"}, headers=ANNOTATOR)
     assert r.status_code == 422 and "categories" in r.text, r.text
+
+
+def test_a_model_without_its_small_files_is_refused_not_loaded(sqlite_client: TestClient, sqlite_stores: Stores,
+                                                                tmp_path: Path) -> None:
+    """A checkpoint with no categories.json beside it (a run from before segpipe wrote one): the API does not
+    load it to find the classes, it says how to export the job instead."""
+    job_id = _job(sqlite_stores, tmp_path)
+    (tmp_path / "runs" / "instance" / "categories.json").unlink()
+    r = sqlite_client.get(f"/jobs/{job_id}/export", params={"format": "coco"}, headers=ANNOTATOR)
+    assert r.status_code == 422, r.text
+    assert "cannot be read without loading it" in r.json()["error"] and "segpipe masks" in r.json()["error"]

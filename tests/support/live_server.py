@@ -24,18 +24,28 @@ def live_api(env: dict[str, str], log: Path, timeout: float = 60.0, command: Seq
 
     ``command`` (default: uvicorn on the app factory) is the server's command line without its port:
     ``--port N`` is appended."""
+    with live_api_process(env, log, timeout, command) as (base, _proc):
+        yield base
+
+
+@contextmanager
+def live_api_process(env: dict[str, str], log: Path, timeout: float = 60.0, command: Sequence[str] | None = None,
+                     repo: Path = REPO, poll: float = 0.2) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`live_api`, yielding the server process too (its pid: /proc/<pid>/…); ``repo``: the checkout it runs
+    from (its ``segpipe`` package is the one imported); ``poll``: seconds between /health tries."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env}
+    full_env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", **env}
     base_cmd = list(command) if command is not None else [
         sys.executable, "-m", "uvicorn", "segpipe.api.app:create_app", "--factory", "--host", "127.0.0.1",
         "--log-level", "warning"]
     cmd = [*base_cmd, "--port", str(port)]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=repo)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(f"{base}/health"), what="uvicorn", timeout=timeout, process=proc, log=log)
-        yield base
+        wait_until(lambda: _answers(f"{base}/health"), what="uvicorn", timeout=timeout, process=proc, log=log,
+                   interval=poll)
+        yield base, proc
     finally:
         stop_process(proc, grace=10)
 

@@ -8,15 +8,13 @@ checkpoint: the API reads that file, it never loads the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from segpipe.api.errors import ApiError
-from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
 from segpipe.jobs.model_refs import resolve_version
 from segpipe.jobs.specs import version_ref
+from segpipe.run_files import version_categories
 from segpipe.stores import Stores
-from segpipe.vocabulary import RunFiles
 
 
 @dataclass(frozen=True)
@@ -48,13 +46,8 @@ def resolve_model(stores: Stores, ref: str) -> ModelInfo:
         raise ApiError(404, f"model {ref} has no such version; models: {', '.join(known) or 'none'}") from None
     if version is None:
         raise ApiError(404, f"model {ref} has no such version")
-    if not version.checkpoint:
-        raise ApiError(422, f"model {ref} ({version.name}@{version.version}) has no checkpoint")
-    checkpoint = Path(version.checkpoint)
-    if not checkpoint.is_absolute():
-        checkpoint = stores.artifacts.root / checkpoint
-    categories_file = checkpoint.parent / RunFiles.CATEGORIES
-    if not categories_file.is_file():
-        raise ApiError(422, f"model {version.name}@{version.version}: {categories_file} is missing; it names the classes")
-    cmap = CategoryMap.load(categories_file)
-    return ModelInfo(ref, version.name, version.version, version.task, list(zip(cmap.ids, cmap.names, strict=True)))
+    try:
+        categories = version_categories(stores, version)
+    except ConfigError as e:  # no checkpoint, or no categories.json beside it
+        raise ApiError(422, str(e)) from None
+    return ModelInfo(ref, version.name, version.version, version.task, categories)

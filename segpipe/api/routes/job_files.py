@@ -250,7 +250,7 @@ def job_export(
 ) -> FileResponse:
     """A predict job's stored predictions in any prediction format, ready for CVAT / Label Studio as they are.
     While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
-    from segpipe.jobs.exports import export_job
+    from segpipe.jobs.exports import export_job, job_source
     from segpipe.masks.formats import parse_category_ids
 
     job = ctx.stores.jobs.get(job_id)
@@ -261,7 +261,9 @@ def job_export(
     scratch = Path(tempfile.mkdtemp(prefix=f"segpipe-export-{job_id}-"))
     cleanup = BackgroundTask(shutil.rmtree, scratch, ignore_errors=True)
     try:
-        files = export_job(ctx.stores, job_id, scratch / "out", names, score_threshold=score_threshold,
+        # the model's task and classes from its run's small files: the API never loads a checkpoint (torch)
+        source = job_source(ctx.stores, job_id, checkpoint_fallback=False)
+        files = export_job(ctx.stores, job_id, scratch / "out", names, source=source, score_threshold=score_threshold,
                            image_url_prefix=image_url_prefix, segmentation=segmentation,
                            only_categories=only_categories,
                            suppress_duplicates={"auto": None, "suppress": True, "keep": False}[duplicates])
