@@ -73,7 +73,7 @@ def main() -> None:
               "rss_served_mib": "VmRSS after the requests (MiB)"}
     for k in keys:
         print(f"{labels[k]:<34}{med['before'][k]:>10.2f}{med['after'][k]:>10.2f}{med['after'][k] / med['before'][k]:>14.2f}")
-    print(f"{'torch loaded after the requests':<34}{str(loaded['before']):>10}{str(loaded['after']):>10}")
+    print(f"{'torch loaded after the requests':<34}{loaded['before']!s:>10}{loaded['after']!s:>10}")
     print(json.dumps({"rounds": args.rounds, "median": med, "torch_loaded": loaded, "runs": results}))
 
 

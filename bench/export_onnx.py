@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import emit, interleave, machine, print_table
 
-from segpipe.data.categories import CategoryMap  # noqa: E402
-from segpipe.data.synthetic import SHAPE_CATEGORIES  # noqa: E402
-from segpipe.model_export import MODEL_EXPORT_FORMATS, export_model  # noqa: E402
-from segpipe.model_export.graph import graph_spec, model_inputs  # noqa: E402
-from segpipe.engine.predict import load_model  # noqa: E402
-from tests.model_export.conftest import write_checkpoint  # noqa: E402
+from segpipe.data.categories import CategoryMap
+from segpipe.data.synthetic import SHAPE_CATEGORIES
+from segpipe.engine.predict import load_model
+from segpipe.model_export import MODEL_EXPORT_FORMATS, export_model
+from segpipe.model_export.graph import graph_spec, model_inputs
+from tests.model_export.conftest import write_checkpoint
 
 SHAPES = CategoryMap(tuple(c for c, _ in SHAPE_CATEGORIES), tuple(n for _, n in SHAPE_CATEGORIES), offset=1)
 CLASSES = CategoryMap(SHAPES.ids, SHAPES.names, offset=0)

@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO))
 from segpipe.data.synthetic import make_shapes_coco  # noqa: E402
 from segpipe.masks.encode import mask_to_rle  # noqa: E402
 from segpipe.stores import Stores  # noqa: E402
-from tests.support.live_server import live_api  # noqa: E402
 from tests.api.pages.conftest import CHROMIUM, CHROMIUM_ARGS, log_in  # noqa: E402
+from tests.support.live_server import live_api  # noqa: E402
 
 
 def build(root: Path) -> tuple[dict[str, str], str]:

@@ -76,7 +76,7 @@ class SourceConfig(Section):
             own = {k: to_location(raw[k]) for k in theirs if raw[k] is not None}
             raw = {k: v for k, v in raw.items() if k not in theirs}
         source = handler(raw)
-        source._layout_paths.update(own)
+        source._layout_paths.update(own)  # noqa: SLF001 - the model's own private state, set as it is built
         try:
             layouts.layout_for(source.paths())
         except ConfigError as e:
@@ -87,7 +87,7 @@ class SourceConfig(Section):
     def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return {**handler(self), **{k: str(v) for k, v in self._layout_paths.items()}}
 
-    def path(self, key: str) -> Any:  # noqa: ANN401 - a Path or a Uri (`Location`)
+    def path(self, key: str) -> Any:
         """The path or URI at `key` (a declared field or a registered layout's own key), or None."""
         if key in type(self).model_fields:
             return getattr(self, key)
@@ -102,7 +102,7 @@ class SourceConfig(Section):
             return given
         return {k: given[k] for k in order}
 
-    def set_path(self, key: str, value: Any) -> None:  # noqa: ANN401 - a Path or a Uri
+    def set_path(self, key: str, value: Any) -> None:
         """Replace the path at `key` (resolution and confinement write back through this)."""
         if key in type(self).model_fields:
             setattr(self, key, value)
@@ -453,7 +453,7 @@ def resolve_paths(model: BaseModel, base: Path) -> None:
             model.set_path(key, resolve_location(value, base))
 
 
-def resolve_location(value: Any, base: Path) -> Any:  # noqa: ANN401 - str, Path or Uri in, the same out
+def resolve_location(value: Any, base: Path) -> Any:
     """A path written in a file whose folder is `base`: an object-store URI (``s3://…``) and an absolute
     path stay as written; a relative path is taken from `base`. Text stays text."""
     from segpipe.storage.uri import is_uri

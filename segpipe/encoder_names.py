@@ -398,7 +398,7 @@ def generate() -> str:
                              break_on_hyphens=False)
         return f"# {doc}\n{name}: frozenset[str] = frozenset({{\n{body},\n}})\n"
 
-    source = open(__file__, encoding="utf-8").read()  # noqa: PTH123, SIM115 - this module's own text
+    source = open(__file__, encoding="utf-8").read()  # noqa: SIM115 - this module's own text
     head, _, rest = source.partition("# segmentation_models_pytorch")
     tail = rest[rest.index("\n\ndef check_encoder"):]
     return (head + block("SMP_ENCODERS", smp.encoders.get_encoder_names(),

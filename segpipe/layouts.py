@@ -75,10 +75,10 @@ class Layout:
                               f"only fits {fits}, not {task}")
 
     def reader(self) -> Reader:
-        return _function(self.read)  # type: ignore[return-value]
+        return _function(self.read)
 
     def validator(self) -> Validator:
-        return _function(self.validate)  # type: ignore[return-value]
+        return _function(self.validate)
 
     def hash_paths(self, source: SourceConfig) -> list[Any]:
         """The files and folders (paths or URIs) whose content identifies this split's data."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from segpipe.config import TASK_KINDS, ModelConfig
+from segpipe.config import ModelConfig
 from segpipe.errors import ConfigError
 from segpipe.model_params import (
     DeepLabV3PlusParams,
@@ -24,7 +24,7 @@ from segpipe.model_params import (
     parse_params,
 )
 from segpipe.registry import Registry
-from segpipe.task_kinds import CLASS_TASKS, DENSE_TASKS
+from segpipe.task_kinds import CLASS_TASKS, DENSE_TASKS, TASK_KINDS
 
 
 @dataclass(frozen=True)

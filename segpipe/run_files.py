@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from segpipe.stores import Stores
     from segpipe.stores.models import ModelVersion
 
-from segpipe.vocabulary import RunFiles  # noqa: E402 - after the TYPE_CHECKING block, with the names it gives
+from segpipe.vocabulary import RunFiles
 
 LAST, BEST, CATEGORIES, CONFIG = RunFiles.LAST, RunFiles.BEST, RunFiles.CATEGORIES, RunFiles.CONFIG
 

@@ -50,6 +50,6 @@ class RunFiles:
     #: The small files of a finished run, in the order the job layer registers them.
     SUMMARY: tuple[str, ...] = (CONFIG, CATEGORIES, METRICS, METRICS_LOG, VALIDATION)
     #: What a train job registers as its artifacts (plots and TensorBoard events besides).
-    ARTIFACTS: tuple[str, ...] = SUMMARY + (LOAD_REPORT, BEST, LAST)
+    ARTIFACTS: tuple[str, ...] = (*SUMMARY, LOAD_REPORT, BEST, LAST)
     #: What a remote artifact store keeps of a run so that another machine can resume it.
     SYNCED: tuple[str, ...] = (LAST, BEST, CONFIG, CATEGORIES, METRICS_LOG)

@@ -35,18 +35,18 @@ if _XDIST_WORKER:
 
 # One real Label Studio server per test session, shared by every module that asks for it (it takes
 # minutes to start on a busy machine); defined here so that pytest sees a single session fixture.
-from tests.support.labelstudio_server import label_studio_server  # noqa: E402,F401
-# One S3-API server for the whole session: a session fixture imported into several modules would be one
-# server per module, each re-pointing AWS_ENDPOINT_URL while clients made earlier keep the old one.
-from tests.support.s3_server import s3_server  # noqa: E402,F401
-# The trained Mask R-CNN the engine's tests and the Label Studio box-to-mask test share (trained once).
-from tests.engine.instance_run import instance_run  # noqa: E402,F401
-
-
 import pytest  # noqa: E402
 
 from segpipe.settings import Settings  # noqa: E402
+
+# The trained Mask R-CNN the engine's tests and the Label Studio box-to-mask test share (trained once).
+from tests.engine.instance_run import instance_run  # noqa: E402,F401
 from tests.support.clock import Clock  # noqa: E402
+from tests.support.labelstudio_server import label_studio_server  # noqa: E402,F401
+
+# One S3-API server for the whole session: a session fixture imported into several modules would be one
+# server per module, each re-pointing AWS_ENDPOINT_URL while clients made earlier keep the old one.
+from tests.support.s3_server import s3_server  # noqa: E402,F401
 from tests.support.settings import settings_for  # noqa: E402
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.jobs.build_checks import check_train_build
 from segpipe.config import from_dict
 from segpipe.errors import ConfigError
+from segpipe.jobs.build_checks import check_train_build
 from segpipe.jobs.preflight import check_train_config
 
 BAD_PIPELINE = {"transform": {"__class_fullname__": "Compose", "transforms": [
@@ -37,7 +37,7 @@ def test_a_bad_model_parameter_is_refused_by_both(tmp_path: Path) -> None:
     check_train_build(config)
     config.model = config.model.model_copy(update={"encoder_depth": 9})
     for check in (check_train_config, check_train_build):
-        with pytest.raises(ConfigError, match="model.encoder_depth"):
+        with pytest.raises(ConfigError, match=r"model\.encoder_depth"):
             check(config)
 
 

@@ -292,8 +292,8 @@ def registries_reference() -> str:
     """What every registry holds: the names configs, the CLI and the API accept."""
     import segpipe.models  # noqa: F401 - registers the builders
     from segpipe.data.augment import PRESETS
-    from segpipe.layouts import LAYOUTS
     from segpipe.job_kinds import KINDS
+    from segpipe.layouts import LAYOUTS
     from segpipe.masks.formats import PREDICTION_FORMATS
     from segpipe.models.adapter import ADAPTERS
     from segpipe.models.registry import MODELS
@@ -349,8 +349,8 @@ def registries_reference() -> str:
         out.append(f"| `{source.name}` | `{source.obj.example}` | {_cell(source.description)} |")
     from segpipe.layouts import in_order
 
-    out += ["", "## Data layouts\n", "`data.train` / `data.val` of a job config: the keys given choose the layout "
-            "([add one](../how-to/extend.md#a-dataset-layout)).\n",
+    out += ["", "## Data layouts\n", ("`data.train` / `data.val` of a job config: the keys given choose the layout "
+            "([add one](../how-to/extend.md#a-dataset-layout)).\n"),
             "| name | keys | tasks | description |", "|---|---|---|---|"]
     for layout in in_order():
         keys = ", ".join(f"`{p.name}` ({'folder' if p.folder else 'file'})" for p in layout.paths)

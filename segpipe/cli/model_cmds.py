@@ -210,9 +210,8 @@ def rollback(
 ) -> None:
     """Put the previous production version (or --to VERSION) back into production. The decision
     records your operating-system user and the reason."""
-    from segpipe.retrain.promotion import cli_actor
+    from segpipe.retrain.promotion import cli_actor, tell_label_studio
     from segpipe.retrain.promotion import rollback as do_rollback
-    from segpipe.retrain.promotion import tell_label_studio
 
     stores, _, settings = _open()
     decision = do_rollback(stores, name, to=to, by=cli_actor(), reason=reason)

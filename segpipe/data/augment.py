@@ -367,7 +367,7 @@ def _check_node(node: Any, where: str, task: str) -> None:
     kind = TRAITS.get(task)
     needed = None if kind is None or not (kind.needs_masks or kind.instances) else (
         Targets.MASK if kind.needs_masks else Targets.BBOXES)
-    if isinstance(transform, A.DualTransform) and needed is not None and needed not in transform._targets:
+    if isinstance(transform, A.DualTransform) and needed is not None and needed not in transform._targets:  # noqa: SLF001 - albumentations says which targets a transform handles only here
         raise ConfigError(f"{where} ({short}): does not transform {needed.value.lower()}, needed for task {task}")
 
 

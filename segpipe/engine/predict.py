@@ -38,8 +38,8 @@ from segpipe.models import build_model, get_adapter
 from segpipe.models.adapter import TaskAdapter
 from segpipe.prediction import Prediction
 from segpipe.ranking.fingerprints import dhash
-from segpipe.vocabulary import IGNORE_INDEX
 from segpipe.run_files import resolve_checkpoint
+from segpipe.vocabulary import IGNORE_INDEX
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The scalar metrics each task's evaluation reports, by name: what a gate or a monitor may compare.
 
 The names are the task traits' ``metrics`` (`segpipe.task_kinds`: no torch, no evaluator imports), so a
-schedule or a config can be checked where it is loaded. ``tests/evaluation/test_metric_names.py`` runs every evaluator and adapter and fails if this
+schedule or a config can be checked where it is loaded. ``tests/evaluation/test_metric_names.py``
+runs every evaluator and adapter and fails if this
 table and what they report drift apart.
 """
 

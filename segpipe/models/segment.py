@@ -10,7 +10,6 @@ stride; the segmentation adapters pad for them (``dense_tasks.required_multiple`
 
 from __future__ import annotations
 
-
 from torch import nn
 
 from segpipe.errors import ConfigError

@@ -15,6 +15,7 @@ it is written in a temporary folder and renamed into place, and writing an exist
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -96,9 +97,9 @@ class SnapshotStore:
         snapshot = Snapshot(id=snapshot_id, sha256=sha, source=source, format=format, images=len(draft.images),
                             annotations=len(coco["annotations"]), categories=list(draft.categories),
                             created_at=datetime.now(UTC).isoformat(timespec="seconds"), path=self.location(snapshot_id))
-        if not (folder / MANIFEST).is_file():  # (a mirror copy whose upload was cut short is uploaded again)
-            if not self._build(folder, draft, coco, snapshot):
-                return self.get(snapshot_id), False
+        # (a mirror copy whose upload was cut short is uploaded again)
+        if not (folder / MANIFEST).is_file() and not self._build(folder, draft, coco, snapshot):
+            return self.get(snapshot_id), False
         if self.remote is not None:
             self._upload(folder, self.remote / snapshot_id)
         return self.get(snapshot_id), True
@@ -168,7 +169,7 @@ class SnapshotStore:
         found = [self.get(snapshot_id) for snapshot_id in self._ids()]
         return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
 
-    def _ids(self) -> list[str]:
+    def _ids(self) -> builtins.list[str]:  # (`list` is the method above, in this class)
         if self.remote is None:
             if not self.root.is_dir():
                 return []

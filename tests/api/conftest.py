@@ -40,8 +40,8 @@ REDIS_URL = os.environ.get("SEGPIPE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13"
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """The suite's `settings_for` with authentication on (`TOKENS`) and small upload limits."""
-    values: dict[str, Any] = dict(tokens=dict(TOKENS), auth="on", max_upload_mb=1.0, max_config_kb=16.0,
-                                  max_upload_files=8)
+    values: dict[str, Any] = {"tokens": dict(TOKENS), "auth": "on", "max_upload_mb": 1.0, "max_config_kb": 16.0,
+                              "max_upload_files": 8}
     return settings_for(tmp_path, **{**values, **overrides})
 
 

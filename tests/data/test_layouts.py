@@ -4,6 +4,7 @@ resolution, sources, validation, the retraining hash) asks it, so a new layout n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -28,16 +29,16 @@ def test_builtin_layouts_are_chosen_by_their_keys() -> None:
 
 
 class Calls:
-    read: list[tuple[str, str]] = []
-    validated: list[dict[str, object]] = []
+    read: ClassVar[list[tuple[str, str]]] = []
+    validated: ClassVar[list[dict[str, object]]] = []
 
 
-def _read(source, data, task, exclude_images, exclude_annotations):  # noqa: ANN001, ANN202
+def _read(source, data, task, exclude_images, exclude_annotations):
     Calls.read.append((task, str(source.path("labels"))))
     return "a source"
 
 
-def _validate(source, data, task, decode):  # noqa: ANN001, ANN202
+def _validate(source, data, task, decode):
     Calls.validated.append(source.paths())
     return Report(source=f"boxes {source.path('labels')}")
 
@@ -97,7 +98,7 @@ def test_a_layouts_own_keys_are_confined_and_checked_at_submit(tmp_path: Path, t
         return cfg.from_dict({"task": "detection", "model": {"name": "x"},
                               "data": {"train": {"images": "data/imgs", "labels": labels}}}, base_dir=tmp_path)
 
-    with pytest.raises(PathNotAllowed, match="data.train.labels"):
+    with pytest.raises(PathNotAllowed, match=r"data\.train\.labels"):
         confine_spec(job("labels"), [tmp_path / "data"], tmp_path / "artifacts")
     confined = confine_spec(job("labels"), [tmp_path], tmp_path / "artifacts")
     check_data(confined.data, "data")

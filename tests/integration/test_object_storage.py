@@ -262,7 +262,7 @@ def _cvat_coco_archive(folder: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.integration
-def test_a_snapshot_pulled_into_the_object_store_trains_on_a_worker_of_another_host(  # noqa: F811
+def test_a_snapshot_pulled_into_the_object_store_trains_on_a_worker_of_another_host(
     s3_server: S3Server, tmp_path: Path,
 ) -> None:
     """The API host pulls a CVAT export into a snapshot in ``s3://``; a worker with a home of its own

@@ -47,9 +47,9 @@ def test_check_encoder_agrees_with_smp_and_timm(encoder: str, ok: bool) -> None:
 
 
 def test_check_model_section_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="model.depth_of_field: unknown parameter for model 'unet'"):
+    with pytest.raises(ConfigError, match=r"model\.depth_of_field: unknown parameter for model 'unet'"):
         check_model_section(ModelConfig(name="unet", depth_of_field=3), "binary")
-    with pytest.raises(ConfigError, match="model.encoder: unknown encoder 'resnet9000'"):
+    with pytest.raises(ConfigError, match=r"model\.encoder: unknown encoder 'resnet9000'"):
         check_model_section(ModelConfig(name="unet", encoder="resnet9000"), "semantic")
     with pytest.raises(ConfigError, match="does not do task 'binary'"):
         check_model_section(ModelConfig(name="maskrcnn_resnet50_fpn"), "binary")

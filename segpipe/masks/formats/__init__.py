@@ -30,5 +30,6 @@ from segpipe.masks.formats.base import (
     prelabel_rows,
 )
 
-__all__ = ["PREDICTION_FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats", "default_formats", "export",
+__all__ = ["PREDICTION_FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats",
+           "default_formats", "export",
            "formats_for", "kept_rows", "parse_category_ids", "prelabel_rows"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
-from segpipe.masks.formats.base import PREDICTION_FORMATS, ExportContext, FormatWriter, TASKS, kept_rows
+from segpipe.masks.formats.base import PREDICTION_FORMATS, TASKS, ExportContext, FormatWriter, kept_rows
 from segpipe.masks.rows import ExportImage, PredictionRow
 from segpipe.prediction import Instance, Prediction
 from segpipe.task_kinds import traits

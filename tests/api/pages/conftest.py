@@ -68,7 +68,7 @@ COCO_METRICS = {f"{iou}_{name}": value for iou in ("segm", "bbox") for name, val
     ("AR10", 0.5), ("AR100", 0.52), ("ARs", -1.0), ("ARm", 0.49), ("ARl", 0.55))}
 
 
-def _demo_model(stores: Stores) -> None:  # noqa: F811 - a Stores of its own, not the imported fixture
+def _demo_model(stores: Stores) -> None:
     """demo@1 in production (promoted by hand: one decision), with a checkpoint the exports can read (its
     task and categories; the weights are never loaded here)."""
     import torch
@@ -101,7 +101,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     images.mkdir(parents=True)
     for name in ("a", "b", "c"):
         Image.fromarray(np.full((H, W, 3), GREY, np.uint8)).save(images / f"{name}.png")
-    stores = Stores.open(f"sqlite:///{root / 'segpipe.db'}", root / "artifacts")  # noqa: F811 - not the fixture
+    stores = Stores.open(f"sqlite:///{root / 'segpipe.db'}", root / "artifacts")
     _demo_model(stores)
     job = stores.jobs.create("predict", f"model: demo@production\nimages: {images}\n", "gpu")
     assert stores.jobs.claim(job.id, "w", lease_seconds=3600).claimed
