@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segpipe.data.categories import CategoryMap
+    from segpipe.engine.predict import ImageItem
+    from segpipe.prediction import Prediction
 
 from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
 from segpipe.jobs.run import JobRun, staged
@@ -55,7 +60,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     # one store transaction per batch of images, not per image
     buffer = PredictionBuffer(stores.predictions, run.job_id, size=max(spec.predict.batch_size, 16), on_flush=flushed)
 
-    def on_image(item: Any, pred: Any, category_map: Any) -> None:
+    def on_image(item: ImageItem, pred: Prediction, category_map: CategoryMap) -> None:
         if run.should_stop():
             raise _Stop()
         counts["instances"] += len(pred.instances)
@@ -63,7 +68,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         buffer.add(str(item.image_id), prediction_rows(pred, category_map, spec.predict.topk), pred.height, pred.width,
                    uncertainty=pred.uncertainty, fingerprint=pred.meta.get("fingerprint"))
 
-    def on_failed(item: Any, reason: str) -> None:
+    def on_failed(item: ImageItem, reason: str) -> None:
         record_failed_image(run, run.job_id, str(item.image_id), reason)
 
     version = resolve_version(spec.model, stores)

@@ -46,6 +46,7 @@ from segpipe.errors import ConfigError, NotFoundError
 from segpipe.evaluation.metric_names import is_metric, known_metrics
 from segpipe.gate_config import GateConfig
 from segpipe.jobs.specs import NAME_PATTERN, RetrainSpec
+from segpipe.jobs.versions import dataset_paths
 
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -302,15 +303,3 @@ def _absolute(source: SourceConfig, base: Path) -> SourceConfig:
     return source.model_copy(update={
         f: (base / v).resolve() for f in fields if (v := getattr(source, f)) is not None and not v.is_absolute()
     })
-
-
-def dataset_paths(config: JobConfig) -> list[Path]:
-    """What a model version's dataset hash covers by default: the files and folders of data.train and data.val."""
-    if config.data is None:
-        raise ConfigError("the config has no data section")
-    sources = [config.data.train, config.data.val]
-    return [path for source in sources if source is not None for path in _source_paths(source)]
-
-
-def _source_paths(source: SourceConfig) -> list[Path]:
-    return [p for p in (source.images, source.annotations, source.masks, source.root) if p is not None]
