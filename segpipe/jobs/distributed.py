@@ -37,7 +37,8 @@ from segpipe.jobs.elastic.launch import (
     supervise,
 )
 from segpipe.jobs.elastic.rank import RESULT, RankContext
-from segpipe.jobs.run import JobRun
+from segpipe.jobs.model_refs import resolve_weights_ref
+from segpipe.jobs.run import JobRun, staged
 from segpipe.jobs.specs import NodeSpec, dump_spec
 from segpipe.stores import Stores
 
@@ -54,9 +55,7 @@ def node_job_id(job_id: str, attempt: int, node: int) -> str:
 
 def run_distributed_train(run: JobRun, spec: JobConfig) -> dict[str, str]:
     """The ``train`` kind when ``resources`` asks for more than one rank: this worker is node 0."""
-    from segpipe.jobs.model_refs import resolve_weights_ref
-    from segpipe.jobs.run import staged
-    from segpipe.jobs.training import finish_train
+    from segpipe.jobs.training import finish_train  # the train runner imports this module
 
     res = spec.resources
     submitted = spec.model_copy(deep=True)  # what the other nodes stage and resolve for themselves
@@ -107,8 +106,6 @@ def run_distributed_train(run: JobRun, spec: JobConfig) -> dict[str, str]:
 
 def run_node(run: JobRun, spec: NodeSpec) -> dict[str, str]:
     """The ``train-node`` kind: one more host of a multi-node training, joining its rendezvous."""
-    from segpipe.jobs.model_refs import resolve_weights_ref
-    from segpipe.jobs.run import staged
 
     config = staged(run, spec.config)
     run_dir = run.stores.artifacts.job_dir(spec.parent, create=True) / "run"

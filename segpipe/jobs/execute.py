@@ -21,16 +21,21 @@ import shutil
 import time
 import traceback as tb
 
+import sqlalchemy.exc
+
 from segpipe import job_kinds
 from segpipe.errors import SegpipeError
 from segpipe.jobs.kinds import run as run_kind
 from segpipe.jobs.run import HandedOff, Heartbeat, JobRun, LeaseLost, Publish
+from segpipe.jobs.sharding.coordinate import child_ended
 from segpipe.jobs.specs import JobSpec, load_spec
 from segpipe.logs import job_context
 from segpipe.metrics.definitions import CLAIMS, JOB_DURATION, JOBS_RUN
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
+from segpipe.storage.disk import disk_full_error, is_disk_full
 from segpipe.stores import Job, Stores
+from segpipe.stores.db_errors import explain
 
 log = logging.getLogger("segpipe.pipeline")
 
@@ -88,8 +93,6 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
     finally:
         heartbeat.stopped.set()
         if job.parent_id is not None:
-            from segpipe.jobs.sharding.coordinate import child_ended
-
             child_ended(stores, job.parent_id, publish)
         _release_memory()
 
@@ -114,13 +117,7 @@ def release_inbox(stores: Stores, job: Job) -> None:
 
 def _reason(exc: BaseException) -> str:
     """One line for an unexpected failure: a database error says which value did not fit."""
-    import sqlalchemy.exc
-
-    from segpipe.storage.disk import disk_full_error, is_disk_full
-
     if isinstance(exc, sqlalchemy.exc.StatementError):
-        from segpipe.stores.db_errors import explain
-
         return explain(exc)
     if is_disk_full(exc):
         where = getattr(exc, "filename", None)
@@ -134,7 +131,7 @@ def _release_memory() -> None:
     # collection from walking ~500k objects again (0.5–0.7 s per job otherwise).
     gc.freeze()
     try:
-        import torch
+        import torch  # already loaded by the runners; the worker's entry module does not import it itself
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -29,10 +29,12 @@ from segpipe import job_kinds
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.jobs.kinds import preflight_check
+from segpipe.jobs.model_refs import resolve_version
 from segpipe.jobs.specs import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
 from segpipe.stores import Stores
+from segpipe.stores.artifacts import ArtifactPathError
 
 
 def preflight(kind: str, spec: Spec, stores: Stores, settings: Settings) -> Spec:
@@ -124,8 +126,6 @@ def check_model_ref(ref: str, stores: Stores) -> None:
     """The model a reference names exists now: a training job, a model version or a checkpoint."""
     if ref.startswith("job:"):
         job_id = ref.removeprefix("job:")
-        from segpipe.stores.artifacts import ArtifactPathError
-
         try:
             stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
         except ArtifactPathError as e:
@@ -140,8 +140,6 @@ def check_model_ref(ref: str, stores: Stores) -> None:
             raise ConfigError(f"model {ref}: job {job_id} {job.state}; it has no model to use")
         return
     if version_ref(ref) is not None:
-        from segpipe.jobs.model_refs import resolve_version
-
         resolve_version(ref, stores)
         return
     from segpipe.engine.predict import resolve_checkpoint
