@@ -13,7 +13,7 @@ TOOLS  ?= .tools
 UV     := $(TOOLS)/bin/uv
 LOCKS  := requirements
 
-.PHONY: install demo test test-fast lint bench docs clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
+.PHONY: install demo test test-fast lint bench docs contracts clean labelstudio-venv datumaro-venv tool-venvs mlflow-venv lock check-locks
 
 # uv reads no pip configuration: hand it the extra indexes and wheel folders pip is set up with (a local
 # package mirror, where the machine has one). Every file is checked against the lock's hashes whichever
@@ -77,6 +77,12 @@ lint: install
 
 # The documentation site (mkdocs-material) into site/; the reference pages are generated from the code
 # (docs/hooks/reference.py). CI builds it with --strict: a broken link or anchor fails.
+# The architecture as code: import-linter's layers and forbidden imports ([tool.importlinter] in
+# pyproject.toml), then no import circle spanning two packages (tests/tools/import_cycles.py).
+contracts: install
+	$(BIN)/lint-imports
+	$(BIN)/python -m tests.tools.import_cycles
+
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 

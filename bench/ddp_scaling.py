@@ -4,7 +4,7 @@
 
 Every configuration runs the same segpipe training (a small CNN on ``--images`` class-folder images of
 ``--size`` px, batch 4 per rank, one torch thread per rank, no validation) under PyTorch's elastic
-agent, as a queued job does (`segpipe.elastic`):
+agent, as a queued job does (`segpipe.jobs.elastic`):
 
 - ``1x1``: ``torch.distributed.run --nproc-per-node 1``;
 - ``2x1``: ``--nproc-per-node 2`` (one host, two ranks, gloo);
@@ -51,7 +51,7 @@ def _rank_entry(config_path: Path, out: Path) -> None:
             ends.append(time.perf_counter())
 
     config = from_dict(json.loads(config_path.read_text()))
-    # as a queued job: rank 0 polls a cancel flag and every rank follows its decision (segpipe.elastic.rank)
+    # as a queued job: rank 0 polls a cancel flag and every rank follows its decision (segpipe.jobs.elastic.rank)
     train(config, show_progress=False, extra_hooks=(EpochClock(),), should_stop=(lambda: False))
     if int(os.environ.get("RANK", "0")) == 0:
         world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -2,7 +2,7 @@
 
     python bench/prelabel_duplicates.py [--quick] [--epochs N] [--checkpoint RUN_DIR]
 
-The demo's light Mask R-CNN (`segpipe.demo.demo_train_spec`, 96-px shapes) is trained in process (or a
+The demo's light Mask R-CNN (`segpipe.cli.demo.demo_train_spec`, 96-px shapes) is trained in process (or a
 trained run is given with ``--checkpoint``), then predicts held-out shapes images (``--images``, made
 with another seed) keeping everything above the predict jobs' floor (0.05). For each score threshold
 (the export's view) it counts, against the ground truth:
@@ -52,8 +52,8 @@ MATCH_IOU = 0.5
 def _train(root: Path, epochs: int, train_images: int) -> Path:
     import torch
 
+    from segpipe.cli.demo import DemoPlan, demo_train_spec, make_demo_data
     from segpipe.config import from_dict
-    from segpipe.demo import DemoPlan, demo_train_spec, make_demo_data
     from segpipe.engine.runner import train
 
     plan = DemoPlan(home=root, out=root / "out", epochs=epochs, train_images=train_images, image_size=96)

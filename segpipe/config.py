@@ -305,7 +305,7 @@ class PredictConfig(Section):
 
 
 class ResourcesConfig(Section):
-    """What a queued training asks of the cluster (`segpipe.elastic`): ``gpus_per_node`` ranks on each of
+    """What a queued training asks of the cluster (`segpipe.jobs.elastic`): ``gpus_per_node`` ranks on each of
     ``nodes`` hosts, launched by PyTorch's elastic agent (torch.distributed.run)."""
 
     gpus_per_node: int = Field(1, ge=1, le=64, description="ranks per host (one per GPU; CPU processes on gloo without one)")

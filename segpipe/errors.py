@@ -11,6 +11,10 @@ class ConfigError(SegpipeError):
     """A job config is invalid (unknown key, wrong type, missing file, unknown registry name)."""
 
 
+class PathNotAllowed(ConfigError):
+    """A path resolves outside every allowed root (or a name in the data is absolute / climbs with ``..``)."""
+
+
 class DataError(SegpipeError):
     """A dataset is unreadable or violates the Sample contract; the message names file / image / annotation."""
 

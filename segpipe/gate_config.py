@@ -1,10 +1,12 @@
 """``gate:`` of a retrain job or schedule entry: the configuration of the promotion gate (`segpipe.retrain.gate`
-decides with it). It lives in the config layer, beside `segpipe.config`, because job specs
-(`segpipe.jobs.specs.RetrainSpec`) and the schedule file both hold one.
+decides with it), and the metric values it compares. It lives in the config layer, beside
+`segpipe.config`, because job specs (`segpipe.jobs.specs.RetrainSpec`), the schedule file and model
+versions (`segpipe.jobs.versions`) use it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -37,3 +39,15 @@ class GateConfig(Section):
         if isinstance(value, Mapping):
             return {k: {"tolerance": v} if isinstance(v, (int, float)) else v for k, v in value.items()}
         return value
+
+
+def finite_number(value: Any) -> float | None:  # noqa: ANN401 - any metric value
+    """A metric value as a float; None for what is not a finite number (bools, lists, NaN, infinities)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of an evaluator's result (lists such as per-class IoU left out)."""
+    return {k: float(v) for k, v in metrics.items() if finite_number(v) is not None}

@@ -1,59 +1,63 @@
-"""Job kinds: the one front door. A kind is one `JobKind` entry — its spec model, its runner, its
-default queue, its submit-time check and whether people may submit it — that `jobs.specs` (parsing),
-`service` (submit, queue), `jobs.preflight` (submit-time checks), `jobs.execute` (running), the store
-(allowed kinds), the API schema and the CLI all read.
+"""Job kinds: the vocabulary, and the one place the built-in kinds are registered.
 
-Adding a kind = one `register(...)` below plus its spec class, runner and check, nothing else.
+A kind is one `JobKind` entry: its name, default queue, whether people may submit it, what it produces
+(its capabilities: a model, predictions in the store, images it takes from the Label Studio inbox, a
+part of another job), and where its code lives — its spec model, its runner and its submit-time check,
+each named as ``(module, attribute)``. The store (allowed kinds), the Celery app (queues), `service`
+(submit, queue), the API schema and the CLI read this module; the job layer (`segpipe.jobs.kinds`)
+imports the named code when a job of that kind is parsed, checked or run.
 
-Runners are named as ``(module, function)`` and imported when a job of that kind first runs, so
-reading the registry (the API, the CLI) does not import torch. These names are code, never config.
-The checks below import `segpipe.jobs.preflight`'s helpers only when they run: reading the registry
-need not import the stores, and `preflight` (which reads this registry) imports it at its top.
+This module is pure: it imports no segpipe module beyond the registry and the errors, so the store and
+the API can read the vocabulary without the job layer, the engine or torch. Code is named, never
+imported here; these names are code, never config.
+
+Adding a kind = one `register(...)` below plus one module holding its spec, runner and check. Code asks
+a kind what it can do (`has(kind, MODEL)`), never which kind it is (``kind == "train"``).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
 
+from segpipe.errors import ConfigError
 from segpipe.registry import Registry
-
-if TYPE_CHECKING:
-    from segpipe.config import JobConfig, Section
-    from segpipe.jobs.specs import EvaluateSpec, PredictSpec
-    from segpipe.stores import Stores
-
-# A submit-time check: ``check(stored_spec, stores)`` raises ConfigError naming the key (see `preflight`).
-Preflight = Callable[[Any, "Stores"], None]
 
 # interactive: short predict jobs for the Label Studio ML backend, answered while Label Studio waits
 QUEUES: tuple[str, ...] = ("gpu", "cpu", "interactive")
+
+# ---- capabilities: what a kind produces or needs
+#: its run folder holds a trained model (checkpoints, categories.json, config.yaml): ``job:<id>`` names it
+MODEL = "model"
+#: its predictions are in the prediction store under its own id: exports, review pages, what to label next
+PREDICTIONS = "predictions"
+#: its input images may lie in the Label Studio inbox, which it empties when it ends
+INBOX = "inbox"
+#: a piece of another job, queued by that job (a shard, a node): listed with its parent
+PART = "part"
+CAPABILITIES: tuple[str, ...] = (MODEL, PREDICTIONS, INBOX, PART)
+
+CodeRef = tuple[str, str]  # (module, attribute), imported by the job layer when needed
 
 
 @dataclass(frozen=True)
 class JobKind:
     """One kind of queued job.
 
-    ``spec`` is the pydantic model of its document (None: a full `JobConfig`, as for ``train``);
-    ``runner`` is ``(module, function)`` of ``fn(run: JobRun, spec) -> artifacts``; ``submittable``
-    says whether ``POST /jobs`` / ``segpipe submit`` accept it (others are queued by segpipe itself);
-    ``preflight`` checks a submitted spec (as stored) inside the job's path confinement, so a job
-    that could not run is refused at submit (None: nothing beyond parsing).
+    ``spec`` names the pydantic model of its document (None: a full `JobConfig`, as for ``train``);
+    ``runner`` names ``fn(run: JobRun, spec) -> artifacts``; ``submittable`` says whether ``POST /jobs``
+    / ``segpipe submit`` accept it (others are queued by segpipe itself); ``preflight`` names
+    ``check(stored_spec, stores)``, run at submit inside the job's path confinement so a job that could
+    not run is refused then (None: nothing beyond parsing); ``produces`` holds its capabilities.
     """
 
     name: str
-    spec: type[Section] | None
-    runner: tuple[str, str]
+    spec: CodeRef | None
+    runner: CodeRef
     queue: str = "gpu"
     submittable: bool = True
     description: str = ""
-    preflight: Preflight | None = None
-
-    def run(self, run: Any, spec: Any) -> dict[str, str]:
-        fn: Callable[[Any, Any], dict[str, str]] = getattr(importlib.import_module(self.runner[0]), self.runner[1])
-        return fn(run, spec)
+    preflight: CodeRef | None = None
+    produces: frozenset[str] = field(default_factory=frozenset)
 
 
 KINDS: Registry[JobKind] = Registry("job kind")
@@ -62,6 +66,9 @@ KINDS: Registry[JobKind] = Registry("job kind")
 def register(kind: JobKind) -> JobKind:
     if kind.queue not in QUEUES:
         raise ValueError(f"job kind {kind.name}: unknown queue {kind.queue!r}; known: {', '.join(QUEUES)}")
+    unknown = sorted(kind.produces - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(f"job kind {kind.name}: unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
     KINDS.add(kind.name, kind, description=kind.description, tags=("submittable",) if kind.submittable else ())
     return kind
 
@@ -69,8 +76,6 @@ def register(kind: JobKind) -> JobKind:
 def get(name: str) -> JobKind:
     """The kind called `name`; `ConfigError` listing the known kinds otherwise."""
     if name not in KINDS:
-        from segpipe.errors import ConfigError
-
         raise ConfigError(f"unknown job kind {name!r}; known: {', '.join(names())}")
     return KINDS.get(name)
 
@@ -85,44 +90,43 @@ def submittable() -> tuple[str, ...]:
     return tuple(n for n in names() if get(n).submittable)
 
 
-def _preflight_train(config: JobConfig, _stores: Stores) -> None:
-    from segpipe.jobs.preflight import check_train_config
-
-    check_train_config(config)
-
-
-def _preflight_evaluate(spec: EvaluateSpec, stores: Stores) -> None:
-    from segpipe.jobs.preflight import check_data, check_model_ref
-
-    check_model_ref(spec.model, stores)
-    check_data(spec.data, "data")
+def has(kind: str, capability: str) -> bool:
+    """Whether jobs of `kind` have `capability` (`MODEL`, `PREDICTIONS`, ...); False for an unknown kind
+    (a row written by a newer version)."""
+    return kind in KINDS and capability in KINDS.get(kind).produces
 
 
-def _preflight_predict(spec: PredictSpec, stores: Stores) -> None:
-    from segpipe.jobs.preflight import check_model_ref, check_predict_images
+def with_capability(capability: str) -> tuple[str, ...]:
+    """The kinds that have `capability`, in registration order (for a store query: ``kind IN (...)``)."""
+    return tuple(n for n in names() if capability in get(n).produces)
 
-    check_model_ref(spec.model, stores)
-    check_predict_images(spec)
+
+_SPECS = "segpipe.jobs.specs"
+_CHECKS = "segpipe.jobs.preflight"
 
 
 def _register_builtin() -> None:
-    from segpipe.jobs.specs import BoxMaskSpec, EvaluateSpec, NodeSpec, PredictSpec, RetrainSpec, ShardSpec
-
-    register(JobKind("train", None, ("segpipe.jobs.training", "run_train"), preflight=_preflight_train,
+    register(JobKind("train", None, ("segpipe.jobs.training", "run_train"), preflight=(_CHECKS, "check_train"),
+                     produces=frozenset({MODEL}),
                      description="train a model from a job config; a named config also registers a version"))
-    register(JobKind("evaluate", EvaluateSpec, ("segpipe.jobs.evaluation", "run_evaluate"), preflight=_preflight_evaluate,
-                     description="evaluate a model on a dataset split"))
-    register(JobKind("predict", PredictSpec, ("segpipe.jobs.prediction", "run_predict"), preflight=_preflight_predict,
+    register(JobKind("evaluate", (_SPECS, "EvaluateSpec"), ("segpipe.jobs.evaluation", "run_evaluate"),
+                     preflight=(_CHECKS, "check_evaluate"), description="evaluate a model on a dataset split"))
+    register(JobKind("predict", (_SPECS, "PredictSpec"), ("segpipe.jobs.prediction", "run_predict"),
+                     preflight=(_CHECKS, "check_predict"), produces=frozenset({PREDICTIONS, INBOX}),
                      description="predict a folder of images; large jobs are split into predict-shard jobs"))
-    register(JobKind("retrain", RetrainSpec, ("segpipe.jobs.training", "run_retrain"), submittable=False,
+    register(JobKind("retrain", (_SPECS, "RetrainSpec"), ("segpipe.retrain.job", "run_retrain"), submittable=False,
+                     produces=frozenset({MODEL}),
                      description="scheduled retraining: train, evaluate against production, gate the promotion"))
-    register(JobKind("predict-shard", ShardSpec, ("segpipe.jobs.sharding.runner", "run_shard"), submittable=False,
+    register(JobKind("predict-shard", (_SPECS, "ShardSpec"), ("segpipe.jobs.sharding.runner", "run_shard"),
+                     submittable=False, produces=frozenset({PART}),
                      description="one slice of a sharded predict job (queued by its parent)"))
-    register(JobKind("train-node", NodeSpec, ("segpipe.jobs.distributed", "run_node"), submittable=False,
+    register(JobKind("train-node", (_SPECS, "NodeSpec"), ("segpipe.jobs.distributed", "run_node"), submittable=False,
+                     produces=frozenset({PART}),
                      description="one host of a multi-node training (queued by the training's first node)"))
-    register(JobKind("box-mask", BoxMaskSpec, ("segpipe.jobs.box_mask", "run_box_mask"), queue="interactive",
-                     submittable=False, description="the mask of the object inside a drawn box (queued by the "
-                                                    "Label Studio backend for its smart rectangle tool)"))
+    register(JobKind("box-mask", (_SPECS, "BoxMaskSpec"), ("segpipe.jobs.box_mask", "run_box_mask"),
+                     queue="interactive", submittable=False, produces=frozenset({INBOX}),
+                     description="the mask of the object inside a drawn box (queued by the Label Studio backend "
+                                 "for its smart rectangle tool)"))
 
 
 _register_builtin()

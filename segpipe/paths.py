@@ -33,16 +33,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from segpipe.errors import ConfigError
+from segpipe.errors import PathNotAllowed
 from segpipe.limits import check_path
 
 Roots = Sequence[Path]
 
 _ACTIVE: ContextVar[tuple[Path, ...] | None] = ContextVar("segpipe_confined_roots", default=None)
-
-
-class PathNotAllowed(ConfigError):
-    """A path resolves outside every allowed root (or a name in the data is absolute / climbs with ``..``)."""
 
 
 def confine(path: str | Path, roots: Roots, *, what: str = "path", base: Path | None = None) -> Path:

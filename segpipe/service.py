@@ -14,6 +14,7 @@ from celery import Celery
 from segpipe import job_kinds
 from segpipe.config import parse_yaml
 from segpipe.errors import ConfigError, SegpipeError
+from segpipe.jobs.kinds import spec_model
 from segpipe.jobs.preflight import preflight
 from segpipe.jobs.specs import Spec, confine_spec, dump_spec, parse_spec
 from segpipe.metrics.definitions import LEASE_EXPIRIES, REPUBLISHED
@@ -54,7 +55,7 @@ def submit(
     if queue is not None and queue not in job_kinds.QUEUES:
         raise ConfigError(f"unknown queue {queue!r}; known: {', '.join(job_kinds.QUEUES)}")
     queue = queue or job_kinds.get(kind).queue
-    name = model_name or (getattr(parsed, "name", None) if kind == "train" else None)
+    name = model_name or (getattr(parsed, "name", None) if job_kinds.has(kind, job_kinds.MODEL) else None)
     preflight(kind, parsed, stores, settings)  # what the worker will build, short of running it
     stored = dump_spec(parsed)
     if len(stored.encode()) > limit:  # the limit holds for what is stored, not only for what came in
@@ -66,10 +67,10 @@ def enqueue(stores: Stores, celery_app: Celery, kind: str, spec: Spec, *, submit
             model_name: str | None = None) -> Job:
     """Store and publish a job that segpipe itself queues (a kind people may not submit), on its kind's
     queue. ``spec`` is built by segpipe, not taken from a request, so it skips `submit`'s checks."""
-    entry = job_kinds.get(kind)
-    if entry.spec is None or not isinstance(spec, entry.spec):
-        raise TypeError(f"a {kind} job needs a {entry.spec} spec, got {type(spec).__name__}")
-    return _create_and_publish(stores, celery_app, kind, dump_spec(spec), entry.queue, submitted_by=submitted_by,
+    model = spec_model(kind)
+    if model is None or not isinstance(spec, model):
+        raise TypeError(f"a {kind} job needs a {model} spec, got {type(spec).__name__}")
+    return _create_and_publish(stores, celery_app, kind, dump_spec(spec), job_kinds.get(kind).queue, submitted_by=submitted_by,
                                model_name=model_name)
 
 

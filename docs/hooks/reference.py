@@ -328,11 +328,12 @@ def registries_reference() -> str:
     for graph in MODEL_EXPORT_FORMATS:
         out.append(f"| `{graph.name}` | `{graph.obj.file_name}` |")
     out += ["", "## Job kinds\n", "`segpipe submit --kind`, `POST /jobs` `kind`.\n",
-            "| kind | queue | submittable | description |", "|---|---|---|---|"]
+            "| kind | queue | submittable | produces | description |", "|---|---|---|---|---|"]
     for entry in KINDS:
         kind = entry.obj
+        produces = ", ".join(sorted(kind.produces)) or "—"
         out.append(f"| `{kind.name}` | `{kind.queue}` | {'yes' if kind.submittable else 'no (segpipe queues it)'} | "
-                   f"{_cell(kind.description or entry.description)} |")
+                   f"{produces} | {_cell(kind.description or entry.description)} |")
     out += ["", "## Task kinds\n", "`task` of a job config: one adapter each.\n", "| task | adapter |", "|---|---|"]
     for adapter in ADAPTERS:
         out.append(f"| `{adapter.name}` | `{adapter.obj.__name__}` |")

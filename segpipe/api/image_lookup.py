@@ -16,6 +16,7 @@ from pathlib import Path
 
 from segpipe.data.images import IMAGE_SUFFIXES
 from segpipe.errors import ConfigError, NotFoundError
+from segpipe.job_kinds import PREDICTIONS, has
 from segpipe.jobs.specs import PredictSpec, load_spec
 from segpipe.paths import PathNotAllowed, confine
 from segpipe.stores import Stores
@@ -41,9 +42,9 @@ class JobImageFiles:
                 self._specs.move_to_end(job_id)
                 return self._specs[job_id]
         job = self.stores.jobs.get(job_id)  # NotFoundError → 404
-        if job.kind != "predict":
+        if not has(job.kind, PREDICTIONS):
             raise ConfigError(f"job {job_id} is a {job.kind} job; only predict jobs have images")
-        spec = load_spec("predict", job.config, source=f"job {job_id}")
+        spec = load_spec(job.kind, job.config, source=f"job {job_id}")
         if not isinstance(spec, PredictSpec):
             raise ConfigError(f"job {job_id}: its config is not a predict job document")
         folder = confine(spec.images, self.roots, what=f"job {job_id} images")

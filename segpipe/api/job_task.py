@@ -14,6 +14,7 @@ from pathlib import Path
 
 from segpipe.config import parse_yaml
 from segpipe.errors import SegpipeError
+from segpipe.job_kinds import MODEL, PREDICTIONS, has
 from segpipe.jobs.specs import PredictSpec, load_spec, version_ref
 from segpipe.stores import Stores
 from segpipe.vocabulary import RunFiles
@@ -48,11 +49,11 @@ class JobTasks:
 
 def _lookup(stores: Stores, job_id: str) -> str | None:
     job = stores.jobs.get(job_id)
-    if job.kind == "train":
+    if has(job.kind, MODEL):  # its config names its task
         return _task_of_config_text(job.config)
-    if job.kind != "predict":
+    if not has(job.kind, PREDICTIONS):
         return None
-    spec = load_spec("predict", job.config, source=f"job {job_id}")
+    spec = load_spec(job.kind, job.config, source=f"job {job_id}")
     if not isinstance(spec, PredictSpec):
         return None
     ref = spec.model

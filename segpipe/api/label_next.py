@@ -27,6 +27,7 @@ from typing import Any
 from segpipe.api.deps import ApiContext
 from segpipe.api.errors import ApiError
 from segpipe.errors import NotFoundError
+from segpipe.job_kinds import PREDICTIONS, has
 from segpipe.ranking.select import Candidate, Ranking, rank
 
 FILE_FORMATS = ("label-studio", "cvat")
@@ -61,7 +62,7 @@ class RankedJob:
 def ranked_job(ctx: ApiContext, job_id: str, top: int, min_distance: int) -> RankedJob:
     """The ``top`` most uncertain images of a predict job (404 unknown job, 409 not a predict job)."""
     job = ctx.stores.jobs.get(job_id)
-    if job.kind != "predict":
+    if not has(job.kind, PREDICTIONS):
         raise ApiError(409, f"job {job_id} is a {job.kind} job; only predict jobs rank images to label next")
     candidates = [Candidate(r.key, r.uncertainty, int(r.fingerprint, 16) if r.fingerprint else None)
                   for r in ctx.stores.predictions.ranked(job_id)]

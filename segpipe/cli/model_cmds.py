@@ -62,7 +62,7 @@ def _version_dict(v: Any, stores: Any = None) -> dict[str, Any]:
             "job_id", "created_at")
     out = {k: getattr(v, k) for k in keys}
     if stores is not None:  # the load report of its starting weights, its exports
-        from segpipe.retrain.job import version_files
+        from segpipe.jobs.versions import version_files
 
         out.update(version_files(v, stores))
     return out

@@ -282,6 +282,6 @@ def demo(
     images: int = typer.Option(80, "--images", min=4, help="Training images to generate."),
 ) -> None:
     """The whole service end to end, no server to set up: dataset → worker → train job → predict job → masks."""
-    from segpipe.demo import DemoPlan, run_demo
+    from segpipe.cli.demo import DemoPlan, run_demo
 
     raise typer.Exit(run_demo(DemoPlan(home=home, out=out, epochs=epochs, train_images=images, image_size=96)))

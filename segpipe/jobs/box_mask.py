@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from segpipe.errors import DataError
-
-if TYPE_CHECKING:
-    from segpipe.jobs.run import JobRun
-    from segpipe.jobs.specs import BoxMaskSpec
+from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
+from segpipe.jobs.run import JobRun
+from segpipe.jobs.specs import BoxMaskSpec
 
 RESULT = "box_mask.json"
 
@@ -38,7 +36,6 @@ def box_pixels(box: tuple[float, float, float, float], height: int, width: int) 
 def run_box_mask(run: JobRun, spec: BoxMaskSpec) -> dict[str, str]:
     from segpipe.data.images import read_image
     from segpipe.engine.model_cache import cached_model
-    from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
     from segpipe.masks import encode
     from segpipe.masks.rows import prediction_rows
     from segpipe.models.box_prompt import mask_for_box

@@ -1,5 +1,5 @@
 """Queued trainings beyond one process: the job's first node (the worker that claimed the ``train`` job)
-and its other nodes (``train-node`` jobs), each running PyTorch's elastic agent (`segpipe.elastic.launch`).
+and its other nodes (``train-node`` jobs), each running PyTorch's elastic agent (`segpipe.jobs.elastic.launch`).
 
 Gang scheduling: with ``resources.nodes = M`` the first node picks the rendezvous endpoint (its
 advertised host and a port), queues M-1 ``train-node`` rows that carry it (the store is where the
@@ -23,20 +23,24 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from segpipe.config import JobConfig, dump
-from segpipe.elastic.launch import (
+from segpipe.errors import ConfigError, SegpipeError
+from segpipe.jobs.elastic.launch import (
     NodeLaunch,
     advertised_host,
     failure_reason,
     free_port,
     supervise,
 )
-from segpipe.elastic.rank import RESULT, RankContext
-from segpipe.errors import ConfigError, SegpipeError
+from segpipe.jobs.elastic.rank import RESULT, RankContext
+from segpipe.jobs.model_refs import resolve_weights_ref
+from segpipe.jobs.run import JobRun, staged
 from segpipe.jobs.specs import NodeSpec, dump_spec
+from segpipe.stores import Stores
 from segpipe.vocabulary import TERMINAL_STATES, RunFiles
 
 log = logging.getLogger("segpipe.elastic")
@@ -49,11 +53,9 @@ def node_job_id(job_id: str, attempt: int, node: int) -> str:
     return f"{job_id}-a{attempt}n{node}"
 
 
-def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
+def run_distributed_train(run: JobRun, spec: JobConfig) -> dict[str, str]:
     """The ``train`` kind when ``resources`` asks for more than one rank: this worker is node 0."""
-    from segpipe.jobs.model_refs import resolve_weights_ref
-    from segpipe.jobs.run import staged
-    from segpipe.jobs.training import finish_train
+    from segpipe.jobs.training import finish_train  # the train runner imports this module
 
     res = spec.resources
     submitted = spec.model_copy(deep=True)  # what the other nodes stage and resolve for themselves
@@ -63,7 +65,7 @@ def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
     resolve_weights_ref(spec, run.stores)
     check_devices(spec)
     if run.stores.artifacts.remote is not None:
-        from segpipe.storage.run_sync import restore_run
+        from segpipe.jobs.run_sync import restore_run
 
         restore_run(run.stores.artifacts, run.job_id, run_dir)
     attempt = run.stores.jobs.get(run.job_id).attempts
@@ -90,7 +92,7 @@ def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
         log.error("job %s: elastic agent failed:\n%s", run.job_id, outcome.log_tail)
         raise SegpipeError(failure_reason(outcome, launch))
     if run.stores.artifacts.remote is not None:
-        from segpipe.storage.run_sync import pull_run
+        from segpipe.jobs.run_sync import pull_run
 
         pull_run(run.stores.artifacts, run.job_id, run_dir)  # rank 0 may have run on another host
     result = read_result(run_dir)
@@ -102,10 +104,8 @@ def run_distributed_train(run: Any, spec: JobConfig) -> dict[str, str]:
     return artifacts
 
 
-def run_node(run: Any, spec: NodeSpec) -> dict[str, str]:
+def run_node(run: JobRun, spec: NodeSpec) -> dict[str, str]:
     """The ``train-node`` kind: one more host of a multi-node training, joining its rendezvous."""
-    from segpipe.jobs.model_refs import resolve_weights_ref
-    from segpipe.jobs.run import staged
 
     config = staged(run, spec.config)
     run_dir = run.stores.artifacts.job_dir(spec.parent, create=True) / "run"
@@ -143,7 +143,7 @@ def check_devices(config: JobConfig) -> None:
                           f"{torch.cuda.device_count()} GPU(s) (CUDA_VISIBLE_DEVICES); start it with more")
 
 
-def queue_nodes(run: Any, config: JobConfig, launch: NodeLaunch, ids: list[str]) -> None:
+def queue_nodes(run: JobRun, config: JobConfig, launch: NodeLaunch, ids: list[str]) -> None:
     """The node rows of this attempt (the claims the other workers take), each published once."""
     if run.publish is None:
         raise SegpipeError(f"job {run.job_id}: resources.nodes is {launch.nodes}, but this worker cannot queue "
@@ -158,7 +158,7 @@ def queue_nodes(run: Any, config: JobConfig, launch: NodeLaunch, ids: list[str])
         run.publish(job_id, parent.queue)
 
 
-def wait_for_nodes(run: Any, ids: list[str], timeout: float) -> None:
+def wait_for_nodes(run: JobRun, ids: list[str], timeout: float) -> None:
     """Gang scheduling: every node row claimed by a worker within ``timeout``, or none keeps running."""
     deadline = time.monotonic() + timeout
     while True:
@@ -178,7 +178,7 @@ def wait_for_nodes(run: Any, ids: list[str], timeout: float) -> None:
         time.sleep(0.5)
 
 
-def await_nodes_end(run: Any, ids: list[str], grace: float) -> None:
+def await_nodes_end(run: JobRun, ids: list[str], grace: float) -> None:
     """The job ends after its nodes: a finished job leaves no host still holding a node row.
 
     The other agents exit a moment after rank 0 (the rendezvous closes); one that has not within
@@ -193,7 +193,7 @@ def await_nodes_end(run: Any, ids: list[str], grace: float) -> None:
         time.sleep(0.5)
 
 
-def release_nodes(stores: Any, job_id: str, keep: tuple[str, ...]) -> None:
+def release_nodes(stores: Stores, job_id: str, keep: tuple[str, ...]) -> None:
     """Cancel the job's node rows that are still open (queued ones at once; running ones stop their agent)."""
     for child in stores.shards.children(job_id):
         if child.kind == NODE_KIND and child.id not in keep and child.state not in TERMINAL_STATES:
@@ -218,7 +218,7 @@ def read_result(run_dir: Path) -> Any:
                        best if best.is_file() else None, run_dir / LAST, raw.get("tracking") or {})
 
 
-def _leader_stop(run: Any) -> Any:
+def _leader_stop(run: JobRun) -> Callable[[], str | None]:
     cancelled_at: list[float] = []
 
     def reason() -> str | None:
@@ -233,7 +233,7 @@ def _leader_stop(run: Any) -> Any:
     return reason
 
 
-def _node_stop(run: Any, spec: NodeSpec) -> Any:
+def _node_stop(run: JobRun, spec: NodeSpec) -> Callable[[], str | None]:
     cancelled_at: list[float] = []
 
     def reason() -> str | None:

@@ -20,18 +20,22 @@ import logging
 import shutil
 import time
 import traceback as tb
-from pathlib import Path
-from typing import Any
+
+import sqlalchemy.exc
 
 from segpipe import job_kinds
 from segpipe.errors import SegpipeError
+from segpipe.jobs.kinds import run as run_kind
 from segpipe.jobs.run import HandedOff, Heartbeat, JobRun, LeaseLost, Publish
-from segpipe.jobs.specs import load_spec
+from segpipe.jobs.sharding.coordinate import child_ended
+from segpipe.jobs.specs import JobSpec, load_spec
 from segpipe.logs import job_context
 from segpipe.metrics.definitions import CLAIMS, JOB_DURATION, JOBS_RUN
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
+from segpipe.storage.disk import disk_full_error, is_disk_full
 from segpipe.stores import Job, Stores
+from segpipe.stores.db_errors import explain
 
 log = logging.getLogger("segpipe.pipeline")
 
@@ -67,7 +71,7 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
         # every data file the job reads must lie in the data roots (the Label Studio inbox is one), or be
         # this worker's copy of one
         with confined_to([*settings.roots, settings.cache_dir, stores.artifacts.inbox]):
-            artifacts = job_kinds.get(job.kind).run(run, spec)
+            artifacts = run_kind(job.kind, run, spec)
         if run.lease_lost.is_set():
             raise LeaseLost(f"job {job_id}: lease lost to another worker")
         state = "cancelled" if run.cancelled else "succeeded"
@@ -89,23 +93,21 @@ def _run_claimed(job: Job, *, stores: Stores, settings: Settings, owner: str, pu
     finally:
         heartbeat.stopped.set()
         if job.parent_id is not None:
-            from segpipe.jobs.sharding.coordinate import child_ended
-
             child_ended(stores, job.parent_id, publish)
         _release_memory()
 
 
-def release_inbox(stores: Stores, job: Any) -> None:
+def release_inbox(stores: Stores, job: Job) -> None:
     """An ended interactive predict job's images leave the Label Studio inbox (its predictions stay in
     the store), and so does a box-mask job's image. Shards leave them to their parent, which ends last."""
-    if job.kind not in ("predict", "box-mask") or job.parent_id is not None:
+    if not job_kinds.has(job.kind, job_kinds.INBOX) or job.parent_id is not None:
         return
     try:
         spec = load_spec(job.kind, job.config)
     except Exception:  # noqa: BLE001 - a spec that does not load has no inbox folder to release
         return
-    images = Path(str(getattr(spec, "images", ""))) if job.kind == "predict" else Path(str(getattr(spec, "image", ""))).parent
-    if not str(images) or str(images) == ".":
+    images = spec.input_folder() if isinstance(spec, JobSpec) else None
+    if images is None or not str(images) or str(images) == ".":
         return
     inbox = stores.artifacts.inbox.resolve()
     folder = images.resolve()
@@ -115,13 +117,7 @@ def release_inbox(stores: Stores, job: Any) -> None:
 
 def _reason(exc: BaseException) -> str:
     """One line for an unexpected failure: a database error says which value did not fit."""
-    import sqlalchemy.exc
-
-    from segpipe.storage.disk import disk_full_error, is_disk_full
-
     if isinstance(exc, sqlalchemy.exc.StatementError):
-        from segpipe.stores.db_errors import explain
-
         return explain(exc)
     if is_disk_full(exc):
         where = getattr(exc, "filename", None)
@@ -135,7 +131,7 @@ def _release_memory() -> None:
     # collection from walking ~500k objects again (0.5–0.7 s per job otherwise).
     gc.freeze()
     try:
-        import torch
+        import torch  # already loaded by the runners; the worker's entry module does not import it itself
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

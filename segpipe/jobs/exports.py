@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segpipe.errors import ConfigError
+from segpipe import job_kinds
+from segpipe.config import parse_yaml
+from segpipe.data.categories import CategoryMap
+from segpipe.errors import ConfigError, SegpipeError
+from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
+from segpipe.jobs.specs import PredictSpec, load_spec, version_ref
 from segpipe.masks.formats import ExportContext, check_formats, export
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, categories_of
+from segpipe.run_files import read_categories, resolve_checkpoint, version_categories_file
+from segpipe.stores import Job, Stores
 from segpipe.vocabulary import RunFiles
 
 
@@ -43,17 +50,15 @@ class JobExportSource:
             raise ConfigError(f"job {self.job_id}: {exc}") from None
 
 
-def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] | None = None,
+def job_source(stores: Stores, job_id: str, *, files: dict[str, tuple[str, Path]] | None = None,
                checkpoint_fallback: bool = True) -> JobExportSource:
     """`ConfigError` when the job is not a predict job or its model's categories cannot be read.
 
     ``files``: image key → (file name, path) when the caller already resolved the images it exports
     (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
     (no torch; the API's routes): a model without ``categories.json`` is then a `ConfigError`."""
-    from segpipe.jobs.specs import PredictSpec, load_spec
-
     job = stores.jobs.get(job_id)
-    if job.kind != "predict":
+    if not job_kinds.has(job.kind, job_kinds.PREDICTIONS):
         raise ConfigError(f"job {job_id} is a {job.kind} job; exports come from predict jobs")
     spec = load_spec(job.kind, job.config)
     if not isinstance(spec, PredictSpec):
@@ -68,14 +73,9 @@ def job_source(stores: Any, job_id: str, *, files: dict[str, tuple[str, Path]] |
     return JobExportSource(job_id, task, categories, version, _image_files(spec) if files is None else files)
 
 
-def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int, str]]] | None:
+def run_categories(stores: Stores, job: Job, ref: str) -> tuple[str, list[tuple[int, str]]] | None:
     """The task and (id, name) categories of the model ``ref`` that predict ``job`` names, from its run's
     small files; None when one is missing. A version reference means the version the job ran with."""
-    from segpipe.config import parse_yaml
-    from segpipe.errors import SegpipeError
-    from segpipe.jobs.model_refs import resolve_version
-    from segpipe.jobs.specs import version_ref
-    from segpipe.run_files import read_categories, version_categories_file
 
     task: str | None = None
     parsed = version_ref(ref)
@@ -104,11 +104,9 @@ def run_categories(stores: Any, job: Any, ref: str) -> tuple[str, list[tuple[int
         return None
 
 
-def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, list[tuple[int, str]]]:
-    from segpipe.data.categories import CategoryMap
+def _checkpoint_categories(stores: Stores, job_id: str, ref: str) -> tuple[str, list[tuple[int, str]]]:
+    # torch: only for a model from before runs wrote categories.json (the API never gets here)
     from segpipe.engine.checkpoint import load_checkpoint
-    from segpipe.jobs.model_refs import resolve_model_ref
-    from segpipe.run_files import resolve_checkpoint
 
     try:
         # only the task and the category map are read: the weights stay on disk (a parent finishing
@@ -122,7 +120,7 @@ def _checkpoint_categories(stores: Any, job_id: str, ref: str) -> tuple[str, lis
     return str(task), categories_of(CategoryMap.from_dict(checkpoint["category_map"]))
 
 
-def _image_files(spec: Any) -> dict[str, tuple[str, Path]]:
+def _image_files(spec: PredictSpec) -> dict[str, tuple[str, Path]]:
     from segpipe.data.image_list import image_items
 
     files: dict[str, tuple[str, Path]] = {}
@@ -135,12 +133,12 @@ def _image_files(spec: Any) -> dict[str, tuple[str, Path]]:
     return files
 
 
-def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None = None,
+def job_images(stores: Stores, source: JobExportSource, keys: Sequence[str] | None = None,
                task_data: Mapping[str, dict[str, Any]] | None = None) -> Generator[ExportImage, None, None]:
     """The job's images, in key order, each with its rows (possibly none); with ``keys``, those images in
     that order (keys the job has not stored are left out); ``task_data``: image key → its
     `ExportImage.task_data`."""
-    from segpipe.data.images import read_image
+    from segpipe.data.images import read_image  # cv2: only when an export draws or copies the images
 
     stored = (stores.predictions.iter_job_images(source.job_id) if keys is None
               else stores.predictions.images_in_order(source.job_id, keys))
@@ -154,7 +152,7 @@ def job_images(stores: Any, source: JobExportSource, keys: Sequence[str] | None 
                           dict((task_data or {}).get(key, {})))
 
 
-def export_job(stores: Any, job_id: str, out_dir: str | Path, formats: Sequence[str], *,
+def export_job(stores: Stores, job_id: str, out_dir: str | Path, formats: Sequence[str], *,
                source: JobExportSource | None = None, keys: Sequence[str] | None = None,
                task_data: Mapping[str, dict[str, Any]] | None = None, **options: Any) -> dict[str, list[Path]]:
     """Export a predict job's stored predictions in ``formats`` under ``out_dir``; returns files per format.

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
+from segpipe import job_kinds
+from segpipe.config import JobConfig
 from segpipe.errors import ConfigError
 from segpipe.jobs.specs import version_ref
+from segpipe.jobs.versions import checkpoint_path
 from segpipe.stores import ModelVersion, Stores
 
 log = logging.getLogger("segpipe.pipeline")
@@ -23,20 +25,18 @@ def resolve_model_ref(ref: str, stores: Stores, *, version: ModelVersion | None 
     if ref.startswith("job:"):
         job_id = ref.removeprefix("job:")
         job = stores.jobs.get(job_id)
-        if job.kind not in ("train", "retrain"):
+        if not job_kinds.has(job.kind, job_kinds.MODEL):
             raise ConfigError(f"model {ref}: job {job_id} is a {job.kind} job, not a training job")
         if not stores.artifacts.exists(job_id, "run"):
             raise ConfigError(f"model {ref}: job {job_id} has no checkpoint yet (state {job.state})")
         return stores.artifacts.fetch(job_id, "run")
     version = version or resolve_version(ref, stores)
     if version is not None:
-        from segpipe.retrain.job import checkpoint_path
-
         return checkpoint_path(version, stores)
     return Path(ref)
 
 
-def resolve_weights_ref(config: Any, stores: Stores) -> None:
+def resolve_weights_ref(config: JobConfig, stores: Stores) -> None:
     """A config whose ``model.weights`` names a model version (``NAME@production``, ``NAME@3``) or a
     training job (``job:<id>``) starts from that checkpoint: the reference becomes its path, in place."""
     weights = config.model.weights

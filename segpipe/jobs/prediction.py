@@ -6,13 +6,23 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from segpipe.data.categories import CategoryMap
+    from segpipe.engine.predict import ImageItem
+    from segpipe.prediction import Prediction
+
+from segpipe.jobs.exports import export_job, job_source
 from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
 from segpipe.jobs.run import JobRun, staged
+from segpipe.jobs.sharding.coordinate import coordinate
 from segpipe.jobs.specs import PredictSpec
+from segpipe.masks.formats import default_formats
+from segpipe.masks.rows import prediction_rows
 from segpipe.storage.disk import disk_errors, ensure_free, write_text_atomic
 from segpipe.stores import Stores
+from segpipe.stores.predictions import PredictionBuffer
 
 log = logging.getLogger("segpipe.pipeline")
 
@@ -20,8 +30,6 @@ log = logging.getLogger("segpipe.pipeline")
 def run_predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     """A predict job: as one piece, or — when it has more than ``predict.shard_size`` images and a
     queue to publish to — split into shards that any worker takes (`segpipe.jobs.sharding`)."""
-    from segpipe.jobs.sharding.coordinate import coordinate
-
     if run.publish is not None:
         sharded = coordinate(run, spec)
         if sharded is not None:
@@ -32,9 +40,7 @@ def run_predict(run: JobRun, spec: PredictSpec) -> dict[str, str]:
 def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     """Predict into the store (each image once, also across resumes), then export every format from the
     store through the export registry, so a resumed job's files hold every image exactly once."""
-    from segpipe.engine.runner import predict_to_files
-    from segpipe.masks.rows import prediction_rows
-    from segpipe.stores.predictions import PredictionBuffer
+    from segpipe.engine.runner import predict_to_files  # torch: imported when a predict job runs
 
     stores = run.stores
     done = stores.predictions.done_images(run.job_id)
@@ -55,7 +61,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     # one store transaction per batch of images, not per image
     buffer = PredictionBuffer(stores.predictions, run.job_id, size=max(spec.predict.batch_size, 16), on_flush=flushed)
 
-    def on_image(item: Any, pred: Any, category_map: Any) -> None:
+    def on_image(item: ImageItem, pred: Prediction, category_map: CategoryMap) -> None:
         if run.should_stop():
             raise _Stop()
         counts["instances"] += len(pred.instances)
@@ -63,14 +69,14 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
         buffer.add(str(item.image_id), prediction_rows(pred, category_map, spec.predict.topk), pred.height, pred.width,
                    uncertainty=pred.uncertainty, fingerprint=pred.meta.get("fingerprint"))
 
-    def on_failed(item: Any, reason: str) -> None:
+    def on_failed(item: ImageItem, reason: str) -> None:
         record_failed_image(run, run.job_id, str(item.image_id), reason)
 
     version = resolve_version(spec.model, stores)
     if version is not None:  # which version NAME@production meant when this job ran
         stores.jobs.record_model(run.job_id, version.name, version.version)
         run.progress({"model": f"{version.name}@{version.version}"}, force=True)
-    from segpipe.engine.model_cache import cached_model
+    from segpipe.engine.model_cache import cached_model  # torch
 
     model = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
                          capacity=run.settings.model_cache_models)
@@ -122,9 +128,6 @@ def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     """Export every format a predict job asked for from its stored predictions (each image exactly once,
     whichever attempts or shards stored them) and register the files; returns the artifacts, with
     ``summary.json``: images predicted, and every image skipped with its reason (``failed_images``)."""
-    from segpipe.jobs.exports import export_job, job_source
-    from segpipe.masks.formats import default_formats
-
     stores, out = run.stores, run.folder / "predictions"
     failed = failed_images(stores, run.job_id)
     run.progress({"images_failed": len(failed), "failed_images": failed[:SHOWN_FAILURES]}, force=True)

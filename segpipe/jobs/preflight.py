@@ -3,9 +3,10 @@
 A job that will fail on its config must be refused when it is submitted (HTTP 422 / 403), not
 minutes later on a worker. `preflight` takes the spec *as it will be stored* (dumped and read back,
 the way the worker reads it), checks that it parses back to the same kind of spec (a storage bug
-cannot hide), and runs the kind's own check: the ``preflight`` of its entry in `segpipe.job_kinds`,
-inside the job's path confinement. Those checks are built from the helpers here, which build what
-needs no data loading or model weights:
+cannot hide), and runs the kind's own check: the ``preflight`` its entry in `segpipe.job_kinds` names
+(`check_train`, `check_evaluate`, `check_predict` below for the built-in kinds), inside the job's path
+confinement. Those checks are built from the helpers here, which build what needs no data loading or
+model weights:
 
 - `check_train_config`: a ``data`` section; the model's name, task and own parameters (the model
   catalogue's checks, `segpipe.model_catalogue`: no network built, no torch); every data path exists;
@@ -31,21 +32,41 @@ from typing import Any
 from segpipe import job_kinds
 from segpipe.config import DataConfig, JobConfig, ModelConfig, SourceConfig
 from segpipe.errors import ConfigError, NotFoundError
-from segpipe.jobs.specs import PredictSpec, Spec, dump_spec, load_spec, version_ref
+from segpipe.jobs.kinds import preflight_check
+from segpipe.jobs.model_refs import resolve_version
+from segpipe.jobs.specs import EvaluateSpec, PredictSpec, Spec, dump_spec, load_spec, version_ref
 from segpipe.paths import confined_to
 from segpipe.settings import Settings
 from segpipe.stores import Stores
+from segpipe.stores.artifacts import ArtifactPathError
 
 
 def preflight(kind: str, spec: Spec, stores: Stores, settings: Settings) -> Spec:
     """The stored form of `spec`, read back as the worker will; raises ConfigError (or PathNotAllowed)
     naming the key when the job could not run."""
     stored = load_spec(kind, dump_spec(spec), source=f"{kind} job (as stored)")
-    check = job_kinds.get(kind).preflight
+    check = preflight_check(kind)
     if check is not None:
         with confined_to(settings.roots):
             check(stored, stores)
     return stored
+
+
+def check_train(config: JobConfig, _stores: Stores) -> None:
+    """The ``train`` kind's check."""
+    check_train_config(config)
+
+
+def check_evaluate(spec: EvaluateSpec, stores: Stores) -> None:
+    """The ``evaluate`` kind's check: its model exists, its data paths exist."""
+    check_model_ref(spec.model, stores)
+    check_data(spec.data, "data")
+
+
+def check_predict(spec: PredictSpec, stores: Stores) -> None:
+    """The ``predict`` kind's check: its model exists, its image list reads under the confinement."""
+    check_model_ref(spec.model, stores)
+    check_predict_images(spec)
 
 
 def check_train_config(config: JobConfig) -> None:
@@ -102,8 +123,6 @@ def check_model_ref(ref: str, stores: Stores) -> None:
     """The model a reference names exists now: a training job, a model version or a checkpoint."""
     if ref.startswith("job:"):
         job_id = ref.removeprefix("job:")
-        from segpipe.stores.artifacts import ArtifactPathError
-
         try:
             stores.artifacts.job_dir(job_id)  # refuses ids that are not plain names (job:../../x)
         except ArtifactPathError as e:
@@ -112,14 +131,12 @@ def check_model_ref(ref: str, stores: Stores) -> None:
             job = stores.jobs.get(job_id)
         except NotFoundError:
             raise ConfigError(f"model {ref}: no job {job_id}") from None
-        if job.kind not in ("train", "retrain"):
+        if not job_kinds.has(job.kind, job_kinds.MODEL):
             raise ConfigError(f"model {ref}: job {job_id} is a {job.kind} job, not a training job")
         if job.state in ("failed", "cancelled"):
             raise ConfigError(f"model {ref}: job {job_id} {job.state}; it has no model to use")
         return
     if version_ref(ref) is not None:
-        from segpipe.jobs.model_refs import resolve_version
-
         resolve_version(ref, stores)
         return
     from segpipe.run_files import resolve_checkpoint

@@ -8,19 +8,23 @@ The job kinds' runners (`segpipe.jobs.training`, `.prediction`, ...) receive a `
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from segpipe.errors import SegpipeError
 from segpipe.metrics.definitions import IMAGES_PREDICTED
 from segpipe.settings import Settings
+from segpipe.storage.cache import worker_cache
+from segpipe.storage.staging import has_uris, stage_spec
 from segpipe.stores import Stores
+from segpipe.stores.jobs import jsonable
 
 log = logging.getLogger("segpipe.pipeline")
 
@@ -33,6 +37,7 @@ class HandedOff(SegpipeError):
     """The job goes on elsewhere (its shards run it); this worker leaves its row as it is."""
 
 
+S = TypeVar("S", bound=BaseModel)  # a job's spec or config
 Publish = Callable[[str, str], None]  # (job id, queue): send a job's message to the queue
 
 
@@ -102,19 +107,10 @@ class Heartbeat(threading.Thread):
                 log.exception("job %s: heartbeat failed", self.run_.job_id)
 
 
-def staged(run: JobRun, spec: Any) -> Any:
+def staged(run: JobRun, spec: S) -> S:
     """``spec`` with each object-store URI replaced by this worker's cached copy (`segpipe.storage`)."""
-    from segpipe.storage.cache import worker_cache
-    from segpipe.storage.staging import has_uris, stage_spec
-
     return stage_spec(spec, worker_cache(run.settings)) if has_uris(spec) else spec
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-
-def jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` as plain JSON (numpy and torch scalars as numbers, anything else as its string)."""
-    return json.loads(json.dumps(values, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

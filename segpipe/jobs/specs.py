@@ -10,11 +10,11 @@
 - ``predict-shard``: ``{parent, index, count, spec: PredictSpec, items: [[path, image_id, name]…]}`` —
                 one slice of a large predict job, queued by the parent (`segpipe.jobs.sharding`).
 - ``train-node``: ``{parent, node, endpoint, run_id, leader_owner, config: JobConfig}`` — one host of a
-                multi-node training, queued by the training job's first node (`segpipe.elastic`).
+                multi-node training, queued by the training job's first node (`segpipe.jobs.elastic`).
 - ``box-mask``: ``{model: REF, image: FILE, box: [x, y, width, height] (percent), label: NAME?}`` — the
                 mask of the object inside a box an annotator drew, queued by the Label Studio backend.
 
-Which kinds exist, their queue and runner: `segpipe.job_kinds` (the one registry).
+Which kinds exist, their queue, runner and capabilities: `segpipe.job_kinds` (the one registry).
 
 A model REF is ``job:<train job id>``, ``NAME@production`` / ``NAME@<version>`` (model versions), or a
 run directory / checkpoint path inside the data or artifact roots. Every path is confined to the
@@ -32,6 +32,7 @@ from segpipe import config as config_mod
 from segpipe.config import DataConfig, JobConfig, ModelRef, PredictConfig, Section, SourceConfig
 from segpipe.errors import ConfigError
 from segpipe.gate_config import GateConfig
+from segpipe.jobs.kinds import spec_model
 from segpipe.paths import confine
 from segpipe.storage.uri import Location
 
@@ -40,21 +41,49 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 _VERSION_REF = config_mod.VERSION_REF
 
 
-class EvaluateSpec(Section):
+class JobSpec(Section):
+    """The document of a job kind other than ``train`` (whose document is a whole `JobConfig`)."""
+
+    def input_folder(self) -> Path | None:
+        """The local folder its input images lie in, which a kind with the inbox capability empties when it
+        ends (`segpipe.jobs.execute.release_inbox`); None when it reads no such folder."""
+        return None
+
+    def confine(self, roots: list[Path], artifact_root: Path) -> None:
+        """Resolve every path of this spec inside `roots`, in place (model references may also point into
+        the artifact root); `PathNotAllowed` otherwise. A spec that arrives over HTTP is untrusted, so every
+        submittable kind's spec says how; the kinds segpipe queues itself carry already confined specs."""
+        raise NotImplementedError(f"{type(self).__name__}: queued by segpipe with confined paths, never confined")
+
+
+class EvaluateSpec(JobSpec):
     model: ModelRef
     data: DataConfig
     split: Literal["val", "train"] = "val"
 
+    def confine(self, roots: list[Path], artifact_root: Path) -> None:
+        _confine_data(self.data, roots)
+        self.model = confine_model_ref(self.model, roots, artifact_root)
 
-class PredictSpec(Section):
+
+class PredictSpec(JobSpec):
     model: ModelRef
     images: Location
     annotations: Location | None = None
     predict: PredictConfig = PredictConfig()
     device: str = "auto"
 
+    def input_folder(self) -> Path | None:
+        return Path(str(self.images))
 
-class RetrainSpec(Section):
+    def confine(self, roots: list[Path], artifact_root: Path) -> None:
+        self.images = confine(self.images, roots, what="images")
+        if self.annotations is not None:
+            self.annotations = confine(self.annotations, roots, what="annotations")
+        self.model = confine_model_ref(self.model, roots, artifact_root)
+
+
+class RetrainSpec(JobSpec):
     """Train a new version of ``name``, evaluate it and production on ``validation``, and let ``gate`` decide."""
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -68,8 +97,13 @@ class RetrainSpec(Section):
     label_studio_project: int | None = Field(None, ge=1, description="the Label Studio project it trains from: "
                                                                    "its backends follow a promotion")
 
+    def confine(self, roots: list[Path], artifact_root: Path) -> None:
+        confine_spec(self.config, roots, artifact_root)
+        self.dataset = [confine(p, roots, what="dataset") for p in self.dataset]
+        _confine_source(self.validation, roots, "validation")
 
-class ShardSpec(Section):
+
+class ShardSpec(JobSpec):
     """One slice of a sharded predict job: the parent's (already confined) spec and the images to do.
 
     ``items`` are ``[path, image_id, name]`` as the parent listed them, so a shard does the same
@@ -82,8 +116,8 @@ class ShardSpec(Section):
     items: list[tuple[str, int | str, str]] = Field(min_length=1)
 
 
-class NodeSpec(Section):
-    """One node (host) of a multi-node training (`segpipe.elastic`): the training job, which node this
+class NodeSpec(JobSpec):
+    """One node (host) of a multi-node training (`segpipe.jobs.elastic`): the training job, which node this
     is, the rendezvous its first node hosts, and the training's (already confined) config.
 
     ``leader_owner`` is the lease owner of the training job: the node's rank 0 (wherever it runs)
@@ -97,7 +131,7 @@ class NodeSpec(Section):
     config: JobConfig
 
 
-class BoxMaskSpec(Section):
+class BoxMaskSpec(JobSpec):
     """One drawn box → the mask of the object inside it (`segpipe.jobs.box_mask`), for Label Studio's smart tool.
 
     ``box`` is Label Studio's own rectangle: top-left ``x, y`` and ``width, height`` in percent of the
@@ -110,15 +144,20 @@ class BoxMaskSpec(Section):
     label: str | None = Field(None, max_length=500)
     device: str = "cpu"
 
+    def input_folder(self) -> Path | None:
+        return Path(str(self.image)).parent
+
+    def confine(self, roots: list[Path], artifact_root: Path) -> None:
+        self.image = confine(self.image, roots, what="image")
+        self.model = confine_model_ref(self.model, roots, artifact_root)
+
 
 Spec = JobConfig | EvaluateSpec | PredictSpec | RetrainSpec | ShardSpec | NodeSpec | BoxMaskSpec
 
 
 def parse_spec(kind: str, raw: dict[str, Any], *, source: str = "<job>") -> Spec:
     """Validate a job document of `kind` (paths still as given); `ConfigError` names the known kinds."""
-    from segpipe import job_kinds
-
-    model = job_kinds.get(kind).spec
+    model = spec_model(kind)
     if model is None:
         return config_mod.from_dict(raw, source=source)
     try:
@@ -141,24 +180,16 @@ def confine_spec(spec: Spec, roots: list[Path], artifact_root: Path) -> Spec:
         if backbone is not None and not config_mod.is_named_weights(backbone):
             spec.model.backbone_weights = str(confine(backbone, roots, what="model.backbone_weights"))
         return spec
-    if isinstance(spec, RetrainSpec):
-        confine_spec(spec.config, roots, artifact_root)
-        spec.dataset = [confine(p, roots, what="dataset") for p in spec.dataset]
-        _confine_source(spec.validation, roots, "validation")
-        return spec
-    if isinstance(spec, EvaluateSpec):
-        _confine_data(spec.data, roots)
-    elif isinstance(spec, BoxMaskSpec):
-        spec.image = confine(spec.image, roots, what="image")
-    elif isinstance(spec, PredictSpec):
-        spec.images = confine(spec.images, roots, what="images")
-        if spec.annotations is not None:
-            spec.annotations = confine(spec.annotations, roots, what="annotations")
-    else:  # shards and nodes are made by their parent job from specs it confined; nobody submits them
-        raise TypeError(f"{type(spec).__name__} is confined by its parent job, not on its own")
-    if not spec.model.startswith("job:") and not _VERSION_REF.match(spec.model):
-        spec.model = str(confine(spec.model, [*roots, artifact_root], what="model"))
+    spec.confine(roots, artifact_root)  # each kind's spec confines its own paths
     return spec
+
+
+def confine_model_ref(ref: str, roots: list[Path], artifact_root: Path) -> str:
+    """A model reference with its path confined (a run folder or checkpoint may lie in the artifact root);
+    ``job:<id>`` and ``NAME@…`` references are names, not paths."""
+    if ref.startswith("job:") or _VERSION_REF.match(ref):
+        return ref
+    return str(confine(ref, [*roots, artifact_root], what="model"))
 
 
 def _confine_data(data: DataConfig, roots: list[Path]) -> None:

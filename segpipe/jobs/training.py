@@ -4,16 +4,21 @@ across nodes), its model version when the config is named, and its run folder as
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from segpipe.config import JobConfig
 from segpipe.jobs.model_refs import resolve_weights_ref
 from segpipe.jobs.run import JobRun, scalars, staged
+from segpipe.jobs.versions import completed, hash_for_version, register_run
 from segpipe.vocabulary import RunFiles
 
+if TYPE_CHECKING:
+    from segpipe.engine.runner import TrainResult
 
-def run_train(run: JobRun, spec: Any) -> dict[str, str]:
+
+def run_train(run: JobRun, spec: JobConfig) -> dict[str, str]:
     """A training job: in this worker's process, or — when ``resources`` asks for more than one rank —
-    under PyTorch's elastic agent, across the job's nodes (`segpipe.elastic`)."""
+    under PyTorch's elastic agent, across the job's nodes (`segpipe.jobs.elastic`)."""
     from segpipe.engine.runner import train
     from segpipe.jobs.build_checks import check_train_build
 
@@ -28,7 +33,7 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     resolve_weights_ref(spec, run.stores)
     hooks: tuple[Any, ...] = ()
     if run.stores.artifacts.remote is not None:  # another host may have to resume this training
-        from segpipe.storage.run_sync import CheckpointUpload, restore_run
+        from segpipe.jobs.run_sync import CheckpointUpload, restore_run
 
         restore_run(run.stores.artifacts, run.job_id, run_dir)
         hooks = (CheckpointUpload(run.stores.artifacts, run.job_id, run_dir),)
@@ -41,15 +46,13 @@ def run_train(run: JobRun, spec: Any) -> dict[str, str]:
     return finish_train(run, spec, result, run_dir)
 
 
-def finish_train(run: JobRun, spec: Any, result: Any, run_dir: Path) -> dict[str, str]:
+def finish_train(run: JobRun, spec: JobConfig, result: TrainResult, run_dir: Path) -> dict[str, str]:
     """A training's end: its final progress, its model version (a named config, once per job), its artifacts."""
     progress: dict[str, Any] = {"phase": "done", "metrics": scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}
     if spec.name:
         # A named model: every finished training becomes a candidate version of it.
-        from segpipe.retrain.job import completed, hash_for_version, register_run
-
         if completed(result):
             version = register_run(run.stores, run.job_id, spec, result, data_hash=hash_for_version(spec))
             progress["model"] = f"{version.name}@{version.version}"
@@ -59,13 +62,6 @@ def finish_train(run: JobRun, spec: Any, result: Any, run_dir: Path) -> dict[str
                 add_tags(result.tracking, {"segpipe.model_version": progress["model"]})
     run.progress(progress, force=True)
     return run_artifacts(run, run_dir)
-
-
-def run_retrain(run: JobRun, spec: Any) -> dict[str, str]:
-    """The retrain kind (`segpipe.retrain.job`), with its data staged like a training's."""
-    from segpipe.retrain.job import run_retrain as retrain
-
-    return retrain(run, staged(run, spec))
 
 
 def run_artifacts(run: JobRun, run_dir: Path) -> dict[str, str]:

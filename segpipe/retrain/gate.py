@@ -14,12 +14,11 @@ Promoted only when every check passes; the reason names each failed check with i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from segpipe.gate_config import GateConfig, Mode
+from segpipe.gate_config import GateConfig, Mode, finite_number, scalar_metrics
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class Verdict:
 def decide(gate: GateConfig, candidate: Mapping[str, Any], production: Mapping[str, Any] | None) -> Verdict:
     """Compare ``candidate`` with ``production`` metrics (None: there is no production version)."""
     if production is None:
-        value = _number(candidate.get(gate.metric))
+        value = finite_number(candidate.get(gate.metric))
         shown = f" ({gate.metric} {value:.4f})" if value is not None else ""
         return Verdict("promoted", f"no production version yet: the first version is promoted{shown}", ())
     checks = [_check(gate.metric, "primary", gate.mode, gate.min_delta, candidate, production)]
@@ -84,20 +83,9 @@ def _check(
     metric: str, role: Literal["primary", "guard"], mode: Mode, limit: float,
     candidate: Mapping[str, Any], production: Mapping[str, Any],
 ) -> Check:
-    cand, prod = _number(candidate.get(metric)), _number(production.get(metric))
+    cand, prod = finite_number(candidate.get(metric)), finite_number(production.get(metric))
     if cand is None or prod is None:
         return Check(metric, role, mode, cand, prod, None, limit, False)
     change = cand - prod if mode == "max" else prod - cand
     # Round away float noise (0.1 + 0.2 style) so a change equal to the limit passes as written.
     return Check(metric, role, mode, cand, prod, change, limit, round(change - limit, 12) >= 0)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numeric entries of an evaluator's result (lists such as per-class IoU left out)."""
-    return {k: float(v) for k, v in metrics.items() if _number(v) is not None}

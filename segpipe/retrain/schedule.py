@@ -46,6 +46,7 @@ from segpipe.errors import ConfigError, NotFoundError
 from segpipe.evaluation.metric_names import is_metric, known_metrics
 from segpipe.gate_config import GateConfig
 from segpipe.jobs.specs import NAME_PATTERN, RetrainSpec
+from segpipe.jobs.versions import dataset_paths
 from segpipe.storage.uri import Location
 
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -315,15 +316,3 @@ def _absolute(source: SourceConfig, base: Path) -> SourceConfig:
     resolved = source.model_copy(deep=True)
     config_mod.resolve_paths(resolved, base)
     return resolved
-
-
-def dataset_paths(config: JobConfig) -> list[Path]:
-    """What a model version's dataset hash covers by default: the files and folders of data.train and data.val."""
-    if config.data is None:
-        raise ConfigError("the config has no data section")
-    sources = [config.data.train, config.data.val]
-    return [path for source in sources if source is not None for path in _source_paths(source)]
-
-
-def _source_paths(source: SourceConfig) -> list[Path]:
-    return source.layout_entry().hash_paths(source)

@@ -29,8 +29,8 @@ from typing import Literal
 
 from celery import Celery
 
+from segpipe.data.dataset_hash import dataset_hash
 from segpipe.errors import SegpipeError
-from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.schedule import ModelSchedule, Schedule
 from segpipe.retrain.trigger import configured_schedule, queue_retrain
 from segpipe.settings import Settings

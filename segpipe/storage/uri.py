@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator
 
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, PathNotAllowed
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 LOCAL_SCHEMES = frozenset({"file", "local"})
@@ -99,8 +99,6 @@ Location = Annotated[Path | Uri, PlainValidator(to_location), PlainSerializer(st
 
 def confine_uri(uri: str, roots: Sequence[Any], *, what: str = "path") -> Uri:
     """`uri` normalised, if it lies inside one of the URI `roots`; else `PathNotAllowed` naming them."""
-    from segpipe.paths import PathNotAllowed
-
     try:
         normal = parse_uri(str(uri), what=what)
     except ConfigError as e:

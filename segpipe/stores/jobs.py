@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from segpipe import job_kinds
 from segpipe.errors import ConfigError, NotFoundError
 from segpipe.stores.db import Store, changed
 from segpipe.stores.models import JOB_STATES, TERMINAL_STATES, Job, new_job_id, utcnow
@@ -110,9 +112,10 @@ class JobStore:
             return session.get(Job, job_id)
 
     def list(
-        self, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
+        self, state: str | None = None, kind: str | Sequence[str] | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[Job], int]:
-        """One page of jobs, newest first, and the total number matching the filters.
+        """One page of jobs, newest first, and the total number matching the filters; ``kind``: one kind or
+        several (``job_kinds.with_capability(...)``).
 
         Shards of a predict job are listed only when asked for by ``kind``: their parent stands for them."""
         if state is not None and state not in JOB_STATES:
@@ -120,8 +123,10 @@ class JobStore:
         filters: list[ColumnElement[bool]] = [] if kind is not None else [Job.parent_id.is_(None)]
         if state is not None:
             filters.append(Job.state == state)
-        if kind is not None:
+        if isinstance(kind, str):
             filters.append(Job.kind == kind)
+        elif kind is not None:
+            filters.append(Job.kind.in_(list(kind)))
         with self.store.read() as session:
             total = session.scalar(select(func.count()).select_from(Job).where(*filters)) or 0
             rows = session.scalars(
@@ -380,8 +385,6 @@ def queued_job(
 ) -> Job:
     """A new queued `Job` row, not yet in any session (`JobStore.create`, and stores that must create a
     job in the same transaction as a row of their own). ``ConfigError`` for an unknown kind."""
-    from segpipe import job_kinds  # the registry of kinds sits above the store
-
     if kind not in job_kinds.KINDS:
         raise ConfigError(f"unknown job kind {kind!r}; known kinds: {', '.join(job_kinds.names())}")
     return Job(
@@ -444,3 +447,8 @@ def _end(session: Session, job_id: str, now: datetime, state: str, error: str | 
     )
     session.expire_all()
     return _get(session, job_id)
+
+
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as plain JSON (numpy and torch scalars as numbers, anything else as its string)."""
+    return json.loads(json.dumps(values, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

@@ -44,7 +44,7 @@ class ShardStore:
 
     def create_children(self, parent: Job, kind: str, rows: Sequence[tuple[str, str]]) -> None:
         """Queued child rows of ``kind`` (``(id, resolved YAML)`` each) under ``parent``; ids that exist are
-        skipped. Shards use it, and so do the nodes of a multi-node training (`segpipe.elastic`)."""
+        skipped. Shards use it, and so do the nodes of a multi-node training (`segpipe.jobs.elastic`)."""
         # the same statement in both dialects: an id that exists is skipped
         skip_existing = {
             "postgresql": postgresql.insert(Job).on_conflict_do_nothing(index_elements=["id"]),

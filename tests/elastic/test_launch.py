@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from segpipe.config import from_dict
-from segpipe.elastic.launch import NodeLaunch, Outcome, failure_reason, supervise
 from segpipe.engine.distributed import scaled_lr
 from segpipe.errors import ConfigError
+from segpipe.jobs.elastic.launch import NodeLaunch, Outcome, failure_reason, supervise
 
 BASE = {"task": "classification", "model": {"name": "cnn_small"}}
 LAUNCH = NodeLaunch(nodes=2, gpus_per_node=4, endpoint="10.0.0.5:29400", run_id="job-a1", is_host=True,
@@ -35,7 +35,7 @@ def test_the_agent_command_names_the_rendezvous_and_the_limits() -> None:
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     for part in ("--nnodes 2", "--nproc-per-node 4", "--rdzv-backend c10d", "--rdzv-endpoint 10.0.0.5:29400",
                  "--rdzv-id job-a1", "--max-restarts 3", "--local-addr 10.0.0.5",
-                 "-m segpipe.elastic.rank /jobs/x/rank-context.json"):
+                 "-m segpipe.jobs.elastic.rank /jobs/x/rank-context.json"):
         assert part in text
     assert "join_timeout=120,is_host=1" in text
 

@@ -39,7 +39,7 @@ def classify_spec(root: Path, *, batch_size: int, epochs: int, **extra: Any) -> 
 
 
 def rank_processes(worker_pid: int) -> list[int]:
-    """Pids of the worker's descendants that run a rank (``python -m segpipe.elastic.rank``), from /proc."""
+    """Pids of the worker's descendants that run a rank (``python -m segpipe.jobs.elastic.rank``), from /proc."""
     parents: dict[int, int] = {}
     commands: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -60,7 +60,7 @@ def rank_processes(worker_pid: int) -> list[int]:
         return False
 
     return [pid for pid, cmd in commands.items()
-            if "segpipe.elastic.rank" in cmd and "torch.distributed.run" not in cmd and descends(pid)]
+            if "segpipe.jobs.elastic.rank" in cmd and "torch.distributed.run" not in cmd and descends(pid)]
 
 
 def test_two_ranks_equal_one_process_with_the_global_batch(svc: Service, tmp_path: Path) -> None:

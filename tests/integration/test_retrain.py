@@ -35,9 +35,9 @@ import numpy as np
 import pytest
 import yaml
 
+from segpipe.data.dataset_hash import dataset_hash
 from segpipe.data.synthetic import make_mask_folders
 from segpipe.jobs.specs import load_spec
-from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.promotion import promote_by_hand, rollback
 from segpipe.retrain.schedule import load_schedule
 from segpipe.retrain.tick import tick

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from segpipe.data.dataset_hash import HashCache, dataset_hash, file_digest
 from segpipe.data.synthetic import make_shapes_coco
 from segpipe.errors import DataError
-from segpipe.retrain.dataset_hash import HashCache, dataset_hash, file_digest
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from segpipe.config import from_dict
 from segpipe.data.synthetic import make_mask_folders
 from segpipe.jobs.execute import run_job
 from segpipe.jobs.specs import confine_spec, dump_spec
-from segpipe.retrain.job import checkpoint_path, version_files
+from segpipe.jobs.versions import checkpoint_path, version_files
 from segpipe.stores import Stores
 from tests.retrain.conftest import make_data, tiny_config
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from segpipe.gate_config import GateConfig
-from segpipe.retrain.gate import decide, scalar_metrics
+from segpipe.gate_config import GateConfig, scalar_metrics
+from segpipe.retrain.gate import decide
 
 
 def gate(**kw) -> GateConfig:

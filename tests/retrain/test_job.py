@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segpipe.data.dataset_hash import dataset_hash
 from segpipe.jobs.execute import run_job
 from segpipe.jobs.run import JobRun
 from segpipe.jobs.specs import dump_spec
-from segpipe.retrain.dataset_hash import dataset_hash
-from segpipe.retrain.job import checkpoint_path, run_retrain
+from segpipe.jobs.versions import checkpoint_path
+from segpipe.retrain.job import run_retrain
 from segpipe.stores import Stores
 from tests.retrain.conftest import make_data, schedule_for, tiny_config
 

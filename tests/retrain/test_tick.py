@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from segpipe.data.dataset_hash import dataset_hash
 from segpipe.errors import NotFoundError
 from segpipe.jobs.specs import RetrainSpec, load_spec
-from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.retrain.tick import tick
 from segpipe.retrain.trigger import queue_retrain, signal_dataset
 from segpipe.service import BrokerUnavailable

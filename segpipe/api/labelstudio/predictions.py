@@ -35,13 +35,15 @@ from segpipe.api.errors import ApiError
 from segpipe.api.labelstudio.model_info import ModelInfo
 from segpipe.api.labelstudio.task_images import TaskImage
 from segpipe.errors import SegpipeError
+from segpipe.job_kinds import INBOX, PREDICTIONS, with_capability
 from segpipe.storage.disk import MB, DiskFull, ensure_free, write_bytes_atomic
 from segpipe.stores.models import TERMINAL_STATES, Job, PredictionImage, utcnow
 
 POLL_SECONDS = 0.1
 MAX_PATH_DEPTH = 8
 FAILURE_MEMORY_SECONDS = 300.0  # how long a failed interactive job keeps the backend in error
-INTERACTIVE_KINDS = ("predict", "box-mask")  # what the backend queues: predictions, and masks of drawn boxes
+# what the backend queues: predictions, and masks of drawn boxes (the kinds whose images are in the inbox)
+INTERACTIVE_KINDS = with_capability(INBOX)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def _stored_jobs(ctx: ApiContext, model: ModelInfo, keys: Sequence[str]) -> list
         .join(Job, Job.id == PredictionImage.job_id)
         .where(
             PredictionImage.image_key.in_(list(keys)),
-            Job.kind == "predict",
+            Job.kind.in_(with_capability(PREDICTIONS)),
             Job.state == "succeeded",
             Job.model_name == model.name,
             Job.model_version == model.version,

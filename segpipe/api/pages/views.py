@@ -31,6 +31,7 @@ from segpipe.api.pages.downloads import (
 from segpipe.api.pages.session import page_user
 from segpipe.api.schemas import decision_out, job_out, version_out
 from segpipe.errors import NotFoundError
+from segpipe.job_kinds import PREDICTIONS, has, with_capability
 from segpipe.ranking.select import DEFAULT_MIN_DISTANCE
 from segpipe.stores.prediction_pages import (
     CategoryCount,
@@ -132,7 +133,7 @@ def jobs_page(
     """Predict jobs newest first: state, progress (live while running), model version, image counts."""
     who = page_user(request)
     state = state if state in JOB_STATES else None
-    jobs, total = ctx.stores.jobs.list(state=state, kind="predict", limit=JOBS_PER_PAGE, offset=(page - 1) * JOBS_PER_PAGE)
+    jobs, total = ctx.stores.jobs.list(state=state, kind=with_capability(PREDICTIONS), limit=JOBS_PER_PAGE, offset=(page - 1) * JOBS_PER_PAGE)
     stored = stored_image_counts(ctx.stores.db, [job.id for job in jobs])
     rows = [{"job": job_out(job), "stored": stored.get(job.id, 0), "model": model_label(job)} for job in jobs]
     pages = max(1, math.ceil(total / JOBS_PER_PAGE))
@@ -158,10 +159,12 @@ def gallery_page(
         for i, c in enumerate(categories_of(ctx, job_id, job.state))
     ]
     pages = max(1, math.ceil(total / per))
-    task = ctx.tasks.task_of(job_id) if job.kind == "predict" and total else None
+    predictions = has(job.kind, PREDICTIONS)
+    task = ctx.tasks.task_of(job_id) if predictions and total else None
     prefix = label_studio_prefix(_job_images(ctx, job_id), ctx.settings.label_studio_files_root)
     return render(request, "gallery.html", who, job=job, entries=entries, total=total, page=page, pages=pages,
-                  per=per, categories=categories, downloads=export_links(job_id, task, prefix))
+                  per=per, categories=categories, downloads=export_links(job_id, task, prefix),
+                  ranks_images=predictions)
 
 
 @router.get("/jobs/{job_id}/label-next", response_class=HTMLResponse)
@@ -194,7 +197,7 @@ def _job_images(ctx: ApiContext, job_id: str) -> str | None:
     from segpipe.jobs.specs import load_spec
 
     stored = ctx.stores.jobs.get(job_id)
-    if stored.kind != "predict":
+    if not has(stored.kind, PREDICTIONS):
         return None
     try:
         images = getattr(load_spec(stored.kind, stored.config), "images", None)

@@ -26,6 +26,7 @@ from segpipe.api.deps import ApiContext, context
 from segpipe.api.errors import ApiError
 from segpipe.api.schemas import ArtifactList, ArtifactOut, ErrorOut, FolderListing
 from segpipe.errors import SegpipeError
+from segpipe.job_kinds import PREDICTIONS, has
 from segpipe.masks.formats import PREDICTION_FORMATS
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD
 from segpipe.masks.stored import stream_results_json
@@ -202,7 +203,7 @@ def job_results(
     """The predict job's COCO results (RLE masks, original category ids), streamed row by row from
     the store. While the job runs this is what it has stored so far (header ``X-Segpipe-Job-State``)."""
     job = ctx.stores.jobs.get(job_id)
-    if job.kind != "predict":
+    if not has(job.kind, PREDICTIONS):
         raise ApiError(409, f"job {job_id} is a {job.kind} job; only predict jobs have results")
     return StreamingResponse(
         _in_threads(_results(ctx.stores, job_id)),
@@ -254,7 +255,7 @@ def job_export(
     from segpipe.masks.formats import parse_category_ids
 
     job = ctx.stores.jobs.get(job_id)
-    if job.kind != "predict":
+    if not has(job.kind, PREDICTIONS):
         raise ApiError(409, f"job {job_id} is a {job.kind} job; only predict jobs have exports")
     only_categories = parse_category_ids(categories)
     names = [n.strip() for n in format.split(",") if n.strip()]

@@ -60,7 +60,7 @@ def get_model(name: str, ctx: ApiContext = Depends(context), _who: Principal = D
         raise NotFoundError(f"model {name!r} has no versions")
     production = next((v.version for v in versions if v.stage == "production"), None)
     decisions = [decision_out(d) for d in ctx.stores.decisions.list(name)]
-    from segpipe.retrain.job import version_files
+    from segpipe.jobs.versions import version_files
 
     outs = [version_out(v).model_copy(update=version_files(v, ctx.stores)) for v in versions]
     return ModelDetail(name=name, production_version=production, versions=outs, decisions=decisions)

@@ -14,14 +14,12 @@ re-publishes only the shards still queued (a duplicate message is dropped by its
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from segpipe.errors import SegpipeError
+from segpipe.jobs.run import HandedOff, JobRun, LeaseLost, Publish
 from segpipe.jobs.specs import PredictSpec, ShardSpec, dump_spec
+from segpipe.storage.cache import worker_cache
 from segpipe.stores import Job, Stores
-
-if TYPE_CHECKING:
-    from segpipe.jobs.run import JobRun, Publish
 
 log = logging.getLogger("segpipe.jobs.sharding")
 
@@ -30,8 +28,6 @@ def coordinate(run: JobRun, spec: PredictSpec) -> dict[str, str] | None:
     """Split, wait for or finish a sharded predict job; None when the job is small enough for one piece.
 
     Raises `HandedOff` once the shards are on the queue (the parent's row stays running)."""
-    from segpipe.jobs.run import HandedOff, LeaseLost
-
     stores = run.stores
     children = stores.shards.children(run.job_id)
     if not children:
@@ -55,8 +51,7 @@ def coordinate(run: JobRun, spec: PredictSpec) -> dict[str, str] | None:
 
 
 def _split(run: JobRun, spec: PredictSpec) -> list[Job]:
-    from segpipe.jobs.sharding.listing import list_items
-    from segpipe.storage.cache import worker_cache
+    from segpipe.jobs.sharding.listing import list_items  # torch (the engine's image listing): a split only
 
     items = list_items(spec, worker_cache(run.settings))
     size = spec.predict.shard_size
@@ -109,7 +104,7 @@ def finish(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[str, str
 
 def write_exports(run: JobRun, spec: PredictSpec, shards: int) -> dict[str, str]:
     """Every format from the store, as an unsharded job exports (each image exactly once)."""
-    from segpipe.jobs.prediction import export_predictions
+    from segpipe.jobs.prediction import export_predictions  # the predict runner imports this module
 
     artifacts = export_predictions(run, spec)
     done = run.stores.predictions.count_images(run.job_id)

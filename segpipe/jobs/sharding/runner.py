@@ -9,13 +9,19 @@ The model comes from the worker's model cache, so consecutive shards of one job 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
+from segpipe.engine.model_cache import cached_model
+from segpipe.engine.predict import ImageItem, predict_items
+from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
+from segpipe.jobs.prediction import record_failed_image
+from segpipe.jobs.run import JobRun
+from segpipe.jobs.sharding.listing import local_items
 from segpipe.jobs.specs import ShardSpec
+from segpipe.masks.rows import prediction_rows
+from segpipe.storage.cache import worker_cache
 from segpipe.stores.predictions import PredictionBuffer
-
-if TYPE_CHECKING:
-    from segpipe.jobs.run import JobRun
 
 
 class _Stop(Exception):
@@ -23,17 +29,8 @@ class _Stop(Exception):
 
 
 def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
-    from segpipe.engine.model_cache import cached_model
-    from segpipe.engine.predict import predict_items
-    from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
-    from segpipe.jobs.prediction import record_failed_image
-    from segpipe.masks.rows import prediction_rows
-
     stores, spec, parent = run.stores, shard.spec, shard.parent
     done = stores.predictions.done_images(parent)
-    from segpipe.jobs.sharding.listing import local_items
-    from segpipe.storage.cache import worker_cache
-
     todo_keys = [it for it in shard.items if str(it[1]) not in done]
     items = shard.items
     todo = local_items(spec.images, todo_keys, worker_cache(run.settings)) if todo_keys else []
@@ -48,7 +45,7 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     cfg = spec.predict
     parent_progress = _ParentProgress(run, parent)
 
-    def on_failed(item: Any, reason: str) -> None:  # recorded under the parent, like the predictions
+    def on_failed(item: ImageItem, reason: str) -> None:  # recorded under the parent, like the predictions
         record_failed_image(run, parent, str(item.image_id), reason)
         counts["done"] += 1
 
@@ -81,8 +78,6 @@ class _ParentProgress:
         self.run, self.parent, self.last = run, parent, 0.0
 
     def maybe_report(self, force: bool = False) -> None:
-        import time
-
         now = time.monotonic()
         if not force and now - self.last < 1.0:
             return

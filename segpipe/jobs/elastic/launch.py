@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-RANK_MODULE = "segpipe.elastic.rank"
+RANK_MODULE = "segpipe.jobs.elastic.rank"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -39,7 +39,7 @@ class NodeLaunch:
     local_addr: str  # the address the other nodes reach this one at (rank 0's process group listens here)
 
     def command(self, context: Path) -> list[str]:
-        """The torchrun command line; each rank runs ``python -m segpipe.elastic.rank CONTEXT``."""
+        """The torchrun command line; each rank runs ``python -m segpipe.jobs.elastic.rank CONTEXT``."""
         conf = f"join_timeout={self.join_timeout:g},is_host={int(self.is_host)},last_call_timeout=1"
         return [
             sys.executable, "-m", "torch.distributed.run",

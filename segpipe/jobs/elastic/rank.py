@@ -1,4 +1,4 @@
-"""What each rank of a queued distributed training runs: ``python -m segpipe.elastic.rank CONTEXT``.
+"""What each rank of a queued distributed training runs: ``python -m segpipe.jobs.elastic.rank CONTEXT``.
 
 The elastic agent starts it ``gpus_per_node`` times on every node (RANK, WORLD_SIZE, LOCAL_RANK and
 the process group's address in the environment) and starts it again after a failure, so it always
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from segpipe.elastic.launch import die_with_parent
+from segpipe.jobs.elastic.launch import die_with_parent
 
 log = logging.getLogger("segpipe.elastic")
 RESULT = "result.json"
@@ -78,13 +78,13 @@ def run_rank(context: RankContext) -> int:
     stores = Stores.from_settings()
     hooks: tuple[Any, ...] = ()
     if stores.artifacts.remote is not None:
-        from segpipe.storage.run_sync import CheckpointUpload, pull_newer_checkpoint
+        from segpipe.jobs.run_sync import CheckpointUpload, pull_newer_checkpoint
 
         pull_newer_checkpoint(stores.artifacts, context.job_id, run_dir)
         hooks = (CheckpointUpload(stores.artifacts, context.job_id, run_dir),)
 
     def report(values: dict[str, Any]) -> None:
-        from segpipe.jobs.run import jsonable
+        from segpipe.stores.jobs import jsonable
 
         stores.jobs.update_progress(context.job_id, context.owner, jsonable({"phase": "train", **values}))
 
@@ -95,7 +95,7 @@ def run_rank(context: RankContext) -> int:
                "metrics": result.metrics, "tracking": result.tracking}
     (run_dir / RESULT).write_text(json.dumps(summary, default=str))
     if stores.artifacts.remote is not None:
-        from segpipe.storage.run_sync import upload_run
+        from segpipe.jobs.run_sync import upload_run
 
         upload_run(stores.artifacts, context.job_id, run_dir)
     stores.close()
