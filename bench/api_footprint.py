@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.api.footprint import heavy_files_mapped, prepare, resident_mib, serve_requests
-from tests.live_server import REPO, live_api_process
+from tests.support.live_server import live_api_process
+from tests.support.paths import REPO
 
 
 def measure(repo: Path, scratch: Path) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class GateConfig(Section):
         return value
 
 
-def finite_number(value: Any) -> float | None:  # noqa: ANN401 - any metric value
+def finite_number(value: Any) -> float | None:
     """A metric value as a float; None for what is not a finite number (bools, lists, NaN, infinities)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None

@@ -25,7 +25,7 @@ Runner = Callable[["JobRun", Any], dict[str, str]]
 Preflight = Callable[[Any, "Stores"], None]
 
 
-def _load(ref: job_kinds.CodeRef) -> Any:  # noqa: ANN401 - whatever the named attribute is
+def _load(ref: job_kinds.CodeRef) -> Any:
     module, attribute = ref
     return getattr(importlib.import_module(module), attribute)
 
@@ -37,7 +37,7 @@ def spec_model(kind: str) -> type[Section] | None:
 
 
 def runner(kind: str) -> Runner:
-    return _load(job_kinds.get(kind).runner)  # type: ignore[no-any-return]
+    return _load(job_kinds.get(kind).runner)
 
 
 def preflight_check(kind: str) -> Preflight | None:

@@ -51,15 +51,13 @@ def finish_train(run: JobRun, spec: JobConfig, result: TrainResult, run_dir: Pat
     progress: dict[str, Any] = {"phase": "done", "metrics": scalars(result.metrics),
                                 "best_epoch": result.state.best_epoch, "epoch": result.state.epoch,
                                 "epochs": spec.train.epochs}
-    if spec.name:
-        # A named model: every finished training becomes a candidate version of it.
-        if completed(result):
-            version = register_run(run.stores, run.job_id, spec, result, data_hash=hash_for_version(spec))
-            progress["model"] = f"{version.name}@{version.version}"
-            if result.tracking:
-                from segpipe.tracking import add_tags
+    if spec.name and completed(result):  # a named model: every finished training becomes a candidate version of it
+        version = register_run(run.stores, run.job_id, spec, result, data_hash=hash_for_version(spec))
+        progress["model"] = f"{version.name}@{version.version}"
+        if result.tracking:
+            from segpipe.tracking import add_tags
 
-                add_tags(result.tracking, {"segpipe.model_version": progress["model"]})
+            add_tags(result.tracking, {"segpipe.model_version": progress["model"]})
     run.progress(progress, force=True)
     return run_artifacts(run, run_dir)
 

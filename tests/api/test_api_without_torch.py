@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.api.footprint import HEAVY_MODULES, heavy_files_mapped, prepare, serve_requests
-from tests.live_server import live_api_process
+from tests.support.live_server import live_api_process
 
 # uvicorn on the app factory, writing the names in sys.modules to $SEGPIPE_TEST_MODULES_OUT when it exits, so
 # no endpoint has to expose them. uvicorn shuts down on SIGTERM, then raises it again to the handler it found:

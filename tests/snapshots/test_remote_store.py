@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from segpipe.data.dataset_hash import dataset_hash
 from segpipe.errors import NotFoundError
 from segpipe.paths import PathNotAllowed, confine
-from segpipe.retrain.dataset_hash import dataset_hash
 from segpipe.settings import Settings
 from segpipe.snapshots.split import split_snapshot
 from segpipe.snapshots.store import MANIFEST, SnapshotStore

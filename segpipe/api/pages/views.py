@@ -133,7 +133,8 @@ def jobs_page(
     """Predict jobs newest first: state, progress (live while running), model version, image counts."""
     who = page_user(request)
     state = state if state in JOB_STATES else None
-    jobs, total = ctx.stores.jobs.list(state=state, kind=with_capability(PREDICTIONS), limit=JOBS_PER_PAGE, offset=(page - 1) * JOBS_PER_PAGE)
+    jobs, total = ctx.stores.jobs.list(state=state, kind=with_capability(PREDICTIONS), limit=JOBS_PER_PAGE,
+                                       offset=(page - 1) * JOBS_PER_PAGE)
     stored = stored_image_counts(ctx.stores.db, [job.id for job in jobs])
     rows = [{"job": job_out(job), "stored": stored.get(job.id, 0), "model": model_label(job)} for job in jobs]
     pages = max(1, math.ceil(total / JOBS_PER_PAGE))
