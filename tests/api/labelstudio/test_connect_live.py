@@ -29,12 +29,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from segpipe.masks.formats.label_studio import brush_rle_to_mask
 from segpipe.processes import stop_process
 from segpipe.stores import Stores
-from tests.api.labelstudio.test_ml_backend_live import UNET_TINY, _train_tiny
+from tests.api.labelstudio.test_ml_backend_live import UNET_TINY, _train_tiny, write_tiny_schedule
 from tests.support.auth import ENGINEER, tokens_variable
 from tests.support.labelstudio_server import LabelStudioServer
 from tests.support.live_server import live_api
@@ -100,13 +99,7 @@ def deployment(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.
     broken = stores.versions.register("broken", "binary", "{}",
                                       checkpoint=(broken_dir / checkpoint.name).relative_to(artifacts).as_posix())
     stores.versions.promote("broken", broken.version)
-    schedule = root / "schedule.yaml"
-    schedule.write_text(yaml.safe_dump({
-        "debounce_seconds": 300,
-        "models": {"tiny": {"every": "24h", "config": str(checkpoint.parent / "config.yaml"),
-                            "dataset": {"name": "tiny-annotations", "paths": [str(data / "batch")]},
-                            "gate": {"metric": "iou", "mode": "max"}}},
-    }))  # fmt: skip
+    schedule = write_tiny_schedule(root, checkpoint, data / "batch")
     coco = make_shapes_coco(root / "train-shapes", n_images=8, size=(32, 32), seed=3)
     source = {"images": str(coco.images), "annotations": str(coco.annotations)}
     train_spec = {

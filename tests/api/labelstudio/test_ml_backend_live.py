@@ -71,6 +71,19 @@ def _train_tiny(root: Path, artifacts: Path) -> Path:
     return Path(result.best_checkpoint)
 
 
+def write_tiny_schedule(root: Path, checkpoint: Path, batch: Path) -> Path:
+    """``root/schedule.yaml``: model ``tiny`` (the config beside ``checkpoint``) retrained daily from the
+    annotations in ``batch``; the live tests signal it through Label Studio's webhook."""
+    schedule = root / "schedule.yaml"
+    schedule.write_text(yaml.safe_dump({
+        "debounce_seconds": 300,
+        "models": {"tiny": {"every": "24h", "config": str(checkpoint.parent / "config.yaml"),
+                            "dataset": {"name": "tiny-annotations", "paths": [str(batch)]},
+                            "gate": {"metric": "iou", "mode": "max"}}},
+    }))  # fmt: skip
+    return schedule
+
+
 def _wait_job(api: str, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -102,13 +115,7 @@ def backend(label_studio_server: LabelStudioServer, tmp_path_factory: pytest.Tem
     stores = Stores.open(db_url, artifacts)
     version = stores.versions.register("tiny", "binary", "{}", checkpoint=checkpoint.relative_to(artifacts).as_posix())
     stores.versions.promote("tiny", version.version)
-    schedule = root / "schedule.yaml"
-    schedule.write_text(yaml.safe_dump({
-        "debounce_seconds": 300,
-        "models": {"tiny": {"every": "24h", "config": str(checkpoint.parent / "config.yaml"),
-                            "dataset": {"name": "tiny-annotations", "paths": [str(data / "batch")]},
-                            "gate": {"metric": "iou", "mode": "max"}}},
-    }))  # fmt: skip
+    schedule = write_tiny_schedule(root, checkpoint, data / "batch")
     env = {
         "SEGPIPE_HOME": str(root / "home"), "SEGPIPE_DATABASE_URL": db_url, "SEGPIPE_BROKER_URL": REDIS_URL,
         "SEGPIPE_DATA_ROOTS": str(data), "SEGPIPE_ARTIFACT_ROOT": str(artifacts),
