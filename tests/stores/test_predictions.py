@@ -95,6 +95,16 @@ def test_done_images_includes_images_without_instances(jobs, predictions):
     assert predictions.for_image("empty.png", job_id=job_id) == []
 
 
+def test_stored_image_counts_per_job_for_the_jobs_page(jobs, predictions, store):
+    from segpipe.stores.prediction_pages import stored_image_counts
+
+    job_id, other, none = (_finished_job(jobs, "running") for _ in range(3))
+    predictions.write_image(job_id, "a.png", _rows(2))
+    predictions.write_image(job_id, "empty.png", [], height=H, width=W)
+    predictions.write_image(other, "b.png", _rows(1))
+    assert stored_image_counts(store, [job_id, other, none]) == {job_id: 2, other: 1}
+    assert stored_image_counts(store, []) == {}
+
 def test_bad_rows_are_refused_naming_job_and_image(jobs, predictions):
     job_id = _finished_job(jobs, "running")
     with pytest.raises(ValueError, match=r"image 'x.png': unknown prediction fields \['colour'\]"):
