@@ -99,4 +99,4 @@ def stored_image_counts(store: Store, job_ids: list[str]) -> dict[str, int]:
         .group_by(PredictionImage.job_id)
     )
     with store.read() as session:
-        return dict(session.execute(query).tuples().all())  # (a Result has keys(): dict() would read it as a mapping)
+        return dict(session.execute(query).all())  # the rows: a Result has keys(), so dict() would read it as a mapping
