@@ -13,24 +13,21 @@ from typing import TYPE_CHECKING
 
 from segpipe.data.categories import CategoryMap
 from segpipe.errors import ConfigError
+from segpipe.vocabulary import RunFiles
 
 if TYPE_CHECKING:
     from segpipe.stores import Stores
     from segpipe.stores.models import ModelVersion
-
-from segpipe.vocabulary import RunFiles
-
-LAST, BEST, CATEGORIES, CONFIG = RunFiles.LAST, RunFiles.BEST, RunFiles.CATEGORIES, RunFiles.CONFIG
 
 
 def resolve_checkpoint(model_ref: str | Path) -> Path:
     """A run directory (its best.pt, else last.pt) or a checkpoint file."""
     ref = Path(model_ref)
     if ref.is_dir():
-        for name in (BEST, LAST):
+        for name in (RunFiles.BEST, RunFiles.LAST):
             if (ref / name).is_file():
                 return ref / name
-        raise ConfigError(f"{ref}: run directory has no {BEST} or {LAST}")
+        raise ConfigError(f"{ref}: run directory has no {RunFiles.BEST} or {RunFiles.LAST}")
     if not ref.is_file():
         raise ConfigError(f"{ref}: no such run directory or checkpoint")
     return ref
@@ -45,7 +42,7 @@ def read_categories(path: Path) -> list[tuple[int, str]]:
 def version_categories_file(stores: Stores, checkpoint: str) -> Path:
     """The ``categories.json`` beside a model version's checkpoint (absolute, or relative to the artifact
     root as versions store it; from an object-store root it is downloaded). The path may not exist."""
-    beside = PurePosixPath(checkpoint).parent / CATEGORIES
+    beside = PurePosixPath(checkpoint).parent / RunFiles.CATEGORIES
     if beside.is_absolute():
         return Path(beside)
     local = stores.artifacts.root / beside

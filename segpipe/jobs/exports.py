@@ -21,6 +21,7 @@ from typing import Any
 from segpipe import job_kinds
 from segpipe.config import parse_yaml
 from segpipe.data.categories import CategoryMap
+from segpipe.data.image_list import image_items
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
 from segpipe.jobs.specs import PredictSpec, load_spec, version_ref
@@ -121,8 +122,6 @@ def _checkpoint_categories(stores: Stores, job_id: str, ref: str) -> tuple[str, 
 
 
 def _image_files(spec: PredictSpec) -> dict[str, tuple[str, Path]]:
-    from segpipe.data.image_list import image_items
-
     files: dict[str, tuple[str, Path]] = {}
     try:
         root = Path(spec.images)

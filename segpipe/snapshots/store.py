@@ -100,8 +100,10 @@ class SnapshotStore:
         # (a mirror copy whose upload was cut short is uploaded again)
         if not (folder / MANIFEST).is_file() and not self._build(folder, draft, coco, snapshot):
             return self.get(snapshot_id), False
-        if self.remote is not None:
-            self._upload(folder, self.remote / snapshot_id)
+        if self.remote is not None:  # the manifest last: a readable manifest means a whole snapshot
+            from segpipe.storage import remote
+
+            remote.upload_tree(folder, self.remote / snapshot_id, last=MANIFEST)
         return self.get(snapshot_id), True
 
     def _build(self, folder: Path, draft: Draft, coco: dict[str, Any], snapshot: Snapshot) -> bool:
@@ -124,15 +126,6 @@ class SnapshotStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return True
-
-    @staticmethod
-    def _upload(folder: Path, target: Uri) -> None:
-        from segpipe.storage import remote
-
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-        for path in files:
-            remote.upload(path, target / path.relative_to(folder).as_posix())
-        remote.upload(folder / MANIFEST, target / MANIFEST)  # last: a readable manifest means a whole snapshot
 
     def _stored(self, snapshot_id: str) -> bool:
         if self.remote is None:

@@ -8,6 +8,7 @@ S3-compatible server), never from a job config.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from segpipe.errors import ConfigError
@@ -50,6 +51,17 @@ def files_under(uri: Uri) -> dict[str, dict[str, Any]]:
 
 def upload(local: Any, uri: Uri) -> None:
     filesystem(uri).put_file(str(local), uri.key)
+
+
+def upload_tree(local: Path, uri: Uri, *, last: str | None = None) -> None:
+    """``local`` to ``uri``: a file as it is, a folder file by file under the same relative names. ``last``
+    (a relative name) goes up after every other file, so a reader that waits for it sees a whole folder."""
+    if local.is_file():
+        upload(local, uri)
+        return
+    files = {path.relative_to(local).as_posix(): path for path in sorted(local.rglob("*")) if path.is_file()}
+    for name in sorted(files, key=lambda name: name == last):  # stable: `last` moves to the end
+        upload(files[name], uri / name)
 
 
 def exists(uri: Uri) -> bool:

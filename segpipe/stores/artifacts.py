@@ -138,10 +138,8 @@ class ArtifactStore:
         from segpipe.storage import remote
 
         local = self.resolve(job_id, relative)
-        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
-        base = self.job_dir(job_id).resolve()
-        for path in files:
-            remote.upload(path, self.uri(job_id, path.relative_to(base).as_posix()))
+        inside = local.relative_to(self.job_dir(job_id).resolve()).as_posix()
+        remote.upload_tree(local, self.uri(job_id, "" if inside == "." else inside))
 
     def fetch(self, job_id: str, relative: str) -> Path:
         """A readable local copy of the job's file or folder ``relative``: the file itself for a local
