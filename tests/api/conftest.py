@@ -18,6 +18,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import URL
 
 from segpipe.api.app import create_app
+from segpipe.data.categories import CategoryMap
 from segpipe.masks.encode import mask_to_rle
 from segpipe.settings import Settings
 from segpipe.stores import Stores
@@ -44,6 +45,17 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
                               "max_upload_files": 8}
     return settings_for(tmp_path, **{**values, **overrides})
 
+
+
+def production_cells_version(stores: Stores) -> ModelVersion:
+    """Model ``cells`` (instance; classes 3 "cell" and 5 "nucleus") as production version 1: its run has a
+    ``categories.json`` and a ``best.pt`` that is no checkpoint, so a route that loads the model fails."""
+    run = stores.artifacts.root / "models" / "cells" / "run"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"not a checkpoint: the API must never load it")
+    CategoryMap(ids=(3, 5), names=("cell", "nucleus")).save(run / "categories.json")
+    version = stores.versions.register("cells", "instance", "{}", checkpoint="models/cells/run/best.pt")
+    return stores.versions.promote("cells", version.version)
 
 @pytest.fixture(autouse=True)
 def predict_inputs(tmp_path: Path) -> Path:

@@ -14,10 +14,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from segpipe.data.categories import CategoryMap
 from segpipe.masks.formats.label_studio import labeling_config
 from segpipe.stores import Stores
-from tests.api.conftest import H, W, disc_mask, rows_for
+from tests.api.conftest import H, W, disc_mask, production_cells_version, rows_for
 
 ENGINEER = {"Authorization": "Bearer eng-token"}
 LABEL_STUDIO = {"Authorization": "Basic " + base64.b64encode(b"label-studio:ann-token").decode()}
@@ -43,12 +42,7 @@ def prepare(root: Path) -> Served:
         (data / "train" / folder).mkdir(parents=True)
     stores = Stores.open(f"sqlite:///{root / 'segpipe.db'}", root / "artifacts")
     try:
-        run = stores.artifacts.root / "models" / "cells" / "run"
-        run.mkdir(parents=True)
-        (run / "best.pt").write_bytes(b"not a checkpoint: the API must never load it")
-        CategoryMap(ids=(3, 5), names=("cell", "nucleus")).save(run / "categories.json")
-        version = stores.versions.register("cells", "instance", "{}", checkpoint="models/cells/run/best.pt")
-        stores.versions.promote("cells", version.version)
+        version = production_cells_version(stores)
         job = stores.jobs.create("predict", f"model: cells@production\nimages: {data / 'batch'}\n", "gpu")
         assert stores.jobs.claim(job.id, "w", lease_seconds=60).claimed
         stores.jobs.record_model(job.id, "cells", version.version)

@@ -19,20 +19,11 @@ from segpipe.data.categories import CategoryMap
 from segpipe.masks.encode import rle_to_mask
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, labeling_config
 from segpipe.stores import Stores
-from tests.api.conftest import H, W, disc_mask, make_settings, rows_for
+from tests.api.conftest import H, W, disc_mask, make_settings, production_cells_version, rows_for
 from workers.celery_app import create_app as create_celery
 
 ANN_BASIC = {"Authorization": "Basic " + base64.b64encode(b"label-studio:ann-token").decode()}
 CLASSES = [(3, "cell"), (5, "nucleus")]
-
-
-def _version(stores: Stores) -> None:
-    run = stores.artifacts.root / "models" / "cells" / "run"
-    run.mkdir(parents=True)
-    (run / "best.pt").write_bytes(b"never loaded by the API")
-    CategoryMap(ids=(3, 5), names=("cell", "nucleus")).save(run / "categories.json")
-    version = stores.versions.register("cells", "instance", "{}", checkpoint="models/cells/run/best.pt")
-    stores.versions.promote("cells", version.version)
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def setup(tmp_path: Path, stores: Stores) -> dict[str, Any]:
     schedule = tmp_path / "schedule.yaml"
     settings = make_settings(tmp_path, label_studio_files_root=data, label_studio_url="http://127.0.0.1:9",
                              ls_predict_timeout=0.5, ls_max_tasks=3, schedule=schedule)
-    _version(stores)
+    production_cells_version(stores)
     job = stores.jobs.create("predict", f"model: cells@production\nimages: {data / 'batch'}\n", "gpu")
     assert stores.jobs.claim(job.id, "w", lease_seconds=60).claimed
     stores.jobs.record_model(job.id, "cells", 1)

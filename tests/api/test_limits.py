@@ -19,8 +19,7 @@ from segpipe.api.app import create_app
 from segpipe.settings import Settings
 from segpipe.stores import Stores
 from segpipe.stores.db_errors import explain
-from tests.api.conftest import ENGINEER, claimed_job, make_settings
-from tests.api.test_labelstudio import _version
+from tests.api.conftest import ENGINEER, claimed_job, make_settings, production_cells_version
 from tests.support.hostile_files import png_bomb
 from workers.celery_app import create_app as create_celery
 
@@ -102,7 +101,7 @@ def ls(tmp_path: Path, stores: Stores) -> dict[str, Any]:
     (data / "batch").mkdir(parents=True)
     settings = make_settings(tmp_path, label_studio_files_root=data, ls_predict_timeout=0.3, max_upload_mb=2.0,
                              ls_inbox_max_mb=0.05)
-    _version(stores)
+    production_cells_version(stores)
     with TestClient(create_app(settings, stores, create_celery(settings))) as client:
         yield {"client": client, "stores": stores, "data": data, "settings": settings}
 
