@@ -1,9 +1,10 @@
 """Data-parallel training throughput: 2 ranks × 1 thread and 2 nodes × 1 rank against 1 rank × 1 thread.
 
-    python bench/ddp_scaling.py [--quick] [--rounds N] [--images N] [--size PX]
+    python bench/ddp_scaling.py [--quick] [--rounds N] [--images N] [--size PX] [--batch N] [--accumulate N]
 
 Every configuration runs the same segpipe training (a small CNN on ``--images`` class-folder images of
-``--size`` px, batch 4 per rank, one torch thread per rank, no validation) under PyTorch's elastic
+``--size`` px, ``--batch`` images per rank (4) and ``--accumulate`` micro-batches per optimizer step (1),
+one torch thread per rank, no validation) under PyTorch's elastic
 agent, as a queued job does (`segpipe.jobs.elastic`):
 
 - ``1x1``: ``torch.distributed.run --nproc-per-node 1``;
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4, help="images per rank and micro-batch")
+    parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
     parser.add_argument("--rank-entry", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rank_entry:
@@ -119,7 +122,8 @@ def main() -> None:
         config.write_text(json.dumps({
             "task": "classification", "data": {"train": {"root": str(data)}, "num_workers": 0},
             "augment": {"preset": "none"}, "model": {"name": "cnn_small", "channels": [16, 32, 64], "hidden": 64},
-            "train": {"device": "cpu", "seed": 0, "epochs": args.epochs, "batch_size": 4, "lr": 1e-3,
+            "train": {"device": "cpu", "seed": 0, "epochs": args.epochs, "batch_size": args.batch,
+                      "accumulate": args.accumulate, "lr": 1e-3,
                       "image_size": args.size, "scheduler": "none", "threads": 1},
             "output_dir": str(work / "run"),
         }))
@@ -136,11 +140,12 @@ def main() -> None:
     rows = [[n, f"{statistics.median(rates[n]):.1f}", "1.00" if n == "1x1" else f"{statistics.median(ratios[n]):.2f}"]
             for n in names]
     info = machine()
-    print_table(f"data-parallel training, cnn_small {args.size} px, batch 4 per rank, {images} images, "
+    print_table(f"data-parallel training, cnn_small {args.size} px, batch {args.batch} per rank × accumulate "
+                f"{args.accumulate}, {images} images, "
                 f"{args.rounds} round(s); load {info['load_avg_1m']}", ["ranks", "images/s", "scaling"], rows)
     emit({"bench": "ddp_scaling", "machine": info, "images_per_s": {n: statistics.median(v) for n, v in rates.items()},
           "scaling": {n: statistics.median(v) for n, v in ratios.items()}, "rounds": args.rounds,
-          "images": images, "size": args.size})
+          "images": images, "size": args.size, "batch": args.batch, "accumulate": args.accumulate})
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Rank 0 alone writes checkpoints, logs and plots and runs validation; the others 
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -58,11 +59,40 @@ def device_for(requested: str, info: DistInfo) -> torch.device:
     return device
 
 
+# DDP's gradient buckets (25 MB by default) let NCCL all-reduce the first gradients while the backward
+# pass computes the rest. On CPU ranks there is nothing to overlap with: the ranks' compute threads hold
+# the cores, and every bucket is one more gloo round trip whose threads must wait for a core. One bucket,
+# reduced once after the backward pass, measured faster on 2 cores (bench/ddp_scaling.py, docs/distributed.md).
+CPU_BUCKET_MB = 1024
+
+
 def wrap(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
     if not info.enabled:
         return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+    if device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index], find_unused_parameters=False)
+    return nn.parallel.DistributedDataParallel(model, find_unused_parameters=False, bucket_cap_mb=CPU_BUCKET_MB)
+
+
+def gradient_sync(model: nn.Module, sync: bool) -> AbstractContextManager[None]:
+    """The forward and backward of one micro-batch: under DDP a micro-batch that does not end an
+    optimizer step (``train.accumulate``) keeps its gradients local (``no_sync``); the one that ends the
+    step all-reduces the sum of them all. Without it every micro-batch would pay an all-reduce."""
+    if sync or not isinstance(model, nn.parallel.DistributedDataParallel):
+        return nullcontext()
+    return model.no_sync()
+
+
+def average_gradients(model: nn.Module) -> None:
+    """Average the ranks' gradients by hand: for an optimizer step whose last micro-batch ran under
+    ``no_sync`` (a loader that ended before the expected batch count)."""
+    if not isinstance(model, nn.parallel.DistributedDataParallel) or not dist.is_initialized():
+        return
+    world = dist.get_world_size()
+    for param in model.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad /= world
 
 
 def scaled_lr(lr: float, rule: str, world_size: int) -> float:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from segpipe.config import TrainConfig
+from segpipe.engine import distributed
 from segpipe.engine.checkpoint import rng_state, set_rng_state
 from segpipe.engine.hooks import Hook
 from segpipe.errors import ConfigError
@@ -237,15 +238,19 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
     sums: dict[str, torch.Tensor] = {}
     counted = 0
     limit = cfg.max_steps_per_epoch * cfg.accumulate if cfg.max_steps_per_epoch else None
+    synced = True  # whether the gradients accumulated so far were all-reduced (always, without DDP)
     for raw_batch in loader:
         batch = ctx.adapter.prepare(raw_batch, ctx.device)
-        with autocast(ctx.device, cfg.amp):
-            losses = ctx.adapter.loss(model, batch)
-        total = cast(torch.Tensor, sum(losses.values()))  # the adapter returns at least one loss
-        loss = total / cfg.accumulate
-        (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
+        ends_step = _ends_step(s.batch_in_epoch + 1, cfg.accumulate, ctx.batches_per_epoch)
+        with distributed.gradient_sync(model, ends_step):
+            with autocast(ctx.device, cfg.amp):
+                losses = ctx.adapter.loss(model, batch)
+            total = cast(torch.Tensor, sum(losses.values()))  # the adapter returns at least one loss
+            loss = total / cfg.accumulate
+            (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
+        synced = ends_step or not isinstance(model, nn.parallel.DistributedDataParallel)
         s.batch_in_epoch += 1
-        s.step_done = s.batch_in_epoch % cfg.accumulate == 0 or s.batch_in_epoch == ctx.batches_per_epoch
+        s.step_done = ends_step
         if s.step_done:
             _optimizer_step(ctx)
         detached = {k: v.detach() for k, v in losses.items()}
@@ -261,9 +266,16 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
         if limit is not None and s.batch_in_epoch >= limit:
             break
     if not s.step_done and counted:  # leftover accumulated gradients at the end of the epoch
+        if not synced:
+            distributed.average_gradients(model)
         _optimizer_step(ctx)
     s.epoch_losses = {k: float(v) / max(counted, 1) for k, v in sums.items()}
     return True
+
+
+def _ends_step(batch_number: int, accumulate: int, batches_per_epoch: int) -> bool:
+    """Whether the epoch's ``batch_number``-th batch (from 1) ends an optimizer step."""
+    return batch_number % accumulate == 0 or batch_number == batches_per_epoch
 
 
 def _optimizer_step(ctx: TrainContext) -> None:

@@ -63,9 +63,13 @@ def rank_processes(worker_pid: int) -> list[int]:
             if "segpipe.jobs.elastic.rank" in cmd and "torch.distributed.run" not in cmd and descends(pid)]
 
 
-def test_two_ranks_equal_one_process_with_the_global_batch(svc: Service, tmp_path: Path) -> None:
-    data = make_class_folders(svc.data_dir("ddp"), per_class=4, size=(32, 32))  # 12 images: 3 steps/epoch
-    spec = classify_spec(data, batch_size=2, epochs=2, resources={"gpus_per_node": 2})
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_two_ranks_equal_one_process_with_the_global_batch(svc: Service, tmp_path: Path, accumulate: int) -> None:
+    """2 ranks × 2 images, or 2 ranks × 1 image × 2 accumulated micro-batches (the first kept local by
+    ``no_sync``, the second all-reducing their sum), against 1 process × 4 images."""
+    data = make_class_folders(svc.data_dir(f"ddp-{accumulate}"), per_class=4, size=(32, 32))  # 12 images: 3 steps/epoch
+    spec = classify_spec(data, batch_size=2 // accumulate, epochs=2, resources={"gpus_per_node": 2})
+    spec["train"]["accumulate"] = accumulate
     job_id = svc.submit("train", spec)
     job = svc.wait_done(job_id)
     assert job["progress"]["world_size"] == 2 and job["progress"]["epoch"] == 2, job["progress"]
@@ -74,7 +78,7 @@ def test_two_ranks_equal_one_process_with_the_global_batch(svc: Service, tmp_pat
     for rank in (0, 1):  # two ranks ran, under the agent
         assert f"rank {rank} of 2 (local rank {rank}, restart 0) starts" in elastic_log, elastic_log[-3000:]
 
-    single = {**spec, "train": {**spec["train"], "batch_size": 4}, "output_dir": str(tmp_path / "single")}
+    single = {**spec, "train": {**spec["train"], "batch_size": 4, "accumulate": 1}, "output_dir": str(tmp_path / "single")}
     single.pop("resources")
     threads = torch.get_num_threads()
     try:
