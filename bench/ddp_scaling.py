@@ -69,6 +69,7 @@ def _agent(nnodes: int, nproc: int, endpoint: str, is_host: bool, run_id: str, a
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id,
             "--rdzv-conf", f"is_host={int(is_host)},join_timeout=120", "--local-addr", "127.0.0.1",
+            "--monitor-interval", "1",  # as a queued job's agent (segpipe.jobs.elastic.launch), not torchrun's 0.1 s
             str(Path(__file__).resolve()), "--rank-entry", *args]
 
 
