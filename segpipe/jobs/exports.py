@@ -21,13 +21,14 @@ from typing import Any
 from segpipe import job_kinds
 from segpipe.config import parse_yaml
 from segpipe.data.categories import CategoryMap
-from segpipe.data.image_list import image_items
+from segpipe.data.image_list import ImageItem, image_items
 from segpipe.errors import ConfigError, SegpipeError
 from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
 from segpipe.jobs.specs import PredictSpec, load_spec, version_ref
-from segpipe.masks.formats import ExportContext, check_formats, export
+from segpipe.masks.formats import ExportContext, check_formats, default_formats, export
 from segpipe.masks.rows import DEFAULT_SCORE_THRESHOLD, ExportImage, categories_of
 from segpipe.run_files import read_categories, resolve_checkpoint, version_categories_file
+from segpipe.storage.uri import is_uri
 from segpipe.stores import Job, Stores
 from segpipe.vocabulary import RunFiles
 
@@ -40,7 +41,7 @@ class JobExportSource:
     task: str
     categories: list[tuple[int, str]]
     model_version: str
-    files: dict[str, tuple[str, Path]]  # image key → (file name relative to the image folder, path)
+    files: Mapping[str, tuple[str, Path | None]]  # image key → (file name relative to the image folder, path)
 
     def context(self, **options: Any) -> ExportContext:
         options.setdefault("score_threshold", DEFAULT_SCORE_THRESHOLD)
@@ -51,12 +52,12 @@ class JobExportSource:
             raise ConfigError(f"job {self.job_id}: {exc}") from None
 
 
-def job_source(stores: Stores, job_id: str, *, files: dict[str, tuple[str, Path]] | None = None,
+def job_source(stores: Stores, job_id: str, *, files: Mapping[str, tuple[str, Path | None]] | None = None,
                checkpoint_fallback: bool = True) -> JobExportSource:
     """`ConfigError` when the job is not a predict job or its model's categories cannot be read.
 
-    ``files``: image key → (file name, path) when the caller already resolved the images it exports
-    (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
+    ``files``: image key → (file name, path or None) when the caller already resolved the images it
+    exports (otherwise the job's image folder is listed). ``checkpoint_fallback=False``: never load the checkpoint
     (no torch; the API's routes): a model without ``categories.json`` is then a `ConfigError`."""
     job = stores.jobs.get(job_id)
     if not job_kinds.has(job.kind, job_kinds.PREDICTIONS):
@@ -121,8 +122,30 @@ def _checkpoint_categories(stores: Stores, job_id: str, ref: str) -> tuple[str, 
     return str(task), categories_of(CategoryMap.from_dict(checkpoint["category_map"]))
 
 
-def _image_files(spec: PredictSpec) -> dict[str, tuple[str, Path]]:
-    files: dict[str, tuple[str, Path]] = {}
+def predict_formats(spec: PredictSpec, task: str) -> list[str]:
+    """The formats a predict job exports: those it asked for (or its task's defaults), and always its
+    COCO results (the record ``GET /jobs/{id}/results`` and COCOeval read), first."""
+    return list(dict.fromkeys(["coco-results", *(spec.predict.formats or default_formats(task))]))
+
+
+def listed_files(images: str | Path, items: Sequence[tuple[str, int | str, str]],
+                 local: Sequence[ImageItem] = ()) -> dict[str, tuple[str, Path | None]]:
+    """`JobExportSource.files` from a sharded job's image lists (``(name relative to the images root,
+    image id, output name)``) instead of listing the image folder again: key → (that name, the file on
+    this disk: ``local``'s path, else under a local root, else None)."""
+    paths = {str(it.image_id): it.path for it in local}
+    root = None if is_uri(images) else Path(images)
+    files: dict[str, tuple[str, Path | None]] = {}
+    for rel, image_id, _name in items:
+        if Path(rel).is_absolute():  # a symlink resolved out of the root: no name inside it, named after its key
+            continue
+        key = str(image_id)
+        files[key] = (rel, paths.get(key) or (root / rel if root is not None else None))
+    return files
+
+
+def _image_files(spec: PredictSpec) -> dict[str, tuple[str, Path | None]]:
+    files: dict[str, tuple[str, Path | None]] = {}
     try:
         root = Path(spec.images)
         for item in image_items(root, spec.annotations):

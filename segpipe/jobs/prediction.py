@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,12 +14,12 @@ if TYPE_CHECKING:
     from segpipe.engine.predict import ImageItem
     from segpipe.prediction import Prediction
 
-from segpipe.jobs.exports import export_job, job_source
+from segpipe.jobs.exports import JobExportSource, export_job, job_source, predict_formats
 from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
 from segpipe.jobs.run import JobRun, staged
 from segpipe.jobs.sharding.coordinate import coordinate
 from segpipe.jobs.specs import PredictSpec
-from segpipe.masks.formats import default_formats
+from segpipe.masks.formats import PREDICTION_FORMATS, job_level_formats, per_image_formats
 from segpipe.masks.rows import prediction_rows
 from segpipe.storage.disk import disk_errors, ensure_free, write_text_atomic
 from segpipe.stores import Stores
@@ -124,25 +125,30 @@ def nothing_shown_warning(found: int, shown: int, threshold: float, floor: float
             "(segpipe masks JOB --score-threshold 0.1) to see them")
 
 
-def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
+def export_predictions(run: JobRun, spec: PredictSpec, *, source: JobExportSource | None = None,
+                       per_image_written: bool = False) -> dict[str, str]:
     """Export every format a predict job asked for from its stored predictions (each image exactly once,
     whichever attempts or shards stored them) and register the files; returns the artifacts, with
-    ``summary.json``: images predicted, and every image skipped with its reason (``failed_images``)."""
+    ``summary.json``: images predicted, and every image skipped with its reason (``failed_images``).
+
+    ``per_image_written``: the job's shards already wrote the per-image formats' files (`write_image_files`);
+    only the job-level files are written here, the per-image folders registered as they are."""
     stores, out = run.stores, run.folder / "predictions"
     failed = failed_images(stores, run.job_id)
     run.progress({"images_failed": len(failed), "failed_images": failed[:SHOWN_FAILURES]}, force=True)
-    source = job_source(stores, run.job_id)
+    source = source or job_source(stores, run.job_id)
     run.progress({"phase": "export"}, force=True)
-    # every predict job keeps its COCO results (the record GET /jobs/{id}/results and COCOeval read)
-    formats = list(dict.fromkeys(["coco-results", *(spec.predict.formats or default_formats(source.task))]))
+    formats = predict_formats(spec, source.task)
+    writing = job_level_formats(formats) if per_image_written else formats
     ensure_free(run.folder, 0)  # at least SEGPIPE_MIN_FREE_MB before writing every format
     try:
         with disk_errors(out):
-            files = export_job(stores, run.job_id, out, formats, source=source,
+            files = export_job(stores, run.job_id, out, writing, source=source,
                                score_threshold=spec.predict.score_threshold, segmentation=spec.predict.segmentation,
                                image_url_prefix=spec.predict.image_url_prefix)
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # no half-written export stays behind; a rerun writes them all
+        if not per_image_written:  # the shards' files stay: a rerun of this finish writes only its own
+            shutil.rmtree(out, ignore_errors=True)  # no half-written export stays behind; a rerun writes them all
         raise
     artifacts: dict[str, str] = {}
     for written in files.values():
@@ -151,13 +157,38 @@ def export_predictions(run: JobRun, spec: PredictSpec) -> dict[str, str]:
             if top.name not in artifacts:
                 artifacts[top.name] = (run.register(top.name, top) if top.is_file()
                                        else stores.artifacts.register_folder(run.job_id, top))
-    summary = {"job_id": run.job_id, "images_predicted": stores.predictions.count_images(run.job_id),
+    predicted = stores.predictions.count_images(run.job_id)
+    if per_image_written and predicted:  # the folders the shards wrote (and uploaded), as an unsharded job has them
+        for name in per_image_formats(formats):
+            for folder in PREDICTION_FORMATS.get(name).folders(source.task):
+                artifacts.setdefault(folder, stores.artifacts.relative(run.job_id, out / folder))
+    summary = {"job_id": run.job_id, "images_predicted": predicted,
                "images_failed": len(failed), "failed_images": failed, "formats": formats}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "summary.json"
     write_text_atomic(path, json.dumps(summary, indent=1))
     artifacts["summary.json"] = run.register("summary.json", path)
     return artifacts
+
+
+def write_image_files(run: JobRun, spec: PredictSpec, job_id: str, source: JobExportSource,
+                      keys: list[str]) -> list[Path]:
+    """The per-image formats' files of the images ``keys`` (a shard's), from the store, into
+    job ``job_id``'s export folder (and its remote root): the same names and bytes as the whole job's
+    export, rewritten whole when a shard runs again. Returns the files written."""
+    formats = per_image_formats(predict_formats(spec, source.task))
+    if not formats:
+        return []
+    stores = run.stores
+    out = stores.artifacts.job_dir(job_id, create=True) / "predictions"
+    ensure_free(out.parent, 0)
+    with disk_errors(out):
+        files = export_job(stores, job_id, out, formats, source=source, keys=keys,
+                           score_threshold=spec.predict.score_threshold, segmentation=spec.predict.segmentation,
+                           image_url_prefix=spec.predict.image_url_prefix)
+    written = [path for paths in files.values() for path in paths]
+    stores.artifacts.upload_files(job_id, written)
+    return written
 
 
 class _Stop(Exception):

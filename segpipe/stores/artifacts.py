@@ -141,6 +141,16 @@ class ArtifactStore:
         inside = local.relative_to(self.job_dir(job_id).resolve()).as_posix()
         remote.upload_tree(local, self.uri(job_id, "" if inside == "." else inside))
 
+    def upload_files(self, job_id: str, paths: list[Path]) -> None:
+        """Copy these files of the job's folder to the remote root, each under its own name (nothing to
+        do for a local root): a shard of a predict job uploads the files it wrote, not the whole folder."""
+        if self.remote is None:
+            return
+        from segpipe.storage import remote
+
+        for path in paths:
+            remote.upload(path, self.uri(job_id, self.relative(job_id, path)))
+
     def fetch(self, job_id: str, relative: str) -> Path:
         """A readable local copy of the job's file or folder ``relative``: the file itself for a local
         root; for a remote one, what this worker wrote, else a download through the cache."""

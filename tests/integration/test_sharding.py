@@ -11,12 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import time
+import zipfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from segpipe.data.synthetic import make_shapes_coco
+from segpipe.jobs.exports import export_job
 from segpipe.stores.models import Prediction, PredictionImage
 from tests.integration.conftest import ANNOTATOR, PG_ONLY, TERMINAL, Service, WorkerProcess, predict_spec
 
@@ -87,6 +90,10 @@ def test_three_workers_drain_one_predict_job_and_survive_a_kill(svc: Service, ti
         table = Counter(row["file"] for row in csv.DictReader(f))
     assert table and all(0 < n <= rows.get(k, 0) for k, n in table.items())  # rows over the score threshold
     assert sorted(p.stem for p in (folder / "masks").glob("*.png")) == keys
+    # the shards wrote the masks, the killed one's again whole: each the store's, byte for byte
+    expected = export_job(svc.stores, job_id, svc.root / "expected-masks", ["png"])["png"]
+    assert len(expected) == N_IMAGES
+    assert all((folder / "masks" / p.name).read_bytes() == p.read_bytes() for p in expected)
     # the API serves the masks of a sharded job like any other
     r = svc.client.get(f"/images/{keys[0]}/masks", params={"job": job_id, "format": "png"}, headers=ANNOTATOR)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
@@ -142,3 +149,47 @@ def test_an_unreadable_image_in_a_shard_is_reported_by_the_parent(svc: Service, 
     assert job["progress"]["images_failed"] == 1 and svc.stores.predictions.count_images(job_id) == 29
     (failed,) = job["progress"]["failed_images"]
     assert failed["image"] == broken.stem and failed["reason"].startswith("cannot decode image")
+
+
+ALL_FORMATS = ["png", "polygons", "overlay", "coco", "coco-results", "cvat-mask", "label-studio", "csv"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file of a predict job's export, by relative name; a zip by its members (zip headers carry the
+    time they were written); summary.json without the job id."""
+    files: dict[str, bytes] = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if not path.is_file():
+            continue
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                files.update({f"{name}!{member}": archive.read(member) for member in sorted(archive.namelist())})
+        elif name == "summary.json":
+            summary = json.loads(path.read_text())
+            summary.pop("job_id")
+            files[name] = json.dumps(summary, sort_keys=True).encode()
+        else:
+            files[name] = path.read_bytes()
+    return files
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_a_sharded_job_exports_what_an_unsharded_one_does(svc: Service, tiny_model) -> None:
+    """Three shards on two workers write their own images' per-image files, the parent only the job-level
+    ones; the export is the one a single-piece job writes over the same images, file for file and byte for byte."""
+    images = make_shapes_coco(svc.data_dir("same-export"), n_images=30, size=(32, 32), seed=11, crowd=False).images
+    svc.start_worker()
+    sharded = svc.submit("predict", predict_spec(tiny_model, images, formats=ALL_FORMATS, shard_size=10))
+    whole = svc.submit("predict", predict_spec(tiny_model, images, formats=ALL_FORMATS, shard_size=1000))
+    done = {job_id: svc.wait_done(job_id) for job_id in (sharded, whole)}
+    children = svc.stores.shards.children(sharded)
+    assert len(children) == 3 and not svc.stores.shards.children(whole)
+    assert all(c.state == "succeeded" for c in children)
+
+    ours, theirs = (_files(svc.job_dir(job_id) / "predictions") for job_id in (sharded, whole))
+    assert sorted(ours) == sorted(theirs)
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+    assert len([n for n in ours if n.startswith("masks/")]) == 30 and "tasks.json" in ours
+    assert done[sharded]["artifacts"] == done[whole]["artifacts"]

@@ -92,3 +92,21 @@ def test_without_a_job_store_list_reports_the_files(artifacts):
     artifacts.path_for(JOB, "one.txt").write_text("1")
     assert artifacts.register(JOB, "one", "one.txt") == "one.txt"
     assert artifacts.list(JOB) == {"b/two.txt": "b/two.txt", "one.txt": "one.txt"}
+
+
+def test_upload_files_sends_only_those_files_under_their_names(tmp_path):
+    """A shard of a predict job uploads the files it wrote, not its worker's whole folder (which may hold
+    another shard's files); fsspec's in-memory filesystem stands in for the bucket (a real backend)."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    remote = ArtifactStore("memory://uploadtest/root", mirror=tmp_path / "mirror")
+    mine = [remote.path_for(JOB, f"predictions/masks/{name}.png") for name in ("a", "sub/b")]
+    other = remote.path_for(JOB, "predictions/masks/c.png")
+    for path in [*mine, other]:
+        path.write_bytes(path.stem.encode())
+    remote.upload_files(JOB, mine)
+    base = f"/uploadtest/root/jobs/{JOB}/predictions/masks"
+    assert sorted(fs.find(base)) == [f"{base}/a.png", f"{base}/sub/b.png"]
+    assert fs.cat(f"{base}/sub/b.png") == b"b"
+    ArtifactStore(tmp_path / "local").upload_files(JOB, [])  # a local root: nothing to upload

@@ -4,7 +4,9 @@ A predict job with more than ``predict.shard_size`` images is claimed once to *s
 are listed once, cut into shards (child jobs holding their own image lists), the parent's lease is
 handed to the shards (`ShardStore.hand_off`) and their messages published; the worker then goes on
 with the next message. When the last shard ends, the parent is re-queued, and the worker that claims
-it *finishes* it: a failure reason naming the failed shards, or the combined exports from the store.
+it *finishes* it: a failure reason naming the failed shards, or the job-level exports from the store
+(the shards wrote their own images' per-image files; the image names come from the shards' lists, so
+the finish neither lists the image folder again nor re-encodes a mask).
 
 Every step is safe to repeat: shard ids are fixed, so a parent claimed again (its worker died
 mid-split, or its lease expired while all shards sat in the queue) creates nothing twice and
@@ -17,7 +19,7 @@ import logging
 
 from segpipe.errors import SegpipeError
 from segpipe.jobs.run import HandedOff, JobRun, LeaseLost, Publish
-from segpipe.jobs.specs import PredictSpec, ShardSpec, dump_spec
+from segpipe.jobs.specs import PredictSpec, ShardSpec, dump_spec, load_spec
 from segpipe.storage.cache import worker_cache
 from segpipe.stores import Job, Stores
 
@@ -99,17 +101,29 @@ def finish(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[str, str
     if any(c.state == "cancelled" for c in children):
         run.cancelled = True
         return {}
-    return write_exports(run, spec, len(children))
+    return write_exports(run, spec, children)
 
 
-def write_exports(run: JobRun, spec: PredictSpec, shards: int) -> dict[str, str]:
-    """Every format from the store, as an unsharded job exports (each image exactly once)."""
+def write_exports(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[str, str]:
+    """The job-level formats from the store, as an unsharded job exports them (each image exactly once);
+    the per-image files are the shards' (`segpipe.jobs.sharding.runner`)."""
+    from segpipe.jobs.exports import job_source, listed_files
     from segpipe.jobs.prediction import export_predictions  # the predict runner imports this module
 
-    artifacts = export_predictions(run, spec)
+    items = [item for child in children for item in _shard_spec(child).items]
+    source = job_source(run.stores, run.job_id, files=listed_files(spec.images, items))
+    artifacts = export_predictions(run, spec, source=source, per_image_written=True)
+    shards = len(children)
     done = run.stores.predictions.count_images(run.job_id)
     run.progress({"phase": "done", "images_done": done, "shards": shards, "shards_done": shards}, force=True)
     return artifacts
+
+
+def _shard_spec(job: Job) -> ShardSpec:
+    spec = load_spec(job.kind, job.config)
+    if not isinstance(spec, ShardSpec):
+        raise SegpipeError(f"job {job.id}: its config is not a predict-shard document")
+    return spec
 
 
 def _index(job: Job) -> int:

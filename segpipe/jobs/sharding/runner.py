@@ -2,9 +2,12 @@
 
 Predictions are stored under the *parent's* job id, so the parent's results, exports and masks are
 the union of its shards, and the store's unique key keeps each image exactly once: a shard resumed
-after its worker died skips the images already stored, whoever stored them. A shard writes no files:
-the parent exports every format from the store once all shards ended (as an unsharded job does).
-The model comes from the worker's model cache, so consecutive shards of one job load the checkpoint once.
+after its worker died skips the images already stored, whoever stored them. Once its images are
+stored, a shard writes their per-image files (PNG masks, polygons, …) from the store into the parent's
+export folder — all of them, also those an earlier attempt stored, so a shard run again rewrites the
+same files whole — and the parent's finish writes only the job-level files (COCO results, CVAT,
+Label Studio), so it no longer grows with the images. The model comes from the worker's model cache,
+so consecutive shards of one job load the checkpoint once.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import Any
 
 from segpipe.engine.model_cache import cached_model
 from segpipe.engine.predict import ImageItem, predict_items
+from segpipe.jobs.exports import job_source, listed_files
 from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
-from segpipe.jobs.prediction import record_failed_image
+from segpipe.jobs.prediction import record_failed_image, write_image_files
 from segpipe.jobs.run import JobRun
 from segpipe.jobs.sharding.listing import local_items
 from segpipe.jobs.specs import ShardSpec
@@ -37,8 +41,16 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     counts = {"done": len(items) - len(todo), "total": len(items)}
     run.progress({"phase": "predict", "shard": shard.index, "images_done": counts["done"],
                   "images_total": counts["total"]}, force=True)
-    if not todo:
-        return {}
+    if todo and not _predict(run, shard, todo, counts):
+        return {}  # stopped: the shard's next attempt (or nobody, when cancelled) writes its files
+    source = job_source(stores, parent, files=listed_files(spec.images, items, todo))
+    write_image_files(run, spec, parent, source, [str(image_id) for _, image_id, _ in items])
+    return {}
+
+
+def _predict(run: JobRun, shard: ShardSpec, todo: list[ImageItem], counts: dict[str, int]) -> bool:
+    """Predict ``todo`` into the parent's predictions; False when stopped (cancel, lost lease)."""
+    stores, spec, parent = run.stores, shard.spec, shard.parent
     version = resolve_version(spec.model, stores)
     loaded = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
                           capacity=run.settings.model_cache_models)
@@ -65,10 +77,10 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
                        uncertainty=pred.uncertainty, fingerprint=pred.meta.get("fingerprint"))
     except _Stop:
         buffer.flush()
-        return {}
+        return False
     buffer.flush()
     parent_progress.maybe_report(force=True)
-    return {}
+    return True
 
 
 class _ParentProgress:

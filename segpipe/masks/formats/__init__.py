@@ -25,11 +25,14 @@ from segpipe.masks.formats.base import (
     default_formats,
     export,
     formats_for,
+    job_level_formats,
     kept_rows,
     parse_category_ids,
+    per_image_formats,
     prelabel_rows,
 )
 
 __all__ = ["PREDICTION_FORMATS", "TASKS", "ExportContext", "FormatWriter", "MultiExport", "check_formats",
            "default_formats", "export",
-           "formats_for", "kept_rows", "parse_category_ids", "prelabel_rows"]
+           "formats_for", "job_level_formats", "kept_rows", "parse_category_ids", "per_image_formats",
+           "prelabel_rows"]

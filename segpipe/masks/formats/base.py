@@ -7,6 +7,11 @@ all a new format takes::
 
     @PREDICTION_FORMATS.register("my-format", description="…", tags=("instance", "semantic"))
     class MyWriter(FormatWriter): ...
+
+A writer says whether its files are *per image* (``per_image``: the folders it writes each image's
+files into, which need no other image) or *job-level* (files that need every image: a COCO file, a
+zip, a task list). A sharded predict job lets each shard write its own images' per-image files and
+leaves only the job-level ones to the parent (`per_image_formats`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from segpipe.errors import ConfigError, DataError
 from segpipe.masks.duplicates import DEFAULT_DUPLICATE_IOU, suppress_duplicates
@@ -81,6 +87,14 @@ class FormatWriter:
     single_file: str | None = None
     #: True for pre-labels an annotator corrects: duplicates are suppressed unless the context says not
     annotator_facing: bool = False
+    #: per-image formats: the folders (under the export folder) that hold each image's files, which
+    #: depend on that image alone; empty for a job-level format (its files need every image)
+    per_image: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def folders(cls, task: str) -> tuple[str, ...]:
+        """The folders a per-image format writes for a job of ``task`` (every image gets files in each)."""
+        return cls.per_image
 
     def __init__(self, out: Path, ctx: ExportContext) -> None:
         self.out = Path(out)
@@ -129,6 +143,16 @@ def default_formats(task: str) -> list[str]:
     """What a predict job writes when its config names no formats: COCO results always, plus the COCO
     dataset and class-id PNGs where the task has them (csv for classification)."""
     return list(traits(task).default_formats)
+
+
+def per_image_formats(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` whose files are per image (`FormatWriter.per_image`), in the order given."""
+    return [n for n in names if PREDICTION_FORMATS.get(n).per_image]
+
+
+def job_level_formats(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` whose files need every image of the job, in the order given."""
+    return [n for n in names if not PREDICTION_FORMATS.get(n).per_image]
 
 
 def formats_for(task: str) -> list[str]:

@@ -50,6 +50,8 @@ def rows_to_prediction(image: ExportImage, rows: Sequence[PredictionRow], ctx: E
 
 @PREDICTION_FORMATS.register("overlay", description="the prediction drawn over each image: overlays/<name>.png", tags=TASKS)
 class OverlayWriter(FormatWriter):
+    per_image = ("overlays",)
+
     def add(self, image: ExportImage) -> None:
         from segpipe.masks import render
 

@@ -98,6 +98,12 @@ def instance_sidecar(image: ExportImage, rows: Sequence[PredictionRow], id_map: 
 @PREDICTION_FORMATS.register("png", description="class-id PNG per image (+ instance map and sidecar JSON for instance jobs)",
                   tags=("instance", "semantic", "binary"))
 class PngWriter(FormatWriter):
+    per_image = ("masks", "instances")
+
+    @classmethod
+    def folders(cls, task: str) -> tuple[str, ...]:
+        return cls.per_image if traits(task).instance_masks else ("masks",)
+
     def add(self, image: ExportImage) -> None:
         rows = kept_rows(image, self.ctx)
         classes, ids = maps(rows, image.height, image.width)

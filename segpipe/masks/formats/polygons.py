@@ -46,6 +46,8 @@ def document(image: ExportImage, rows: Sequence[PredictionRow], tolerance: float
 @PREDICTION_FORMATS.register("polygons", description="polygons JSON per image (image size, category id and name, score)",
                   tags=("instance", "detection", "semantic", "binary"))
 class PolygonsWriter(FormatWriter):
+    per_image = ("polygons",)
+
     def add(self, image: ExportImage) -> None:
         target = self.path("polygons", image.stem + ".json")
         target.write_text(json.dumps(document(image, kept_rows(image, self.ctx), self.ctx.polygon_tolerance)))

@@ -13,7 +13,15 @@ import pytest
 from PIL import Image
 
 from segpipe.errors import ConfigError, DataError
-from segpipe.masks.formats import PREDICTION_FORMATS, TASKS, check_formats, default_formats, export
+from segpipe.masks.formats import (
+    PREDICTION_FORMATS,
+    TASKS,
+    check_formats,
+    default_formats,
+    export,
+    job_level_formats,
+    per_image_formats,
+)
 from segpipe.masks.formats.label_studio import brush_rle_to_mask, mask_to_brush_rle
 from segpipe.masks.rows import ExportImage
 from tests.masks.formats.samples import CASES, case
@@ -25,12 +33,11 @@ PAIRS = [(entry.name, task) for entry in PREDICTION_FORMATS for task in TASKS if
 def test_every_format_writes_every_image(fmt: str, task: str, tmp_path: Path) -> None:
     images, ctx = case(task)
     if fmt == "overlay":
-        images = [ExportImage(i.key, i.file_name, i.height, i.width, i.rows,
-                              lambda i=i: np.zeros((i.height, i.width, 3), np.uint8)) for i in images]
+        images = _with_pixels(images)
     files = export(images, [fmt], ctx, tmp_path)[fmt]
     assert files and all(p.is_file() for p in files)
     for image in images:  # every image is in the export, whatever it holds
-        if fmt in ("png", "polygons", "overlay"):
+        if PREDICTION_FORMATS.get(fmt).per_image:
             assert any(p.with_suffix("").as_posix().endswith(image.stem) for p in files), image.key
         elif fmt == "coco":
             listed = json.loads((tmp_path / "annotations" / "instances_default.json").read_text())["images"]
@@ -43,6 +50,36 @@ def test_every_format_writes_every_image(fmt: str, task: str, tmp_path: Path) ->
                 assert image.stem in archive.read("ImageSets/Segmentation/default.txt").decode().split()
         else:  # coco-results, csv: one line per row, nothing to list for an image without rows
             assert fmt in ("coco-results", "csv")
+
+
+def _with_pixels(images: list[ExportImage]) -> list[ExportImage]:
+    return [ExportImage(i.key, i.file_name, i.height, i.width, i.rows,
+                        lambda i=i: np.zeros((i.height, i.width, 3), np.uint8)) for i in images]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("fmt", "task"), PAIRS)
+def test_a_per_image_format_writes_each_image_alone(fmt: str, task: str, tmp_path: Path) -> None:
+    """What a sharded predict job relies on: a per-image format's files for a few images, written by
+    separate exports (one per shard) into one folder, are the files of one export of them all, inside
+    the folders the format declares, each declared folder written; a job-level format declares none."""
+    writer = PREDICTION_FORMATS.get(fmt)
+    if not writer.per_image:
+        assert writer.folders(task) == () and job_level_formats([fmt]) == [fmt] and not per_image_formats([fmt])
+        return
+    images, ctx = case(task)
+    images = _with_pixels(images)
+    export(images, [fmt], ctx, tmp_path / "whole")
+    for image in images:
+        export([image], [fmt], ctx, tmp_path / "pieces")
+    whole = _tree(tmp_path / "whole")
+    assert whole and _tree(tmp_path / "pieces") == whole
+    folders = writer.folders(task)
+    assert {name.split("/")[0] for name in whole} == set(folders) and set(folders) <= set(writer.per_image)
+    assert per_image_formats([fmt, "coco-results"]) == [fmt]
 
 
 def test_empty_images_in_one_layer_formats(tmp_path: Path) -> None:
