@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segpipe import job_kinds
 from segpipe.config import JobConfig
@@ -14,6 +15,9 @@ from segpipe.errors import ConfigError
 from segpipe.jobs.specs import version_ref
 from segpipe.jobs.versions import checkpoint_path
 from segpipe.stores import ModelVersion, Stores
+
+if TYPE_CHECKING:
+    from segpipe.jobs.run import JobRun
 
 log = logging.getLogger("segpipe.pipeline")
 
@@ -44,6 +48,22 @@ def resolve_weights_ref(config: JobConfig, stores: Stores) -> None:
         path = resolve_model_ref(weights, stores)
         log.info("model.weights %s is %s", weights, path)
         config.model.weights = str(path)
+
+
+def record_version(run: JobRun, ref: str) -> ModelVersion | None:
+    """Resolve a ``NAME@production|latest|N`` reference now and record on ``run``'s job which version it
+    meant (the row's model name and version, ``progress.model`` = ``NAME@N``, the model version its
+    exports name); None, recording nothing, for other references."""
+    version = resolve_version(ref, run.stores)
+    if version is not None:
+        run.stores.jobs.record_model(run.job_id, version.name, version.version)
+        run.progress({"model": pinned_ref(version)}, force=True)
+    return version
+
+
+def pinned_ref(version: ModelVersion) -> str:
+    """``NAME@N``: the reference that means ``version`` whatever is promoted later."""
+    return f"{version.name}@{version.version}"
 
 
 def resolve_version(ref: str, stores: Stores) -> ModelVersion | None:

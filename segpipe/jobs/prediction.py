@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from segpipe.prediction import Prediction
 
 from segpipe.jobs.exports import JobExportSource, export_job, job_source, predict_formats
-from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
+from segpipe.jobs.model_refs import record_version, resolve_model_ref
 from segpipe.jobs.run import JobRun, staged
 from segpipe.jobs.sharding.coordinate import coordinate
 from segpipe.jobs.specs import PredictSpec
@@ -73,10 +73,7 @@ def _predict_whole(run: JobRun, spec: PredictSpec) -> dict[str, str]:
     def on_failed(item: ImageItem, reason: str) -> None:
         record_failed_image(run, run.job_id, str(item.image_id), reason)
 
-    version = resolve_version(spec.model, stores)
-    if version is not None:  # which version NAME@production meant when this job ran
-        stores.jobs.record_model(run.job_id, version.name, version.version)
-        run.progress({"model": f"{version.name}@{version.version}"}, force=True)
+    version = record_version(run, spec.model)  # which version NAME@production meant when this job ran
     from segpipe.engine.model_cache import cached_model  # torch
 
     model = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 import zipfile
 from collections import Counter
@@ -193,3 +194,68 @@ def test_a_sharded_job_exports_what_an_unsharded_one_does(svc: Service, tiny_mod
     assert [name for name in ours if ours[name] != theirs[name]] == []
     assert len([n for n in ours if n.startswith("masks/")]) == 30 and "tasks.json" in ours
     assert done[sharded]["artifacts"] == done[whole]["artifacts"]
+
+
+def _register(svc: Service, name: str, run_dir: Path, *, broken: bool = False) -> int:
+    """A version of ``name`` whose checkpoint is a copy of ``run_dir`` (``broken``: the small files kept,
+    the checkpoint replaced by bytes no worker can load)."""
+    folder = svc.data_dir(f"model-{name}") / "run"
+    shutil.copytree(run_dir, folder)
+    if broken:
+        (folder / "best.pt").write_bytes(b"not a checkpoint")
+    return svc.stores.versions.register(name, "binary", "cfg", checkpoint=str(folder / "best.pt")).version
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_a_sharded_job_records_the_version_an_unsharded_one_does(svc: Service, tiny_model) -> None:
+    """``NAME@production`` is resolved once, by the parent: its row, progress and exports (Label Studio's
+    model_version, the COCO file's description) name ``NAME@1``, as an unsharded job's do."""
+    _register(svc, "recorded", tiny_model)
+    svc.stores.versions.promote("recorded", 1)
+    images = make_shapes_coco(svc.data_dir("recorded"), n_images=20, size=(32, 32), seed=12, crowd=False).images
+    formats = ["png", "label-studio", "coco"]
+    sharded = svc.submit("predict", predict_spec("recorded@production", images, formats=formats, shard_size=10))
+    whole = svc.submit("predict", predict_spec("recorded@production", images, formats=formats, shard_size=1000))
+    done = {job_id: svc.wait_done(job_id) for job_id in (sharded, whole)}
+    assert len(svc.stores.shards.children(sharded)) == 2 and not svc.stores.shards.children(whole)
+    for job in done.values():
+        assert (job["model_name"], job["model_version"], job["progress"]["model"]) == ("recorded", 1, "recorded@1"), job
+    tasks = json.loads((svc.job_dir(sharded) / "predictions" / "tasks.json").read_text())
+    assert {p["model_version"] for t in tasks for p in t["predictions"]} == {"recorded@1"}
+    ours, theirs = (_files(svc.job_dir(job_id) / "predictions") for job_id in (sharded, whole))
+    assert [name for name in sorted(ours) if ours[name] != theirs.get(name)] == []
+
+
+@pytest.mark.integration
+@PG_ONLY
+def test_shards_use_the_version_pinned_at_the_split(svc: Service, tiny_model) -> None:
+    """A promotion after the split and before any shard runs changes nothing: every shard runs (and reports)
+    the version production was when the parent split. The order is made by hand: with no worker running, this
+    process claims and splits the parent (the shards' messages go to Redis), then version 2 — a checkpoint no
+    worker can load — is promoted, then a worker starts and runs the shards."""
+    from segpipe.jobs.execute import run_job
+    from segpipe.service import publish
+
+    _register(svc, "pinned", tiny_model)
+    _register(svc, "pinned", tiny_model, broken=True)
+    svc.stores.versions.promote("pinned", 1)
+    images = make_shapes_coco(svc.data_dir("pinned"), n_images=30, size=(32, 32), seed=13, crowd=False).images
+    svc.stop_workers(keep_main=False)
+    job_id = svc.submit("predict", predict_spec("pinned@production", images, formats=["png", "label-studio"],
+                                                shard_size=10))
+    run_job(job_id, stores=svc.stores, settings=svc.settings, owner="test:splitter",
+            publish=lambda jid, queue: publish(svc.celery, jid, queue))
+    children = svc.stores.shards.children(job_id)
+    assert len(children) == 3 and all(c.state == "queued" for c in children)
+    svc.stores.versions.promote("pinned", 2)
+
+    svc.replace_main()
+    job = svc.wait_done(job_id)
+    assert (job["model_name"], job["model_version"], job["progress"]["model"]) == ("pinned", 1, "pinned@1"), job
+    children = svc.stores.shards.children(job_id)
+    assert [(c.state, (c.progress or {}).get("model"), c.model_version) for c in children] == \
+        [("succeeded", "pinned@1", 1)] * 3
+    assert svc.stores.predictions.count_images(job_id) == 30
+    tasks = json.loads((svc.job_dir(job_id) / "predictions" / "tasks.json").read_text())
+    assert {p["model_version"] for t in tasks for p in t["predictions"]} == {"pinned@1"}

@@ -1,7 +1,10 @@
 """The parent predict job's side of sharding.
 
 A predict job with more than ``predict.shard_size`` images is claimed once to *split* it: its images
-are listed once, cut into shards (child jobs holding their own image lists), the parent's lease is
+are listed once, its model reference resolved once (``NAME@production`` → ``NAME@3``, recorded on the
+parent as an unsharded job records it, and written into every shard, so all shards and any re-run of
+one use that version whatever is promoted meanwhile), cut into shards (child jobs holding their own
+image lists), the parent's lease is
 handed to the shards (`ShardStore.hand_off`) and their messages published; the worker then goes on
 with the next message. When the last shard ends, the parent is re-queued, and the worker that claims
 it *finishes* it: a failure reason naming the failed shards, or the job-level exports from the store
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 
 from segpipe.errors import SegpipeError
+from segpipe.jobs.model_refs import pinned_ref, record_version
 from segpipe.jobs.run import HandedOff, JobRun, LeaseLost, Publish
 from segpipe.jobs.specs import PredictSpec, ShardSpec, dump_spec, load_spec
 from segpipe.storage.cache import worker_cache
@@ -59,9 +63,13 @@ def _split(run: JobRun, spec: PredictSpec) -> list[Job]:
     size = spec.predict.shard_size
     if len(items) <= size or run.should_stop():
         return []
+    # the version NAME@production means now, recorded on the parent before any shard exists and written
+    # into every shard as NAME@N: a promotion or rollback while the shards run changes none of them
+    version = record_version(run, spec.model)
+    pinned = spec if version is None else spec.model_copy(update={"model": pinned_ref(version)})
     slices = [items[i : i + size] for i in range(0, len(items), size)]
     configs = [
-        dump_spec(ShardSpec(parent=run.job_id, index=i, count=len(slices), spec=spec,
+        dump_spec(ShardSpec(parent=run.job_id, index=i, count=len(slices), spec=pinned,
                             items=part))
         for i, part in enumerate(slices)
     ]

@@ -6,8 +6,9 @@ after its worker died skips the images already stored, whoever stored them. Once
 stored, a shard writes their per-image files (PNG masks, polygons, …) from the store into the parent's
 export folder — all of them, also those an earlier attempt stored, so a shard run again rewrites the
 same files whole — and the parent's finish writes only the job-level files (COCO results, CVAT,
-Label Studio), so it no longer grows with the images. The model comes from the worker's model cache,
-so consecutive shards of one job load the checkpoint once.
+Label Studio), so it no longer grows with the images. The model is the version the parent pinned when
+it split (``NAME@N``, in the shard's spec; recorded on the shard's row and progress too), from the
+worker's model cache, so consecutive shards of one job load the checkpoint once.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from typing import Any
 from segpipe.engine.model_cache import cached_model
 from segpipe.engine.predict import ImageItem, predict_items
 from segpipe.jobs.exports import job_source, listed_files
-from segpipe.jobs.model_refs import resolve_model_ref, resolve_version
+from segpipe.jobs.model_refs import record_version, resolve_model_ref
 from segpipe.jobs.prediction import record_failed_image, write_image_files
 from segpipe.jobs.run import JobRun
 from segpipe.jobs.sharding.listing import local_items
 from segpipe.jobs.specs import ShardSpec
 from segpipe.masks.rows import prediction_rows
 from segpipe.storage.cache import worker_cache
+from segpipe.stores import ModelVersion
 from segpipe.stores.predictions import PredictionBuffer
 
 
@@ -34,6 +36,7 @@ class _Stop(Exception):
 
 def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     stores, spec, parent = run.stores, shard.spec, shard.parent
+    version = record_version(run, spec.model)  # the parent pinned it at its split: NAME@N, whoever promotes since
     done = stores.predictions.done_images(parent)
     todo_keys = [it for it in shard.items if str(it[1]) not in done]
     items = shard.items
@@ -41,17 +44,17 @@ def run_shard(run: JobRun, shard: ShardSpec) -> dict[str, str]:
     counts = {"done": len(items) - len(todo), "total": len(items)}
     run.progress({"phase": "predict", "shard": shard.index, "images_done": counts["done"],
                   "images_total": counts["total"]}, force=True)
-    if todo and not _predict(run, shard, todo, counts):
+    if todo and not _predict(run, shard, version, todo, counts):
         return {}  # stopped: the shard's next attempt (or nobody, when cancelled) writes its files
     source = job_source(stores, parent, files=listed_files(spec.images, items, todo))
     write_image_files(run, spec, parent, source, [str(image_id) for _, image_id, _ in items])
     return {}
 
 
-def _predict(run: JobRun, shard: ShardSpec, todo: list[ImageItem], counts: dict[str, int]) -> bool:
+def _predict(run: JobRun, shard: ShardSpec, version: ModelVersion | None, todo: list[ImageItem],
+             counts: dict[str, int]) -> bool:
     """Predict ``todo`` into the parent's predictions; False when stopped (cancel, lost lease)."""
     stores, spec, parent = run.stores, shard.spec, shard.parent
-    version = resolve_version(spec.model, stores)
     loaded = cached_model(resolve_model_ref(spec.model, stores, version=version), spec.device,
                           capacity=run.settings.model_cache_models)
     cfg = spec.predict
