@@ -238,7 +238,6 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
     sums: dict[str, torch.Tensor] = {}
     counted = 0
     limit = cfg.max_steps_per_epoch * cfg.accumulate if cfg.max_steps_per_epoch else None
-    synced = True  # whether the gradients accumulated so far were all-reduced (always, without DDP)
     for raw_batch in loader:
         batch = ctx.adapter.prepare(raw_batch, ctx.device)
         ends_step = _ends_step(s.batch_in_epoch + 1, cfg.accumulate, ctx.batches_per_epoch)
@@ -248,7 +247,6 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
             total = cast(torch.Tensor, sum(losses.values()))  # the adapter returns at least one loss
             loss = total / cfg.accumulate
             (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
-        synced = ends_step or not isinstance(model, nn.parallel.DistributedDataParallel)
         s.batch_in_epoch += 1
         s.step_done = ends_step
         if s.step_done:
@@ -266,8 +264,7 @@ def _run_epoch(ctx: TrainContext, loader: Iterable[dict[str, Any]], hooks: list[
         if limit is not None and s.batch_in_epoch >= limit:
             break
     if not s.step_done and counted:  # leftover accumulated gradients at the end of the epoch
-        if not synced:
-            distributed.average_gradients(model)
+        distributed.average_gradients(model)  # under DDP the last micro-batch kept them local (no_sync)
         _optimizer_step(ctx)
     s.epoch_losses = {k: float(v) / max(counted, 1) for k, v in sums.items()}
     return True
