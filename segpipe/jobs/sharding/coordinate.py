@@ -128,7 +128,7 @@ def write_exports(run: JobRun, spec: PredictSpec, children: list[Job]) -> dict[s
 
 
 def _shard_spec(job: Job) -> ShardSpec:
-    spec = load_spec(job.kind, job.config)
+    spec = load_spec(job.kind, job.config, source=f"job {job.id}")
     if not isinstance(spec, ShardSpec):
         raise SegpipeError(f"job {job.id}: its config is not a predict-shard document")
     return spec
